@@ -1,0 +1,56 @@
+"""The one small interface every backend implements.
+
+A backend runs one subagent call to completion. It must be cancellation-safe (the registry cancels it
+on timeout, on ``cancel_tasks`` and at shutdown), must not take a timeout parameter (the registry wraps
+it in ``fail_after``; a backend may read ``anyio.current_effective_deadline()`` to stop retrying in
+time), and translates its provider's exceptions into ``TaskFailure`` at its border.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from fanout_mcp.server.models import SubagentRequest, SubagentResult, Tokens
+
+
+class TaskSink(Protocol):
+    """Where a backend reports what happens while a task runs."""
+
+    def response_started(self) -> None:
+        """The provider began answering (the shared prompt prefix is now cached)."""
+
+    def append(self, text: str) -> None:
+        """More of the answer arrived."""
+
+    def restart(self, note: str) -> None:
+        """The attempt failed and will be retried: drop the partial answer and say why."""
+
+    def status(self, text: str) -> None:
+        """A status line for the task, e.g. that it is waiting out a rate limit."""
+
+    def add_usage(self, model: str, tokens: Tokens) -> None:
+        """Tokens one provider call used (failed attempts included: they are billed too)."""
+
+
+class Backend(Protocol):
+    """Runs subagents on one kind of provider."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def caches_prompts(self) -> bool:
+        """Whether a warm-first start pays off (the provider caches a shared prompt prefix)."""
+        ...
+
+    def unavailable_reason(self) -> str | None:
+        """Why this backend cannot run anything here (for the calling model), or None if it can."""
+        ...
+
+    async def run(self, request: SubagentRequest, sink: TaskSink) -> SubagentResult:
+        """Run one subagent to completion.
+
+        Raises:
+            TaskFailure: the subagent failed; ``kind`` says why.
+        """
+        ...

@@ -1,0 +1,294 @@
+"""Subagents on the Anthropic Messages API.
+
+One ``AsyncAnthropic`` (made in the server's lifespan, on its event loop) serves every task. Answers
+are streamed, so a running task's partial output is visible. The SDK's own retries are off
+(``max_retries=0``): they use a fixed count and sleep for any ``retry-after`` without a cap. Instead a
+transient fault (429, 529, 5xx, 408, 409, a dropped or refused connection, an ``overloaded_error``
+mid-stream) is retried here with back-off for as long as the task's deadline allows, and 429/529 also
+tell the shared ``Throttle`` to send fewer requests for a while. Provider exceptions become
+``TaskFailure`` in ``_classify`` and nowhere else.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import math
+import random
+from email.utils import parsedate_to_datetime
+from typing import Any, Final
+
+import anthropic
+import anyio
+import httpx2
+
+from fanout_mcp.server.backends import TaskSink
+from fanout_mcp.server.errors import TaskFailure
+from fanout_mcp.server.models import SubagentRequest, SubagentResult, Tokens
+from fanout_mcp.server.state import ErrorKind
+from fanout_mcp.server.throttle import Throttle
+
+logger = logging.getLogger(__name__)
+
+NAME: Final = "anthropic"
+_RETRYABLE_STATUS: Final = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+
+
+class _Transient(Exception):
+    """A fault worth retrying. ``pushback`` marks the provider asking for less load (429/529)."""
+
+    def __init__(self, what: str, retry_after: float | None, *, pushback: bool) -> None:
+        super().__init__(what)
+        self.what = what
+        self.retry_after = retry_after
+        self.pushback = pushback
+
+
+class AnthropicBackend:
+    """Runs subagents through one shared ``AsyncAnthropic`` client."""
+
+    def __init__(
+        self,
+        client: anthropic.AsyncAnthropic,
+        throttle: Throttle,
+        *,
+        retry_cap_s: float,
+        backoff_base_s: float = 0.5,
+    ) -> None:
+        self._client = client
+        self._throttle = throttle
+        self._retry_cap_s = retry_cap_s
+        self._backoff_base_s = backoff_base_s
+
+    @property
+    def name(self) -> str:
+        return NAME
+
+    @property
+    def caches_prompts(self) -> bool:
+        return True
+
+    @property
+    def throttle(self) -> Throttle:
+        return self._throttle
+
+    def unavailable_reason(self) -> str | None:
+        client = self._client
+        if client.api_key or client.auth_token or client.credentials is not None:
+            return None
+        return (
+            "no Anthropic API credentials: the server's environment has no ANTHROPIC_API_KEY (or "
+            'ANTHROPIC_AUTH_TOKEN). Set it in the MCP server\'s configuration (the "env" block of the '
+            "client's config, see the fanout-mcp README) and restart the server."
+        )
+
+    async def run(self, request: SubagentRequest, sink: TaskSink) -> SubagentResult:
+        attempt = 0
+        started = anyio.current_time()
+        while True:
+            attempt += 1
+            try:
+                async with self._throttle.slot():
+                    result = await self._attempt(request, sink)
+            except _Transient as fault:
+                delay = self._delay(fault, attempt)
+                if fault.pushback:
+                    self._throttle.pushback(delay)
+                if anyio.current_time() + delay >= anyio.current_effective_deadline():
+                    raise _give_up(fault, attempt, anyio.current_time() - started) from None
+                sink.restart(f"{fault.what}; retrying in {delay:.1f} s (attempt {attempt + 1})")
+                await anyio.sleep(delay)
+            else:
+                self._throttle.success()
+                return result
+
+    async def _attempt(self, request: SubagentRequest, sink: TaskSink) -> SubagentResult:
+        chunks: list[str] = []
+        usage = _UsageReading()
+        model, stop_reason = request.model, None
+        try:
+            stream = await self._client.messages.create(
+                model=request.model,
+                max_tokens=request.max_tokens,
+                system=[_system_block(request)],
+                messages=[{"role": "user", "content": request.prompt}],
+                stream=True,
+            )
+            try:
+                async for event in stream:
+                    if event.type == "content_block_delta":
+                        if event.delta.type == "text_delta":
+                            chunks.append(event.delta.text)
+                            sink.append(event.delta.text)
+                    elif event.type == "message_start":
+                        model = event.message.model
+                        usage.start(event.message.usage)
+                        sink.response_started()
+                    elif event.type == "message_delta":
+                        stop_reason = event.delta.stop_reason
+                        usage.delta(event.usage)
+            finally:
+                with anyio.move_on_after(2, shield=True):
+                    await stream.close()
+        except Exception as exc:
+            mapped = _classify(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+        finally:
+            if usage.seen:
+                sink.add_usage(model, usage.tokens())
+        return SubagentResult(text="".join(chunks), model=model, stop_reason=stop_reason)
+
+    def _delay(self, fault: _Transient, attempt: int) -> float:
+        if fault.retry_after is not None:
+            return min(max(fault.retry_after, 0.0), self._retry_cap_s)
+        backoff = self._backoff_base_s * 2 ** min(attempt - 1, 16)
+        return min(backoff, self._retry_cap_s) * random.uniform(0.75, 1.0)  # jitter, not crypto
+
+
+def _system_block(request: SubagentRequest) -> Any:
+    block: dict[str, Any] = {"type": "text", "text": request.system}
+    if request.cache_system:
+        block["cache_control"] = {"type": "ephemeral"}
+    return block
+
+
+class _UsageReading:
+    """Usage from ``message_start`` and the cumulative counts in ``message_delta``."""
+
+    __slots__ = ("cache_read", "cache_write", "input", "output", "seen")
+
+    def __init__(self) -> None:
+        self.seen = False
+        self.input = self.output = self.cache_write = self.cache_read = 0
+
+    def start(self, usage: Any) -> None:
+        self.seen = True
+        self.input = usage.input_tokens or 0
+        self.output = usage.output_tokens or 0
+        self.cache_write = usage.cache_creation_input_tokens or 0
+        self.cache_read = usage.cache_read_input_tokens or 0
+
+    def delta(self, usage: Any) -> None:
+        self.seen = True
+        self.output = usage.output_tokens or self.output
+        if usage.input_tokens is not None:
+            self.input = usage.input_tokens
+        if usage.cache_creation_input_tokens is not None:
+            self.cache_write = usage.cache_creation_input_tokens
+        if usage.cache_read_input_tokens is not None:
+            self.cache_read = usage.cache_read_input_tokens
+
+    def tokens(self) -> Tokens:
+        return Tokens(self.input, self.output, self.cache_write, self.cache_read)
+
+
+def _classify(exc: Exception) -> Exception:
+    """Translate a provider exception into ``_Transient`` (retry) or ``TaskFailure`` (give up)."""
+    if isinstance(exc, anthropic.APIStatusError):
+        return _classify_status(exc)
+    if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException):
+        return _Transient("the Messages API did not answer in time", None, pushback=False)
+    if isinstance(exc, anthropic.APIConnectionError | httpx2.TransportError):
+        return _Transient(f"connection to the Messages API failed ({_cause(exc)})", None, pushback=False)
+    if isinstance(exc, anthropic.CredentialsError):
+        return TaskFailure(ErrorKind.BACKEND_UNAVAILABLE, f"the Anthropic credentials cannot be used: {exc}")
+    if isinstance(exc, anthropic.APIResponseValidationError):
+        return TaskFailure(
+            ErrorKind.API_ERROR, f"the Messages API sent an answer that could not be read: {exc}"
+        )
+    if isinstance(exc, anthropic.AnthropicError):
+        return TaskFailure(ErrorKind.API_ERROR, f"the Anthropic SDK failed: {exc}")
+    return exc
+
+
+def _classify_status(exc: anthropic.APIStatusError) -> Exception:
+    status, headers = exc.status_code, exc.response.headers
+    detail = exc.api_message or exc.message
+    if status == 200:  # an `error` event inside a streamed answer
+        if exc.type in {"overloaded_error", "rate_limit_error"}:
+            return _Transient(f"the provider was overloaded mid-answer ({exc.type})", None, pushback=True)
+        return _Transient(f"the answer stream broke off: {detail}", None, pushback=False)
+    should_retry = headers.get("x-should-retry")
+    retryable = status in _RETRYABLE_STATUS and not _is_spend_limit(exc)
+    if should_retry == "true" or (retryable and should_retry != "false"):
+        label = {429: "rate limited (429)", 529: "overloaded (529)"}.get(status, f"HTTP {status}")
+        return _Transient(label, _retry_after(headers), pushback=status in {429, 529})
+    request_id = f" (request id {exc.request_id})" if exc.request_id else ""
+    if status in {401, 403}:
+        return TaskFailure(
+            ErrorKind.BACKEND_UNAVAILABLE,
+            f"the Messages API refused the credentials ({status}: {detail}){request_id}. "
+            "Check ANTHROPIC_API_KEY in the server's environment.",
+        )
+    if _is_spend_limit(exc) or status == 402:
+        return TaskFailure(
+            ErrorKind.BACKEND_UNAVAILABLE, f"the account cannot be billed ({status}: {detail}){request_id}."
+        )
+    if status == 404:
+        return TaskFailure(
+            ErrorKind.INVALID_INPUT,
+            f"the Messages API answered 404: {detail}{request_id}. Most often the model id is wrong; "
+            "use one such as claude-sonnet-5-5, or leave model unset for the server's default.",
+        )
+    if status in {400, 413, 422}:
+        return TaskFailure(
+            ErrorKind.INVALID_INPUT,
+            f"the Messages API rejected the request ({status}: {detail}){request_id}. Change the task "
+            "(a shorter prompt, fewer files, another max_tokens or model) and spawn it again.",
+        )
+    return TaskFailure(ErrorKind.API_ERROR, f"the Messages API answered {status}: {detail}{request_id}")
+
+
+def _is_spend_limit(exc: anthropic.APIStatusError) -> bool:
+    return bool(exc.error_code and "spend_limit" in str(exc.error_code))
+
+
+def _retry_after(headers: httpx2.Headers) -> float | None:
+    """Seconds the provider asked us to wait: ``retry-after-ms`` first, then ``retry-after``."""
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms is not None:
+        seconds = _number(raw_ms)
+        if seconds is not None:
+            return seconds / 1000
+    raw = headers.get("retry-after")
+    if raw is None:
+        return None
+    seconds = _number(raw)
+    if seconds is not None:
+        return seconds
+    try:
+        when = parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
+
+
+def _number(raw: str) -> float | None:
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+def _cause(exc: Exception) -> str:
+    cause = exc.__cause__ or exc.__context__
+    return type(cause or exc).__name__
+
+
+def _give_up(fault: _Transient, attempts: int, elapsed: float) -> TaskFailure:
+    kind = ErrorKind.RATE_LIMITED if fault.pushback else ErrorKind.API_ERROR
+    advice = (
+        "Its siblings kept their results. Spawn this task again later, or with a lower max_concurrency."
+        if fault.pushback
+        else "Spawn this task again later; if it keeps failing, check the provider's status."
+    )
+    return TaskFailure(
+        kind,
+        f"gave up after {attempts} attempts over {elapsed:.0f} s: {fault.what}; the task's timeout leaves "
+        f"no time for another try. {advice}",
+    )

@@ -1,0 +1,141 @@
+"""The registry's live record of one task. Only ``registry.py`` creates or changes these.
+
+An entry is also the ``TaskSink`` its backend reports to. Its state is written only by
+``TaskRegistry._move``; everything else here records what the backend says or reads the entry out as a
+frozen ``TaskSnapshot``. Large things (the prompt, the cancel scope, the partial-output chunks) are
+dropped when the task ends, so a finished entry stays small.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import anyio
+
+from fanout_mcp.server.models import (
+    SubagentRequest,
+    TaskError,
+    TaskSnapshot,
+    TaskSpec,
+    Tokens,
+    Usage,
+)
+from fanout_mcp.server.pricing import PriceTable
+from fanout_mcp.server.state import TaskState
+
+
+@dataclass(slots=True, eq=False)
+class Group:
+    """The tasks of one spawn."""
+
+    id: str
+    task_ids: list[str]
+    limiter: anyio.CapacityLimiter | None
+    live: int = 0  #: tasks of the group not yet evicted
+
+
+@dataclass(slots=True, eq=False)
+class Entry:
+    """One task as the registry tracks it."""
+
+    id: str
+    group: Group
+    spec: TaskSpec
+    prices: PriceTable
+    request: SubagentRequest | None
+    scope: anyio.CancelScope | None = field(default_factory=anyio.CancelScope)
+    done: anyio.Event = field(default_factory=anyio.Event)
+    state: TaskState = TaskState.QUEUED
+    chunks: list[str] | None = field(default_factory=list[str])
+    output: str | None = None
+    stop_reason: str | None = None
+    model: str | None = None
+    error: TaskError | None = None
+    note: str | None = None
+    cancel_note: str | None = None
+    attempts: int = 0
+    started: float | None = None  #: monotonic, when it began running
+    ended: float | None = None  #: monotonic
+    finished_at: float | None = None  #: wall clock, for retention
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
+    cost_usd: float | None = 0.0
+    warm_gate: anyio.Event | None = None  #: wait for this before queueing for a slot
+    opens: anyio.Event | None = None  #: set when this task's answer begins (its siblings may start)
+
+    # --- TaskSink: what the backend reports -------------------------------------------------------
+
+    def response_started(self) -> None:
+        if self.opens is not None:
+            self.opens.set()
+
+    def append(self, text: str) -> None:
+        if self.chunks is not None:
+            self.chunks.append(text)
+
+    def restart(self, note: str) -> None:
+        if self.chunks is not None:
+            self.chunks.clear()
+        self.note = note
+        self.attempts += 1
+
+    def status(self, text: str) -> None:
+        self.note = text
+
+    def add_usage(self, model: str, tokens: Tokens) -> None:
+        self.model = model
+        self.input_tokens += tokens.input_tokens
+        self.output_tokens += tokens.output_tokens
+        self.cache_write_tokens += tokens.cache_write_tokens
+        self.cache_read_tokens += tokens.cache_read_tokens
+        cost = self.prices.cost(model, tokens)
+        self.cost_usd = None if cost is None or self.cost_usd is None else self.cost_usd + cost
+
+    # --- reading -----------------------------------------------------------------------------------
+
+    @property
+    def text(self) -> str | None:
+        """The answer: complete once completed, partial before (and kept if the task failed)."""
+        if self.output is not None:
+            return self.output
+        return "".join(self.chunks) if self.chunks else None
+
+    def usage(self) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            cache_write_tokens=self.cache_write_tokens,
+            cache_read_tokens=self.cache_read_tokens,
+            cost_usd=self.cost_usd,
+        )
+
+    def elapsed(self) -> float | None:
+        if self.started is None:
+            return None
+        end = self.ended if self.ended is not None else time.monotonic()
+        return round(end - self.started, 3)
+
+    def snapshot(self) -> TaskSnapshot:
+        spec = self.spec
+        return TaskSnapshot(
+            task_id=self.id,
+            group_id=self.group.id,
+            index=spec.index,
+            label=spec.label,
+            role=spec.role,
+            state=self.state,
+            backend=spec.backend,
+            model=self.model or spec.model,
+            output=self.text,
+            partial=self.state is not TaskState.COMPLETED,
+            stop_reason=self.stop_reason,
+            error=self.error,
+            note=self.note,
+            usage=self.usage(),
+            attempts=self.attempts,
+            elapsed_s=self.elapsed(),
+            cancel_requested=self.cancel_note is not None and not self.state.terminal,
+        )

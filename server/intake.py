@@ -1,0 +1,188 @@
+"""Turning a ``SpawnRequest`` into resolved task specs and prompts, or a clear refusal.
+
+Everything a caller can get wrong is caught here, before any task exists, with a message that says
+what to do instead. What is allowed but suspicious (tasks sharing files, identical tasks, a file cut to
+size) comes back as warnings.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import anyio
+
+from fanout_mcp.server.errors import InvalidInput
+from fanout_mcp.server.files import FileReader, FileText
+from fanout_mcp.server.models import SpawnRequest, SubagentRequest, TaskRequest, TaskSpec
+from fanout_mcp.server.prompt import build_prompt, build_system, estimate_tokens
+from fanout_mcp.server.settings import Settings
+
+_MAX_WARNINGS = 12
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedTask:
+    spec: TaskSpec
+    request: SubagentRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Intake:
+    """A spawn, ready to register."""
+
+    tasks: list[PlannedTask]
+    warm_first: bool  #: start one task per model first so its siblings read the prompt cache
+    max_concurrency: int | None
+    warnings: list[str]
+
+
+async def prepare(
+    request: SpawnRequest, settings: Settings, reader: FileReader, *, backend: str, caches_prompts: bool
+) -> Intake:
+    """Validate a spawn, read its files (in a worker thread) and build every task's prompt.
+
+    Raises:
+        InvalidInput: the message names the argument and the fix.
+    """
+    warnings: list[str] = []
+    _check_size(request, settings)
+    max_concurrency = _check_concurrency(request.max_concurrency, settings, warnings)
+    paths = [path for task in request.tasks for path in task.files]
+    files = await anyio.to_thread.run_sync(reader.read_files, paths) if paths else {}
+    _check_task_files(request.tasks, files, settings)
+    system = build_system(request.shared_context)
+    cache = bool(request.shared_context) and estimate_tokens(system) >= settings.cache_min_tokens
+    planned = [
+        _plan(i, task, files, system, cache, settings, backend) for i, task in enumerate(request.tasks)
+    ]
+    warnings += _warn_shared_files(request.tasks, files) + _warn_duplicates(request.tasks)
+    warnings += _warn_cut_files(files)
+    if len(warnings) > _MAX_WARNINGS:
+        warnings = [*warnings[:_MAX_WARNINGS], f"... and {len(warnings) - _MAX_WARNINGS} more warnings"]
+    return Intake(planned, cache and caches_prompts and len(planned) > 1, max_concurrency, warnings)
+
+
+def _check_size(request: SpawnRequest, settings: Settings) -> None:
+    if not request.tasks:
+        raise InvalidInput(
+            'tasks is empty: give at least one task, e.g. [{"task": "Review src/auth.py for injection '
+            'bugs", "role": "security reviewer", "files": ["src/auth.py"]}]'
+        )
+    limit = settings.max_tasks_per_spawn
+    if len(request.tasks) > limit:
+        raise InvalidInput(
+            f"{len(request.tasks)} tasks is more than one spawn may start ({limit}); split them over several "
+            "spawn_parallel calls (they all run in parallel), or ask the operator to raise --max-tasks."
+        )
+
+
+def _check_concurrency(value: int | None, settings: Settings, warnings: list[str]) -> int | None:
+    if value is None:
+        return None
+    if value < 1:
+        raise InvalidInput(f"max_concurrency must be at least 1 (got {value}); leave it out for the default")
+    if value > settings.max_concurrency:
+        warnings.append(
+            f"max_concurrency {value} is above the server's limit of {settings.max_concurrency}; "
+            f"at most {settings.max_concurrency} tasks run at once."
+        )
+        return None
+    return value
+
+
+def _check_task_files(
+    tasks: Sequence[TaskRequest], files: Mapping[str, FileText], settings: Settings
+) -> None:
+    limit = settings.max_task_file_bytes
+    for index, task in enumerate(tasks):
+        total = sum(files[path].shown for path in dict.fromkeys(task.files))
+        if total > limit:
+            raise InvalidInput(
+                f"task {index + 1} ({_name(task, index)}) names {total} bytes of files, more than "
+                f"{limit} per task; split it into tasks that each read fewer files."
+            )
+
+
+def _plan(
+    index: int,
+    task: TaskRequest,
+    files: Mapping[str, FileText],
+    system: str,
+    cache: bool,
+    settings: Settings,
+    backend: str,
+) -> PlannedTask:
+    model = task.model or settings.model
+    spec = TaskSpec(
+        index=index,
+        label=task.label or f"task {index + 1}",
+        role=task.role,
+        task=task.task,
+        model=model,
+        backend=backend,
+        timeout_s=task.timeout_s or settings.task_timeout_s,
+        files=tuple(task.files),
+    )
+    request = SubagentRequest(
+        model=model,
+        max_tokens=task.max_tokens or settings.max_tokens,
+        system=system,
+        prompt=build_prompt(task, files),
+        cache_system=cache,
+    )
+    return PlannedTask(spec, request)
+
+
+def _name(task: TaskRequest, index: int) -> str:
+    return repr(task.label) if task.label else f"#{index + 1}"
+
+
+def _warn_shared_files(tasks: Sequence[TaskRequest], files: Mapping[str, FileText]) -> list[str]:
+    readers: dict[str, list[int]] = defaultdict(list)
+    shown: dict[str, str] = {}
+    for index, task in enumerate(tasks):
+        for real in dict.fromkeys(files[path].real for path in task.files):
+            readers[real].append(index)
+        for path in task.files:
+            shown.setdefault(files[path].real, path)
+    return [
+        f"tasks {_list(indices, tasks)} all read {shown[real]!r}: if one needs another's result, or they "
+        "will edit the same file, they are not independent and should not run in parallel."
+        for real, indices in readers.items()
+        if len(indices) > 1
+    ]
+
+
+def _warn_duplicates(tasks: Sequence[TaskRequest]) -> list[str]:
+    seen: dict[tuple[object, ...], list[int]] = defaultdict(list)
+    for index, task in enumerate(tasks):
+        key = (
+            task.task.strip(),
+            task.role,
+            task.context,
+            tuple(task.files),
+            task.output_format,
+            tuple(task.focus_areas),
+            task.model,
+        )
+        seen[key].append(index)
+    return [
+        f"tasks {_list(indices, tasks)} are identical: they will do the same work (and cost) twice."
+        for indices in seen.values()
+        if len(indices) > 1
+    ]
+
+
+def _warn_cut_files(files: Mapping[str, FileText]) -> list[str]:
+    return [
+        f"file {file.path!r} has {file.size} bytes; only the first {file.shown} were put in the prompt."
+        for file in files.values()
+        if file.truncated
+    ]
+
+
+def _list(indices: Sequence[int], tasks: Sequence[TaskRequest]) -> str:
+    names = [_name(tasks[i], i) for i in indices]
+    return ", ".join(names[:-1]) + " and " + names[-1]

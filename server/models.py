@@ -1,0 +1,249 @@
+"""The engine's data: what a caller asks for, the frozen spec of a task, and the snapshots handed out.
+
+Three types describe a task (see ``registry.py`` for the third, the private live entry):
+
+* ``TaskRequest`` / ``SpawnRequest``: what the caller asked for, validated at the border.
+  The MCP tools and plan files use these same models, so their field descriptions are written
+  for the calling model.
+* ``TaskSpec`` and ``SubagentRequest``: what the registry resolved from a request (model, limits,
+  the prompt with file contents). Frozen.
+* ``TaskSnapshot``: a frozen read of a task at one moment, safe to hand out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from fanout_mcp.server.state import ErrorKind, TaskState
+
+# Bounds that hold whatever the operator configures; configurable limits are checked by the registry.
+_MAX_TOKENS_CEILING = 128_000
+_TIMEOUT_CEILING_S = 86_400.0
+
+
+class TaskRequest(BaseModel):
+    """One independent piece of work for one subagent."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    task: Annotated[
+        str,
+        Field(
+            min_length=1,
+            description="What this subagent must do, complete on its own: it sees no other task and "
+            "no conversation, only what you put here, the shared context and the files.",
+        ),
+    ]
+    role: Annotated[
+        str | None,
+        Field(
+            max_length=200,
+            description="Specialist role, e.g. 'security reviewer' or 'SQL performance'. The subagent is "
+            "told: 'You are a {role} specialist for this specific task.'",
+        ),
+    ] = None
+    context: Annotated[
+        str | None,
+        Field(
+            description="Background only this task needs. Context every task needs goes in shared_context."
+        ),
+    ] = None
+    files: Annotated[
+        list[str],
+        Field(
+            max_length=200,
+            description="Paths of text files the server reads and puts in the prompt (relative paths are "
+            "taken from the server's first root). Only files inside the server's allowed roots can be read.",
+        ),
+    ] = []
+    output_format: Annotated[
+        str | None,
+        Field(
+            description="The shape of answer you want back, e.g. 'a markdown list: severity, file:line, "
+            "finding, fix'. A common format across tasks makes synthesis easier."
+        ),
+    ] = None
+    focus_areas: Annotated[
+        list[str],
+        Field(max_length=50, description="Priorities, most important first."),
+    ] = []
+    label: Annotated[
+        str | None,
+        Field(max_length=120, description="Short name for this task in results, e.g. 'auth module'."),
+    ] = None
+    model: Annotated[
+        str | None,
+        Field(
+            min_length=1, max_length=200, description="Model id for this task; default: the server's model."
+        ),
+    ] = None
+    max_tokens: Annotated[
+        int | None,
+        Field(ge=1, le=_MAX_TOKENS_CEILING, description="Cap on the answer's length in tokens."),
+    ] = None
+    timeout_s: Annotated[
+        float | None,
+        Field(
+            gt=0,
+            le=_TIMEOUT_CEILING_S,
+            description="Seconds this task may run (from when it starts, not while queued), retries "
+            "included. Default: the server's task timeout.",
+        ),
+    ] = None
+
+
+class SpawnRequest(BaseModel):
+    """A fan-out: tasks that run in parallel, plus what they share."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tasks: list[TaskRequest]
+    shared_context: str | None = None
+    max_concurrency: int | None = None
+
+
+class Usage(BaseModel):
+    """Tokens as the provider reported them, and their cost (null when the model's price is unknown)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
+    cost_usd: float | None = 0.0
+
+    def __add__(self, other: Usage) -> Usage:
+        cost = None if self.cost_usd is None or other.cost_usd is None else self.cost_usd + other.cost_usd
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+            cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
+            cost_usd=cost,
+        )
+
+
+class TaskError(BaseModel):
+    """Why a task failed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: ErrorKind
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Tokens:
+    """Token counts of one provider call, before pricing."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SubagentRequest:
+    """Everything a backend needs for one subagent call.
+
+    ``system`` is the spawn's shared block: the same string object for every sibling, so that it is
+    byte-identical and the provider's prompt cache can serve it.
+    """
+
+    model: str
+    max_tokens: int
+    system: str
+    prompt: str
+    cache_system: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SubagentResult:
+    """What a backend returns when a subagent finished."""
+
+    text: str
+    model: str
+    stop_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """The resolved, immutable description of one task (small: kept after the task finishes)."""
+
+    index: int
+    label: str
+    role: str | None
+    task: str
+    model: str
+    backend: str
+    timeout_s: float
+    files: tuple[str, ...]
+
+
+class TaskSnapshot(BaseModel):
+    """A task as it was at one moment."""
+
+    model_config = ConfigDict(frozen=True)
+
+    task_id: str
+    group_id: str
+    index: int
+    label: str
+    role: str | None
+    state: TaskState
+    backend: str
+    model: str
+    output: str | None = Field(
+        description="The full answer once completed; the partial answer while running."
+    )
+    partial: bool = Field(description="True when output is incomplete because the task has not finished.")
+    stop_reason: str | None = None
+    error: TaskError | None = None
+    note: str | None = Field(default=None, description="Latest status line, e.g. a retry after a 429.")
+    usage: Usage
+    attempts: int
+    elapsed_s: float | None = Field(description="Seconds since the task started running (until it ended).")
+    cancel_requested: bool = False
+
+
+class SpawnedTask(BaseModel):
+    """One task of a spawn, as the spawn left it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    task_id: str
+    label: str
+    state: TaskState
+
+
+class SpawnReceipt(BaseModel):
+    """What ``spawn`` returns: the ids to collect later, and anything worth a second look."""
+
+    model_config = ConfigDict(frozen=True)
+
+    group_id: str
+    tasks: list[SpawnedTask]
+    warnings: list[str]
+
+
+class Counts(BaseModel):
+    """Tasks per state."""
+
+    model_config = ConfigDict(frozen=True)
+
+    queued: int = 0
+    running: int = 0
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+
+    @staticmethod
+    def of(states: list[TaskState]) -> Counts:
+        tally = dict.fromkeys(TaskState, 0)
+        for state in states:
+            tally[state] += 1
+        return Counts(**{state.value: n for state, n in tally.items()})

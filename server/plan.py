@@ -1,0 +1,113 @@
+"""Plan files: a fan-out described in JSON, run start to finish through the same engine.
+
+A plan has the shape of ``spawn_parallel``'s arguments (``tasks``, ``shared_context``,
+``max_concurrency``; a ``wait_s`` is accepted and ignored), plus an optional ``synthesis``:
+``{"mode": "auto" | "llm" | "merge" | "none", "instructions": "..."}``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from fanout_mcp.server.errors import InvalidInput
+from fanout_mcp.server.models import SpawnReceipt, SpawnRequest, TaskRequest, TaskSnapshot
+from fanout_mcp.server.runtime import Runtime
+from fanout_mcp.server.synthesis import Synthesis
+
+
+class SynthesisOptions(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mode: Literal["auto", "llm", "merge", "none"] = "auto"
+    instructions: str | None = None
+
+
+class Plan(BaseModel):
+    """A fan-out to run from a file."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tasks: list[TaskRequest]
+    shared_context: str | None = None
+    max_concurrency: int | None = None
+    wait_s: float | None = None  # accepted so a spawn_parallel call can be pasted as is; unused
+    synthesis: SynthesisOptions = SynthesisOptions()
+
+    def spawn_request(self) -> SpawnRequest:
+        return SpawnRequest(
+            tasks=self.tasks, shared_context=self.shared_context, max_concurrency=self.max_concurrency
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PlanOutcome:
+    receipt: SpawnReceipt
+    tasks: list[TaskSnapshot]
+    synthesis: Synthesis | None
+
+
+def load_plan(path: Path) -> Plan:
+    """Read and check a plan file.
+
+    Raises:
+        InvalidInput: the file is missing, is not JSON, or does not have the plan's shape.
+    """
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InvalidInput(f"cannot read plan {str(path)!r}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"plan {str(path)!r} is not valid JSON: {exc}") from None
+    try:
+        return Plan.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'plan'}: {err['msg']}" for err in exc.errors()
+        )
+        raise InvalidInput(f"plan {str(path)!r} is not a valid plan: {problems}") from None
+
+
+async def run_plan(
+    runtime: Runtime, plan: Plan, on_finish: Callable[[TaskSnapshot], Awaitable[None]] | None = None
+) -> PlanOutcome:
+    """Spawn the plan, wait for every task (``on_finish`` hears of each as it ends), then synthesise.
+
+    Raises:
+        InvalidInput, BackendUnavailable: as ``TaskRegistry.spawn``.
+    """
+    registry = runtime.registry
+    receipt = await registry.spawn(plan.spawn_request())
+    ids = [t.task_id for t in receipt.tasks]
+    reported: set[str] = set()
+
+    async def report() -> None:
+        for snap in registry.snapshots(ids):
+            if snap.state.terminal and snap.task_id not in reported:
+                reported.add(snap.task_id)
+                if on_finish is not None:
+                    await on_finish(snap)
+
+    await registry.wait(ids, on_change=report)
+    await report()
+    synthesis = await _synthesize(runtime, ids, plan.synthesis)
+    return PlanOutcome(receipt, registry.snapshots(ids), synthesis)
+
+
+async def _synthesize(runtime: Runtime, ids: list[str], options: SynthesisOptions) -> Synthesis | None:
+    if options.mode == "none":
+        return None
+    synth = runtime.synthesizer
+    available = runtime.registry.backend.unavailable_reason() is None
+    if options.mode == "merge" or (options.mode == "auto" and not available):
+        return synth.merge(ids)
+    synthesis_id = await synth.start_llm(ids, options.instructions)
+    await runtime.registry.wait([synthesis_id])
+    result = synth.result(synthesis_id, ids)
+    assert result is not None  # the synthesis task has ended
+    return result

@@ -1,0 +1,450 @@
+"""The task registry: every task of the server's lifetime, and the task group that runs them.
+
+``open_registry`` opens one anyio task group for the server's lifetime; every task runs in it, bounded
+by a ``CapacityLimiter`` (and by its spawn's own limiter when it asked for less). Each task gets its own
+cancel scope when it is spawned, before its runner starts, so cancelling a queued task works. A task's
+failure is recorded on the task and never reaches the task group: its siblings and the server go on.
+On exit every unfinished task ends ``cancelled`` and nothing is left running.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+
+from fanout_mcp.server.backends import Backend
+from fanout_mcp.server.entry import Entry, Group
+from fanout_mcp.server.errors import (
+    BackendUnavailable,
+    InvalidInput,
+    RegistryClosed,
+    TaskFailure,
+    UnknownTask,
+)
+from fanout_mcp.server.files import FileReader
+from fanout_mcp.server.intake import Intake, PlannedTask, prepare
+from fanout_mcp.server.models import (
+    Counts,
+    SpawnedTask,
+    SpawnReceipt,
+    SpawnRequest,
+    SubagentResult,
+    TaskError,
+    TaskSnapshot,
+    Usage,
+)
+from fanout_mcp.server.pricing import PriceTable
+from fanout_mcp.server.settings import Settings
+from fanout_mcp.server.state import ErrorKind, TaskState, can_move
+
+logger = logging.getLogger(__name__)
+
+_MAX_IDS_PER_CALL = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOutcome:
+    """What ``cancel`` did: ids it cancelled, and the tasks that had already ended."""
+
+    cancelled: list[str]
+    already_finished: list[TaskSnapshot]
+
+
+@dataclass(frozen=True, slots=True)
+class Statistics:
+    """How busy the registry is."""
+
+    queued: int
+    running: int
+    finished: int
+    capacity: int
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_urlsafe(12)}"
+
+
+class TaskRegistry:
+    """Spawns, tracks, cancels and evicts tasks. Create it with ``open_registry``."""
+
+    def __init__(
+        self,
+        task_group: anyio.abc.TaskGroup,
+        settings: Settings,
+        backend: Backend,
+        prices: PriceTable,
+    ) -> None:
+        self._tg = task_group
+        self._settings = settings
+        self._backend = backend
+        self._prices = prices
+        self._reader = FileReader(settings.roots, max_file_bytes=settings.max_file_bytes)
+        self._limiter = anyio.CapacityLimiter(settings.max_concurrency)
+        self._tasks: dict[str, Entry] = {}
+        self._groups: dict[str, Group] = {}
+        self._finished: deque[tuple[str, float]] = deque()
+        self._unfinished = 0
+        self._changed = anyio.Event()
+        self._closed = False
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @property
+    def backend(self) -> Backend:
+        return self._backend
+
+    # --- spawning ----------------------------------------------------------------------------------
+
+    async def spawn(self, request: SpawnRequest) -> SpawnReceipt:
+        """Start every task of ``request`` in the background and return their ids at once.
+
+        Raises:
+            InvalidInput: the request cannot run as given (the message says why and what to do).
+            BackendUnavailable: the backend is not configured.
+            RegistryClosed: the server is shutting down.
+        """
+        self._check_accepting(len(request.tasks))
+        intake = await prepare(
+            request,
+            self._settings,
+            self._reader,
+            backend=self._backend.name,
+            caches_prompts=self._backend.caches_prompts,
+        )
+        self._check_accepting(len(intake.tasks))  # the file reads awaited: check again
+        group = self._register(intake)
+        tasks = [
+            SpawnedTask(task_id=i, label=self._tasks[i].spec.label, state=self._tasks[i].state)
+            for i in group.task_ids
+        ]
+        return SpawnReceipt(group_id=group.id, tasks=tasks, warnings=intake.warnings)
+
+    async def spawn_one(self, planned: PlannedTask) -> str:
+        """Start one already-planned task in a group of its own (used for synthesis)."""
+        self._check_accepting(1)
+        group = self._register(Intake([planned], warm_first=False, max_concurrency=None, warnings=[]))
+        return group.task_ids[0]
+
+    def _check_accepting(self, count: int) -> None:
+        if self._closed:
+            raise RegistryClosed("the server is shutting down and starts no new tasks")
+        reason = self._backend.unavailable_reason()
+        if reason is not None:
+            raise BackendUnavailable(reason)
+        limit = self._settings.max_unfinished
+        if self._unfinished + count > limit:
+            raise InvalidInput(
+                f"{self._unfinished} tasks are still queued or running and this spawn would pass the "
+                f"server's limit of {limit} unfinished tasks; collect or cancel some first."
+            )
+
+    def _register(self, intake: Intake) -> Group:
+        limiter = anyio.CapacityLimiter(intake.max_concurrency) if intake.max_concurrency else None
+        group = Group(id=_new_id("g"), task_ids=[], limiter=limiter)
+        leads: dict[str, anyio.Event] = {}
+        for planned in intake.tasks:
+            entry = Entry(
+                id=_new_id("t"), group=group, spec=planned.spec, prices=self._prices, request=planned.request
+            )
+            if intake.warm_first:
+                self._link_warmup(entry, leads)
+            group.task_ids.append(entry.id)
+            self._tasks[entry.id] = entry
+        group.live = len(group.task_ids)
+        self._groups[group.id] = group
+        self._unfinished += group.live
+        for task_id in group.task_ids:
+            self._tg.start_soon(self._run, self._tasks[task_id], name=f"fanout task {task_id}")
+        return group
+
+    @staticmethod
+    def _link_warmup(entry: Entry, leads: dict[str, anyio.Event]) -> None:
+        # The first task of each model goes first; its siblings start once its answer begins, when the
+        # shared prefix is in the provider's cache, so they read it instead of each paying to write it.
+        gate = leads.get(entry.spec.model)
+        if gate is None:
+            entry.opens = leads[entry.spec.model] = anyio.Event()
+        else:
+            entry.warm_gate = gate
+
+    # --- running -----------------------------------------------------------------------------------
+
+    async def _run(self, entry: Entry) -> None:
+        scope = entry.scope
+        if scope is None:  # cancelled while queued, before this runner got to start
+            return
+        with scope:
+            try:
+                await self._execute(entry)
+            except anyio.get_cancelled_exc_class():
+                # Synchronous bookkeeping only: nothing here awaits, so no shield is needed.
+                if not entry.state.terminal:
+                    self._move(entry, TaskState.CANCELLED, note=entry.cancel_note or "cancelled")
+                raise
+
+    async def _execute(self, entry: Entry) -> None:
+        if entry.warm_gate is not None:
+            await entry.warm_gate.wait()
+        async with AsyncExitStack() as stack:
+            if entry.group.limiter is not None:
+                await stack.enter_async_context(entry.group.limiter)
+            await stack.enter_async_context(self._limiter)
+            request = entry.request
+            if request is None:  # cancelled while it waited; the cancellation arrives at the next await
+                await anyio.lowlevel.checkpoint()
+                return
+            self._move(entry, TaskState.RUNNING)
+            try:
+                with anyio.fail_after(entry.spec.timeout_s):
+                    result = await self._backend.run(request, entry)
+            except TimeoutError:
+                self._fail(entry, ErrorKind.TIMEOUT, self._timeout_message(entry))
+            except TaskFailure as failure:
+                self._fail(entry, failure.kind, failure.message)
+            except Exception as exc:  # a backend bug must not take down the siblings or the server
+                logger.exception("task %s crashed", entry.id)
+                self._fail(
+                    entry,
+                    ErrorKind.INTERNAL,
+                    f"internal error in fanout-mcp ({type(exc).__name__}: "
+                    f"{exc}); this is a bug. The other tasks are not affected.",
+                )
+            else:
+                self._complete(entry, result)
+
+    def _timeout_message(self, entry: Entry) -> str:
+        last = f" Last status: {entry.note}." if entry.note else ""
+        return (
+            f"timed out after {entry.spec.timeout_s:g} s (the task's timeout_s).{last} Any partial answer is "
+            "kept in output. Spawn it again with a larger timeout_s, or split it into smaller tasks."
+        )
+
+    def _complete(self, entry: Entry, result: SubagentResult) -> None:
+        note = None
+        if result.stop_reason == "max_tokens":
+            note = "the answer hit max_tokens and is cut short; raise max_tokens to get all of it"
+        entry.model = result.model
+        self._move(entry, TaskState.COMPLETED, output=result.text, stop_reason=result.stop_reason, note=note)
+
+    def _fail(self, entry: Entry, kind: ErrorKind, message: str) -> None:
+        self._move(entry, TaskState.FAILED, error=TaskError(kind=kind, message=message))
+
+    def _move(
+        self,
+        entry: Entry,
+        target: TaskState,
+        *,
+        output: str | None = None,
+        stop_reason: str | None = None,
+        error: TaskError | None = None,
+        note: str | None = None,
+    ) -> None:
+        """The one place a task's state changes."""
+        if not can_move(entry.state, target):
+            raise RuntimeError(f"task {entry.id}: illegal transition {entry.state} -> {target}")
+        entry.state = target
+        if target is TaskState.RUNNING:
+            entry.started = time.monotonic()
+            entry.attempts = 1
+            return
+        entry.ended = time.monotonic()
+        entry.finished_at = time.time()
+        entry.output = output if output is not None else entry.text
+        entry.stop_reason, entry.error = stop_reason, error
+        entry.note = note if note is not None else (entry.note if target is not TaskState.COMPLETED else None)
+        entry.request = entry.scope = entry.chunks = None  # the prompt and buffers are not needed any more
+        if entry.opens is not None:
+            entry.opens.set()  # a lead that ended without answering still lets its siblings go
+        entry.done.set()
+        self._unfinished -= 1
+        self._finished.append((entry.id, entry.finished_at))
+        self._changed.set()
+        self._changed = anyio.Event()
+        self._evict()
+
+    # --- reading -----------------------------------------------------------------------------------
+
+    def select(self, task_ids: Sequence[str] | None, group_id: str | None) -> list[str]:
+        """Resolve ``task_ids`` xor ``group_id`` into known task ids.
+
+        Raises:
+            InvalidInput: both or neither given, or an empty or oversized list.
+            UnknownTask: an id the registry does not know.
+        """
+        self._evict()
+        if (task_ids is None) == (group_id is None):
+            raise InvalidInput(
+                "give exactly one of task_ids (a list of ids from spawn_parallel) or group_id (its "
+                "group_id), not " + ("both" if task_ids is not None else "neither")
+            )
+        if group_id is not None:
+            return self._group_tasks(group_id)
+        assert task_ids is not None
+        if not task_ids:
+            raise InvalidInput("task_ids is empty; pass the ids spawn_parallel returned, or a group_id")
+        if len(task_ids) > _MAX_IDS_PER_CALL:
+            raise InvalidInput(f"task_ids has {len(task_ids)} ids; pass at most {_MAX_IDS_PER_CALL} per call")
+        unknown = [task_id for task_id in dict.fromkeys(task_ids) if task_id not in self._tasks]
+        if unknown:
+            raise UnknownTask(self._unknown_message(unknown))
+        return list(dict.fromkeys(task_ids))
+
+    def _group_tasks(self, group_id: str) -> list[str]:
+        group = self._groups.get(group_id)
+        if group is None:
+            hint = " That is a task id: pass it in task_ids." if group_id in self._tasks else ""
+            raise UnknownTask(
+                f"no group with id {group_id!r}.{hint} Call list_tasks to see the current groups; finished "
+                f"tasks are kept for {self._settings.retention_s:g} s."
+            )
+        return [task_id for task_id in group.task_ids if task_id in self._tasks]
+
+    def _unknown_message(self, unknown: list[str]) -> str:
+        shown = ", ".join(repr(task_id) for task_id in unknown[:5])
+        more = f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else ""
+        hint = ""
+        if any(task_id in self._groups for task_id in unknown):
+            hint = " One of them is a group id: pass it as group_id instead."
+        return (
+            f"no task with id {shown}{more}.{hint} Call list_tasks to see the current ids; finished tasks "
+            f"are kept for {self._settings.retention_s:g} s."
+        )
+
+    def snapshot(self, task_id: str) -> TaskSnapshot:
+        entry = self._tasks.get(task_id)
+        if entry is None:
+            raise UnknownTask(self._unknown_message([task_id]))
+        return entry.snapshot()
+
+    def snapshots(self, task_ids: Sequence[str]) -> list[TaskSnapshot]:
+        return [self._tasks[task_id].snapshot() for task_id in task_ids if task_id in self._tasks]
+
+    def list(self, group_id: str | None = None, state: TaskState | None = None) -> list[TaskSnapshot]:
+        """Tasks in spawn order, optionally of one group and/or in one state."""
+        self._evict()
+        ids = self._group_tasks(group_id) if group_id is not None else list(self._tasks)
+        entries = (self._tasks[task_id] for task_id in ids)
+        return [entry.snapshot() for entry in entries if state is None or entry.state is state]
+
+    def counts(self, task_ids: Sequence[str]) -> Counts:
+        return Counts.of([self._tasks[i].state for i in task_ids if i in self._tasks])
+
+    def usage(self, task_ids: Sequence[str]) -> Usage:
+        total = Usage()
+        for task_id in task_ids:
+            entry = self._tasks.get(task_id)
+            if entry is not None:
+                total = total + entry.usage()
+        return total
+
+    def statistics(self) -> Statistics:
+        running = int(self._limiter.borrowed_tokens)
+        return Statistics(
+            queued=self._unfinished - running,
+            running=running,
+            finished=len(self._finished),
+            capacity=int(self._limiter.total_tokens),
+        )
+
+    # --- waiting and cancelling ----------------------------------------------------------------------
+
+    async def wait(
+        self, task_ids: Sequence[str], on_change: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
+        """Return once every task in ``task_ids`` has ended. Bound it with ``move_on_after``.
+
+        ``on_change`` is awaited each time some of them end.
+        """
+        pending = [self._tasks[i] for i in task_ids if i in self._tasks and not self._tasks[i].state.terminal]
+        while pending:
+            await self._changed.wait()
+            still = [entry for entry in pending if not entry.state.terminal]
+            if len(still) != len(pending) and on_change is not None:
+                await on_change()
+            pending = still
+
+    def cancel(self, task_ids: Sequence[str], reason: str = "cancelled by cancel_tasks") -> CancelOutcome:
+        """Cancel every unfinished task of ``task_ids``; a queued one ends at once, a running one soon."""
+        cancelled: list[str] = []
+        finished: list[TaskSnapshot] = []
+        for task_id in task_ids:
+            entry = self._tasks[task_id]
+            if entry.state.terminal:
+                finished.append(entry.snapshot())
+                continue
+            entry.cancel_note = reason
+            scope = entry.scope
+            if entry.state is TaskState.QUEUED:
+                self._move(entry, TaskState.CANCELLED, note=reason)
+            if scope is not None:
+                scope.cancel()
+            cancelled.append(task_id)
+        return CancelOutcome(cancelled, finished)
+
+    # --- lifetime ----------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Refuse new spawns and cancel everything that runs."""
+        self._closed = True
+        self._tg.cancel_scope.cancel()
+
+    def sweep(self) -> None:
+        """After the task group has ended: tasks whose runner never started end ``cancelled`` too."""
+        for entry in list(self._tasks.values()):
+            if not entry.state.terminal:
+                self._move(entry, TaskState.CANCELLED, note="the server shut down before the task ended")
+
+    def _evict(self) -> None:
+        horizon = time.time() - self._settings.retention_s
+        limit = self._settings.max_finished
+        finished = self._finished
+        while finished and (len(finished) > limit or finished[0][1] < horizon):
+            task_id, _ = finished.popleft()
+            entry = self._tasks.pop(task_id, None)
+            if entry is None:
+                continue
+            group = entry.group
+            group.live -= 1
+            if group.live == 0:
+                del self._groups[group.id]
+
+
+@asynccontextmanager
+async def open_registry(
+    settings: Settings, backend: Backend, prices: PriceTable | None = None
+) -> AsyncGenerator[TaskRegistry, None]:
+    """Open the registry and its task group; on exit cancel every unfinished task and wait for them.
+
+    An exception from the body is re-raised as itself once the task group has closed, not wrapped in
+    an exception group (runners never raise anything but cancellation).
+    """
+    registry: TaskRegistry | None = None
+    error: Exception | None = None
+    try:
+        async with anyio.create_task_group() as tg:
+            registry = TaskRegistry(tg, settings, backend, prices or PriceTable.load(None))
+            try:
+                yield registry
+            except Exception as exc:
+                error = exc
+            finally:
+                registry.close()
+    finally:
+        if registry is not None:
+            registry.sweep()
+    if error is not None:
+        raise error
+
+
+__all__ = ["CancelOutcome", "Statistics", "TaskRegistry", "open_registry"]

@@ -1,0 +1,78 @@
+"""Everything the server owns for its lifetime, opened and closed in one place.
+
+``open_runtime`` is what the MCP lifespan (``tools/app.py``) and the ``run`` command both enter: it makes
+the one ``AsyncAnthropic`` client on the running event loop, the backend, the registry and its task
+group, and closes them in reverse order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import anthropic
+import anyio
+import httpx2
+
+from fanout_mcp.server.backends import Backend
+from fanout_mcp.server.backends.anthropic_api import AnthropicBackend
+from fanout_mcp.server.pricing import PriceTable
+from fanout_mcp.server.registry import TaskRegistry, open_registry
+from fanout_mcp.server.settings import Settings
+from fanout_mcp.server.synthesis import Synthesizer
+from fanout_mcp.server.throttle import Throttle
+
+# The SDK logs every request at INFO; with hundreds of subagents that drowns everything else.
+for _noisy in ("httpx2", "httpcore2", "anthropic"):
+    logging.getLogger(_noisy).setLevel(logging.WARNING)
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """What tools and commands work with."""
+
+    settings: Settings
+    registry: TaskRegistry
+    synthesizer: Synthesizer
+
+
+def make_client(settings: Settings) -> anthropic.AsyncAnthropic:
+    """One client for the whole server, on the current event loop.
+
+    Credentials and ``ANTHROPIC_BASE_URL`` come from the environment, as the SDK reads them. Retries are
+    ours (see ``AnthropicBackend``), so the SDK's are off. The pool is the SDK's default one (1000
+    connections), so the pool never throttles; concurrency is bounded by the registry and the throttle.
+    """
+    return anthropic.AsyncAnthropic(
+        max_retries=0,
+        timeout=httpx2.Timeout(600.0, connect=10.0),
+        http_client=anthropic.DefaultAsyncHttpxClient(
+            limits=httpx2.Limits(
+                max_connections=1000, max_keepalive_connections=max(100, settings.max_concurrency)
+            )
+        ),
+    )
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings, backend: Backend | None = None) -> AsyncGenerator[Runtime, None]:
+    """Open the client (unless a backend is given), the registry and the synthesizer.
+
+    Raises:
+        ValueError: the price file cannot be used.
+    """
+    prices = PriceTable.load(settings.prices_file)
+    if backend is not None:
+        async with open_registry(settings, backend, prices) as registry:
+            yield Runtime(settings, registry, Synthesizer(registry))
+        return
+    client = make_client(settings)
+    try:
+        api = AnthropicBackend(client, Throttle(settings.max_concurrency), retry_cap_s=settings.retry_cap_s)
+        async with open_registry(settings, api, prices) as registry:
+            yield Runtime(settings, registry, Synthesizer(registry))
+    finally:
+        with anyio.move_on_after(5, shield=True):
+            await client.close()

@@ -1,0 +1,51 @@
+"""Task states, the one transition table, and the error kinds a failed task can carry.
+
+Pure data: nothing here imports anyio or the rest of the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Final
+
+
+class TaskState(StrEnum):
+    """Where a task is in its life. Terminal states are absorbing."""
+
+    QUEUED = "queued"  #: accepted; waiting for a concurrency slot (or for a cache-warming sibling)
+    RUNNING = "running"  #: holds a slot; the backend call (with its retries) is in progress
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES: Final = frozenset({TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED})
+
+TRANSITIONS: Final[Mapping[TaskState, frozenset[TaskState]]] = {
+    TaskState.QUEUED: frozenset({TaskState.RUNNING, TaskState.CANCELLED}),
+    TaskState.RUNNING: frozenset({TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED}),
+    TaskState.COMPLETED: frozenset(),
+    TaskState.FAILED: frozenset(),
+    TaskState.CANCELLED: frozenset(),
+}
+
+
+def can_move(source: TaskState, target: TaskState) -> bool:
+    """Whether the transition table allows ``source -> target``."""
+    return target in TRANSITIONS[source]
+
+
+class ErrorKind(StrEnum):
+    """Why a task failed; stable strings the calling model can branch on."""
+
+    TIMEOUT = "timeout"
+    RATE_LIMITED = "rate_limited"
+    API_ERROR = "api_error"
+    BACKEND_UNAVAILABLE = "backend_unavailable"
+    INVALID_INPUT = "invalid_input"
+    INTERNAL = "internal"

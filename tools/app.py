@@ -1,0 +1,50 @@
+"""The composition root: settings in, a ready ``MCPServer`` out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+from typing import Final
+
+from mcp.server.mcpserver import MCPServer
+
+from fanout_mcp.server import Backend, Runtime, Settings, open_runtime
+from fanout_mcp.tools.tasks import register
+
+INSTRUCTIONS: Final = (
+    "fanout runs independent subtasks as parallel subagents in the background. Split a job into parts "
+    "that do not depend on each other, start them all with one spawn_parallel call, collect the results "
+    "with task_output (it waits, but never past a client's timeout: call again while done is false), "
+    "then merge them with synthesize. list_tasks and cancel_tasks manage what is running."
+)
+
+
+def package_version() -> str:
+    try:
+        return version("fanout-mcp")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "0+unknown"
+
+
+def create_server(settings: Settings, backend: Backend | None = None) -> MCPServer[Runtime]:
+    """An MCP server whose lifespan owns the runtime (client, registry, task group).
+
+    ``backend`` replaces the Anthropic backend (tests use it to run the engine without a provider).
+    """
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[Runtime]) -> AsyncGenerator[Runtime, None]:
+        async with open_runtime(settings, backend) as runtime:
+            yield runtime
+
+    mcp: MCPServer[Runtime] = MCPServer(
+        "fanout",
+        title="fanout: parallel subagents",
+        version=package_version(),
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan,
+        log_level=settings.log_level,  # type: ignore[arg-type]  # checked by Settings
+    )
+    register(mcp)
+    return mcp

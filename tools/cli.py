@@ -1,0 +1,148 @@
+"""The ``fanout-mcp`` command: serve MCP over stdio (the default), or run a plan file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from fanout_mcp.server import (
+    OPTIONS,
+    FanoutError,
+    Settings,
+    SettingsError,
+    TaskSnapshot,
+    load_settings,
+    open_runtime,
+)
+from fanout_mcp.server.plan import PlanOutcome, load_plan, run_plan
+from fanout_mcp.tools.app import create_server, package_version
+from fanout_mcp.tools.shape import describe_usage
+
+_ENVIRONMENT_HELP = """\
+environment:
+  ANTHROPIC_API_KEY      API key for the Messages API (or ANTHROPIC_AUTH_TOKEN); without one the
+                         server still starts and lists its tools, but spawning fails with a message
+  ANTHROPIC_BASE_URL     another Messages API endpoint (a proxy, a gateway, a local fake)
+{settings}
+
+Logs go to stderr only: stdout carries the MCP protocol.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    settings_env = "\n".join(f"  {o.env:<26} same as {o.flag}" for o in OPTIONS.values())
+    parser = argparse.ArgumentParser(
+        prog="fanout-mcp",
+        description="An MCP server that runs parallel subagents in the background. With no command it "
+        "serves MCP over stdio, which is what MCP clients launch.",
+        epilog=_ENVIRONMENT_HELP.format(settings=settings_env),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"fanout-mcp {package_version()}")
+    _add_setting_flags(parser)
+    # The same flags after the command (`fanout-mcp run plan.json --root .`); SUPPRESS keeps a flag given
+    # before the command from being reset by the command's own default.
+    after = _add_setting_flags(argparse.ArgumentParser(add_help=False), default=argparse.SUPPRESS)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("serve", help="serve MCP over stdio (the default)", parents=[after])
+    run = commands.add_parser(
+        "run",
+        parents=[after],
+        help="run a fan-out from a JSON plan file and print every result and the synthesis",
+        description="Run PLAN (the same shape as spawn_parallel's arguments, plus an optional "
+        '"synthesis": {"mode": "auto|llm|merge|none", "instructions": "..."}) through the same engine; '
+        "progress goes to stderr, results to stdout.",
+    )
+    run.add_argument("plan", type=Path, metavar="PLAN.json")
+    run.add_argument("--json", action="store_true", help="print the results as JSON instead of markdown")
+    return parser
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser, default: Any = None) -> argparse.ArgumentParser:
+    for name, option in OPTIONS.items():
+        action = "append" if name == "roots" else "store"
+        parser.add_argument(
+            option.flag, dest=name, action=action, metavar=option.metavar, help=option.help, default=default
+        )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    overrides = {name: getattr(args, name, None) for name in OPTIONS}
+    try:
+        settings = load_settings(overrides)
+    except SettingsError as exc:
+        print(f"fanout-mcp: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "run":
+        return anyio.run(_run, settings, args.plan, args.json)
+    create_server(settings).run()
+    return 0
+
+
+async def _run(settings: Settings, plan_path: Path, as_json: bool) -> int:
+    _configure_logging(settings)
+    try:
+        plan = load_plan(plan_path)
+        async with open_runtime(settings) as runtime:
+            outcome = await run_plan(runtime, plan, on_finish=_progress(len(plan.tasks)))
+    except FanoutError as exc:
+        print(f"fanout-mcp: {exc}", file=sys.stderr)
+        return 2
+    print(_as_json(outcome) if as_json else _as_markdown(outcome))
+    return 0 if all(t.state == "completed" for t in outcome.tasks) else 1
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _progress(total: int) -> Any:
+    finished = 0
+
+    async def on_finish(snap: TaskSnapshot) -> None:
+        nonlocal finished
+        finished += 1
+        how = snap.state.value if snap.error is None else f"{snap.state.value} ({snap.error.kind.value})"
+        elapsed = f" in {snap.elapsed_s:.1f} s" if snap.elapsed_s is not None else ""
+        print(f"[{finished}/{total}] {snap.label}: {how}{elapsed}", file=sys.stderr, flush=True)
+
+    return on_finish
+
+
+def _as_markdown(outcome: PlanOutcome) -> str:
+    lines = [f"# Fan-out {outcome.receipt.group_id}"]
+    lines += [f"> warning: {w}" for w in outcome.receipt.warnings]
+    for snap in outcome.tasks:
+        lines.append(
+            f"\n## {snap.label} [{snap.task_id}] ({snap.state.value}; {describe_usage(snap.usage)})\n"
+        )
+        if snap.error is not None:
+            lines.append(f"**{snap.error.kind.value}**: {snap.error.message}\n")
+        if snap.output:
+            lines.append(snap.output.strip() + "\n")
+    if outcome.synthesis is not None:
+        lines.append(f"\n# Synthesis ({outcome.synthesis.mode})\n")
+        lines.append(outcome.synthesis.markdown.strip())
+        lines += [f"\n> note: {n}" for n in outcome.synthesis.notes]
+    return "\n".join(lines)
+
+
+def _as_json(outcome: PlanOutcome) -> str:
+    data: dict[str, Any] = {
+        "group_id": outcome.receipt.group_id,
+        "warnings": outcome.receipt.warnings,
+        "tasks": [snap.model_dump(mode="json") for snap in outcome.tasks],
+        "synthesis": outcome.synthesis.model_dump(mode="json") if outcome.synthesis else None,
+    }
+    return json.dumps(data, indent=2)

@@ -1,0 +1,120 @@
+"""What the tools return: pydantic models, so every tool publishes an output schema.
+
+These are shaped for the calling model: ids first, states as plain strings, long outputs paged.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+from fanout_mcp.server import Counts, Missing, Source, TaskError, TaskState, Usage
+
+
+class SpawnedTaskView(BaseModel):
+    task_id: str
+    label: str
+    state: TaskState
+
+
+class SpawnResult(BaseModel):
+    """Returned by spawn_parallel."""
+
+    group_id: Annotated[
+        str, Field(description="Pass to task_output, synthesize, list_tasks or cancel_tasks.")
+    ]
+    task_ids: list[str]
+    tasks: list[SpawnedTaskView]
+    warnings: Annotated[list[str], Field(description="Things worth a second look, e.g. tasks sharing files.")]
+
+
+class TaskView(BaseModel):
+    """One task in task_output: its state and (a page of) its output."""
+
+    task_id: str
+    group_id: str
+    label: str
+    state: TaskState
+    output: Annotated[str | None, Field(description="The answer, or the part that fits this page.")]
+    partial: Annotated[bool, Field(description="True while the task runs (or if it failed midway).")]
+    truncated: Annotated[bool, Field(description="More output follows; call again with offset=next_offset.")]
+    next_offset: int | None
+    total_chars: int
+    error: TaskError | None
+    note: str | None
+    stop_reason: str | None
+    usage: Usage
+    elapsed_s: float | None
+    backend: str
+    model: str
+
+
+class TaskOutputResult(BaseModel):
+    """Returned by task_output."""
+
+    done: Annotated[
+        bool, Field(description="Every named task has finished. If false, call task_output again.")
+    ]
+    counts: Counts
+    tasks: list[TaskView]
+    usage: Annotated[Usage, Field(description="Total over the named tasks.")]
+    waited_s: float
+
+
+class TaskSummary(BaseModel):
+    """One task in list_tasks (no output)."""
+
+    task_id: str
+    group_id: str
+    label: str
+    role: str | None
+    state: TaskState
+    output_chars: int
+    error: TaskError | None
+    note: str | None
+    usage: Usage
+    elapsed_s: float | None
+    backend: str
+    model: str
+
+
+class ListResult(BaseModel):
+    """Returned by list_tasks."""
+
+    counts: Counts
+    tasks: list[TaskSummary]
+
+
+class FinishedTask(BaseModel):
+    task_id: str
+    state: TaskState
+
+
+class CancelResult(BaseModel):
+    """Returned by cancel_tasks."""
+
+    cancelled: Annotated[
+        list[str], Field(description="Ids that were queued or running and are now cancelled.")
+    ]
+    already_finished: Annotated[
+        list[FinishedTask], Field(description="Ids that had already ended; untouched.")
+    ]
+    counts: Counts
+
+
+class SynthesisResult(BaseModel):
+    """Returned by synthesize."""
+
+    done: Annotated[bool, Field(description="False while the model synthesis still runs: call again.")]
+    mode: Literal["llm", "merge"]
+    summary: str
+    markdown: Annotated[str, Field(description="The whole merged answer, citing task ids.")]
+    sources: list[Source]
+    missing: Annotated[
+        list[Missing], Field(description="Tasks with no answer in it (failed, cancelled, running).")
+    ]
+    usage: Annotated[Usage, Field(description="What the synthesis call itself used.")]
+    total_usage: Annotated[Usage, Field(description="The source tasks plus the synthesis.")]
+    synthesis_task_id: str | None
+    notes: list[str]

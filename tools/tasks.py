@@ -1,0 +1,331 @@
+"""The MCP tools: a thin layer over the engine. Each docstring is the tool's description for the model.
+
+Engine errors become ``ToolError`` (an ``isError`` result whose text the model reads and can act on).
+Waiting is bounded here, at the edge, with ``move_on_after``; nothing below takes a timeout.
+"""
+
+import logging
+import math
+from collections.abc import Generator, Sequence
+from contextlib import contextmanager
+from typing import Annotated, Any, Literal, cast
+
+import anyio
+import mcp_types as types
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import BaseModel, Field
+
+from fanout_mcp.server import (
+    FanoutError,
+    Runtime,
+    SpawnRequest,
+    TaskRequest,
+    TaskState,
+)
+from fanout_mcp.tools import shape
+from fanout_mcp.tools.schemas import (
+    CancelResult,
+    FinishedTask,
+    ListResult,
+    SpawnedTaskView,
+    SpawnResult,
+    SynthesisResult,
+    TaskOutputResult,
+)
+
+logger = logging.getLogger(__name__)
+
+# How long cancel_tasks waits for running tasks to wind down before it answers.
+_CANCEL_GRACE_S = 5.0
+
+WaitSeconds = Annotated[
+    float | None,
+    Field(
+        ge=0,
+        description="Seconds to wait for unfinished tasks before answering (default 25). Capped by the "
+        "server (default 50) so the call returns before the client's tool-call timeout.",
+    ),
+]
+TaskIds = Annotated[
+    list[str] | None,
+    Field(description="Task ids from spawn_parallel. Give task_ids or group_id, not both."),
+]
+GroupId = Annotated[str | None, Field(description="A group_id from spawn_parallel: all of its tasks.")]
+
+
+def _runtime(ctx: Context) -> Runtime:
+    return cast(Runtime, ctx.request_context.lifespan_context)
+
+
+@contextmanager
+def _as_tool_errors() -> Generator[None, None, None]:
+    try:
+        yield
+    except FanoutError as exc:
+        raise ToolError(str(exc)) from None
+
+
+def _result(model: BaseModel, text: str) -> types.CallToolResult:
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=text)],
+        structured_content=model.model_dump(mode="json"),
+    )
+
+
+def _wait_budget(runtime: Runtime, wait_s: float | None) -> float:
+    settings = runtime.settings
+    if wait_s is None:
+        return min(settings.default_wait_s, settings.max_wait_s)
+    if math.isnan(wait_s) or wait_s < 0:
+        raise ToolError(f"wait_s must be a number of seconds >= 0 (got {wait_s})")
+    return min(wait_s, settings.max_wait_s)
+
+
+async def _wait(runtime: Runtime, task_ids: Sequence[str], seconds: float, ctx: Context) -> float:
+    """Wait up to ``seconds`` for the tasks, reporting progress; return the seconds waited."""
+    registry = runtime.registry
+    total = len(task_ids)
+    started = anyio.current_time()
+
+    async def report() -> None:
+        counts = registry.counts(task_ids)
+        done = shape.finished_count(counts)
+        try:
+            await ctx.report_progress(
+                done, total, f"{done}/{total} finished ({shape.describe_counts(counts)})"
+            )
+        except Exception:  # a client that went away must not turn a result into an error
+            logger.debug("progress notification failed", exc_info=True)
+
+    async def heartbeat() -> None:
+        while True:
+            await anyio.sleep(runtime.settings.progress_interval_s)
+            await report()
+
+    with anyio.move_on_after(seconds):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(heartbeat)
+            await registry.wait(task_ids, on_change=report)
+            tg.cancel_scope.cancel()
+    return round(anyio.current_time() - started, 3)
+
+
+async def spawn_parallel(
+    tasks: Annotated[
+        list[TaskRequest],
+        Field(description="The independent tasks, one subagent each (1 to 100 by default)."),
+    ],
+    ctx: Context,
+    shared_context: Annotated[
+        str | None,
+        Field(
+            description="Context every task needs (project background, conventions, the goal). Sent once, "
+            "first and identical for every task, so the provider's prompt cache serves it."
+        ),
+    ] = None,
+    max_concurrency: Annotated[
+        int | None,
+        Field(
+            ge=1, description="Run at most this many of these tasks at once (lower than the server's limit)."
+        ),
+    ] = None,
+    wait_s: Annotated[
+        float,
+        Field(ge=0, description="Seconds to wait before returning (default 0: return at once)."),
+    ] = 0,
+) -> Annotated[types.CallToolResult, SpawnResult]:
+    """Start several independent subagent tasks in parallel, in the background, and return their ids at once.
+
+    Use it when a job splits into parts that do not depend on each other: different files, modules or
+    directories, or different review perspectives (security, performance, testing, architecture) on the
+    same code. Check first that no task needs another's output, that tasks touch different files or
+    concerns, and that order does not matter; otherwise run them one after another instead.
+
+    Each task is a subagent prompt: task (required), role, context, files (read by the server and put in
+    the prompt), output_format and focus_areas. Put what every task needs in shared_context (sent once,
+    cached). Give all tasks the same output_format so their answers merge cleanly.
+
+    Returns group_id and task_ids immediately; the tasks run in the background (queued beyond the
+    server's concurrency limit). Next: call task_output(group_id=...) to collect the results (it waits
+    for them), then synthesize(group_id=...) to merge them into one answer.
+    """
+    runtime = _runtime(ctx)
+    with _as_tool_errors():
+        receipt = await runtime.registry.spawn(
+            SpawnRequest(tasks=tasks, shared_context=shared_context, max_concurrency=max_concurrency)
+        )
+    ids = [t.task_id for t in receipt.tasks]
+    if wait_s:
+        await _wait(runtime, ids, _wait_budget(runtime, wait_s), ctx)
+    snaps = runtime.registry.snapshots(ids)
+    result = SpawnResult(
+        group_id=receipt.group_id,
+        task_ids=ids,
+        tasks=[SpawnedTaskView(task_id=s.task_id, label=s.label, state=s.state) for s in snaps],
+        warnings=receipt.warnings,
+    )
+    return _result(result, shape.render_spawn(result, waited=bool(wait_s)))
+
+
+async def task_output(
+    ctx: Context,
+    task_ids: TaskIds = None,
+    group_id: GroupId = None,
+    wait_s: WaitSeconds = None,
+    offset: Annotated[int, Field(ge=0, description="Skip this many characters of each output (paging).")] = 0,
+    max_chars: Annotated[
+        int, Field(ge=1, le=1_000_000, description="Characters of each task's output to return.")
+    ] = 20_000,
+) -> Annotated[types.CallToolResult, TaskOutputResult]:
+    """Collect spawned tasks' results by id: state, output (partial while running), errors and usage.
+
+    Waits until every named task has finished or wait_s passes (default 25 s, never more than the
+    server's cap of 50 s, so the call returns before a client's tool-call timeout), then returns.
+    If done is false, call task_output again with the same arguments to keep waiting. A long output is
+    paged: when a task's truncated is true, call again with its task_ids and offset=next_offset.
+    When all are done, call synthesize to merge the answers.
+    """
+    runtime = _runtime(ctx)
+    with _as_tool_errors():
+        ids = runtime.registry.select(task_ids, group_id)
+    waited = await _wait(runtime, ids, _wait_budget(runtime, wait_s), ctx)
+    registry = runtime.registry
+    counts = registry.counts(ids)
+    result = TaskOutputResult(
+        done=shape.finished_count(counts) == len(ids),
+        counts=counts,
+        tasks=[shape.task_view(snap, offset, max_chars) for snap in registry.snapshots(ids)],
+        usage=registry.usage(ids),
+        waited_s=waited,
+    )
+    return _result(result, shape.render_output(result, max_chars))
+
+
+async def synthesize(
+    ctx: Context,
+    group_id: GroupId = None,
+    task_ids: TaskIds = None,
+    instructions: Annotated[
+        str | None,
+        Field(
+            description="What the merged answer should focus on or look like, e.g. 'rank by exploitability'."
+        ),
+    ] = None,
+    mode: Annotated[
+        Literal["auto", "llm", "merge"],
+        Field(
+            description="'llm': one model call merges the answers; 'merge': deterministic, no model; "
+            "'auto' (default): llm when the server has an API key, else merge."
+        ),
+    ] = "auto",
+    wait_s: WaitSeconds = None,
+) -> Annotated[types.CallToolResult, SynthesisResult]:
+    """Merge the answers of finished tasks into one: related findings merged, conflicts between
+    recommendations resolved, priorities set by severity, and an actionable summary, each point citing
+    the task ids it came from.
+
+    Waits up to wait_s (default 25 s, capped at 50 s) for unfinished tasks, then synthesises what has
+    finished. Tasks that failed, were cancelled or are still running are listed under missing with the
+    reason, never dropped silently. A model synthesis runs as a task of its own: if it is not finished
+    within wait_s, done is false; call synthesize again with the same arguments to get it.
+    """
+    runtime = _runtime(ctx)
+    registry = runtime.registry
+    with _as_tool_errors():
+        ids = registry.select(task_ids, group_id)
+    budget = _wait_budget(runtime, wait_s)
+    deadline = anyio.current_time() + budget
+    await _wait(runtime, ids, budget, ctx)
+    synth = runtime.synthesizer
+    use_llm = mode == "llm" or (mode == "auto" and registry.backend.unavailable_reason() is None)
+    if not use_llm:
+        result = shape.synthesis_result(synth.merge(ids), registry.usage(ids), None)
+        return _result(result, shape.render_synthesis(result))
+    with _as_tool_errors():
+        synthesis_id = await synth.start_llm(ids, instructions)
+    await _wait(runtime, [synthesis_id], max(0.0, deadline - anyio.current_time()), ctx)
+    with _as_tool_errors():
+        done = synth.result(synthesis_id, ids)
+    total = registry.usage([*ids, synthesis_id])
+    if done is None:
+        result = shape.pending_synthesis(synthesis_id, total)
+    else:
+        result = shape.synthesis_result(done, total, synthesis_id)
+    return _result(result, shape.render_synthesis(result))
+
+
+async def list_tasks(
+    ctx: Context,
+    group_id: Annotated[str | None, Field(description="Only the tasks of this group.")] = None,
+    state: Annotated[TaskState | None, Field(description="Only tasks in this state.")] = None,
+) -> Annotated[types.CallToolResult, ListResult]:
+    """List tasks (newest spawns last) with their state, label, errors and usage, but not their outputs.
+
+    Use it to find ids again, or to see what is still running. Read outputs with task_output.
+    """
+    registry = _runtime(ctx).registry
+    with _as_tool_errors():
+        snaps = registry.list(group_id, state)
+    result = ListResult(
+        counts=registry.counts([s.task_id for s in snaps]),
+        tasks=[shape.task_summary(s) for s in snaps],
+    )
+    return _result(result, shape.render_list(result))
+
+
+async def cancel_tasks(
+    ctx: Context,
+    task_ids: TaskIds = None,
+    group_id: GroupId = None,
+) -> Annotated[types.CallToolResult, CancelResult]:
+    """Cancel queued or running tasks (by task_ids, or every task of a group_id).
+
+    Tasks that already finished are left as they are and listed under already_finished. Outputs of
+    finished tasks stay available to task_output and synthesize.
+    """
+    registry = _runtime(ctx).registry
+    with _as_tool_errors():
+        ids = registry.select(task_ids, group_id)
+    outcome = registry.cancel(ids)
+    with anyio.move_on_after(_CANCEL_GRACE_S):
+        await registry.wait(outcome.cancelled)
+    result = CancelResult(
+        cancelled=outcome.cancelled,
+        already_finished=[FinishedTask(task_id=s.task_id, state=s.state) for s in outcome.already_finished],
+        counts=registry.counts(ids),
+    )
+    return _result(result, shape.render_cancel(result))
+
+
+def register(mcp: MCPServer[Any]) -> None:
+    """Add the five tools to ``mcp``."""
+    mcp.add_tool(
+        spawn_parallel,
+        title="Spawn parallel subagents",
+        annotations=types.ToolAnnotations(
+            read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
+        ),
+    )
+    mcp.add_tool(
+        task_output,
+        title="Collect subagent results",
+        annotations=types.ToolAnnotations(read_only_hint=True, open_world_hint=False),
+    )
+    mcp.add_tool(
+        synthesize,
+        title="Synthesize subagent results",
+        annotations=types.ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True),
+    )
+    mcp.add_tool(
+        list_tasks,
+        title="List subagent tasks",
+        annotations=types.ToolAnnotations(read_only_hint=True, open_world_hint=False),
+    )
+    mcp.add_tool(
+        cancel_tasks,
+        title="Cancel subagent tasks",
+        annotations=types.ToolAnnotations(
+            read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
+        ),
+    )
