@@ -22,7 +22,7 @@ from fanout_mcp.server.models import (
     Usage,
 )
 from fanout_mcp.server.pricing import PriceTable
-from fanout_mcp.server.state import TaskState
+from fanout_mcp.server.state import ErrorKind, TaskState
 
 
 @dataclass(slots=True, eq=False)
@@ -54,6 +54,7 @@ class Entry:
     error: TaskError | None = None
     note: str | None = None
     cancel_note: str | None = None
+    retry_cause: ErrorKind | None = None  #: why the task is retrying, until an answer starts again
     attempts: int = 0
     started: float | None = None  #: monotonic, when it began running
     ended: float | None = None  #: monotonic
@@ -69,6 +70,7 @@ class Entry:
     # --- TaskSink: what the backend reports -------------------------------------------------------
 
     def response_started(self) -> None:
+        self.retry_cause = None
         if self.opens is not None:
             self.opens.set()
 
@@ -76,10 +78,11 @@ class Entry:
         if self.chunks is not None:
             self.chunks.append(text)
 
-    def restart(self, note: str) -> None:
+    def restart(self, note: str, cause: ErrorKind) -> None:
         if self.chunks is not None:
             self.chunks.clear()
         self.note = note
+        self.retry_cause = cause
         self.attempts += 1
 
     def status(self, text: str) -> None:

@@ -209,7 +209,7 @@ class TaskRegistry:
                 with anyio.fail_after(entry.spec.timeout_s):
                     result = await self._backend.run(request, entry)
             except TimeoutError:
-                self._fail(entry, ErrorKind.TIMEOUT, self._timeout_message(entry))
+                self._time_out(entry)
             except TaskFailure as failure:
                 self._fail(entry, failure.kind, failure.message)
             except Exception as exc:  # a backend bug must not take down the siblings or the server
@@ -223,12 +223,28 @@ class TaskRegistry:
             else:
                 self._complete(entry, result)
 
-    def _timeout_message(self, entry: Entry) -> str:
-        last = f" Last status: {entry.note}." if entry.note else ""
-        return (
-            f"timed out after {entry.spec.timeout_s:g} s (the task's timeout_s).{last} Any partial answer is "
-            "kept in output. Spawn it again with a larger timeout_s, or split it into smaller tasks."
-        )
+    def _time_out(self, entry: Entry) -> None:
+        limit = f"{entry.spec.timeout_s:g} s (the task's timeout_s)"
+        cause, last = entry.retry_cause, entry.note or ""
+        if cause is ErrorKind.RATE_LIMITED:
+            message = (
+                f"the provider kept rate-limiting this task until its {limit} ran out, over {entry.attempts} "
+                f"attempts (last: {last}). Its siblings kept their results. Spawn it again later, or with a "
+                "lower max_concurrency."
+            )
+        elif cause is not None:
+            message = (
+                f"the provider kept failing until the task's {limit} ran out, over {entry.attempts} attempts "
+                f"(last: {last}). Spawn it again later; if it keeps failing, check the provider's status."
+            )
+        else:
+            cause = ErrorKind.TIMEOUT
+            status = f" Last status: {last}." if last else ""
+            message = (
+                f"timed out after {limit}.{status} Any partial answer is kept in output. Spawn it again with "
+                "a larger timeout_s, or split it into smaller tasks."
+            )
+        self._fail(entry, cause, message)
 
     def _complete(self, entry: Entry, result: SubagentResult) -> None:
         note = None

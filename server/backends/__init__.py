@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from fanout_mcp.server.models import SubagentRequest, SubagentResult, Tokens
+from fanout_mcp.server.state import ErrorKind
 
 
 class TaskSink(Protocol):
@@ -22,8 +23,12 @@ class TaskSink(Protocol):
     def append(self, text: str) -> None:
         """More of the answer arrived."""
 
-    def restart(self, note: str) -> None:
-        """The attempt failed and will be retried: drop the partial answer and say why."""
+    def restart(self, note: str, cause: ErrorKind) -> None:
+        """The attempt failed and will be retried: drop the partial answer and say why.
+
+        ``cause`` is the kind the task fails with if its time runs out before a retry gets an answer
+        started (``rate_limited`` while the provider pushes back).
+        """
 
     def status(self, text: str) -> None:
         """A status line for the task, e.g. that it is waiting out a rate limit."""

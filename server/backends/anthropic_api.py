@@ -74,7 +74,13 @@ class AnthropicBackend:
 
     def unavailable_reason(self) -> str | None:
         client = self._client
-        if client.api_key or client.auth_token or client.credentials is not None:
+        key = client.api_key or client.auth_token
+        if key and key.startswith("${") and key.endswith("}"):
+            return (
+                f"the API key is the literal text {key!r}: this MCP client does not expand variables in its "
+                'config. Put the key itself in the "env" block of the server\'s entry and restart it.'
+            )
+        if key or client.credentials is not None:
             return None
         return (
             "no Anthropic API credentials: the server's environment has no ANTHROPIC_API_KEY (or "
@@ -96,7 +102,8 @@ class AnthropicBackend:
                     self._throttle.pushback(delay)
                 if anyio.current_time() + delay >= anyio.current_effective_deadline():
                     raise _give_up(fault, attempt, anyio.current_time() - started) from None
-                sink.restart(f"{fault.what}; retrying in {delay:.1f} s (attempt {attempt + 1})")
+                cause = ErrorKind.RATE_LIMITED if fault.pushback else ErrorKind.API_ERROR
+                sink.restart(f"{fault.what}; retrying in {delay:.1f} s (attempt {attempt + 1})", cause)
                 await anyio.sleep(delay)
             else:
                 self._throttle.success()

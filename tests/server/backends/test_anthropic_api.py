@@ -1,0 +1,312 @@
+"""The Anthropic backend through the real SDK over real HTTP, against the fake Messages API."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+
+from fanout_mcp.server import (
+    BackendUnavailable,
+    ErrorKind,
+    Runtime,
+    Settings,
+    SpawnRequest,
+    SubagentRequest,
+    SubagentResult,
+    TaskRequest,
+    TaskSnapshot,
+    TaskState,
+    Tokens,
+    open_runtime,
+)
+from fanout_mcp.server.backends.anthropic_api import AnthropicBackend
+from fanout_mcp.server.runtime import make_client
+from fanout_mcp.server.throttle import Throttle
+from tests.fake_api import FakeApi
+
+MakeSettings = Callable[..., Settings]
+
+
+@asynccontextmanager
+async def api_runtime(settings: Settings, *, backoff_base_s: float = 0.01) -> AsyncIterator[Runtime]:
+    """The real runtime, with a short back-off so retry tests stay quick."""
+    client = make_client(settings)
+    try:
+        backend = AnthropicBackend(
+            client,
+            Throttle(settings.max_concurrency),
+            retry_cap_s=settings.retry_cap_s,
+            backoff_base_s=backoff_base_s,
+        )
+        async with open_runtime(settings, backend) as runtime:
+            yield runtime
+    finally:
+        await client.close()
+
+
+async def run_tasks(runtime: Runtime, *tasks: TaskRequest, **spawn: Any) -> list[TaskSnapshot]:
+    receipt = await runtime.registry.spawn(SpawnRequest(tasks=list(tasks), **spawn))
+    ids = [t.task_id for t in receipt.tasks]
+    with anyio.fail_after(20):
+        await runtime.registry.wait(ids)
+    return runtime.registry.snapshots(ids)
+
+
+async def held(fake: FakeApi, n: int) -> None:
+    assert await anyio.to_thread.run_sync(fake.wait_held, n, 10.0), f"{n} requests never reached the gate"
+
+
+async def idle(fake: FakeApi) -> None:
+    assert await anyio.to_thread.run_sync(fake.wait_idle, 10.0), "requests are still in flight at the fake"
+
+
+async def test_streams_the_answer_and_records_usage_and_cost(
+    fake_api: FakeApi, make_settings: MakeSettings
+) -> None:
+    async with api_runtime(make_settings()) as runtime:
+        (snap,) = await run_tasks(
+            runtime, TaskRequest(task="Say hello [[reply:hello there world]]", role="greeter")
+        )
+    assert snap.state is TaskState.COMPLETED
+    assert snap.output == "hello there world"
+    assert snap.usage.output_tokens == 3 and snap.usage.input_tokens > 0
+    assert snap.usage.cost_usd is not None and snap.usage.cost_usd > 0
+    assert snap.model == "claude-sonnet-5-5" and snap.backend == "anthropic"
+    (sent,) = fake_api.requests
+    assert sent.headers["authorization"] == "Bearer test-key"
+    assert sent.body["stream"] is True
+    assert sent.body["model"] == "claude-sonnet-5-5"
+    assert "You are a greeter specialist" in sent.body["messages"][0]["content"]
+    assert sent.body["system"][0]["text"].startswith("You are one of several subagents")
+
+
+async def test_every_task_is_in_flight_at_once(fake_api: FakeApi, make_settings: MakeSettings) -> None:
+    async with api_runtime(make_settings(max_concurrency=20)) as runtime:
+        receipt = await runtime.registry.spawn(
+            SpawnRequest(tasks=[TaskRequest(task=f"part {i} [[hold]] [[reply:r{i}]]") for i in range(20)])
+        )
+        ids = [t.task_id for t in receipt.tasks]
+        await held(fake_api, 20)
+        assert fake_api.stats().in_flight == 20
+        assert runtime.registry.counts(ids).running == 20
+        fake_api.release()
+        with anyio.fail_after(20):
+            await runtime.registry.wait(ids)
+        assert [s.output for s in runtime.registry.snapshots(ids)] == [f"r{i}" for i in range(20)]
+
+
+class RecordingSink:
+    """A TaskSink that opens ``reached`` once the streamed text equals ``target``."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.chunks: list[str] = []
+        self.started = False
+        self.reached = anyio.Event()
+
+    def response_started(self) -> None:
+        self.started = True
+
+    def append(self, text: str) -> None:
+        self.chunks.append(text)
+        if "".join(self.chunks) == self.target:
+            self.reached.set()
+
+    def restart(self, note: str, cause: ErrorKind) -> None:
+        self.chunks.clear()
+
+    def status(self, text: str) -> None:
+        pass
+
+    def add_usage(self, model: str, tokens: Tokens) -> None:
+        pass
+
+
+async def test_the_answer_streams_into_the_sink_while_it_is_being_written(
+    fake_api: FakeApi, make_settings: MakeSettings
+) -> None:
+    fake_api.config.chunk_words = 3
+    settings = make_settings()
+    client = make_client(settings)
+    backend = AnthropicBackend(client, Throttle(4), retry_cap_s=1)
+    request = SubagentRequest(
+        model="claude-sonnet-5-5",
+        max_tokens=100,
+        system="s",
+        prompt="[[words:9]] [[hold:after=2]]",
+        cache_system=False,
+    )
+    sink = RecordingSink("w1 w2 w3 w4 w5 w6")
+    results: list[SubagentResult] = []
+
+    async def run() -> None:
+        results.append(await backend.run(request, sink))
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run)
+            with anyio.fail_after(10):
+                await sink.reached.wait()  # two chunks arrived while the fake holds the rest back
+            assert sink.started and not results
+            fake_api.release()
+    finally:
+        await client.close()
+    assert results[0].text == "w1 w2 w3 w4 w5 w6 w7 w8 w9"
+    assert results[0].stop_reason == "end_turn"
+
+
+async def test_429_is_retried_after_retry_after_and_siblings_keep_their_results(
+    fake_api: FakeApi, make_settings: MakeSettings
+) -> None:
+    async with api_runtime(make_settings()) as runtime:
+        limited, sibling = await run_tasks(
+            runtime,
+            TaskRequest(task="[[fail:429;count=2;retry-after=0.01]] [[reply:got through]]"),
+            TaskRequest(task="[[reply:sibling]]"),
+        )
+        throttle_limit = runtime.registry.backend.throttle.limit  # type: ignore[attr-defined]
+    assert (limited.state, limited.output, limited.attempts) == (TaskState.COMPLETED, "got through", 3)
+    assert (sibling.state, sibling.output) == (TaskState.COMPLETED, "sibling")
+    assert fake_api.stats().statuses.get(429) == 2
+    assert throttle_limit < 20  # the provider pushed back: fewer requests in flight for a while
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "[[fail:529;count=2;retry-after-ms=5]]",
+        "[[fail:500;count=1]]",
+        "[[fail:503;count=1]]",
+        "[[stream_error:after=2;count=1]]",
+        "[[drop:after=2;count=1]]",
+    ],
+)
+async def test_transient_faults_are_retried_and_partial_output_is_not_duplicated(
+    fake_api: FakeApi, make_settings: MakeSettings, fault: str
+) -> None:
+    fake_api.config.chunk_words = 1
+    async with api_runtime(make_settings()) as runtime:
+        (snap,) = await run_tasks(runtime, TaskRequest(task=f"{fault} [[words:6]]"))
+    assert snap.state is TaskState.COMPLETED, snap.error
+    assert snap.output == "w1 w2 w3 w4 w5 w6"
+    assert snap.attempts >= 2
+
+
+async def test_rate_limits_that_outlast_the_timeout_fail_as_rate_limited(
+    fake_api: FakeApi, make_settings: MakeSettings
+) -> None:
+    async with api_runtime(make_settings()) as runtime:
+        limited, sibling = await run_tasks(
+            runtime,
+            TaskRequest(task="[[fail:429;retry-after=0.05]]", timeout_s=0.5),
+            TaskRequest(task="[[reply:fine]]"),
+        )
+    assert limited.state is TaskState.FAILED
+    assert limited.error is not None and limited.error.kind is ErrorKind.RATE_LIMITED
+    assert "siblings kept their results" in limited.error.message
+    assert limited.attempts > 1
+    assert sibling.output == "fine"
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind", "words"),
+    [
+        ("[[fail:400;message=max_tokens: too large]]", ErrorKind.INVALID_INPUT, "max_tokens: too large"),
+        ("[[fail:404;message=model: nope]]", ErrorKind.INVALID_INPUT, "model id"),
+        ("[[fail:413]]", ErrorKind.INVALID_INPUT, "fewer files"),
+        ("[[fail:401]]", ErrorKind.BACKEND_UNAVAILABLE, "ANTHROPIC_API_KEY"),
+        ("[[fail:403]]", ErrorKind.BACKEND_UNAVAILABLE, "credentials"),
+        ("[[fail:529;should-retry=false]]", ErrorKind.API_ERROR, "529"),
+    ],
+)
+async def test_permanent_errors_fail_at_once_with_a_message_that_says_what_to_do(
+    fake_api: FakeApi, make_settings: MakeSettings, fault: str, kind: ErrorKind, words: str
+) -> None:
+    async with api_runtime(make_settings()) as runtime:
+        (snap,) = await run_tasks(runtime, TaskRequest(task=fault))
+    assert snap.state is TaskState.FAILED
+    assert snap.error is not None and snap.error.kind is kind
+    assert words in snap.error.message
+    assert len(fake_api.requests) == 1
+
+
+async def test_an_unreachable_api_is_retried_until_the_deadline(
+    fake_api: FakeApi, make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", f"http://127.0.0.1:{port}")
+    async with api_runtime(make_settings()) as runtime:
+        (snap,) = await run_tasks(runtime, TaskRequest(task="hello", timeout_s=0.5))
+    assert snap.state is TaskState.FAILED
+    assert snap.error is not None and snap.error.kind is ErrorKind.API_ERROR
+    assert "connection" in snap.error.message and snap.attempts > 1
+
+
+async def test_warm_first_pays_for_one_cache_write_and_siblings_read_it(
+    fake_api: FakeApi, make_settings: MakeSettings
+) -> None:
+    shared = "The project's conventions, repeated to be long enough to cache. " * 200
+    async with api_runtime(make_settings()) as runtime:
+        snaps = await run_tasks(
+            runtime, *(TaskRequest(task=f"part {i}") for i in range(6)), shared_context=shared
+        )
+    assert all(s.state is TaskState.COMPLETED for s in snaps)
+    stats = fake_api.stats()
+    assert (stats.cache_writes, stats.cache_reads) == (1, 5)
+    assert sum(1 for s in snaps if s.usage.cache_write_tokens) == 1
+    assert sum(1 for s in snaps if s.usage.cache_read_tokens) == 5
+    assert all(r.body["system"][0].get("cache_control") == {"type": "ephemeral"} for r in fake_api.requests)
+
+
+async def test_a_task_past_its_timeout_stops_its_request(
+    fake_api: FakeApi, make_settings: MakeSettings
+) -> None:
+    async with api_runtime(make_settings()) as runtime:
+        (snap,) = await run_tasks(runtime, TaskRequest(task="[[hold]]", timeout_s=0.3))
+        await idle(fake_api)
+    assert snap.state is TaskState.FAILED
+    assert snap.error is not None and snap.error.kind is ErrorKind.TIMEOUT
+
+
+async def test_cancel_and_shutdown_leave_no_request_running(
+    fake_api: FakeApi, make_settings: MakeSettings
+) -> None:
+    async with api_runtime(make_settings()) as runtime:
+        registry = runtime.registry
+        receipt = await registry.spawn(
+            SpawnRequest(tasks=[TaskRequest(task=f"{i} [[hold]]") for i in range(4)])
+        )
+        ids = [t.task_id for t in receipt.tasks]
+        await held(fake_api, 4)
+        outcome = registry.cancel(ids[:1])
+        with anyio.fail_after(5):
+            await registry.wait(outcome.cancelled)
+        assert registry.snapshot(ids[0]).state is TaskState.CANCELLED
+    assert [s.state for s in registry.snapshots(ids)] == [TaskState.CANCELLED] * 4
+    await idle(fake_api)
+
+
+async def test_without_credentials_spawning_fails_with_how_to_configure_them(
+    fake_api: FakeApi, make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    async with api_runtime(make_settings()) as runtime:
+        with pytest.raises(BackendUnavailable, match="ANTHROPIC_API_KEY"):
+            await runtime.registry.spawn(SpawnRequest(tasks=[TaskRequest(task="x")]))
+    assert fake_api.requests == []
+
+
+async def test_an_unexpanded_placeholder_key_is_reported_as_such(
+    fake_api: FakeApi, make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "${ANTHROPIC_API_KEY}")
+    async with api_runtime(make_settings()) as runtime:
+        with pytest.raises(BackendUnavailable, match="does not expand variables"):
+            await runtime.registry.spawn(SpawnRequest(tasks=[TaskRequest(task="x")]))

@@ -1,0 +1,555 @@
+"""Tests for the fake Anthropic Messages API (tests/fake_api.py), through the real SDK over HTTP."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import anyio
+import anyio.to_thread
+import httpx2
+import pytest
+from anthropic.types import Message, MessageParam
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from tests.fake_api import FakeApi, FakeConfig, serve_in_thread
+
+pytestmark = pytest.mark.anyio
+
+MODEL = "claude-sonnet-5-5"
+WAIT = 10.0  # upper bound for every wait; no test relies on timing
+BIG_PREFIX = "shared rules. " * 400  # 5600 characters -> 1400 tokens, above min_cache_tokens
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def fake_server() -> Iterator[FakeApi]:
+    server = serve_in_thread()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake(fake_server: FakeApi) -> FakeApi:
+    fake_server.reset()
+    return fake_server
+
+
+@pytest.fixture
+async def client(fake: FakeApi) -> AsyncIterator[anthropic.AsyncAnthropic]:
+    async with anthropic.AsyncAnthropic(api_key="test-key", base_url=fake.base_url, max_retries=0) as c:
+        yield c
+
+
+@pytest.fixture
+async def http(fake: FakeApi) -> AsyncIterator[httpx2.AsyncClient]:
+    async with httpx2.AsyncClient(base_url=fake.base_url) as c:
+        yield c
+
+
+async def until(wait: Callable[..., bool], *args: Any) -> None:
+    """Run a blocking `FakeApi.wait_*` in a worker thread and require it to succeed."""
+    with anyio.fail_after(WAIT + 5):
+        assert await anyio.to_thread.run_sync(wait, *args, WAIT)
+
+
+def user(text: str) -> list[MessageParam]:
+    return [{"role": "user", "content": text}]
+
+
+async def create(client: anthropic.AsyncAnthropic, text: str, max_tokens: int = 100) -> Message:
+    return await client.messages.create(model=MODEL, max_tokens=max_tokens, messages=user(text))
+
+
+def text_of(message: Message) -> str:
+    block = message.content[0]
+    assert block.type == "text"
+    return block.text
+
+
+async def collect_text(stream: anthropic.AsyncStream[Any], into: list[str]) -> None:
+    """Append the text of every text delta in `stream` to `into`, until the stream ends or raises."""
+    async for event in stream:
+        if event.type == "content_block_delta" and event.delta.type == "text_delta":
+            into.append(event.delta.text)  # noqa: PERF401 (keep deltas that arrive before a raise)
+
+
+async def test_create_returns_the_reply_directive_with_usage(
+    client: anthropic.AsyncAnthropic, fake: FakeApi
+) -> None:
+    prompt = "say [[reply:hello there]] please"
+    raw = await client.messages.with_raw_response.create(model=MODEL, max_tokens=100, messages=user(prompt))
+    message = await raw.parse()
+
+    assert text_of(message) == "hello there"
+    assert message.stop_reason == "end_turn"
+    assert message.id.startswith("msg_")
+    assert raw.headers["request-id"].startswith("req_")
+    assert message.usage.input_tokens == math.ceil(len(prompt) / 4)
+    assert message.usage.output_tokens == 2
+    assert message.usage.cache_creation_input_tokens == message.usage.cache_read_input_tokens == 0
+    (recorded,) = fake.requests
+    assert recorded.path == "/v1/messages"
+    assert recorded.status == 200
+    assert recorded.headers["authorization"] == "Bearer test-key"
+    assert recorded.body["messages"] == user(prompt)
+
+
+async def test_raw_stream_deltas_join_to_the_reply(client: anthropic.AsyncAnthropic, fake: FakeApi) -> None:
+    fake.config.chunk_words = 2
+    reply = "one two\nthree  four five"
+    events: list[Any] = []
+    stream = await client.messages.create(
+        model=MODEL, max_tokens=100, messages=user(f"[[reply:{reply}]]"), stream=True
+    )
+    async with stream:
+        events = [event async for event in stream]
+
+    types = [event.type for event in events]
+    assert types[:2] == ["message_start", "content_block_start"]
+    assert types[-3:] == ["content_block_stop", "message_delta", "message_stop"]
+    deltas = [event.delta.text for event in events if event.type == "content_block_delta"]
+    assert len(deltas) == 3
+    assert "".join(deltas) == reply
+    start, end = events[0], events[-2]
+    assert start.message.usage.output_tokens == 1
+    assert start.message.usage.input_tokens > 0
+    assert end.usage.output_tokens == 5
+    assert end.delta.stop_reason == "end_turn"
+
+
+async def test_stream_helper_final_message_merges_usage(client: anthropic.AsyncAnthropic) -> None:
+    async with client.messages.stream(model=MODEL, max_tokens=100, messages=user("[[words:7]]")) as stream:
+        text = "".join([chunk async for chunk in stream.text_stream])
+        final = await stream.get_final_message()
+
+    assert text == text_of(final) == "w1 w2 w3 w4 w5 w6 w7"
+    assert final.usage.output_tokens == 7
+
+
+@pytest.mark.parametrize(
+    ("prompt", "max_tokens", "expected", "stop_reason"),
+    [
+        ("[[words:5]]", 100, "w1 w2 w3 w4 w5", "end_turn"),
+        ("[[words:5]]", 3, "w1 w2 w3", "max_tokens"),
+        ("[[reply:a\nb c d]]", 2, "a\nb", "max_tokens"),
+        ("no directive", 100, " ".join(f"w{i}" for i in range(1, 21)), "end_turn"),
+    ],
+)
+async def test_words_and_max_tokens_truncation(
+    client: anthropic.AsyncAnthropic, prompt: str, max_tokens: int, expected: str, stop_reason: str
+) -> None:
+    message = await create(client, prompt, max_tokens=max_tokens)
+
+    assert text_of(message) == expected
+    assert message.stop_reason == stop_reason
+    assert message.usage.output_tokens == len(expected.split())
+
+
+async def test_later_user_message_wins(client: anthropic.AsyncAnthropic) -> None:
+    messages: list[Any] = [
+        {"role": "user", "content": "[[reply:first]]"},
+        {"role": "assistant", "content": "[[reply:from the assistant]]"},
+        {"role": "user", "content": [{"type": "text", "text": "[[reply:second]]"}]},
+    ]
+    message = await client.messages.create(model=MODEL, max_tokens=10, messages=messages)
+
+    assert text_of(message) == "second"
+
+
+async def test_missing_credentials_get_401(http: httpx2.AsyncClient, fake: FakeApi) -> None:
+    body = {"model": MODEL, "max_tokens": 10, "messages": user("hi")}
+
+    response = await http.post("/v1/messages", json=body)
+    with_key = await http.post("/v1/messages", json=body, headers={"x-api-key": "k"})
+
+    assert response.status_code == 401
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["request-id"].startswith("req_")
+    assert response.json() == {
+        "type": "error",
+        "error": {"type": "authentication_error", "message": "invalid x-api-key"},
+    }
+    assert with_key.status_code == 200
+    assert fake.stats().statuses == {401: 1, 200: 1}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"max_tokens": 10, "messages": user("hi")},
+        {"model": "", "max_tokens": 10, "messages": user("hi")},
+        {"model": MODEL, "max_tokens": 0, "messages": user("hi")},
+        {"model": MODEL, "max_tokens": True, "messages": user("hi")},
+        {"model": MODEL, "max_tokens": 10, "messages": []},
+        {"model": MODEL, "max_tokens": 10, "messages": user("[[words:many]]")},
+        {"model": MODEL, "max_tokens": 10, "messages": user("hi"), "system": 5},
+    ],
+)
+async def test_invalid_body_gets_400(http: httpx2.AsyncClient, body: dict[str, Any]) -> None:
+    response = await http.post("/v1/messages", json=body, headers={"x-api-key": "k"})
+
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_fail_count_fails_first_attempt_then_succeeds(
+    client: anthropic.AsyncAnthropic, fake: FakeApi
+) -> None:
+    prompt = "[[fail:429;count=1;retry-after=7]] [[reply:ok]]"
+
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        await create(client, prompt)
+    message = await create(client, prompt)
+
+    assert caught.value.response.headers["retry-after"] == "7"
+    assert caught.value.type == "rate_limit_error"
+    assert text_of(message) == "ok"
+    assert [r.status for r in fake.requests] == [429, 200]
+
+
+async def test_fail_headers_type_and_message(client: anthropic.AsyncAnthropic) -> None:
+    prompt = "[[fail:529;retry-after-ms=250;should-retry=false;type=overloaded_error;message=busy now]]"
+
+    for _ in range(2):  # no count: every attempt fails
+        with pytest.raises(anthropic.OverloadedError) as caught:
+            await create(client, prompt)
+        headers = caught.value.response.headers
+        assert headers["retry-after-ms"] == "250"
+        assert headers["x-should-retry"] == "false"
+        assert caught.value.api_message == "busy now"
+
+
+async def test_sdk_retries_a_counted_failure_by_request_identity(fake: FakeApi) -> None:
+    async with anthropic.AsyncAnthropic(api_key="k", base_url=fake.base_url, max_retries=2) as client:
+        message = await create(client, "[[fail:529;count=2;retry-after-ms=1]] [[reply:finally]]")
+
+    assert text_of(message) == "finally"
+    assert [r.status for r in fake.requests] == [529, 529, 200]
+
+
+async def test_stream_error_raises_status_200_after_k_deltas(client: anthropic.AsyncAnthropic) -> None:
+    deltas: list[str] = []
+    stream = await client.messages.create(
+        model=MODEL, max_tokens=100, messages=user("[[stream_error:after=2]]"), stream=True
+    )
+    async with stream:
+        with pytest.raises(anthropic.APIStatusError) as caught:
+            await collect_text(stream, deltas)
+
+    assert caught.value.status_code == 200
+    assert caught.value.type == "overloaded_error"
+    assert deltas == ["w1 w2 w3", " w4 w5 w6"]
+
+
+async def test_drop_raises_remote_protocol_error_after_k_deltas(client: anthropic.AsyncAnthropic) -> None:
+    deltas: list[str] = []
+    stream = await client.messages.create(
+        model=MODEL, max_tokens=100, messages=user("[[drop:after=1]]"), stream=True
+    )
+    async with stream:
+        with pytest.raises(httpx2.RemoteProtocolError):
+            await collect_text(stream, deltas)
+
+    assert deltas == ["w1 w2 w3"]
+
+
+async def test_drop_count_applies_per_attempt(client: anthropic.AsyncAnthropic) -> None:
+    with pytest.raises(anthropic.APIConnectionError):
+        await create(client, "[[drop:count=1]] [[reply:second time]]")
+    message = await create(client, "[[drop:count=1]] [[reply:second time]]")
+
+    assert text_of(message) == "second time"
+
+
+async def test_held_requests_are_all_in_flight_until_released(
+    client: anthropic.AsyncAnthropic, fake: FakeApi
+) -> None:
+    n = 5
+    replies: list[str] = []
+
+    async def one(i: int) -> None:
+        replies.append(text_of(await create(client, f"[[hold]] [[reply:r{i}]]")))
+
+    async with anyio.create_task_group() as group:
+        for i in range(n):
+            group.start_soon(one, i)
+        await until(fake.wait_requests, n)
+        await until(fake.wait_held, n)
+        stats = fake.stats()
+        assert (stats.in_flight, stats.held, replies) == (n, n, [])
+        fake.release()
+
+    assert sorted(replies) == [f"r{i}" for i in range(n)]
+    await until(fake.wait_idle)
+    assert fake.stats().held == 0
+    assert fake.stats().max_in_flight == n
+
+
+async def test_hold_after_k_deltas_pauses_the_stream(client: anthropic.AsyncAnthropic, fake: FakeApi) -> None:
+    fake.config.chunk_words = 1
+    deltas: list[str] = []
+    stream = await client.messages.create(
+        model=MODEL, max_tokens=100, messages=user("[[hold:after=1]] [[words:3]]"), stream=True
+    )
+    async with stream, anyio.create_task_group() as group:
+        group.start_soon(collect_text, stream, deltas)
+        await until(fake.wait_held, 1)
+        fake.release()
+
+    assert deltas == ["w1", " w2", " w3"]
+
+
+async def test_cancelled_client_frees_a_held_request(client: anthropic.AsyncAnthropic, fake: FakeApi) -> None:
+    async with anyio.create_task_group() as group:
+        group.start_soon(create, client, "[[hold]]")
+        await until(fake.wait_held, 1)
+        group.cancel_scope.cancel()
+
+    await until(fake.wait_idle)
+    stats = fake.stats()
+    assert (stats.held, stats.in_flight) == (0, 0)
+
+
+async def test_cancelled_client_frees_a_stream_held_mid_body(
+    client: anthropic.AsyncAnthropic, fake: FakeApi
+) -> None:
+    async def consume() -> None:
+        stream = await client.messages.create(
+            model=MODEL, max_tokens=100, messages=user("[[hold:after=1]]"), stream=True
+        )
+        async with stream:
+            async for _ in stream:
+                pass
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(consume)
+        await until(fake.wait_held, 1)
+        group.cancel_scope.cancel()
+
+    await until(fake.wait_idle)
+    assert fake.stats().held == 0
+
+
+async def test_hold_also_holds_a_failing_attempt(client: anthropic.AsyncAnthropic, fake: FakeApi) -> None:
+    async with anyio.create_task_group() as group:
+
+        async def failing() -> None:
+            with pytest.raises(anthropic.InternalServerError):
+                await create(client, "[[fail:500;count=1]] [[hold]]")
+
+        group.start_soon(failing)
+        await until(fake.wait_held, 1)
+        fake.release()
+
+    assert fake.stats().statuses == {500: 1}
+
+
+async def test_reset_lets_requests_held_before_it_through(
+    client: anthropic.AsyncAnthropic, fake: FakeApi
+) -> None:
+    replies: list[str] = []
+
+    async def held() -> None:
+        replies.append(text_of(await create(client, "[[hold]] [[reply:let through]]")))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(held)
+        await until(fake.wait_held, 1)
+        fake.reset()
+
+    assert replies == ["let through"]
+    assert fake.stats().held == 0
+
+
+def cached_system() -> list[Any]:
+    return [{"type": "text", "text": BIG_PREFIX, "cache_control": {"type": "ephemeral"}}]
+
+
+async def test_cache_lead_then_siblings_gives_one_write(
+    client: anthropic.AsyncAnthropic, fake: FakeApi
+) -> None:
+    siblings = 4
+    prefix_tokens = math.ceil(len(BIG_PREFIX) / 4)
+    usages: list[Any] = []
+
+    async def lead() -> None:
+        stream = await client.messages.create(
+            model=MODEL,
+            max_tokens=10,
+            system=cached_system(),
+            messages=user("[[hold:after=0]] lead"),
+            stream=True,
+        )
+        async with stream:
+            usages.extend([event.message.usage async for event in stream if event.type == "message_start"])
+
+    async def sibling(i: int) -> None:
+        message = await client.messages.create(
+            model=MODEL, max_tokens=10, system=cached_system(), messages=user(f"sibling {i}")
+        )
+        usages.append(message.usage)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(lead)
+        await until(fake.wait_held, 1)  # the lead has sent message_start: its entry is readable
+        async with anyio.create_task_group() as fan_out:
+            for i in range(siblings):
+                fan_out.start_soon(sibling, i)
+        fake.release()
+
+    writes = [u for u in usages if u.cache_creation_input_tokens]
+    reads = [u for u in usages if u.cache_read_input_tokens]
+    assert [u.cache_creation_input_tokens for u in writes] == [prefix_tokens]
+    assert [u.cache_read_input_tokens for u in reads] == [prefix_tokens] * siblings
+    stats = fake.stats()
+    assert (stats.cache_writes, stats.cache_reads) == (1, siblings)
+
+
+async def test_cache_requests_fired_together_all_write(
+    client: anthropic.AsyncAnthropic, fake: FakeApi
+) -> None:
+    n = 5
+    usages: list[Any] = []
+
+    async def one(i: int) -> None:
+        message = await client.messages.create(
+            model=MODEL, max_tokens=10, system=cached_system(), messages=user(f"[[hold]] {i}")
+        )
+        usages.append(message.usage)
+
+    async with anyio.create_task_group() as group:
+        for i in range(n):
+            group.start_soon(one, i)
+        await until(fake.wait_held, n)
+        fake.release()
+
+    assert all(u.cache_creation_input_tokens and not u.cache_read_input_tokens for u in usages)
+    stats = fake.stats()
+    assert (stats.cache_writes, stats.cache_reads) == (n, 0)
+
+
+async def test_short_prefix_is_not_cached(client: anthropic.AsyncAnthropic, fake: FakeApi) -> None:
+    system: Any = [{"type": "text", "text": "short", "cache_control": {"type": "ephemeral"}}]
+    first = await client.messages.create(model=MODEL, max_tokens=10, system=system, messages=user("a"))
+    second = await client.messages.create(model=MODEL, max_tokens=10, system=system, messages=user("a"))
+
+    for message in (first, second):
+        assert message.usage.cache_creation_input_tokens == message.usage.cache_read_input_tokens == 0
+        assert message.usage.input_tokens == math.ceil(len("short" + "a") / 4)
+    assert (fake.stats().cache_writes, fake.stats().cache_reads) == (0, 0)
+
+
+async def test_rpm_limit_answers_429_with_retry_after(
+    client: anthropic.AsyncAnthropic, fake: FakeApi
+) -> None:
+    fake.config.rpm_limit = 2
+    remaining: list[str] = []
+    for i in range(2):
+        raw = await client.messages.with_raw_response.create(model=MODEL, max_tokens=5, messages=user(str(i)))
+        assert raw.headers["anthropic-ratelimit-requests-limit"] == "2"
+        remaining.append(raw.headers["anthropic-ratelimit-requests-remaining"])
+
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        await create(client, "third")
+
+    assert remaining == ["1", "0"]
+    assert 1 <= int(caught.value.response.headers["retry-after"]) <= 60
+    assert caught.value.response.headers["anthropic-ratelimit-requests-remaining"] == "0"
+
+
+async def test_max_concurrency_answers_529(client: anthropic.AsyncAnthropic, fake: FakeApi) -> None:
+    fake.config.max_concurrency = 2
+    replies: list[str] = []
+
+    async def held(i: int) -> None:
+        replies.append(text_of(await create(client, f"[[hold]] [[reply:{i}]]")))
+
+    async with anyio.create_task_group() as group:
+        for i in range(2):
+            group.start_soon(held, i)
+        await until(fake.wait_held, 2)
+        with pytest.raises(anthropic.OverloadedError):
+            await create(client, "one too many")
+        fake.release()
+
+    assert sorted(replies) == ["0", "1"]
+    assert fake.stats().statuses == {200: 2, 529: 1}
+
+
+async def test_control_plane(
+    http: httpx2.AsyncClient, client: anthropic.AsyncAnthropic, fake: FakeApi
+) -> None:
+    configured = await http.post("/_fake/config", json={"default_words": 4, "require_auth": False})
+    rejected = await http.post("/_fake/config", json={"no_such_field": 1})
+    message = await create(client, "default reply")
+    stats = (await http.get("/_fake/stats")).json()
+
+    assert configured.json()["default_words"] == 4
+    assert fake.config.require_auth is False
+    assert rejected.status_code == 400
+    assert text_of(message) == "w1 w2 w3 w4"
+    assert (stats["total"], stats["statuses"]) == (1, {"200": 1})
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(create, client, "[[hold]]")
+        await until(fake.wait_held, 1)
+        assert (await http.post("/_fake/release")).status_code == 200
+    await until(fake.wait_idle)
+
+    assert (await http.post("/_fake/reset")).status_code == 200
+    assert fake.stats().total == 0
+    assert fake.config == FakeConfig()
+
+
+async def test_models_and_unknown_paths(http: httpx2.AsyncClient, client: anthropic.AsyncAnthropic) -> None:
+    page = await client.models.list()
+    missing = await http.get("/v1/nothing")
+
+    assert [model.id for model in page.data] == [MODEL]
+    assert missing.status_code == 404
+    assert missing.json()["error"]["type"] == "not_found_error"
+
+
+def test_stop_leaves_no_thread_and_closes_the_port() -> None:
+    server = serve_in_thread(FakeConfig(require_auth=False))
+    response = httpx2.post(
+        f"{server.base_url}/v1/messages", json={"model": MODEL, "max_tokens": 5, "messages": user("hi")}
+    )
+    server.stop()
+
+    assert response.status_code == 200
+    assert not [t for t in threading.enumerate() if t.name == f"fake-api-{server.base_url}"]
+    with pytest.raises(httpx2.ConnectError):
+        httpx2.get(f"{server.base_url}/v1/models")
+
+
+async def test_command_line_serves_until_terminated() -> None:
+    script = Path(__file__).with_name("fake_api.py")
+    command = [sys.executable, str(script), "--port", "0", "--latency", "0.01", "--chunk-delay", "0"]
+    async with await anyio.open_process(command, stdin=subprocess.DEVNULL, stderr=None) as process:
+        assert process.stdout is not None
+        try:
+            with anyio.fail_after(WAIT):
+                line = await BufferedByteReceiveStream(process.stdout).receive_until(b"\n", 1000)
+            assert line.startswith(b"FAKE_API_URL=http://127.0.0.1:")
+            base_url = line.decode().removeprefix("FAKE_API_URL=")
+            async with anthropic.AsyncAnthropic(api_key="k", base_url=base_url, max_retries=0) as client:
+                message = await create(client, "[[reply:from a process]]")
+            assert text_of(message) == "from a process"
+        finally:
+            process.terminate()
+            with anyio.fail_after(WAIT):
+                returncode = await process.wait()
+
+    assert returncode == 0

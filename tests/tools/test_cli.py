@@ -1,0 +1,126 @@
+"""The installed ``fanout-mcp`` script: over stdio with the real MCP client, and the ``run`` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client, StdioServerParameters
+
+from fanout_mcp.server import OPTIONS
+from tests.fake_api import FakeApi
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = Path(sys.executable).with_name("fanout-mcp")
+
+
+def script_env(fake: FakeApi) -> dict[str, str]:
+    return {
+        "ANTHROPIC_BASE_URL": fake.base_url,
+        "ANTHROPIC_API_KEY": "test-key",
+        "HOME": os.environ["HOME"],  # the fixture's empty home: no credentials on disk
+        "PATH": os.environ.get("PATH", ""),
+    }
+
+
+def run_script(*args: str, env: dict[str, str], cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(SCRIPT), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_an_mcp_client_over_stdio_spawns_collects_and_synthesizes_twenty_tasks(
+    fake_api: FakeApi, tmp_path: Path, mode: str
+) -> None:
+    assert SCRIPT.exists(), "install the project first (pip install -e '.[test]')"
+    params = StdioServerParameters(
+        command=str(SCRIPT), args=["--root", str(tmp_path)], env=script_env(fake_api)
+    )
+    with anyio.fail_after(60):
+        async with Client(params, mode=mode) as client:  # type: ignore[arg-type]
+            expected = (mode == "auto" and "2026-07-28") or "2025-11-25"
+            assert client.protocol_version == expected
+            spawned = await client.call_tool(
+                "spawn_parallel", {"tasks": [{"task": f"part {i} [[reply:answer {i}]]"} for i in range(20)]}
+            )
+            content: Any = spawned.structured_content
+            ids: list[str] = content["task_ids"]
+            outputs: dict[str, str] = {}
+            while len(outputs) < 20:
+                collected: Any = await client.call_tool("task_output", {"task_ids": ids, "wait_s": 20})
+                for view in collected.structured_content["tasks"]:
+                    if view["state"] == "completed":
+                        outputs[view["task_id"]] = view["output"]
+            assert [outputs[i] for i in ids] == [f"answer {n}" for n in range(20)]
+            synthesis: Any = await client.call_tool("synthesize", {"task_ids": ids, "mode": "llm"})
+            assert synthesis.structured_content["done"] and synthesis.structured_content["mode"] == "llm"
+            assert len(synthesis.structured_content["sources"]) == 20
+
+
+def test_run_executes_the_example_plan_and_prints_results_and_synthesis(fake_api: FakeApi) -> None:
+    result = run_script("run", "examples/review-plan.json", "--root", str(REPO), env=script_env(fake_api))
+    assert result.returncode == 0, result.stderr
+    for label in ["security", "performance", "testing", "architecture"]:
+        assert f"## {label} [t-" in result.stdout
+        assert f"] {label}: completed" in result.stderr
+    assert "# Synthesis (llm)" in result.stdout
+    assert "[4/4]" in result.stderr
+    requests = fake_api.requests
+    assert len(requests) == 5  # four perspectives, one synthesis
+    assert "Produce one review" in requests[-1].body["messages"][0]["content"]
+
+
+def test_run_with_json_prints_machine_readable_results(fake_api: FakeApi, tmp_path: Path) -> None:
+    plan = tmp_path / "plan.json"
+    plan.write_text(
+        json.dumps(
+            {"tasks": [{"task": "[[reply:one]]"}, {"task": "[[fail:400]]"}], "synthesis": {"mode": "merge"}}
+        )
+    )
+    result = run_script("run", str(plan), "--json", "--root", str(tmp_path), env=script_env(fake_api))
+    assert result.returncode == 1  # a task failed
+    data = json.loads(result.stdout)
+    assert [t["state"] for t in data["tasks"]] == ["completed", "failed"]
+    assert data["synthesis"]["mode"] == "merge" and len(data["synthesis"]["missing"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "is not valid JSON"),
+        ('{"tasks": [{"role": "no task"}]}', "tasks.0.task"),
+        ('{"tasks": []}', "tasks is empty"),
+    ],
+)
+def test_run_refuses_a_bad_plan_with_a_clear_message(
+    fake_api: FakeApi, tmp_path: Path, content: str, message: str
+) -> None:
+    plan = tmp_path / "plan.json"
+    plan.write_text(content)
+    result = run_script("run", str(plan), "--root", str(tmp_path), env=script_env(fake_api))
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert result.stdout == ""
+
+
+def test_a_bad_setting_stops_the_server_at_start_with_the_flag_named(fake_api: FakeApi) -> None:
+    result = run_script("--max-concurrency", "zero", env=script_env(fake_api))
+    assert result.returncode == 2
+    assert "--max-concurrency" in result.stderr
+    assert result.stdout == ""  # stdout belongs to the protocol
+
+
+def test_help_documents_every_option_and_environment_variable() -> None:
+    result = subprocess.run([str(SCRIPT), "--help"], capture_output=True, text=True, timeout=60, check=True)
+    for option in OPTIONS.values():
+        assert option.flag in result.stdout
+        assert option.env in result.stdout
+    for variable in ["ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"]:
+        assert variable in result.stdout

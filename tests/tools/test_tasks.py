@@ -1,0 +1,359 @@
+"""The five tools through the real MCP client, in memory, in both protocol eras, against the fake API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+from mcp_types import CallToolResult, TextContent
+
+from fanout_mcp.server import Settings
+from fanout_mcp.tools import create_server
+from tests.fake_api import FakeApi
+
+MakeSettings = Callable[..., Settings]
+MODES = ["auto", "legacy"]  # auto: the 2026-07-28 protocol in process; legacy: the 2025-11-25 handshake
+
+
+@asynccontextmanager
+async def connect(settings: Settings, mode: str = "auto") -> AsyncIterator[Client]:
+    async with Client(create_server(settings), mode=mode) as client:  # type: ignore[arg-type]
+        yield client
+
+
+def text(result: CallToolResult) -> str:
+    block = result.content[0]
+    assert isinstance(block, TextContent)
+    return block.text
+
+
+async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
+    result = await client.call_tool(tool, arguments)
+    assert not result.is_error, text(result)
+    assert isinstance(result.structured_content, dict)
+    return result.structured_content
+
+
+async def error(client: Client, tool: str, **arguments: Any) -> str:
+    result = await client.call_tool(tool, arguments)
+    assert result.is_error, f"{tool} should have failed: {text(result)}"
+    return text(result)
+
+
+async def held(fake: FakeApi, n: int) -> None:
+    assert await anyio.to_thread.run_sync(fake.wait_held, n, 10.0)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_tools_are_listed_with_descriptions_schemas_and_hints(
+    fake_api: FakeApi, make_settings: MakeSettings, mode: str
+) -> None:
+    async with connect(make_settings(), mode) as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+    assert set(tools) == {"spawn_parallel", "task_output", "synthesize", "list_tasks", "cancel_tasks"}
+    for tool in tools.values():
+        assert tool.description and len(tool.description) > 100
+        assert tool.output_schema is not None
+    assert "task_output" in (tools["spawn_parallel"].description or "")
+    assert tools["task_output"].annotations is not None and tools["task_output"].annotations.read_only_hint
+    assert (
+        tools["cancel_tasks"].annotations is not None and tools["cancel_tasks"].annotations.destructive_hint
+    )
+    task_schema = tools["spawn_parallel"].input_schema["$defs"]["TaskRequest"]
+    assert task_schema["required"] == ["task"]
+    assert {
+        "role",
+        "context",
+        "files",
+        "output_format",
+        "focus_areas",
+        "label",
+        "model",
+        "max_tokens",
+        "timeout_s",
+    } <= set(task_schema["properties"])
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_spawn_collect_and_synthesize(
+    fake_api: FakeApi, make_settings: MakeSettings, mode: str
+) -> None:
+    tasks = [
+        {
+            "task": "Review auth [[reply:SQL injection in login()]]",
+            "role": "security reviewer",
+            "label": "auth",
+        },
+        {"task": "Review api [[reply:N+1 queries in list_users()]]", "role": "performance", "label": "api"},
+        {"task": "Review db [[reply:SQL injection in login()]]", "role": "security reviewer", "label": "db"},
+    ]
+    async with connect(make_settings(), mode) as client:
+        spawned = await call(client, "spawn_parallel", tasks=tasks, shared_context="A Flask app.")
+        assert len(spawned["task_ids"]) == 3 and spawned["group_id"].startswith("g-")
+        collected = await call(client, "task_output", group_id=spawned["group_id"], wait_s=20)
+        assert collected["done"] is True
+        assert collected["counts"]["completed"] == 3
+        assert [t["output"] for t in collected["tasks"]] == [
+            "SQL injection in login()",
+            "N+1 queries in list_users()",
+            "SQL injection in login()",
+        ]
+        assert collected["usage"]["output_tokens"] == sum(
+            t["usage"]["output_tokens"] for t in collected["tasks"]
+        )
+
+        merged = await call(client, "synthesize", group_id=spawned["group_id"], mode="merge")
+        assert merged["done"] and merged["mode"] == "merge"
+        first, _, third = spawned["task_ids"]
+        assert merged["markdown"].count("SQL injection in login()") == 1
+        assert f"_(also: `{third}`)_" in merged["markdown"] and first in merged["markdown"]
+        assert merged["missing"] == []
+
+        fake_api.config.default_words = 5
+        answer = await call(
+            client,
+            "synthesize",
+            group_id=spawned["group_id"],
+            mode="llm",
+            instructions="rank by severity [[reply:## Summary\nFix the injection first.\n"
+            "## Findings\n- injection [t]]",
+        )
+        assert answer["done"] and answer["mode"] == "llm"
+        assert answer["summary"] == "Fix the injection first."
+        assert answer["synthesis_task_id"]
+        assert answer["total_usage"]["output_tokens"] > answer["usage"]["output_tokens"] > 0
+        prompt = fake_api.requests[-1].body["messages"][0]["content"]
+        for task_id, label in zip(spawned["task_ids"], ["auth", "api", "db"], strict=True):
+            assert f'<answer task_id="{task_id}" label="{label}"' in prompt
+        assert "rank by severity" in prompt
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_spawn_returns_at_once_and_task_output_shows_running_tasks(
+    fake_api: FakeApi, make_settings: MakeSettings, mode: str
+) -> None:
+    async with connect(make_settings(), mode) as client:
+        spawned = await call(client, "spawn_parallel", tasks=[{"task": f"t{i} [[hold]]"} for i in range(3)])
+        assert all(t["state"] in {"queued", "running"} for t in spawned["tasks"])
+        await held(fake_api, 3)
+        result = await client.call_tool("task_output", {"group_id": spawned["group_id"], "wait_s": 0})
+        assert result.structured_content is not None
+        assert result.structured_content["done"] is False
+        assert result.structured_content["counts"]["running"] == 3
+        assert "call task_output again with the same arguments" in text(result)
+        fake_api.release()
+        done = await call(client, "task_output", task_ids=spawned["task_ids"], wait_s=20)
+        assert done["done"] is True
+
+
+async def test_task_output_reports_progress_while_it_waits(
+    fake_api: FakeApi, make_settings: MakeSettings
+) -> None:
+    progress: list[tuple[float, float | None, str | None]] = []
+    heartbeats = anyio.Event()
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append((value, total, message))
+        if len(progress) >= 2:
+            heartbeats.set()
+
+    async with connect(make_settings(progress_interval_s=0.05)) as client:
+        spawned = await call(client, "spawn_parallel", tasks=[{"task": f"t{i} [[hold]]"} for i in range(2)])
+        await held(fake_api, 2)
+
+        async def release_after_heartbeats() -> None:
+            await heartbeats.wait()  # two heartbeats arrived while every task was still held
+            fake_api.release()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(release_after_heartbeats)
+            with anyio.fail_after(20):
+                result = await client.call_tool(
+                    "task_output",
+                    {"group_id": spawned["group_id"], "wait_s": 20},
+                    progress_callback=on_progress,
+                )
+    assert result.structured_content is not None and result.structured_content["done"]
+    assert progress[0][:2] == (0, 2)
+    assert progress[-1][:2] == (2, 2)
+    assert "2/2 finished" in (progress[-1][2] or "")
+
+
+async def test_wait_s_is_capped_by_the_server(fake_api: FakeApi, make_settings: MakeSettings) -> None:
+    async with connect(make_settings(max_wait_s=0.2)) as client:
+        spawned = await call(client, "spawn_parallel", tasks=[{"task": "[[hold]]"}])
+        with anyio.fail_after(10):  # asked for 1000 s; the cap makes it return
+            result = await call(client, "task_output", group_id=spawned["group_id"], wait_s=1000)
+        assert result["done"] is False
+
+
+async def test_long_outputs_are_paged(fake_api: FakeApi, make_settings: MakeSettings) -> None:
+    async with connect(make_settings()) as client:
+        spawned = await call(client, "spawn_parallel", tasks=[{"task": "[[words:20]]"}])
+        task_id = spawned["task_ids"][0]
+        full = "w" + " w".join(str(i) for i in range(1, 21))
+        first = await call(client, "task_output", task_ids=[task_id], wait_s=20, max_chars=30)
+        view = first["tasks"][0]
+        assert (view["output"], view["truncated"], view["next_offset"]) == (full[:30], True, 30)
+        result = await client.call_tool("task_output", {"task_ids": [task_id], "max_chars": 30})
+        assert "offset=30" in text(result)
+        pages = [view["output"]]
+        offset = 30
+        while offset is not None:
+            page = (await call(client, "task_output", task_ids=[task_id], offset=offset, max_chars=30))[
+                "tasks"
+            ][0]
+            pages.append(page["output"])
+            offset = page["next_offset"]
+        assert "".join(pages) == full
+        assert page["truncated"] is False and page["total_chars"] == len(full)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_bad_input_gets_an_error_that_says_what_to_do_and_the_server_keeps_serving(
+    fake_api: FakeApi, make_settings: MakeSettings, tmp_path: Path, mode: str
+) -> None:
+    (tmp_path / "inside.txt").write_text("fine\n")
+    async with connect(make_settings(), mode) as client:
+        spawned = await call(client, "spawn_parallel", tasks=[{"task": "[[reply:ok]]"}])
+        group_id, task_id = spawned["group_id"], spawned["task_ids"][0]
+        cases: list[tuple[str, dict[str, Any], str]] = [
+            ("spawn_parallel", {"tasks": []}, "tasks is empty"),
+            ("spawn_parallel", {"tasks": [{"task": "x"}] * 101}, "more than one spawn may start (100)"),
+            ("spawn_parallel", {"tasks": [{"role": "no task"}]}, "task"),
+            ("spawn_parallel", {"tasks": [{"prompt": "typo"}]}, "prompt"),
+            (
+                "spawn_parallel",
+                {"tasks": [{"task": "x", "files": ["../../etc/passwd"]}]},
+                "outside the allowed roots",
+            ),
+            ("spawn_parallel", {"tasks": [{"task": "x", "files": ["missing.txt"]}]}, "does not exist"),
+            ("spawn_parallel", {"tasks": [{"task": "x", "timeout_s": -5}]}, "timeout_s"),
+            ("spawn_parallel", {"tasks": [{"task": "x", "max_tokens": 10**9}]}, "max_tokens"),
+            ("spawn_parallel", {"tasks": [{"task": "x"}], "max_concurrency": 0}, "max_concurrency"),
+            ("task_output", {}, "not neither"),
+            ("task_output", {"task_ids": [task_id], "group_id": group_id}, "not both"),
+            ("task_output", {"task_ids": ["t-doesnotexist"]}, "Call list_tasks"),
+            ("task_output", {"task_ids": [group_id]}, "pass it as group_id"),
+            ("task_output", {"group_id": "g-nope"}, "no group with id"),
+            ("task_output", {"task_ids": []}, "task_ids is empty"),
+            ("task_output", {"task_ids": [task_id], "wait_s": -1}, "wait_s"),
+            ("task_output", {"task_ids": [task_id], "max_chars": 0}, "max_chars"),
+            ("task_output", {"task_ids": [task_id], "offset": -3}, "offset"),
+            ("synthesize", {"group_id": "g-nope"}, "no group with id"),
+            ("synthesize", {"group_id": group_id, "mode": "vote"}, "mode"),
+            ("cancel_tasks", {"task_ids": ["t-nope"]}, "no task with id"),
+            ("list_tasks", {"state": "sleeping"}, "state"),
+        ]
+        for tool, arguments, words in cases:
+            message = await error(client, tool, **arguments)
+            assert words in message, (tool, arguments, message)
+        listed = await call(client, "list_tasks")
+        assert [t["task_id"] for t in listed["tasks"]] == [task_id]
+        ok = await call(client, "spawn_parallel", tasks=[{"task": "x", "files": ["inside.txt"]}])
+        assert len(ok["task_ids"]) == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_without_an_api_key_the_server_starts_and_spawning_says_how_to_configure(
+    fake_api: FakeApi, make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    async with connect(make_settings(), mode) as client:
+        assert len((await client.list_tools()).tools) == 5
+        message = await error(client, "spawn_parallel", tasks=[{"task": "x"}])
+        assert "ANTHROPIC_API_KEY" in message
+        assert (await call(client, "list_tasks"))["tasks"] == []
+    assert fake_api.requests == []
+
+
+async def test_cancel_tasks_cancels_the_unfinished_and_reports_the_finished(
+    fake_api: FakeApi, make_settings: MakeSettings
+) -> None:
+    async with connect(make_settings()) as client:
+        spawned = await call(
+            client,
+            "spawn_parallel",
+            tasks=[{"task": "[[reply:quick]]"}, {"task": "[[hold]]"}, {"task": "[[hold]]"}],
+        )
+        quick = spawned["task_ids"][0]
+        await call(client, "task_output", task_ids=[quick], wait_s=20)
+        await held(fake_api, 2)
+        cancelled = await call(client, "cancel_tasks", group_id=spawned["group_id"])
+        assert cancelled["cancelled"] == spawned["task_ids"][1:]
+        assert cancelled["already_finished"] == [{"task_id": quick, "state": "completed"}]
+        assert cancelled["counts"] == {"queued": 0, "running": 0, "completed": 1, "failed": 0, "cancelled": 2}
+        still = await call(client, "task_output", task_ids=[quick])
+        assert still["tasks"][0]["output"] == "quick"
+    assert await anyio.to_thread.run_sync(fake_api.wait_idle, 10.0)
+
+
+async def test_list_tasks_filters_by_group_and_state(fake_api: FakeApi, make_settings: MakeSettings) -> None:
+    async with connect(make_settings()) as client:
+        first = await call(
+            client, "spawn_parallel", tasks=[{"task": "[[reply:a]]"}, {"task": "[[fail:400]]"}]
+        )
+        second = await call(client, "spawn_parallel", tasks=[{"task": "[[reply:b]]"}])
+        await call(client, "task_output", group_id=first["group_id"], wait_s=20)
+        await call(client, "task_output", group_id=second["group_id"], wait_s=20)
+        everything = await call(client, "list_tasks")
+        assert len(everything["tasks"]) == 3 and "output" not in everything["tasks"][0]
+        mine = await call(client, "list_tasks", group_id=first["group_id"])
+        assert [t["task_id"] for t in mine["tasks"]] == first["task_ids"]
+        failed = await call(client, "list_tasks", state="failed")
+        assert [t["task_id"] for t in failed["tasks"]] == [first["task_ids"][1]]
+        assert failed["tasks"][0]["error"]["kind"] == "invalid_input"
+
+
+async def test_synthesis_lists_failed_and_unfinished_tasks_as_missing(
+    fake_api: FakeApi, make_settings: MakeSettings
+) -> None:
+    async with connect(make_settings()) as client:
+        spawned = await call(
+            client,
+            "spawn_parallel",
+            tasks=[
+                {"task": "[[reply:answer]]", "label": "good"},
+                {"task": "[[fail:400;message=bad request]]", "label": "broken"},
+                {"task": "[[hold]]", "label": "slow"},
+            ],
+        )
+        await held(fake_api, 1)
+        merged = await call(client, "synthesize", group_id=spawned["group_id"], mode="merge", wait_s=0.1)
+        missing = {m["label"]: m for m in merged["missing"]}
+        assert set(missing) == {"broken", "slow"}
+        assert missing["broken"]["state"] == "failed" and "bad request" in missing["broken"]["reason"]
+        assert missing["slow"]["state"] == "running" and "call synthesize again" in missing["slow"]["reason"]
+        assert "2 task(s) have no answer" in merged["summary"]
+        assert [s["label"] for s in merged["sources"]] == ["good"]
+
+
+async def test_a_slow_model_synthesis_is_resumed_not_restarted(
+    fake_api: FakeApi, make_settings: MakeSettings
+) -> None:
+    async with connect(make_settings()) as client:
+        spawned = await call(
+            client, "spawn_parallel", tasks=[{"task": "[[reply:one]]"}, {"task": "[[reply:two]]"}]
+        )
+        await call(client, "task_output", group_id=spawned["group_id"], wait_s=20)
+        arguments = {
+            "group_id": spawned["group_id"],
+            "mode": "llm",
+            "instructions": "[[hold]]",
+            "wait_s": 0.1,
+        }
+        first = await client.call_tool("synthesize", arguments)
+        assert first.structured_content is not None and first.structured_content["done"] is False
+        synthesis_id = first.structured_content["synthesis_task_id"]
+        assert "Call synthesize again with the same arguments" in text(first)
+        await held(fake_api, 1)
+        fake_api.release()
+        second = await call(client, "synthesize", **{**arguments, "wait_s": 20})
+        assert second["done"] and second["synthesis_task_id"] == synthesis_id
+    synthesis_requests = [r for r in fake_api.requests if "[[hold]]" in r.body["messages"][0]["content"]]
+    assert len(synthesis_requests) == 1
