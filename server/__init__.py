@@ -4,6 +4,7 @@ The MCP layer (``fanout_mcp.tools``) and the ``run`` command use only the names 
 """
 
 from fanout_mcp.server.backends import Backend, TaskSink
+from fanout_mcp.server.budget import fair_shares
 from fanout_mcp.server.errors import (
     BackendUnavailable,
     FanoutError,
@@ -64,6 +65,7 @@ __all__ = [
     "Tokens",
     "UnknownTask",
     "Usage",
+    "fair_shares",
     "load_settings",
     "open_registry",
     "open_runtime",

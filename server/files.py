@@ -1,14 +1,18 @@
 """Reading the files a task names, only inside the allowed roots.
 
 A path is resolved (symlinks and ``..`` included) before it is checked, so neither can lead outside a
-root. Binary files and special files are refused; a file over the size limit is cut at a line break and
-the prompt says so. All of it is blocking I/O: call ``read_files`` in a worker thread.
+root; where the platform can say which file an open descriptor refers to (Linux, macOS), the opened
+file is checked again, so a symlink swapped in between the check and the open cannot lead out either.
+A hard link inside a root counts as inside (only someone who can already write there can make one).
+Binary files and special files are refused; a file over the size limit is cut at a line break and the
+prompt says so. All of it is blocking I/O: call these methods in a worker thread.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +37,17 @@ class FileText:
         return self.shown < self.size
 
 
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    """A checked path and its size, before anything is read."""
+
+    path: str
+    real: Path
+    size: int
+
+
 class FileReader:
-    """Resolves and reads files inside a fixed set of roots."""
+    """Resolves and reads files inside a fixed set of roots (possibly none)."""
 
     def __init__(self, roots: Sequence[Path], *, max_file_bytes: int) -> None:
         self._roots = tuple(Path(os.path.realpath(root)) for root in roots)
@@ -44,46 +57,58 @@ class FileReader:
     def roots(self) -> tuple[Path, ...]:
         return self._roots
 
-    def resolve(self, raw: str) -> Path:
-        """The real path of ``raw``, if it is a regular file inside a root.
+    def check(self, raw: str) -> FileInfo:
+        """Resolve ``raw`` and check that it is a regular file inside a root.
 
         Raises:
             InvalidInput: empty, missing, outside every root, or not a regular file.
         """
+        if not self._roots:
+            raise InvalidInput(
+                "this server has no allowed roots, so tasks cannot read files: it was started in the "
+                "filesystem root or a home directory without --root, and never defaults to those. Add "
+                '"--root", "/path/to/project" to the server\'s args in the client\'s configuration.'
+            )
         if not raw.strip() or "\0" in raw:
             raise InvalidInput(f"file path {raw!r} is empty or malformed")
-        candidate = Path(raw).expanduser()
+        try:
+            candidate = Path(raw).expanduser()
+        except RuntimeError:  # "~someone" for a user that does not exist
+            raise InvalidInput(f"file path {raw!r} names a home directory that does not exist") from None
         if not candidate.is_absolute():
             candidate = self._roots[0] / candidate
         real = Path(os.path.realpath(candidate))
-        if not any(real.is_relative_to(root) for root in self._roots):
-            raise InvalidInput(
-                f"file {raw!r} is outside the allowed roots ({self._describe_roots()}); only files inside "
-                "them can be read. Use a path inside a root, or ask the operator to add one with --root."
-            )
+        self._check_inside(raw, real)
         try:
-            mode = real.stat().st_mode
+            info = real.stat()
         except FileNotFoundError:
             raise InvalidInput(
                 f"file {raw!r} does not exist (relative paths start at {self._roots[0]})"
             ) from None
         except OSError as exc:
             raise InvalidInput(f"file {raw!r} cannot be read: {exc.strerror}") from None
-        if stat.S_ISDIR(mode):
+        if stat.S_ISDIR(info.st_mode):
             raise InvalidInput(f"{raw!r} is a directory; list the files inside it that the task needs")
-        if not stat.S_ISREG(mode):
+        if not stat.S_ISREG(info.st_mode):
             raise InvalidInput(f"{raw!r} is not a regular file")
-        return real
+        return FileInfo(path=raw, real=real, size=info.st_size)
 
-    def read(self, raw: str) -> FileText:
-        """Read one file for a prompt, cut to the size limit.
+    def shown_size(self, info: FileInfo) -> int:
+        """Bytes of this file that would go into a prompt."""
+        return min(info.size, self._max_file_bytes)
+
+    def read(self, info: FileInfo) -> FileText:
+        """Read one checked file for a prompt, cut to the size limit.
 
         Raises:
-            InvalidInput: see ``resolve``; also a binary file.
+            InvalidInput: unreadable, binary, or no longer the file that was checked.
         """
-        real = self.resolve(raw)
+        raw = info.path
         try:
-            with real.open("rb") as handle:
+            with info.real.open("rb") as handle:
+                opened = _opened_path(handle.fileno())
+                if opened is not None:
+                    self._check_inside(raw, opened)
                 size = os.fstat(handle.fileno()).st_size
                 data = handle.read(self._max_file_bytes + 1)
         except OSError as exc:
@@ -95,14 +120,37 @@ class FileReader:
         else:
             size = max(size, len(data))
         text = data.decode("utf-8", errors="replace")
-        return FileText(path=raw, real=str(real), text=text, size=size, shown=len(data))
+        return FileText(path=raw, real=str(info.real), text=text, size=size, shown=len(data))
 
-    def read_files(self, paths: Iterable[str]) -> dict[str, FileText]:
-        """Read each distinct path once."""
-        return {path: self.read(path) for path in dict.fromkeys(paths)}
+    def read_files(self, infos: Iterable[FileInfo]) -> dict[str, FileText]:
+        """Read each checked file once, keyed by the path as written."""
+        return {info.path: self.read(info) for info in infos}
 
-    def _describe_roots(self) -> str:
-        return ", ".join(str(root) for root in self._roots)
+    def _check_inside(self, raw: str, real: Path) -> None:
+        if not any(real.is_relative_to(root) for root in self._roots):
+            roots = ", ".join(str(root) for root in self._roots)
+            raise InvalidInput(
+                f"file {raw!r} is outside the allowed roots ({roots}); only files inside them can be "
+                "read. Use a path inside a root, or ask the operator to add one with --root."
+            )
+
+
+def _opened_path(fd: int) -> Path | None:
+    """The real path of an open file, where the platform can tell."""
+    if sys.platform.startswith("linux"):
+        try:
+            return Path(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            return None
+    if sys.platform == "darwin":
+        import fcntl
+
+        try:
+            raw = fcntl.fcntl(fd, fcntl.F_GETPATH, b"\0" * 1024)  # type: ignore[attr-defined]
+        except OSError:
+            return None
+        return Path(os.fsdecode(raw.rstrip(b"\0")))
+    return None
 
 
 def _cut_at_line(data: bytes) -> bytes:

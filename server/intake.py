@@ -49,9 +49,9 @@ async def prepare(
     warnings: list[str] = []
     _check_size(request, settings)
     max_concurrency = _check_concurrency(request.max_concurrency, settings, warnings)
-    paths = [path for task in request.tasks for path in task.files]
-    files = await anyio.to_thread.run_sync(reader.read_files, paths) if paths else {}
-    _check_task_files(request.tasks, files, settings)
+    files: dict[str, FileText] = {}
+    if any(task.files for task in request.tasks):
+        files = await anyio.to_thread.run_sync(_load_files, request.tasks, reader, settings)
     system = build_system(request.shared_context)
     cache = bool(request.shared_context) and estimate_tokens(system) >= settings.cache_min_tokens
     planned = [
@@ -92,17 +92,18 @@ def _check_concurrency(value: int | None, settings: Settings, warnings: list[str
     return value
 
 
-def _check_task_files(
-    tasks: Sequence[TaskRequest], files: Mapping[str, FileText], settings: Settings
-) -> None:
+def _load_files(tasks: Sequence[TaskRequest], reader: FileReader, settings: Settings) -> dict[str, FileText]:
+    """Check every path and every task's byte budget before reading anything (in a worker thread)."""
+    infos = {path: reader.check(path) for task in tasks for path in task.files}
     limit = settings.max_task_file_bytes
     for index, task in enumerate(tasks):
-        total = sum(files[path].shown for path in dict.fromkeys(task.files))
+        total = sum(reader.shown_size(infos[path]) for path in dict.fromkeys(task.files))
         if total > limit:
             raise InvalidInput(
                 f"task {index + 1} ({_name(task, index)}) names {total} bytes of files, more than "
                 f"{limit} per task; split it into tasks that each read fewer files."
             )
+    return reader.read_files(infos.values())
 
 
 def _plan(

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from fanout_mcp.server.state import ErrorKind, TaskState
 
@@ -93,6 +93,13 @@ class TaskRequest(BaseModel):
             "included. Default: the server's task timeout.",
         ),
     ] = None
+
+    @field_validator("task")
+    @classmethod
+    def _says_something(cls, task: str) -> str:
+        if not task.strip():
+            raise ValueError("task is blank: say what this subagent must do")
+        return task
 
 
 class SpawnRequest(BaseModel):

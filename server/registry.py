@@ -50,6 +50,9 @@ logger = logging.getLogger(__name__)
 
 _MAX_IDS_PER_CALL = 10_000
 
+# Longest a sibling waits for its cache-warming lead to start answering before it starts anyway.
+WARM_WAIT_S = 30.0
+
 
 @dataclass(frozen=True, slots=True)
 class CancelOutcome:
@@ -57,6 +60,15 @@ class CancelOutcome:
 
     cancelled: list[str]
     already_finished: list[TaskSnapshot]
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """Some of the tasks that matched a listing, with the number and states of all of them."""
+
+    tasks: list[TaskSnapshot]
+    total: int
+    counts: Counts
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +207,10 @@ class TaskRegistry:
 
     async def _execute(self, entry: Entry) -> None:
         if entry.warm_gate is not None:
-            await entry.warm_gate.wait()
+            # Normally the lead's answer begins within seconds; a lead stuck before its first byte must
+            # not hold the whole fan-out back for its full timeout.
+            with anyio.move_on_after(WARM_WAIT_S):
+                await entry.warm_gate.wait()
         async with AsyncExitStack() as stack:
             if entry.group.limiter is not None:
                 await stack.enter_async_context(entry.group.limiter)
@@ -346,12 +361,15 @@ class TaskRegistry:
     def snapshots(self, task_ids: Sequence[str]) -> list[TaskSnapshot]:
         return [self._tasks[task_id].snapshot() for task_id in task_ids if task_id in self._tasks]
 
-    def list(self, group_id: str | None = None, state: TaskState | None = None) -> list[TaskSnapshot]:
-        """Tasks in spawn order, optionally of one group and/or in one state."""
+    def list(
+        self, group_id: str | None = None, state: TaskState | None = None, limit: int | None = None
+    ) -> Listing:
+        """Tasks in spawn order, optionally of one group and/or in one state; the newest ``limit``."""
         self._evict()
         ids = self._group_tasks(group_id) if group_id is not None else list(self._tasks)
-        entries = (self._tasks[task_id] for task_id in ids)
-        return [entry.snapshot() for entry in entries if state is None or entry.state is state]
+        entries = [e for e in (self._tasks[i] for i in ids) if state is None or e.state is state]
+        shown = entries if limit is None else entries[len(entries) - limit :] if limit > 0 else []
+        return Listing([e.snapshot() for e in shown], len(entries), Counts.of([e.state for e in entries]))
 
     def counts(self, task_ids: Sequence[str]) -> Counts:
         return Counts.of([self._tasks[i].state for i in task_ids if i in self._tasks])
@@ -383,19 +401,27 @@ class TaskRegistry:
         ``on_change`` is awaited each time some of them end.
         """
         pending = [self._tasks[i] for i in task_ids if i in self._tasks and not self._tasks[i].state.terminal]
-        while pending:
-            await self._changed.wait()
+        while True:
+            # Take the event before looking: a task that ends after this line sets this very event,
+            # even while on_change below is awaiting (a wake-up is never lost).
+            changed = self._changed
             still = [entry for entry in pending if not entry.state.terminal]
-            if len(still) != len(pending) and on_change is not None:
-                await on_change()
-            pending = still
+            if len(still) != len(pending):
+                pending = still
+                if on_change is not None:
+                    await on_change()
+                continue
+            if not still:
+                return
+            await changed.wait()
 
     def cancel(self, task_ids: Sequence[str], reason: str = "cancelled by cancel_tasks") -> CancelOutcome:
         """Cancel every unfinished task of ``task_ids``; a queued one ends at once, a running one soon."""
         cancelled: list[str] = []
         finished: list[TaskSnapshot] = []
-        for task_id in task_ids:
-            entry = self._tasks[task_id]
+        # Look every entry up first: ending a queued task can evict an old finished one further down the list.
+        for entry in [self._tasks[task_id] for task_id in task_ids]:
+            task_id = entry.id
             if entry.state.terminal:
                 finished.append(entry.snapshot())
                 continue
@@ -463,4 +489,4 @@ async def open_registry(
         raise error
 
 
-__all__ = ["CancelOutcome", "Statistics", "TaskRegistry", "open_registry"]
+__all__ = ["CancelOutcome", "Listing", "Statistics", "TaskRegistry", "open_registry"]

@@ -19,12 +19,21 @@ from fanout_mcp.server.pricing import PriceTable
 DEFAULT_MODEL: Final = "claude-sonnet-5-5"
 
 
+def default_roots() -> tuple[Path, ...]:
+    """The working directory, unless it is the filesystem root or the home directory: clients such as
+    Claude Desktop may start servers in ``/``, and reading the whole disk must be asked for, not given."""
+    cwd = Path.cwd().resolve()
+    if cwd == Path(cwd.anchor) or cwd == Path.home().resolve():
+        return ()
+    return (cwd,)
+
+
 class Settings(BaseModel):
     """Everything the engine can be configured with. Frozen once built."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    roots: Annotated[tuple[Path, ...], Field(min_length=1)] = (Path.cwd(),)
+    roots: tuple[Path, ...] = Field(default_factory=default_roots)
     model: Annotated[str, Field(min_length=1)] = DEFAULT_MODEL
     max_tokens: Annotated[int, Field(ge=1, le=128_000)] = 8_192
     max_concurrency: Annotated[int, Field(ge=1, le=10_000)] = 20
@@ -34,6 +43,7 @@ class Settings(BaseModel):
     default_wait_s: Annotated[float, Field(ge=0, le=3_600)] = 25.0
     max_wait_s: Annotated[float, Field(gt=0, le=3_600)] = 50.0
     progress_interval_s: Annotated[float, Field(gt=0, le=600)] = 10.0
+    max_output_chars: Annotated[int, Field(ge=1_000, le=10_000_000)] = 40_000
     retention_s: Annotated[float, Field(gt=0)] = 86_400.0
     max_finished: Annotated[int, Field(ge=1, le=10_000_000)] = 10_000
     max_file_bytes: Annotated[int, Field(ge=1)] = 200_000
@@ -87,8 +97,9 @@ OPTIONS: Final[Mapping[str, Option]] = {
         "--root",
         "FANOUT_ROOTS",
         "directory whose files tasks may read; repeat the flag for "
-        f"several (environment: separated by '{os.pathsep}'). Default: the working directory. "
-        "Files outside every root are refused",
+        f"several (environment: separated by '{os.pathsep}'). Default: the working directory, unless "
+        "that is / or the home directory (then no files can be read). Files outside every root are "
+        "refused",
         metavar="DIR",
     ),
     "model": Option(
@@ -137,6 +148,13 @@ OPTIONS: Final[Mapping[str, Option]] = {
         "FANOUT_PROGRESS_INTERVAL",
         "seconds between progress notifications while a call waits (default: 10)",
         metavar="SECONDS",
+    ),
+    "max_output_chars": Option(
+        "--max-output-chars",
+        "FANOUT_MAX_OUTPUT_CHARS",
+        "characters of output one task_output call returns in all, shared fairly among its tasks; the "
+        "rest is paged (default: 40000; clients save or cut larger results)",
+        metavar="CHARS",
     ),
     "retention_s": Option(
         "--retention",

@@ -20,6 +20,7 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from fanout_mcp.server.budget import fair_shares
 from fanout_mcp.server.errors import UnknownTask
 from fanout_mcp.server.intake import PlannedTask
 from fanout_mcp.server.models import SubagentRequest, TaskSnapshot, TaskSpec, Usage
@@ -104,9 +105,11 @@ class Synthesizer:
         return _merge(answered, missing, list(notes))
 
     async def start_llm(self, task_ids: Sequence[str], instructions: str | None) -> str:
-        """The id of a synthesis task over these tasks as they are now (reused if one exists)."""
+        """The id of a synthesis task over these tasks: the one already started for the same tasks and
+        instructions unless it failed or was cancelled, else a new one. Start it once the tasks have
+        ended: their answers are read now."""
         snapshots = self._registry.snapshots(task_ids)
-        key = (tuple(task_ids), tuple(s.state for s in snapshots), instructions)
+        key = (tuple(task_ids), instructions)
         known = self._jobs.get(key)
         if known is not None and _reusable(self._registry, known):
             self._jobs.move_to_end(key)
@@ -283,7 +286,7 @@ def _llm_prompt(
     answered: Sequence[TaskSnapshot], missing: Sequence[Missing], instructions: str | None
 ) -> tuple[str, list[str]]:
     """The synthesis prompt, and the ids of the tasks whose answers had to be cut to fit."""
-    shares = _fair_shares([len(s.output or "") for s in answered], MAX_SYNTHESIS_INPUT_CHARS)
+    shares = fair_shares([len(s.output or "") for s in answered], MAX_SYNTHESIS_INPUT_CHARS)
     cut: list[str] = []
     blocks: list[str] = []
     for snap, share in zip(answered, shares, strict=True):
@@ -311,18 +314,6 @@ def _llm_prompt(
 
 def _attr(text: str) -> str:
     return text.replace('"', "'").replace("\n", " ")
-
-
-def _fair_shares(sizes: Sequence[int], budget: int) -> list[int]:
-    """Water-filling: small answers keep everything; the rest share what is left equally."""
-    shares = [0] * len(sizes)
-    remaining = budget
-    order = sorted(range(len(sizes)), key=lambda i: sizes[i])
-    for position, index in enumerate(order):
-        fair = remaining // (len(sizes) - position)
-        shares[index] = min(sizes[index], fair)
-        remaining -= shares[index]
-    return shares
 
 
 def _summary_section(markdown: str) -> str:

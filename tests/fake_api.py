@@ -13,7 +13,10 @@ Directives, written anywhere in the text of the request's user messages (later m
     [[words:N]]         reply `w1 w2 ... wN`. Without either: `FakeConfig.default_words` words.
     [[fail:STATUS;count=N;retry-after=S;retry-after-ms=MS;should-retry=BOOL;type=T;message=M]]
                         the first N attempts (default: all) answer STATUS with that error.
-    [[stream_error:after=K;count=N]]  streamed: K text deltas, then `event: error` (overloaded_error).
+    [[stream_error:after=K;count=N;type=T]]  streamed: K text deltas, then `event: error` of type T
+                        (default overloaded_error).
+    [[truncate:after=K;count=N]]      streamed: K text deltas, then the stream ends cleanly, without
+                        `message_delta` or `message_stop` (as a proxy that cuts a stream might).
     [[drop:after=K;count=N]]          streamed: K text deltas, then the connection is aborted.
                         The SDK's stream iterator raises `httpx2.RemoteProtocolError` ("peer closed
                         connection without sending complete message body"), NOT an `anthropic` error,
@@ -189,7 +192,9 @@ class _Plan:
     hold: bool = False
     hold_after: int | None = None
     error_after: int | None = None
+    error_type: str = "overloaded_error"
     drop_after: int | None = None
+    truncate_after: int | None = None
 
     @property
     def status(self) -> int:
@@ -529,7 +534,7 @@ class FakeApi:
         attempt = self._attempts[identity] = self._attempts.get(identity, 0) + 1
         plan.stream, plan.model = body.get("stream") is True, model
         options: dict[str, dict[str, str]] = {}
-        for name in ("latency", "fail", "stream_error", "drop", "hold"):
+        for name in ("latency", "fail", "stream_error", "drop", "hold", "truncate"):
             if name in found:
                 options[name] = _args(name, found[name])
                 count = options[name].get("count")
@@ -545,6 +550,9 @@ class FakeApi:
             raise _fail_error(_number("fail", options["fail"].get(""), int), options["fail"])
         if "stream_error" in options and plan.stream:
             plan.error_after = after.get("stream_error", 0)
+            plan.error_type = options["stream_error"].get("type", "overloaded_error")
+        if "truncate" in options and plan.stream:
+            plan.truncate_after = after.get("truncate", 0)
         if "drop" in options:
             plan.drop_after = after.get("drop", 0)
         if "reply" in found:
@@ -712,13 +720,21 @@ class _MessagesEndpoint:
         )
         await _sse(send, {"type": "ping"})
         chunks = _chunks(plan.text, config.chunk_words)
-        pauses = (("hold", plan.hold_after), ("error", plan.error_after), ("drop", plan.drop_after))
+        pauses = (
+            ("hold", plan.hold_after),
+            ("error", plan.error_after),
+            ("drop", plan.drop_after),
+            ("truncate", plan.truncate_after),
+        )
         stop_at = {name: min(after, len(chunks)) for name, after in pauses if after is not None}
         for i in range(len(chunks) + 1):
             if stop_at.get("hold") == i:
                 await self._fake._wait_gate()
             if stop_at.get("error") == i:
-                await _sse(send, _ApiError(529, "Overloaded").body(), more=False)
+                await _sse(send, _ApiError(529, "Overloaded", type_=plan.error_type).body(), more=False)
+                return False
+            if stop_at.get("truncate") == i:
+                await _body(send, b"", more=False)
                 return False
             if stop_at.get("drop") == i:
                 return True

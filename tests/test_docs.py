@@ -75,6 +75,7 @@ def test_the_public_surfaces_are_pinned() -> None:
         "Tokens",
         "UnknownTask",
         "Usage",
+        "fair_shares",
         "load_settings",
         "open_registry",
         "open_runtime",

@@ -553,3 +553,30 @@ async def test_command_line_serves_until_terminated() -> None:
                 returncode = await process.wait()
 
     assert returncode == 0
+
+
+async def test_truncate_ends_the_stream_cleanly_before_message_stop(fake: FakeApi) -> None:
+    async with anthropic.AsyncAnthropic(api_key="test-key", base_url=fake.base_url, max_retries=0) as client:
+        stream = await client.messages.create(
+            model=MODEL,
+            max_tokens=64,
+            stream=True,
+            messages=[{"role": "user", "content": "[[words:9]] [[truncate:after=2]]"}],
+        )
+        events = [event.type async for event in stream]
+    assert "message_stop" not in events and "message_delta" not in events
+    assert events.count("content_block_delta") == 2
+
+
+async def test_stream_error_carries_the_requested_type(fake: FakeApi) -> None:
+    async with anthropic.AsyncAnthropic(api_key="test-key", base_url=fake.base_url, max_retries=0) as client:
+        stream = await client.messages.create(
+            model=MODEL,
+            max_tokens=64,
+            stream=True,
+            messages=[{"role": "user", "content": "[[stream_error:after=1;type=invalid_request_error]]"}],
+        )
+        with pytest.raises(anthropic.APIStatusError) as caught:
+            async for _ in stream:
+                pass
+    assert caught.value.type == "invalid_request_error"

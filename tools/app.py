@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
@@ -11,6 +12,8 @@ from mcp.server.mcpserver import MCPServer
 
 from fanout_mcp.server import Backend, Runtime, Settings, open_runtime
 from fanout_mcp.tools.tasks import register
+
+logger = logging.getLogger("fanout_mcp")
 
 INSTRUCTIONS: Final = (
     "fanout runs independent subtasks as parallel subagents in the background. Split a job into parts "
@@ -47,4 +50,9 @@ def create_server(settings: Settings, backend: Backend | None = None) -> MCPServ
         log_level=settings.log_level,  # type: ignore[arg-type]  # checked by Settings
     )
     register(mcp)
+    if not settings.roots:
+        logger.warning(
+            "no --root given and the working directory is the filesystem root or the home directory: "
+            "tasks cannot read files until the server is started with --root DIR"
+        )
     return mcp

@@ -82,8 +82,9 @@ class TaskSummary(BaseModel):
 class ListResult(BaseModel):
     """Returned by list_tasks."""
 
-    counts: Counts
-    tasks: list[TaskSummary]
+    counts: Annotated[Counts, Field(description="Over every task that matched, shown or not.")]
+    total: int
+    tasks: Annotated[list[TaskSummary], Field(description="The newest `limit` of them, in spawn order.")]
 
 
 class FinishedTask(BaseModel):

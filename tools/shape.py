@@ -142,7 +142,8 @@ def _render_view(view: TaskView, max_chars: int) -> str:
 def render_list(result: ListResult) -> str:
     if not result.tasks:
         return "No tasks."
-    lines = [f"{len(result.tasks)} task(s): {describe_counts(result.counts)}."]
+    shown = f" (showing the newest {len(result.tasks)})" if len(result.tasks) < result.total else ""
+    lines = [f"{result.total} task(s){shown}: {describe_counts(result.counts)}."]
     for t in result.tasks:
         extra = f" - {t.error.kind.value}: {t.error.message}" if t.error else ""
         lines.append(
@@ -180,7 +181,17 @@ def synthesis_result(synthesis: Synthesis, total: Usage, synthesis_id: str | Non
     )
 
 
-def pending_synthesis(synthesis_id: str, total: Usage) -> SynthesisResult:
+def pending_synthesis(
+    synthesis_id: str | None, total: Usage, unfinished: int, sources: int
+) -> SynthesisResult:
+    """Not ready: sources still running (no synthesis started yet), or the synthesis itself running."""
+    if synthesis_id is None:
+        note = (
+            f"{unfinished} of {sources} task(s) are still queued or running; the model synthesis starts once "
+            "all have ended, so that it is paid for once"
+        )
+    else:
+        note = f"the model synthesis runs as task {synthesis_id}"
     return SynthesisResult(
         done=False,
         mode="llm",
@@ -191,11 +202,17 @@ def pending_synthesis(synthesis_id: str, total: Usage) -> SynthesisResult:
         usage=Usage(),
         total_usage=total,
         synthesis_task_id=synthesis_id,
-        notes=[f"the model synthesis runs as task {synthesis_id}"],
+        notes=[note],
     )
 
 
 def render_synthesis(result: SynthesisResult) -> str:
+    if not result.done and result.synthesis_task_id is None:
+        return (
+            f"Not synthesised yet: {result.notes[0]}. Call synthesize again with the same arguments to keep "
+            "waiting, cancel_tasks the tasks you no longer need, or call synthesize with mode='merge' to "
+            "merge what has finished now (no model call)."
+        )
     if not result.done:
         return (
             f"The synthesis is still running as task {result.synthesis_task_id}. Call synthesize again with "

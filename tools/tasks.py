@@ -22,6 +22,7 @@ from fanout_mcp.server import (
     SpawnRequest,
     TaskRequest,
     TaskState,
+    fair_shares,
 )
 from fanout_mcp.tools import shape
 from fanout_mcp.tools.schemas import (
@@ -87,13 +88,20 @@ async def _wait(runtime: Runtime, task_ids: Sequence[str], seconds: float, ctx: 
     registry = runtime.registry
     total = len(task_ids)
     started = anyio.current_time()
+    last = -1.0
 
     async def report() -> None:
+        nonlocal last
         counts = registry.counts(task_ids)
         done = shape.finished_count(counts)
+        # Progress must rise with every notification (MCP spec), heartbeats included: between task
+        # ends it creeps up with the time waited, never reaching the next whole task.
+        waited = (anyio.current_time() - started) / seconds if seconds > 0 else 0.0
+        value = float(total) if done == total else done + 0.9 * min(waited, 1.0)
+        last = value = max(value, last + 1e-6)
         try:
             await ctx.report_progress(
-                done, total, f"{done}/{total} finished ({shape.describe_counts(counts)})"
+                value, total, f"{done}/{total} finished ({shape.describe_counts(counts)})"
             )
         except Exception:  # a client that went away must not turn a result into an error
             logger.debug("progress notification failed", exc_info=True)
@@ -182,9 +190,10 @@ async def task_output(
 
     Waits until every named task has finished or wait_s passes (default 25 s, never more than the
     server's cap of 50 s, so the call returns before a client's tool-call timeout), then returns.
-    If done is false, call task_output again with the same arguments to keep waiting. A long output is
-    paged: when a task's truncated is true, call again with its task_ids and offset=next_offset.
-    When all are done, call synthesize to merge the answers.
+    If done is false, call task_output again with the same arguments to keep waiting. Outputs are
+    paged: each task returns at most max_chars, and all together at most the server's budget (40,000
+    characters by default), shared fairly. When a task's truncated is true, call again with
+    task_ids=[that id] and offset=next_offset. When all are done, call synthesize to merge the answers.
     """
     runtime = _runtime(ctx)
     with _as_tool_errors():
@@ -192,10 +201,15 @@ async def task_output(
     waited = await _wait(runtime, ids, _wait_budget(runtime, wait_s), ctx)
     registry = runtime.registry
     counts = registry.counts(ids)
+    snaps = registry.snapshots(ids)
+    # Every task gets up to max_chars, and all of them together at most the server's budget, shared
+    # fairly: a result a client would cut or save to a file helps nobody. The rest is paged.
+    wanted = [min(max(0, len(s.output or "") - offset), max_chars) for s in snaps]
+    shares = fair_shares(wanted, runtime.settings.max_output_chars)
     result = TaskOutputResult(
         done=shape.finished_count(counts) == len(ids),
         counts=counts,
-        tasks=[shape.task_view(snap, offset, max_chars) for snap in registry.snapshots(ids)],
+        tasks=[shape.task_view(snap, offset, share) for snap, share in zip(snaps, shares, strict=True)],
         usage=registry.usage(ids),
         waited_s=waited,
     )
@@ -225,10 +239,13 @@ async def synthesize(
     recommendations resolved, priorities set by severity, and an actionable summary, each point citing
     the task ids it came from.
 
-    Waits up to wait_s (default 25 s, capped at 50 s) for unfinished tasks, then synthesises what has
-    finished. Tasks that failed, were cancelled or are still running are listed under missing with the
-    reason, never dropped silently. A model synthesis runs as a task of its own: if it is not finished
-    within wait_s, done is false; call synthesize again with the same arguments to get it.
+    Waits up to wait_s (default 25 s, capped at 50 s) for unfinished tasks. A model synthesis starts
+    only once every task has ended (so it is paid for once); until then done is false: call
+    synthesize again with the same arguments, cancel_tasks what you no longer need, or use
+    mode='merge' to merge what has finished now. Tasks that failed or were cancelled (and, in a merge,
+    those still running) are listed under missing with the reason, never dropped silently. The model
+    synthesis runs as a task of its own; if it has not finished within wait_s, done is false and the
+    next identical call picks up the same synthesis.
     """
     runtime = _runtime(ctx)
     registry = runtime.registry
@@ -242,6 +259,10 @@ async def synthesize(
     if not use_llm:
         result = shape.synthesis_result(synth.merge(ids), registry.usage(ids), None)
         return _result(result, shape.render_synthesis(result))
+    counts = registry.counts(ids)
+    if unfinished := counts.queued + counts.running:
+        result = shape.pending_synthesis(None, registry.usage(ids), unfinished, len(ids))
+        return _result(result, shape.render_synthesis(result))
     with _as_tool_errors():
         synthesis_id = await synth.start_llm(ids, instructions)
     await _wait(runtime, [synthesis_id], max(0.0, deadline - anyio.current_time()), ctx)
@@ -249,7 +270,7 @@ async def synthesize(
         done = synth.result(synthesis_id, ids)
     total = registry.usage([*ids, synthesis_id])
     if done is None:
-        result = shape.pending_synthesis(synthesis_id, total)
+        result = shape.pending_synthesis(synthesis_id, total, 0, len(ids))
     else:
         result = shape.synthesis_result(done, total, synthesis_id)
     return _result(result, shape.render_synthesis(result))
@@ -259,17 +280,18 @@ async def list_tasks(
     ctx: Context,
     group_id: Annotated[str | None, Field(description="Only the tasks of this group.")] = None,
     state: Annotated[TaskState | None, Field(description="Only tasks in this state.")] = None,
+    limit: Annotated[int, Field(ge=1, le=10_000, description="Show at most this many (the newest).")] = 100,
 ) -> Annotated[types.CallToolResult, ListResult]:
-    """List tasks (newest spawns last) with their state, label, errors and usage, but not their outputs.
+    """List tasks (newest spawns last, at most limit of them) with their state, label, errors and usage,
+    but not their outputs.
 
     Use it to find ids again, or to see what is still running. Read outputs with task_output.
     """
     registry = _runtime(ctx).registry
     with _as_tool_errors():
-        snaps = registry.list(group_id, state)
+        listing = registry.list(group_id, state, limit)
     result = ListResult(
-        counts=registry.counts([s.task_id for s in snaps]),
-        tasks=[shape.task_summary(s) for s in snaps],
+        counts=listing.counts, total=listing.total, tasks=[shape.task_summary(s) for s in listing.tasks]
     )
     return _result(result, shape.render_list(result))
 

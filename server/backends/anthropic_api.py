@@ -112,7 +112,7 @@ class AnthropicBackend:
     async def _attempt(self, request: SubagentRequest, sink: TaskSink) -> SubagentResult:
         chunks: list[str] = []
         usage = _UsageReading()
-        model, stop_reason = request.model, None
+        model, stop_reason, ended = request.model, None, False
         try:
             stream = await self._client.messages.create(
                 model=request.model,
@@ -134,9 +134,15 @@ class AnthropicBackend:
                     elif event.type == "message_delta":
                         stop_reason = event.delta.stop_reason
                         usage.delta(event.usage)
+                    elif event.type == "message_stop":
+                        ended = True
             finally:
                 with anyio.move_on_after(2, shield=True):
                     await stream.close()
+            if not ended:  # the stream closed cleanly but early (a proxy cut it): never pass that off as done
+                raise _Transient("the answer stream ended before the answer did", None, pushback=False)
+        except _Transient:
+            raise
         except Exception as exc:
             mapped = _classify(exc)
             if mapped is exc:
@@ -148,8 +154,8 @@ class AnthropicBackend:
         return SubagentResult(text="".join(chunks), model=model, stop_reason=stop_reason)
 
     def _delay(self, fault: _Transient, attempt: int) -> float:
-        if fault.retry_after is not None:
-            return min(max(fault.retry_after, 0.0), self._retry_cap_s)
+        if fault.retry_after is not None and fault.retry_after > 0:
+            return min(fault.retry_after, self._retry_cap_s)
         backoff = self._backoff_base_s * 2 ** min(attempt - 1, 16)
         return min(backoff, self._retry_cap_s) * random.uniform(0.75, 1.0)  # jitter, not crypto
 
@@ -201,22 +207,37 @@ def _classify(exc: Exception) -> Exception:
         return _Transient(f"connection to the Messages API failed ({_cause(exc)})", None, pushback=False)
     if isinstance(exc, anthropic.CredentialsError):
         return TaskFailure(ErrorKind.BACKEND_UNAVAILABLE, f"the Anthropic credentials cannot be used: {exc}")
-    if isinstance(exc, anthropic.APIResponseValidationError):
-        return TaskFailure(
-            ErrorKind.API_ERROR, f"the Messages API sent an answer that could not be read: {exc}"
-        )
+    if isinstance(exc, anthropic.APIResponseValidationError | httpx2.StreamError | ValueError):
+        # A garbled answer (bad JSON in an event, a stream read twice): a fresh attempt may well work.
+        return _Transient(f"the answer could not be read ({type(exc).__name__})", None, pushback=False)
     if isinstance(exc, anthropic.AnthropicError):
         return TaskFailure(ErrorKind.API_ERROR, f"the Anthropic SDK failed: {exc}")
     return exc
 
 
+# The status an `error` event inside a streamed (HTTP 200) answer stands for, by its error type.
+_STREAM_ERROR_STATUS: Final = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+
 def _classify_status(exc: anthropic.APIStatusError) -> Exception:
     status, headers = exc.status_code, exc.response.headers
     detail = exc.api_message or exc.message
-    if status == 200:  # an `error` event inside a streamed answer
-        if exc.type in {"overloaded_error", "rate_limit_error"}:
-            return _Transient(f"the provider was overloaded mid-answer ({exc.type})", None, pushback=True)
-        return _Transient(f"the answer stream broke off: {detail}", None, pushback=False)
+    if status == 200:  # an `error` event inside a streamed answer: classify it by its error type
+        status = _STREAM_ERROR_STATUS.get(str(exc.type), 500)
+        if status in _RETRYABLE_STATUS:
+            label = f"the answer stream broke off ({exc.type})"
+            return _Transient(label, None, pushback=status in {429, 529})
     should_retry = headers.get("x-should-retry")
     retryable = status in _RETRYABLE_STATUS and not _is_spend_limit(exc)
     if should_retry == "true" or (retryable and should_retry != "false"):

@@ -202,3 +202,38 @@ async def test_defaults_come_from_settings_and_tasks_can_override_them(make_sett
     )
     assert (custom.spec.model, custom.request.max_tokens, custom.spec.timeout_s) == ("claude-opus-5-5", 7, 5)
     assert default.spec.label == "task 1"
+
+
+async def test_a_server_without_roots_refuses_every_file_and_says_how_to_add_one(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("x\n")
+    settings = Settings(roots=())
+    with pytest.raises(InvalidInput, match=r"no allowed roots.*--root"):
+        await intake_of(one(files=[str(tmp_path / "a.txt")]), settings)
+    assert (await intake_of(one(), settings)).tasks  # tasks without files still run
+
+
+async def test_a_home_directory_of_an_unknown_user_is_a_clear_error(make_settings: MakeSettings) -> None:
+    with pytest.raises(InvalidInput, match="home directory that does not exist"):
+        await intake_of(one(files=["~no-such-user-fanout/x.py"]), make_settings())
+
+
+def test_a_blank_task_is_refused() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="task is blank"):
+        TaskRequest(task="   ")
+
+
+async def test_a_file_swapped_for_a_symlink_after_the_check_is_refused(
+    make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "file.txt").write_text("inside\n")
+    (tmp_path / "secret.txt").write_text("outside\n")
+    reader = FileReader((root,), max_file_bytes=1000)
+    info = reader.check("file.txt")
+    (root / "file.txt").unlink()
+    os.symlink(tmp_path / "secret.txt", root / "file.txt")  # swapped between the check and the read
+    with pytest.raises(InvalidInput, match="outside the allowed roots"):
+        reader.read(info)

@@ -269,7 +269,7 @@ async def test_finished_tasks_beyond_the_count_limit_are_evicted_oldest_first(
             groups.append(receipt.group_id)
             with anyio.fail_after(5):
                 await registry.wait([receipt.tasks[0].task_id])
-        assert len(registry.list()) == 3
+        assert len(registry.list().tasks) == 3
         with pytest.raises(UnknownTask, match="no group"):
             registry.select(None, groups[0])
         assert registry.select(None, groups[4])
@@ -340,7 +340,7 @@ async def test_spawn_refuses_when_the_backend_is_unavailable(make_settings: Make
     async with running(backend, make_settings()) as registry:
         with pytest.raises(BackendUnavailable, match="ANTHROPIC_API_KEY"):
             await registry.spawn(spawn_of(1))
-        assert registry.list() == []
+        assert registry.list().total == 0
 
 
 async def test_spawn_refuses_past_the_unfinished_limit(make_settings: MakeSettings) -> None:
@@ -470,3 +470,63 @@ async def test_running_out_of_time_while_rate_limited_fails_as_rate_limited(
         snap = registry.snapshot(task_id)
     assert snap.error is not None and snap.error.kind is ErrorKind.RATE_LIMITED
     assert "kept rate-limiting" in snap.error.message and "siblings kept their results" in snap.error.message
+
+
+async def test_a_change_during_on_change_is_not_lost(make_settings: MakeSettings) -> None:
+    first_gate, second_gate = anyio.Event(), anyio.Event()
+
+    async def handler(request: SubagentRequest, sink: TaskSink) -> SubagentResult:
+        await (first_gate if "part 0" in request.prompt else second_gate).wait()
+        return SubagentResult(text="ok", model=request.model, stop_reason="end_turn")
+
+    async def on_change() -> None:
+        second_gate.set()  # the other task ends while this callback is still running
+        await anyio.wait_all_tasks_blocked()
+
+    async with running(ScriptedBackend(handler), make_settings()) as registry:
+        ids = [t.task_id for t in (await registry.spawn(spawn_of(2))).tasks]
+        first_gate.set()
+        with anyio.fail_after(5):  # without the fix this waits until the timeout
+            await registry.wait(ids, on_change)
+        assert registry.counts(ids).completed == 2
+
+
+async def test_cancelling_a_list_that_evicts_a_later_entry_reports_it(make_settings: MakeSettings) -> None:
+    backend = ScriptedBackend(gated(anyio.Event()))
+    async with running(backend, make_settings(max_finished=1, max_concurrency=1)) as registry:
+        done_id = (
+            (await registry.spawn(SpawnRequest(tasks=[TaskRequest(task="a", timeout_s=0.01)])))
+            .tasks[0]
+            .task_id
+        )
+        with anyio.fail_after(5):
+            await registry.wait([done_id])
+        blocker, queued = (t.task_id for t in (await registry.spawn(spawn_of(2))).tasks)
+        with anyio.fail_after(5):
+            await backend.wait_calls(2)
+        outcome = registry.cancel([queued, done_id])
+        assert outcome.cancelled == [queued]
+        assert [s.task_id for s in outcome.already_finished] == [done_id]
+        registry.cancel([blocker])
+
+
+async def test_siblings_start_anyway_when_the_lead_never_answers(
+    make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fanout_mcp.server.registry as registry_module
+
+    monkeypatch.setattr(registry_module, "WARM_WAIT_S", 0.05)
+    release = anyio.Event()
+
+    async def handler(request: SubagentRequest, sink: TaskSink) -> SubagentResult:
+        await release.wait()  # nobody answers: the lead never calls response_started
+        return SubagentResult(text="ok", model=request.model, stop_reason="end_turn")
+
+    backend = ScriptedBackend(handler, caches_prompts=True)
+    async with running(backend, make_settings(cache_min_tokens=10)) as registry:
+        ids = [t.task_id for t in (await registry.spawn(spawn_of(3, shared_context="x " * 100))).tasks]
+        with anyio.fail_after(5):
+            await backend.wait_calls(3)
+        release.set()
+        with anyio.fail_after(5):
+            await registry.wait(ids)

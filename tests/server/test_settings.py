@@ -54,3 +54,18 @@ def test_every_setting_has_a_flag_and_an_environment_variable() -> None:
     assert set(OPTIONS) == set(Settings.model_fields)
     assert len({o.env for o in OPTIONS.values()}) == len(OPTIONS)
     assert all(o.flag.startswith("--") and o.env.startswith("FANOUT_") for o in OPTIONS.values())
+
+
+def test_the_working_directory_is_the_default_root_but_never_slash_or_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fanout_mcp.server.settings import default_roots
+
+    monkeypatch.chdir(tmp_path)
+    assert default_roots() == (tmp_path.resolve(),)
+    monkeypatch.chdir("/")
+    assert default_roots() == ()
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    assert default_roots() == ()
+    assert load_settings({}, environ={}).roots == ()

@@ -179,7 +179,9 @@ async def test_task_output_reports_progress_while_it_waits(
                     progress_callback=on_progress,
                 )
     assert result.structured_content is not None and result.structured_content["done"]
-    assert progress[0][:2] == (0, 2)
+    values = [value for value, _, _ in progress]
+    assert values == sorted(set(values))  # the spec: progress rises with every notification
+    assert 0 < values[0] < 1 and progress[0][1] == 2
     assert progress[-1][:2] == (2, 2)
     assert "2/2 finished" in (progress[-1][2] or "")
 
@@ -357,3 +359,61 @@ async def test_a_slow_model_synthesis_is_resumed_not_restarted(
         assert second["done"] and second["synthesis_task_id"] == synthesis_id
     synthesis_requests = [r for r in fake_api.requests if "[[hold]]" in r.body["messages"][0]["content"]]
     assert len(synthesis_requests) == 1
+
+
+async def test_a_model_synthesis_waits_for_every_task_and_costs_nothing_until_then(
+    fake_api: FakeApi, make_settings: MakeSettings
+) -> None:
+    async with connect(make_settings()) as client:
+        spawned = await call(
+            client, "spawn_parallel", tasks=[{"task": "[[reply:one]]"}, {"task": "[[hold]]"}]
+        )
+        await held(fake_api, 1)
+        result = await client.call_tool(
+            "synthesize", {"group_id": spawned["group_id"], "mode": "llm", "wait_s": 0}
+        )
+        assert result.structured_content is not None
+        assert result.structured_content["done"] is False
+        assert result.structured_content["synthesis_task_id"] is None
+        assert "1 of 2 task(s) are still queued or running" in text(result)
+        assert "mode='merge'" in text(result)
+        assert len(fake_api.requests) == 2  # no synthesis request was sent
+        fake_api.release()
+        done = await call(client, "synthesize", group_id=spawned["group_id"], mode="llm", wait_s=20)
+        assert done["done"] and done["mode"] == "llm" and len(done["sources"]) == 2
+
+
+async def test_all_outputs_together_stay_within_the_response_budget(
+    fake_api: FakeApi, make_settings: MakeSettings
+) -> None:
+    async with connect(make_settings(max_output_chars=1_000)) as client:
+        spawned = await call(
+            client,
+            "spawn_parallel",
+            tasks=[{"task": "[[words:300]]"}, {"task": "[[words:300]]"}, {"task": "[[reply:short]]"}],
+        )
+        result = await call(client, "task_output", group_id=spawned["group_id"], wait_s=20)
+        views = result["tasks"]
+        assert sum(len(v["output"]) for v in views) <= 1_000
+        assert views[2]["output"] == "short" and views[2]["truncated"] is False
+        assert views[0]["truncated"] and views[0]["next_offset"] == len(views[0]["output"]) > 400
+        full = " ".join(f"w{i}" for i in range(1, 301))
+        assert views[0]["output"] == full[: views[0]["next_offset"]]
+        rest = await call(
+            client, "task_output", task_ids=[views[0]["task_id"]], offset=views[0]["next_offset"]
+        )
+        page = rest["tasks"][0]
+        assert page["output"] == full[views[0]["next_offset"] : page["next_offset"] or len(full)]
+
+
+async def test_list_tasks_shows_the_newest_and_counts_them_all(
+    fake_api: FakeApi, make_settings: MakeSettings
+) -> None:
+    async with connect(make_settings()) as client:
+        spawned = await call(client, "spawn_parallel", tasks=[{"task": f"[[reply:{i}]]"} for i in range(5)])
+        await call(client, "task_output", group_id=spawned["group_id"], wait_s=20)
+        listing = await call(client, "list_tasks", limit=2)
+        assert listing["total"] == 5 and listing["counts"]["completed"] == 5
+        assert [t["task_id"] for t in listing["tasks"]] == spawned["task_ids"][-2:]
+        result = await client.call_tool("list_tasks", {"limit": 2})
+        assert "showing the newest 2" in text(result)

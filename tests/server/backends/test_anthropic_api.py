@@ -183,7 +183,10 @@ async def test_429_is_retried_after_retry_after_and_siblings_keep_their_results(
         "[[fail:500;count=1]]",
         "[[fail:503;count=1]]",
         "[[stream_error:after=2;count=1]]",
+        "[[stream_error:after=1;count=1;type=api_error]]",
         "[[drop:after=2;count=1]]",
+        "[[truncate:after=3;count=1]]",
+        "[[fail:429;count=2;retry-after=0]]",
     ],
 )
 async def test_transient_faults_are_retried_and_partial_output_is_not_duplicated(
@@ -222,6 +225,12 @@ async def test_rate_limits_that_outlast_the_timeout_fail_as_rate_limited(
         ("[[fail:401]]", ErrorKind.BACKEND_UNAVAILABLE, "ANTHROPIC_API_KEY"),
         ("[[fail:403]]", ErrorKind.BACKEND_UNAVAILABLE, "credentials"),
         ("[[fail:529;should-retry=false]]", ErrorKind.API_ERROR, "529"),
+        (
+            "[[stream_error:after=1;type=invalid_request_error]]",
+            ErrorKind.INVALID_INPUT,
+            "rejected the request",
+        ),
+        ("[[stream_error:after=1;type=authentication_error]]", ErrorKind.BACKEND_UNAVAILABLE, "credentials"),
     ],
 )
 async def test_permanent_errors_fail_at_once_with_a_message_that_says_what_to_do(
