@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 
 _MAX_IDS_PER_CALL = 10_000
 
-# Longest a sibling waits for its cache-warming lead to start answering before it starts anyway.
+# Longest siblings wait, once their cache-warming lead runs, for its answer to begin before they start.
 WARM_WAIT_S = 30.0
 
 
@@ -176,9 +176,16 @@ class TaskRegistry:
         group.live = len(group.task_ids)
         self._groups[group.id] = group
         self._unfinished += group.live
-        for task_id in group.task_ids:
-            self._tg.start_soon(self._run, self._tasks[task_id], name=f"fanout task {task_id}")
+        entries = [self._tasks[task_id] for task_id in group.task_ids]
+        self._tg.start_soon(self._dispatch, entries, name=f"fanout dispatch {group.id}")
         return group
+
+    async def _dispatch(self, entries: list[Entry]) -> None:
+        # Start the runners one at a time, yielding in between: started all at once, their first steps
+        # (building and sending a request each) would all run before the spawn's own reply is written.
+        for entry in entries:
+            self._tg.start_soon(self._run, entry, name=f"fanout task {entry.id}")
+            await anyio.lowlevel.checkpoint()
 
     @staticmethod
     def _link_warmup(entry: Entry, leads: dict[str, anyio.Event]) -> None:
@@ -207,10 +214,7 @@ class TaskRegistry:
 
     async def _execute(self, entry: Entry) -> None:
         if entry.warm_gate is not None:
-            # Normally the lead's answer begins within seconds; a lead stuck before its first byte must
-            # not hold the whole fan-out back for its full timeout.
-            with anyio.move_on_after(WARM_WAIT_S):
-                await entry.warm_gate.wait()
+            await entry.warm_gate.wait()  # opened by the lead's answer, its end, or _open_later
         async with AsyncExitStack() as stack:
             if entry.group.limiter is not None:
                 await stack.enter_async_context(entry.group.limiter)
@@ -261,6 +265,14 @@ class TaskRegistry:
             )
         self._fail(entry, cause, message)
 
+    @staticmethod
+    async def _open_later(gate: anyio.Event) -> None:
+        # Normally a lead's answer begins within seconds of it starting to run; one stuck before its
+        # first byte must not hold its siblings back for its whole timeout.
+        with anyio.move_on_after(WARM_WAIT_S):
+            await gate.wait()  # ends the timer as soon as the gate opens the normal way
+        gate.set()
+
     def _complete(self, entry: Entry, result: SubagentResult) -> None:
         note = None
         if result.stop_reason == "max_tokens":
@@ -288,6 +300,8 @@ class TaskRegistry:
         if target is TaskState.RUNNING:
             entry.started = time.monotonic()
             entry.attempts = 1
+            if entry.opens is not None:
+                self._tg.start_soon(self._open_later, entry.opens, name=f"warm-up timer {entry.id}")
             return
         entry.ended = time.monotonic()
         entry.finished_at = time.time()
