@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 
@@ -49,6 +50,7 @@ class Entry:
     state: TaskState = TaskState.QUEUED
     chunks: list[str] | None = field(default_factory=list[str])
     output: str | None = None
+    structured: Any = None
     stop_reason: str | None = None
     model: str | None = None
     error: TaskError | None = None
@@ -66,6 +68,7 @@ class Entry:
     cost_usd: float | None = 0.0
     warm_gate: anyio.Event | None = None  #: wait for this before queueing for a slot
     opens: anyio.Event | None = None  #: set when this task's answer begins (its siblings may start)
+    deps: tuple[Entry, ...] = ()  #: tasks that must complete before this one starts
 
     # --- TaskSink: what the backend reports -------------------------------------------------------
 
@@ -87,6 +90,13 @@ class Entry:
 
     def status(self, text: str) -> None:
         self.note = text
+
+    def begin_repair(self, note: str) -> None:
+        """A second, last call to fix an answer that broke its output schema."""
+        if self.chunks is not None:
+            self.chunks.clear()
+        self.note = note
+        self.attempts += 1
 
     def add_usage(self, model: str, tokens: Tokens) -> None:
         self.model = model
@@ -134,6 +144,7 @@ class Entry:
             model=self.model or spec.model,
             output=self.text,
             partial=self.state is not TaskState.COMPLETED,
+            structured=self.structured,
             stop_reason=self.stop_reason,
             error=self.error,
             note=self.note,

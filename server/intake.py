@@ -7,15 +7,18 @@ size) comes back as warnings.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 
 from fanout_mcp.server.errors import InvalidInput
 from fanout_mcp.server.files import FileReader, FileText
 from fanout_mcp.server.models import SpawnRequest, SubagentRequest, TaskRequest, TaskSpec
+from fanout_mcp.server.outputs import resolve_schema
 from fanout_mcp.server.prompt import build_prompt, build_system, estimate_tokens
 from fanout_mcp.server.settings import Settings
 
@@ -52,10 +55,13 @@ async def prepare(
     files: dict[str, FileText] = {}
     if any(task.files for task in request.tasks):
         files = await anyio.to_thread.run_sync(_load_files, request.tasks, reader, settings)
+    depends = resolve_dependencies(request.tasks)
+    schemas = _resolve_schemas(request)
     system = build_system(request.shared_context)
     cache = bool(request.shared_context) and estimate_tokens(system) >= settings.cache_min_tokens
     planned = [
-        _plan(i, task, files, system, cache, settings, backend) for i, task in enumerate(request.tasks)
+        _plan(i, task, files, system, cache, settings, backend, schemas[i], depends[i])
+        for i, task in enumerate(request.tasks)
     ]
     warnings += _warn_shared_files(request.tasks, files) + _warn_duplicates(request.tasks)
     warnings += _warn_cut_files(files)
@@ -114,6 +120,8 @@ def _plan(
     cache: bool,
     settings: Settings,
     backend: str,
+    schema: Mapping[str, Any] | None,
+    depends_on: tuple[int, ...],
 ) -> PlannedTask:
     model = task.model or settings.model
     spec = TaskSpec(
@@ -125,15 +133,104 @@ def _plan(
         backend=backend,
         timeout_s=task.timeout_s or settings.task_timeout_s,
         files=tuple(task.files),
+        output_schema=schema,
+        depends_on=depends_on,
     )
     request = SubagentRequest(
         model=model,
         max_tokens=task.max_tokens or settings.max_tokens,
         system=system,
-        prompt=build_prompt(task, files),
+        prompt=build_prompt(task, files, schema),
         cache_system=cache,
+        output_schema=schema,
     )
     return PlannedTask(spec, request)
+
+
+def _resolve_schemas(request: SpawnRequest) -> list[Mapping[str, Any] | None]:
+    resolved: dict[str, Mapping[str, Any]] = {}  # one check per distinct schema, however many tasks use it
+
+    def resolve(index: int, spec: Mapping[str, Any] | str | None) -> Mapping[str, Any] | None:
+        if spec is None:
+            return None
+        key = spec if isinstance(spec, str) else json.dumps(spec, sort_keys=True)
+        if key not in resolved:
+            try:
+                resolved[key] = resolve_schema(spec)
+            except InvalidInput as exc:
+                where = "the spawn's output_schema" if index < 0 else f"task {index + 1}'s output_schema"
+                raise InvalidInput(f"{where}: {exc}") from None
+        return resolved[key]
+
+    default = resolve(-1, request.output_schema)
+    return [
+        resolve(i, task.output_schema) if task.output_schema is not None else default
+        for i, task in enumerate(request.tasks)
+    ]
+
+
+def resolve_dependencies(tasks: Sequence[TaskRequest]) -> list[tuple[int, ...]]:
+    """Each task's dependencies as positions in ``tasks``.
+
+    Raises:
+        InvalidInput: an unknown or ambiguous name, or a cycle (the message shows it).
+    """
+    by_label: dict[str, list[int]] = defaultdict(list)
+    for index, task in enumerate(tasks):
+        if task.label:
+            by_label[task.label].append(index)
+    resolved: list[tuple[int, ...]] = []
+    for index, task in enumerate(tasks):
+        deps = [_dependency(ref, index, tasks, by_label) for ref in task.depends_on]
+        resolved.append(tuple(dict.fromkeys(deps)))
+    cycle = _find_cycle(resolved)
+    if cycle:
+        path = " needs ".join(_name(tasks[i], i) for i in cycle)
+        raise InvalidInput(
+            f"depends_on forms a cycle: {path}; tasks in a cycle can never start. Remove one of these "
+            "dependencies."
+        )
+    return resolved
+
+
+def _dependency(
+    ref: str | int, index: int, tasks: Sequence[TaskRequest], by_label: Mapping[str, list[int]]
+) -> int:
+    where = f"task {index + 1} ({_name(tasks[index], index)}) depends_on {ref!r}"
+    if isinstance(ref, int):
+        if not 0 <= ref < len(tasks):
+            raise InvalidInput(f"{where}: positions run from 0 to {len(tasks) - 1}")
+        return ref
+    found = by_label.get(ref, [])
+    if not found:
+        known = ", ".join(repr(label) for label in by_label) or "none: give the tasks labels"
+        raise InvalidInput(f"{where}: no task of this spawn has that label (labels: {known})")
+    if len(found) > 1:
+        raise InvalidInput(f"{where}: {len(found)} tasks have that label; give them distinct labels")
+    return found[0]
+
+
+def _find_cycle(deps: Sequence[tuple[int, ...]]) -> list[int] | None:
+    """One cycle in the dependency graph, as a closed path, or None."""
+    state = [0] * len(deps)  # 0 unseen, 1 on the current path, 2 done
+    stack: list[int] = []
+
+    def visit(node: int) -> list[int] | None:
+        state[node] = 1
+        stack.append(node)
+        for dep in deps[node]:
+            if state[dep] == 1:
+                return [*stack[stack.index(dep) :], dep]
+            if state[dep] == 0 and (cycle := visit(dep)):
+                return cycle
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for start in range(len(deps)):
+        if state[start] == 0 and (cycle := visit(start)):
+            return cycle
+    return None
 
 
 def _name(task: TaskRequest, index: int) -> str:

@@ -12,8 +12,9 @@ Three types describe a task (see ``registry.py`` for the third, the private live
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -93,6 +94,24 @@ class TaskRequest(BaseModel):
             "included. Default: the server's task timeout.",
         ),
     ] = None
+    output_schema: Annotated[
+        dict[str, Any] | str | None,
+        Field(
+            description="The answer's shape: a JSON Schema (of an object), or a built-in name: 'findings' "
+            "(a list of {title, severity, location, detail, recommendation, confidence}, which synthesize "
+            "can merge without a model). The answer is validated and returned parsed as 'structured'. "
+            "Default: the spawn's output_schema, else free text."
+        ),
+    ] = None
+    depends_on: Annotated[
+        list[str | int],
+        Field(
+            max_length=100,
+            description="Tasks of this spawn that must complete first, by label or by position in tasks "
+            "(0 is the first). This task starts once they have, with their answers added to its "
+            "context; if one fails, this one fails too. Leave empty for independent tasks.",
+        ),
+    ] = []
 
     @field_validator("task")
     @classmethod
@@ -110,6 +129,7 @@ class SpawnRequest(BaseModel):
     tasks: list[TaskRequest]
     shared_context: str | None = None
     max_concurrency: int | None = None
+    output_schema: dict[str, Any] | str | None = None
 
 
 class Usage(BaseModel):
@@ -166,6 +186,8 @@ class SubagentRequest:
     system: str
     prompt: str
     cache_system: bool
+    output_schema: Mapping[str, Any] | None = None  #: ask the provider for schema-constrained output
+    follow_up: tuple[str, str] | None = None  #: (the previous answer, what to say about it): a repair turn
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +211,9 @@ class TaskSpec:
     backend: str
     timeout_s: float
     files: tuple[str, ...]
+    output_schema: Mapping[str, Any] | None = None
+    depends_on: tuple[int, ...] = ()  #: positions in the spawn
+    known_sources: frozenset[str] | None = None  #: the only task ids a structured answer may cite
 
 
 class TaskSnapshot(BaseModel):
@@ -208,6 +233,7 @@ class TaskSnapshot(BaseModel):
         description="The full answer once completed; the partial answer while running."
     )
     partial: bool = Field(description="True when output is incomplete because the task has not finished.")
+    structured: Any = Field(default=None, description="The parsed answer, for a task with an output_schema.")
     stop_reason: str | None = None
     error: TaskError | None = None
     note: str | None = Field(default=None, description="Latest status line, e.g. a retry after a 429.")

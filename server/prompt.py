@@ -7,8 +7,9 @@ role, Task, Context, Files to work with, Output format, Focus areas.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
-from typing import Final
+from typing import Any, Final
 
 from fanout_mcp.server.files import FileText
 from fanout_mcp.server.models import TaskRequest
@@ -36,7 +37,9 @@ def estimate_tokens(text: str) -> int:
     return len(text) // CHARS_PER_TOKEN
 
 
-def build_prompt(task: TaskRequest, files: Mapping[str, FileText]) -> str:
+def build_prompt(
+    task: TaskRequest, files: Mapping[str, FileText], schema: Mapping[str, Any] | None = None
+) -> str:
     """The task's own instructions, with the contents of its files."""
     role = (
         f"You are a {task.role} specialist for this specific task."
@@ -48,11 +51,32 @@ def build_prompt(task: TaskRequest, files: Mapping[str, FileText]) -> str:
         parts.append(_section("Context", task.context))
     if task.files:
         parts.append(_section("Files to work with", _render_files([files[p] for p in task.files])))
-    if task.output_format:
-        parts.append(_section("Output format", task.output_format))
+    if task.output_format or schema is not None:
+        parts.append(_section("Output format", _output_format(task.output_format, schema)))
     if task.focus_areas:
         parts.append(_section("Focus areas", "\n".join(f"- {area}" for area in task.focus_areas)))
     return "\n\n".join(parts)
+
+
+def _output_format(text: str | None, schema: Mapping[str, Any] | None) -> str:
+    if schema is None:
+        return text or ""
+    wanted = (
+        "Answer with only a JSON value that matches this JSON Schema, with no prose around it:\n"
+        f"{json.dumps(schema, indent=1)}"
+    )
+    return f"{text.strip()}\n\n{wanted}" if text else wanted
+
+
+def with_dependencies(prompt: str, results: Sequence[tuple[str, str, str]]) -> str:
+    """The prompt with the answers of the tasks it depends on, as (task id, label, answer)."""
+    blocks = [
+        f'<result task_id="{task_id}" label="{label}">\n{answer.strip()}\n</result>'
+        for task_id, label, answer in results
+    ]
+    return f"{prompt}\n\n" + _section(
+        "Results of the tasks this task depends on (they are finished; build on them)", "\n".join(blocks)
+    )
 
 
 def _section(title: str, body: str) -> str:

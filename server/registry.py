@@ -15,7 +15,8 @@ import time
 from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -37,12 +38,15 @@ from fanout_mcp.server.models import (
     SpawnedTask,
     SpawnReceipt,
     SpawnRequest,
+    SubagentRequest,
     SubagentResult,
     TaskError,
     TaskSnapshot,
     Usage,
 )
+from fanout_mcp.server.outputs import check_answer, repair_request
 from fanout_mcp.server.pricing import PriceTable
+from fanout_mcp.server.prompt import with_dependencies
 from fanout_mcp.server.settings import Settings
 from fanout_mcp.server.state import ErrorKind, TaskState, can_move
 
@@ -79,6 +83,19 @@ class Statistics:
     running: int
     finished: int
     capacity: int
+
+
+class _InvalidOutput(Exception):
+    """The answer broke its output schema twice; the task fails and keeps the last raw answer."""
+
+    def __init__(self, text: str, problem: str) -> None:
+        super().__init__(problem)
+        self.text = text
+        self.error = TaskError(
+            kind=ErrorKind.INVALID_OUTPUT,
+            message=f"the answer did not fit the output schema, even after one repair request: {problem}. "
+            "The raw answer is kept in output. Loosen the schema or make the task's instructions clearer.",
+        )
 
 
 def _new_id(prefix: str) -> str:
@@ -165,11 +182,16 @@ class TaskRegistry:
         limiter = anyio.CapacityLimiter(intake.max_concurrency) if intake.max_concurrency else None
         group = Group(id=_new_id("g"), task_ids=[], limiter=limiter)
         leads: dict[str, anyio.Event] = {}
+        entries: list[Entry] = []
         for planned in intake.tasks:
             entry = Entry(
                 id=_new_id("t"), group=group, spec=planned.spec, prices=self._prices, request=planned.request
             )
-            if intake.warm_first:
+            entries.append(entry)
+        for entry in entries:
+            entry.deps = tuple(entries[i] for i in entry.spec.depends_on)
+            # A dependant starts late anyway: it neither warms the cache nor waits for a warm-up.
+            if intake.warm_first and not entry.deps:
                 self._link_warmup(entry, leads)
             group.task_ids.append(entry.id)
             self._tasks[entry.id] = entry
@@ -213,6 +235,8 @@ class TaskRegistry:
                 raise
 
     async def _execute(self, entry: Entry) -> None:
+        if entry.deps and not await self._dependencies_done(entry):
+            return
         if entry.warm_gate is not None:
             await entry.warm_gate.wait()  # opened by the lead's answer, its end, or _open_later
         async with AsyncExitStack() as stack:
@@ -226,9 +250,11 @@ class TaskRegistry:
             self._move(entry, TaskState.RUNNING)
             try:
                 with anyio.fail_after(entry.spec.timeout_s):
-                    result = await self._backend.run(request, entry)
+                    result, structured = await self._answer(entry, request)
             except TimeoutError:
                 self._time_out(entry)
+            except _InvalidOutput as invalid:
+                self._move(entry, TaskState.FAILED, output=invalid.text, error=invalid.error)
             except TaskFailure as failure:
                 self._fail(entry, failure.kind, failure.message)
             except Exception as exc:  # a backend bug must not take down the siblings or the server
@@ -240,7 +266,48 @@ class TaskRegistry:
                     f"{exc}); this is a bug. The other tasks are not affected.",
                 )
             else:
-                self._complete(entry, result)
+                self._complete(entry, result, structured)
+
+    async def _dependencies_done(self, entry: Entry) -> bool:
+        """Wait for every dependency; give this task their answers, or fail it if one did not complete."""
+        for dep in entry.deps:
+            await dep.done.wait()
+        failed = next((dep for dep in entry.deps if dep.state is not TaskState.COMPLETED), None)
+        if failed is not None:
+            why = failed.error.message if failed.error else failed.note or failed.state.value
+            self._move(
+                entry,
+                TaskState.FAILED,
+                error=TaskError(
+                    kind=ErrorKind.DEPENDENCY_FAILED,
+                    message=f"it depends on {failed.spec.label!r} ({failed.id}), which {failed.state.value} "
+                    f"({why}); it never started. Fix that task, then spawn both again.",
+                ),
+            )
+            return False
+        request = entry.request
+        if request is None:
+            return False
+        answers = [(dep.id, dep.spec.label, dep.output or "") for dep in entry.deps]
+        entry.request = replace(request, prompt=with_dependencies(request.prompt, answers))
+        return True
+
+    async def _answer(self, entry: Entry, request: SubagentRequest) -> tuple[SubagentResult, Any]:
+        """Run the backend; an answer that breaks the task's output schema gets one repair call."""
+        result = await self._backend.run(request, entry)
+        schema, known = entry.spec.output_schema, entry.spec.known_sources
+        if schema is None:
+            return result, None
+        value, problem = check_answer(result.text, schema, known)
+        if problem is None:
+            return result, value
+        entry.begin_repair(f"the answer did not fit its output schema; asking once more ({problem})")
+        follow_up = (result.text, repair_request(problem, schema))
+        repaired = await self._backend.run(replace(request, follow_up=follow_up), entry)
+        value, problem = check_answer(repaired.text, schema, known)
+        if problem is not None:
+            raise _InvalidOutput(repaired.text, problem)
+        return repaired, value
 
     def _time_out(self, entry: Entry) -> None:
         limit = f"{entry.spec.timeout_s:g} s (the task's timeout_s)"
@@ -273,11 +340,12 @@ class TaskRegistry:
             await gate.wait()  # ends the timer as soon as the gate opens the normal way
         gate.set()
 
-    def _complete(self, entry: Entry, result: SubagentResult) -> None:
+    def _complete(self, entry: Entry, result: SubagentResult, structured: Any) -> None:
         note = None
         if result.stop_reason == "max_tokens":
             note = "the answer hit max_tokens and is cut short; raise max_tokens to get all of it"
         entry.model = result.model
+        entry.structured = structured
         self._move(entry, TaskState.COMPLETED, output=result.text, stop_reason=result.stop_reason, note=note)
 
     def _fail(self, entry: Entry, kind: ErrorKind, message: str) -> None:
@@ -309,6 +377,7 @@ class TaskRegistry:
         entry.stop_reason, entry.error = stop_reason, error
         entry.note = note if note is not None else (entry.note if target is not TaskState.COMPLETED else None)
         entry.request = entry.scope = entry.chunks = None  # the prompt and buffers are not needed any more
+        entry.deps = ()
         if entry.opens is not None:
             entry.opens.set()  # a lead that ended without answering still lets its siblings go
         entry.done.set()

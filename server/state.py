@@ -27,7 +27,8 @@ class TaskState(StrEnum):
 TERMINAL_STATES: Final = frozenset({TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED})
 
 TRANSITIONS: Final[Mapping[TaskState, frozenset[TaskState]]] = {
-    TaskState.QUEUED: frozenset({TaskState.RUNNING, TaskState.CANCELLED}),
+    # QUEUED -> FAILED: a task whose dependency failed never starts.
+    TaskState.QUEUED: frozenset({TaskState.RUNNING, TaskState.CANCELLED, TaskState.FAILED}),
     TaskState.RUNNING: frozenset({TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED}),
     TaskState.COMPLETED: frozenset(),
     TaskState.FAILED: frozenset(),
@@ -48,4 +49,6 @@ class ErrorKind(StrEnum):
     API_ERROR = "api_error"
     BACKEND_UNAVAILABLE = "backend_unavailable"
     INVALID_INPUT = "invalid_input"
+    INVALID_OUTPUT = "invalid_output"  #: the answer broke its output schema, also after one repair
+    DEPENDENCY_FAILED = "dependency_failed"  #: a task it depends on failed or was cancelled
     INTERNAL = "internal"

@@ -10,6 +10,9 @@ fields), `POST /_fake/reset`, `POST /_fake/release`, `POST /_fake/rearm`.
 
 Directives, written anywhere in the text of the request's user messages (later messages win):
     [[reply:TEXT]]      reply exactly TEXT (no `]]` inside; newlines allowed). Wins over [[words]].
+    [[reply64:B64]]     reply the UTF-8 text whose base64 is B64 (for JSON, which may hold `]]`).
+    [[then:TEXT]] / [[then64:B64]]  the reply to a follow-up turn (a request with more than one user
+                        message, such as a repair request), instead of the reply above.
     [[words:N]]         reply `w1 w2 ... wN`. Without either: `FakeConfig.default_words` words.
     [[fail:STATUS;count=N;retry-after=S;retry-after-ms=MS;should-retry=BOOL;type=T;message=M]]
                         the first N attempts (default: all) answer STATUS with that error.
@@ -46,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import hashlib
@@ -105,7 +109,7 @@ MODELS_PAGE: dict[str, Any] = {
     "first_id": MODEL_ID,
     "last_id": MODEL_ID,
 }
-_DIRECTIVE = re.compile(r"\[\[([a-z_]+)(?::(.*?))?\]\]", re.DOTALL)
+_DIRECTIVE = re.compile(r"\[\[([a-z_0-9]+)(?::(.*?))?\]\]", re.DOTALL)
 _RATE_WINDOW = 60.0
 
 
@@ -250,6 +254,13 @@ def _directives(messages: list[dict[str, Any]]) -> dict[str, str]:
         for text in _texts(message["content"]) if message.get("role") == "user" else []:
             found.update((m.group(1), m.group(2) or "") for m in _DIRECTIVE.finditer(text))
     return found
+
+
+def _unbase64(name: str, raw: str) -> str:
+    try:
+        return base64.b64decode(raw.strip(), validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        raise _ApiError(400, f"directive [[{name}]] is not valid base64 of UTF-8 text") from None
 
 
 def _args(name: str, raw: str) -> dict[str, str]:
@@ -555,7 +566,12 @@ class FakeApi:
             plan.truncate_after = after.get("truncate", 0)
         if "drop" in options:
             plan.drop_after = after.get("drop", 0)
-        if "reply" in found:
+        turns = sum(1 for message in messages if message.get("role") == "user")
+        if turns > 1 and ("then" in found or "then64" in found):
+            text = found["then"] if "then" in found else _unbase64("then64", found["then64"])
+        elif "reply64" in found:
+            text = _unbase64("reply64", found["reply64"])
+        elif "reply" in found:
             text = found["reply"]
         else:
             words = _number("words", found["words"], int) if "words" in found else config.default_words

@@ -118,8 +118,9 @@ class AnthropicBackend:
                 model=request.model,
                 max_tokens=request.max_tokens,
                 system=[_system_block(request)],
-                messages=[{"role": "user", "content": request.prompt}],
+                messages=_messages(request),
                 stream=True,
+                **_output_config(request),
             )
             try:
                 async for event in stream:
@@ -158,6 +159,23 @@ class AnthropicBackend:
             return min(fault.retry_after, self._retry_cap_s)
         backoff = self._backoff_base_s * 2 ** min(attempt - 1, 16)
         return min(backoff, self._retry_cap_s) * random.uniform(0.75, 1.0)  # jitter, not crypto
+
+
+def _messages(request: SubagentRequest) -> Any:
+    messages: list[dict[str, str]] = [{"role": "user", "content": request.prompt}]
+    if request.follow_up is not None:
+        answer, feedback = request.follow_up
+        messages += [{"role": "assistant", "content": answer}, {"role": "user", "content": feedback}]
+    return messages
+
+
+def _output_config(request: SubagentRequest) -> dict[str, Any]:
+    """Schema-constrained decoding, with the schema narrowed to what the API accepts (the full schema
+    is still checked on our side)."""
+    if request.output_schema is None:
+        return {}
+    schema = anthropic.transform_schema(dict(request.output_schema))
+    return {"output_config": {"format": {"type": "json_schema", "schema": schema}}}
 
 
 def _system_block(request: SubagentRequest) -> Any:

@@ -10,6 +10,7 @@ from fanout_mcp.server.state import TRANSITIONS, can_move
 ALLOWED = {
     (TaskState.QUEUED, TaskState.RUNNING),
     (TaskState.QUEUED, TaskState.CANCELLED),
+    (TaskState.QUEUED, TaskState.FAILED),
     (TaskState.RUNNING, TaskState.COMPLETED),
     (TaskState.RUNNING, TaskState.FAILED),
     (TaskState.RUNNING, TaskState.CANCELLED),

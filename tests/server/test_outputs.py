@@ -1,0 +1,139 @@
+"""Output schemas: built-ins, checking a caller's schema, parsing and validating answers, one repair."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import anyio
+import pytest
+
+from fanout_mcp.server import (
+    ErrorKind,
+    InvalidInput,
+    Settings,
+    SpawnRequest,
+    SubagentRequest,
+    SubagentResult,
+    TaskRequest,
+    TaskSink,
+    TaskSnapshot,
+    TaskState,
+    open_registry,
+)
+from fanout_mcp.server.outputs import FINDINGS_SCHEMA, check_answer, resolve_schema
+from tests.server.fakes import Handler, ScriptedBackend
+
+MakeSettings = Callable[..., Settings]
+
+FINDING = {
+    "title": "SQL injection in login",
+    "severity": "high",
+    "location": {"path": "src/auth.py", "start_line": 42, "end_line": 44},
+    "detail": "the query is built with an f-string",
+    "recommendation": "use a parameterised query",
+    "confidence": 0.9,
+}
+
+
+def test_the_builtin_findings_schema_is_found_by_name_and_unknown_names_are_refused() -> None:
+    assert resolve_schema("findings") is FINDINGS_SCHEMA
+    with pytest.raises(InvalidInput, match=r"not a built-in schema.*'findings'"):
+        resolve_schema("report")
+
+
+def test_a_caller_schema_must_be_valid_json_schema_of_an_object() -> None:
+    assert resolve_schema({"type": "object", "properties": {"n": {"type": "integer"}}})["type"] == "object"
+    with pytest.raises(InvalidInput, match="not a valid JSON Schema"):
+        resolve_schema({"type": "object", "properties": {"n": {"type": "whole number"}}})
+    with pytest.raises(InvalidInput, match="must describe a JSON object"):
+        resolve_schema({"type": "array"})
+
+
+def test_answers_are_parsed_bare_or_fenced_and_validated() -> None:
+    bare = json.dumps({"findings": [FINDING]})
+    assert check_answer(bare, FINDINGS_SCHEMA) == ({"findings": [FINDING]}, None)
+    fenced = f"Here you go:\n```json\n{bare}\n```\n"
+    assert check_answer(fenced, FINDINGS_SCHEMA)[0] == {"findings": [FINDING]}
+    value, problem = check_answer("no json here", FINDINGS_SCHEMA)
+    assert value is None and problem is not None and "not JSON" in problem
+    wrong = json.dumps({"findings": [{**FINDING, "severity": "urgent", "confidence": 7}]})
+    value, problem = check_answer(wrong, FINDINGS_SCHEMA)
+    assert value is None and problem is not None
+    assert "$.findings[0].confidence" in problem and "$.findings[0].severity" in problem
+
+
+def test_cited_sources_must_be_known() -> None:
+    schema = {"type": "object", "properties": {"points": {"type": "array"}}}
+    answer = json.dumps({"points": [{"sources": ["t-1", "t-9"]}]})
+    assert check_answer(answer, schema, {"t-1", "t-9"})[1] is None
+    value, problem = check_answer(answer, schema, {"t-1"})
+    assert value is None and problem is not None and "t-9" in problem
+
+
+def replies(*texts: str) -> Handler:
+    answers = list(texts)
+
+    async def handler(request: SubagentRequest, sink: TaskSink) -> SubagentResult:
+        return SubagentResult(text=answers.pop(0), model=request.model, stop_reason="end_turn")
+
+    return handler
+
+
+async def run_one(make_settings: MakeSettings, backend: ScriptedBackend, task: TaskRequest) -> TaskSnapshot:
+    async with open_registry(make_settings(), backend) as registry:
+        task_id = (await registry.spawn(SpawnRequest(tasks=[task]))).tasks[0].task_id
+        with anyio.fail_after(5):
+            await registry.wait([task_id])
+        return registry.snapshot(task_id)
+
+
+async def test_a_valid_answer_comes_back_parsed(make_settings: MakeSettings) -> None:
+    backend = ScriptedBackend(replies(json.dumps({"findings": [FINDING]})))
+    snap = await run_one(make_settings, backend, TaskRequest(task="review", output_schema="findings"))
+    assert snap.state is TaskState.COMPLETED
+    assert snap.structured == {"findings": [FINDING]}
+    assert backend.calls[0].output_schema is FINDINGS_SCHEMA
+    assert (
+        '"findings"' in backend.calls[0].prompt and "Answer with only a JSON value" in backend.calls[0].prompt
+    )
+
+
+async def test_an_invalid_answer_gets_one_repair_with_the_problem_sent_back(
+    make_settings: MakeSettings,
+) -> None:
+    good = json.dumps({"findings": [FINDING]})
+    backend = ScriptedBackend(replies('{"findings": [{"title": "x"}]}', good))
+    snap = await run_one(make_settings, backend, TaskRequest(task="review", output_schema="findings"))
+    assert snap.state is TaskState.COMPLETED and snap.attempts == 2
+    assert snap.structured == {"findings": [FINDING]}
+    previous, feedback = backend.calls[1].follow_up or ("", "")
+    assert previous == '{"findings": [{"title": "x"}]}'
+    assert "'severity' is a required property" in feedback and "JSON Schema" in feedback
+
+
+async def test_an_answer_that_stays_invalid_fails_as_invalid_output_and_keeps_the_raw_text(
+    make_settings: MakeSettings,
+) -> None:
+    backend = ScriptedBackend(replies("not json", "still not json"))
+    snap = await run_one(make_settings, backend, TaskRequest(task="review", output_schema="findings"))
+    assert snap.state is TaskState.FAILED
+    assert snap.error is not None and snap.error.kind is ErrorKind.INVALID_OUTPUT
+    assert snap.output == "still not json" and snap.structured is None
+    assert len(backend.calls) == 2
+
+
+async def test_the_spawns_schema_applies_to_tasks_without_their_own(make_settings: MakeSettings) -> None:
+    schema = {"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}}
+    backend = ScriptedBackend(replies('{"n": 1}', "free text"))
+    request = SpawnRequest(
+        tasks=[TaskRequest(task="count"), TaskRequest(task="talk", output_schema=None)], output_schema=schema
+    )
+    async with open_registry(make_settings(), backend) as registry:
+        with pytest.raises(InvalidInput, match="task 1's output_schema: output_schema 'nope'"):
+            await registry.spawn(SpawnRequest(tasks=[TaskRequest(task="x", output_schema="nope")]))
+        ids = [t.task_id for t in (await registry.spawn(request)).tasks]
+        with anyio.fail_after(5):
+            await registry.wait(ids[:1])
+        assert registry.snapshot(ids[0]).structured == {"n": 1}
+        assert backend.calls[0].output_schema == schema
