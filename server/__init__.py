@@ -13,6 +13,7 @@ from fanout_mcp.server.errors import (
     TaskFailure,
     UnknownTask,
 )
+from fanout_mcp.server.findings import Action, Conflict, ConflictSide, Location, MergedFinding, Quorum
 from fanout_mcp.server.models import (
     Counts,
     SpawnReceipt,
@@ -26,23 +27,30 @@ from fanout_mcp.server.models import (
     Usage,
 )
 from fanout_mcp.server.registry import CancelOutcome, Statistics, TaskRegistry, open_registry
+from fanout_mcp.server.report import Missing, Source, Synthesis
 from fanout_mcp.server.runtime import Runtime, open_runtime
 from fanout_mcp.server.settings import OPTIONS, Option, Settings, SettingsError, load_settings
 from fanout_mcp.server.state import TERMINAL_STATES, ErrorKind, TaskState
-from fanout_mcp.server.synthesis import Missing, Source, Synthesis, Synthesizer
+from fanout_mcp.server.synthesis import Synthesizer
 
 __all__ = [
     "OPTIONS",
     "TERMINAL_STATES",
+    "Action",
     "Backend",
     "BackendUnavailable",
     "CancelOutcome",
+    "Conflict",
+    "ConflictSide",
     "Counts",
     "ErrorKind",
     "FanoutError",
     "InvalidInput",
+    "Location",
+    "MergedFinding",
     "Missing",
     "Option",
+    "Quorum",
     "RegistryClosed",
     "Runtime",
     "Settings",

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 from fanout_mcp.server.errors import InvalidInput
 
@@ -126,6 +127,50 @@ class FileReader:
         """Read each checked file once, keyed by the path as written."""
         return {info.path: self.read(info) for info in infos}
 
+    def check_directory(self, raw: str) -> Path:
+        """The real path of a directory inside a root.
+
+        Raises:
+            InvalidInput: missing, outside every root, or not a directory.
+        """
+        if not self._roots:
+            self.check(raw)  # raises the no-roots message
+        candidate = Path(raw).expanduser() if raw.strip() else Path(".")
+        if not candidate.is_absolute():
+            candidate = self._roots[0] / candidate
+        real = Path(os.path.realpath(candidate))
+        self._check_inside(raw, real)
+        if not real.is_dir():
+            raise InvalidInput(f"{raw!r} is not a directory (relative paths start at {self._roots[0]})")
+        return real
+
+    def subdirectories(self, directory: Path) -> list[Path]:
+        """The directories directly inside ``directory``, sorted, without hidden or generated ones."""
+        return sorted(
+            entry for entry in directory.iterdir()
+            if entry.is_dir() and not entry.is_symlink() and not _skipped(entry.name)
+        )  # fmt: skip
+
+    def files_under(self, directory: Path, limit: int) -> tuple[list[str], int]:
+        """Up to ``limit`` regular files below ``directory`` (shown relative to the first root when inside
+        it), sorted, without hidden or generated directories; and how many there are in all."""
+        found: list[str] = []
+        total = 0
+        for folder, dirs, names in os.walk(directory):
+            dirs[:] = sorted(d for d in dirs if not _skipped(d))
+            for name in sorted(names):
+                path = Path(folder) / name
+                if name.startswith(".") or path.is_symlink() or not path.is_file():
+                    continue
+                total += 1
+                if len(found) < limit:
+                    found.append(self.shown(path))
+        return found, total
+
+    def shown(self, path: Path) -> str:
+        """A path as a task should name it: relative to the first root when inside it."""
+        return str(path.relative_to(self._roots[0])) if path.is_relative_to(self._roots[0]) else str(path)
+
     def _check_inside(self, raw: str, real: Path) -> None:
         if not any(real.is_relative_to(root) for root in self._roots):
             roots = ", ".join(str(root) for root in self._roots)
@@ -133,6 +178,13 @@ class FileReader:
                 f"file {raw!r} is outside the allowed roots ({roots}); only files inside them can be "
                 "read. Use a path inside a root, or ask the operator to add one with --root."
             )
+
+
+_GENERATED: Final = frozenset({"node_modules", "__pycache__", "venv", "dist", "build", "target", "vendor"})
+
+
+def _skipped(name: str) -> bool:
+    return name.startswith(".") or name in _GENERATED or name.endswith(".egg-info")
 
 
 def _opened_path(fd: int) -> Path | None:

@@ -25,8 +25,8 @@ _LOCATION: Final[dict[str, Any]] = {
     "required": ["path"],
     "properties": {
         "path": {"type": "string", "description": "file path, relative to the project root"},
-        "start_line": {"type": ["integer", "null"], "minimum": 1},
-        "end_line": {"type": ["integer", "null"], "minimum": 1},
+        "start_line": {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "null"}]},
+        "end_line": {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "null"}]},
     },
 }
 

@@ -11,7 +11,7 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -36,12 +36,16 @@ class Plan(BaseModel):
     tasks: list[TaskRequest]
     shared_context: str | None = None
     max_concurrency: int | None = None
+    output_schema: dict[str, Any] | str | None = None
     wait_s: float | None = None  # accepted so a spawn_parallel call can be pasted as is; unused
     synthesis: SynthesisOptions = SynthesisOptions()
 
     def spawn_request(self) -> SpawnRequest:
         return SpawnRequest(
-            tasks=self.tasks, shared_context=self.shared_context, max_concurrency=self.max_concurrency
+            tasks=self.tasks,
+            shared_context=self.shared_context,
+            max_concurrency=self.max_concurrency,
+            output_schema=self.output_schema,
         )
 
 

@@ -133,6 +133,11 @@ class TaskRegistry:
     def backend(self) -> Backend:
         return self._backend
 
+    @property
+    def files(self) -> FileReader:
+        """How tasks' files are found and read (the allowed roots)."""
+        return self._reader
+
     # --- spawning ----------------------------------------------------------------------------------
 
     async def spawn(self, request: SpawnRequest) -> SpawnReceipt:
@@ -159,11 +164,11 @@ class TaskRegistry:
         ]
         return SpawnReceipt(group_id=group.id, tasks=tasks, warnings=intake.warnings)
 
-    async def spawn_one(self, planned: PlannedTask) -> str:
-        """Start one already-planned task in a group of its own (used for synthesis)."""
-        self._check_accepting(1)
-        group = self._register(Intake([planned], warm_first=False, max_concurrency=None, warnings=[]))
-        return group.task_ids[0]
+    async def spawn_planned(self, planned: Sequence[PlannedTask]) -> list[str]:
+        """Start tasks the engine planned itself (a synthesis) as a group of their own; their ids."""
+        self._check_accepting(len(planned))
+        group = self._register(Intake(list(planned), warm_first=False, max_concurrency=None, warnings=[]))
+        return list(group.task_ids)
 
     def _check_accepting(self, count: int) -> None:
         if self._closed:

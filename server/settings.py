@@ -51,6 +51,7 @@ class Settings(BaseModel):
     retry_cap_s: Annotated[float, Field(gt=0, le=3_600)] = 60.0
     cache_min_tokens: Annotated[int, Field(ge=0)] = 1_024
     synthesis_max_tokens: Annotated[int, Field(ge=1, le=128_000)] = 16_000
+    synthesis_input_chars: Annotated[int, Field(ge=1_000, le=10_000_000)] = 400_000
     prices_file: Path | None = None
     log_level: str = "WARNING"
 
@@ -197,6 +198,13 @@ OPTIONS: Final[Mapping[str, Option]] = {
         "FANOUT_SYNTHESIS_MAX_TOKENS",
         "cap on a synthesis answer, in tokens (default: 16000)",
         metavar="TOKENS",
+    ),
+    "synthesis_input_chars": Option(
+        "--synthesis-input-chars",
+        "FANOUT_SYNTHESIS_INPUT_CHARS",
+        "characters of answers one synthesis call reads; more are synthesised in groups, then merged "
+        "(default: 400000)",
+        metavar="CHARS",
     ),
     "prices_file": Option(
         "--prices",

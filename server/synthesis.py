@@ -1,325 +1,362 @@
-"""Fan-in: merging the answers of a spawn into one.
+"""Fan-in: turning the answers of a spawn into one answer.
 
-Two ways, both citing task ids and both listing the tasks that have no answer (``missing``), so that
-nothing is dropped silently:
-
-* ``merge`` is deterministic and needs no model: answers grouped by task, in spawn order, with parts
-  that several tasks said word for word collapsed into one that cites them all.
-* ``llm`` runs one more subagent (a task of its own, so a long synthesis outlives no tool call) that
-  merges related findings, resolves conflicts, prioritises and ends with an actionable summary.
-  If that subagent fails, the result falls back to ``merge`` and says so.
+``merge`` is deterministic (``merge.py``). ``start_llm`` runs a model synthesis as tasks of the
+registry, so a long synthesis outlives no tool call: one task when the answers fit the synthesis input
+budget; otherwise the answers are packed into groups that fit (an answer too long for one group is split
+across groups, never cut), each group is synthesised by a task, and a last task, which depends on those,
+merges their syntheses. Every synthesis answers in ``SYNTHESIS_SCHEMA``, is validated like any output
+schema, and may cite only the ids of the tasks it was given. If the model synthesis fails, ``result``
+falls back to a merge and says so.
 """
 
 from __future__ import annotations
 
-import re
+import json
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, cast
 
-from pydantic import BaseModel, ConfigDict
-
-from fanout_mcp.server.budget import fair_shares
 from fanout_mcp.server.errors import UnknownTask
+from fanout_mcp.server.findings import Action, Conflict, ConflictSide, Location, MergedFinding, Quorum
 from fanout_mcp.server.intake import PlannedTask
+from fanout_mcp.server.merge import merge
 from fanout_mcp.server.models import SubagentRequest, TaskSnapshot, TaskSpec, Usage
+from fanout_mcp.server.outputs import FINDINGS_SCHEMA, SEVERITIES
 from fanout_mcp.server.registry import TaskRegistry
+from fanout_mcp.server.report import Missing, Source, Synthesis, name_missing, render_markdown, split_answers
 from fanout_mcp.server.state import TaskState
 
-Mode = Literal["llm", "merge"]
-
-# Answers longer than this in total are cut (each to a fair share) before they go to the model.
-MAX_SYNTHESIS_INPUT_CHARS: Final = 400_000
 _MAX_REMEMBERED = 256
+_SOURCES: Final[dict[str, Any]] = {"type": "array", "items": {"type": "string"}, "minItems": 1}
+_FINDING: Final = FINDINGS_SCHEMA["properties"]["findings"]["items"]
+
+SYNTHESIS_SCHEMA: Final[dict[str, Any]] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["summary", "findings", "conflicts", "actions"],
+    "properties": {
+        "summary": {
+            "type": "string",
+            "description": "the overall answer and what matters most, in a few sentences",
+        },
+        "findings": {
+            "type": "array",
+            "description": "merged findings, most important first; each once, citing every task that made it",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["title", "severity", "location", "detail", "recommendation", "sources"],
+                "properties": {
+                    "title": {"type": "string"},
+                    "severity": {"type": "string", "enum": list(SEVERITIES)},
+                    "location": {"anyOf": [_FINDING["properties"]["location"], {"type": "null"}]},
+                    "detail": {"type": "string"},
+                    "recommendation": {"type": "string"},
+                    "sources": _SOURCES,
+                },
+            },
+        },
+        "conflicts": {
+            "type": "array",
+            "description": "points where tasks disagree: each side with its tasks, and your resolution",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["topic", "sides", "resolution", "reason"],
+                "properties": {
+                    "topic": {"type": "string"},
+                    "sides": {
+                        "type": "array",
+                        "minItems": 2,
+                        "items": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["position", "sources"],
+                            "properties": {"position": {"type": "string"}, "sources": _SOURCES},
+                        },
+                    },
+                    "resolution": {"type": "string"},
+                    "reason": {"type": "string"},
+                },
+            },
+        },
+        "actions": {
+            "type": "array",
+            "description": "what to do, in priority order (1 first)",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["action", "priority", "sources"],
+                "properties": {
+                    "action": {"type": "string"},
+                    "priority": {"type": "integer", "minimum": 1},
+                    "sources": _SOURCES,
+                },
+            },
+        },
+    },
+}
 
 SYSTEM: Final = """\
 You merge the answers of subagents that worked in parallel on parts of one job into a single answer.
 Each answer is given inside <answer task_id="..." label="..."> tags. Work in these steps:
 1. Merge related findings: a point several answers make appears once, citing every task that made it.
-2. Resolve conflicts between recommendations: show each side with its task ids, then say which you
-   recommend and why.
+2. Resolve conflicts between recommendations: give each side with its tasks, then your resolution and
+   its reason.
 3. Prioritise by severity or importance, most important first.
-4. End with an actionable summary.
-After every point, cite its sources as task ids in square brackets, e.g. [t-abc, t-def]. Do not add
-findings no answer supports. If some tasks are listed as missing, say what their absence leaves open.
-Answer in markdown with exactly these sections, in this order:
-## Summary
-## Findings
-## Conflicts
-## Actions
-Write "None." under a section that has nothing."""
+4. End with an actionable summary and a prioritised list of actions.
+Cite sources only by the task ids given in the tags. Add nothing that no answer supports. If some tasks
+are listed as missing, name them in the summary and say what their absence leaves open."""
 
-
-class Source(BaseModel):
-    """A task whose answer went into the synthesis."""
-
-    model_config = ConfigDict(frozen=True)
-
-    task_id: str
-    label: str
-    chars: int
-    cut: bool = False
-
-
-class Missing(BaseModel):
-    """A task with no answer in the synthesis, and why."""
-
-    model_config = ConfigDict(frozen=True)
-
-    task_id: str
-    label: str
-    state: TaskState
-    reason: str
-
-
-class Synthesis(BaseModel):
-    """One merged answer. ``usage`` is what the synthesis itself cost (nothing for a merge)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    mode: Mode
-    summary: str
-    markdown: str
-    sources: list[Source]
-    missing: list[Missing]
-    usage: Usage
-    notes: list[str] = []
+_MERGE_PARTIALS: Final = """\
+The answers were too long to synthesise at once, so they were synthesised in groups. The group
+syntheses are below, as JSON, under "Results of the tasks this task depends on". Merge them into one
+synthesis of the same shape: the same finding from several groups appears once with all its sources,
+conflicts keep every side, priorities are renumbered. Cite only the task ids the groups cite."""
 
 
 @dataclass(frozen=True, slots=True)
-class _Part:
-    text: str
-    key: str
+class _Job:
+    final: str
+    tasks: tuple[str, ...]  #: every synthesis task of the job, the final one included
 
 
 class Synthesizer:
-    """Builds syntheses over a registry; remembers running model syntheses so a repeated call reuses one."""
+    """Builds syntheses over a registry; remembers model syntheses so a repeated call reuses one."""
 
     def __init__(self, registry: TaskRegistry) -> None:
         self._registry = registry
-        self._jobs: OrderedDict[tuple[object, ...], str] = OrderedDict()
+        self._jobs: OrderedDict[tuple[object, ...], _Job] = OrderedDict()
 
-    def merge(self, task_ids: Sequence[str], notes: Sequence[str] = ()) -> Synthesis:
-        answered, missing = _split(self._registry.snapshots(task_ids))
-        return _merge(answered, missing, list(notes))
+    def merge(self, task_ids: Sequence[str], quorum: Quorum = "any", notes: Sequence[str] = ()) -> Synthesis:
+        return merge(self._registry.snapshots(task_ids), quorum, notes)
 
     async def start_llm(self, task_ids: Sequence[str], instructions: str | None) -> str:
-        """The id of a synthesis task over these tasks: the one already started for the same tasks and
+        """The id of the model synthesis over these tasks: the one already started for the same tasks and
         instructions unless it failed or was cancelled, else a new one. Start it once the tasks have
         ended: their answers are read now."""
-        snapshots = self._registry.snapshots(task_ids)
         key = (tuple(task_ids), instructions)
         known = self._jobs.get(key)
-        if known is not None and _reusable(self._registry, known):
+        if known is not None and self._reusable(known.final):
             self._jobs.move_to_end(key)
-            return known
-        answered, missing = _split(snapshots)
-        settings = self._registry.settings
-        prompt, _ = _llm_prompt(answered, missing, instructions)
-        planned = PlannedTask(
-            TaskSpec(
-                index=0,
-                label=f"synthesis of {len(snapshots)} tasks",
-                role="synthesis",
-                task="synthesize",
-                model=settings.model,
-                backend=self._registry.backend.name,
-                timeout_s=settings.task_timeout_s,
-                files=(),
-            ),
-            SubagentRequest(
-                model=settings.model,
-                max_tokens=settings.synthesis_max_tokens,
-                system=SYSTEM,
-                prompt=prompt,
-                cache_system=False,
-            ),
-        )
-        task_id = await self._registry.spawn_one(planned)
-        self._jobs[key] = task_id
+            return known.final
+        answered, missing = split_answers(self._registry.snapshots(task_ids))
+        planned = self._plan(answered, missing, instructions)
+        ids = await self._registry.spawn_planned(planned)
+        self._jobs[key] = _Job(final=ids[-1], tasks=tuple(ids))
         while len(self._jobs) > _MAX_REMEMBERED:
             self._jobs.popitem(last=False)
-        return task_id
+        return ids[-1]
 
-    def result(self, synthesis_id: str, task_ids: Sequence[str]) -> Synthesis | None:
-        """The finished synthesis, ``None`` while it runs, or a merge if it failed."""
-        answer = self._registry.snapshot(synthesis_id)
+    def synthesis_tasks(self, final_id: str) -> list[str]:
+        """Every task of the synthesis whose last task is ``final_id`` (for its usage)."""
+        job = next((job for job in self._jobs.values() if job.final == final_id), None)
+        return list(job.tasks) if job else [final_id]
+
+    def result(self, final_id: str, task_ids: Sequence[str], quorum: Quorum = "any") -> Synthesis | None:
+        """The finished synthesis; ``None`` while it runs; a merge (with a note) if it failed."""
+        answer = self._registry.snapshot(final_id)
         if not answer.state.terminal:
             return None
-        answered, missing = _split(self._registry.snapshots(task_ids))
-        if answer.state is not TaskState.COMPLETED or not answer.output:
+        usage = self._registry.usage(self.synthesis_tasks(final_id))
+        snapshots = self._registry.snapshots(task_ids)
+        structured: Any = answer.structured
+        if answer.state is not TaskState.COMPLETED or not isinstance(structured, dict):
             why = answer.error.message if answer.error else answer.note or answer.state.value
-            note = f"model synthesis {synthesis_id} {answer.state.value} ({why}); this is a merge instead"
-            merged = _merge(answered, missing, [note])
-            return merged.model_copy(update={"usage": merged.usage + answer.usage})
-        _, cut = _llm_prompt(answered, missing, None)
-        notes = [f"the answer of task {task_id} was cut to fit the synthesis input" for task_id in cut]
-        if answer.stop_reason == "max_tokens":
-            notes.append("the synthesis hit its max_tokens and is cut short")
-        return Synthesis(
-            mode="llm",
-            summary=_summary_section(answer.output),
-            markdown=answer.output,
-            sources=_sources(answered, cut),
-            missing=missing,
-            usage=answer.usage,
-            notes=notes,
+            note = f"the model synthesis ({final_id}) {answer.state.value}: {why}. This is a merge instead."
+            return merge(snapshots, quorum, [note]).model_copy(update={"usage": usage})
+        answered, missing = split_answers(snapshots)
+        notes = (
+            ["the synthesis hit its max_tokens and may be cut short"]
+            if answer.stop_reason == "max_tokens"
+            else []
         )
+        return from_structured(cast(dict[str, Any], structured), answered, missing, usage, notes)
+
+    def _reusable(self, task_id: str) -> bool:
+        try:
+            state = self._registry.snapshot(task_id).state
+        except UnknownTask:
+            return False
+        return state in {TaskState.QUEUED, TaskState.RUNNING, TaskState.COMPLETED}
+
+    def _plan(
+        self, answered: Sequence[TaskSnapshot], missing: Sequence[Missing], instructions: str | None
+    ) -> list[PlannedTask]:
+        budget = self._registry.settings.synthesis_input_chars
+        pieces = [piece for snap in answered for piece in _pieces(snap, budget)]
+        groups = _pack(pieces, budget)
+        known = frozenset(s.task_id for s in answered)
+        header = _header(instructions, missing)
+        if len(groups) <= 1:
+            prompt = _prompt(header, groups[0] if groups else [], len(answered))
+            return [self._task(0, f"synthesis of {len(answered)} answer(s)", prompt, known, ())]
+        planned: list[PlannedTask] = []
+        for i, group in enumerate(groups):
+            prompt = _prompt(header, group, len(answered), i, len(groups))
+            planned.append(self._task(i, f"synthesis part {i + 1} of {len(groups)}", prompt, known, ()))
+        final = f"{header}\n\n{_MERGE_PARTIALS}\n\n{_answer_in_schema()}"
+        planned.append(
+            self._task(len(groups), "synthesis of the parts", final, known, tuple(range(len(groups))))
+        )
+        return planned
+
+    def _task(
+        self, index: int, label: str, prompt: str, known: frozenset[str], deps: tuple[int, ...]
+    ) -> PlannedTask:
+        settings = self._registry.settings
+        spec = TaskSpec(
+            index=index,
+            label=label,
+            role="synthesis",
+            task=label,
+            model=settings.model,
+            backend=self._registry.backend.name,
+            timeout_s=settings.task_timeout_s,
+            files=(),
+            output_schema=SYNTHESIS_SCHEMA,
+            depends_on=deps,
+            known_sources=known,
+        )
+        request = SubagentRequest(
+            model=settings.model,
+            max_tokens=settings.synthesis_max_tokens,
+            system=SYSTEM,
+            prompt=prompt,
+            cache_system=False,
+            output_schema=SYNTHESIS_SCHEMA,
+        )
+        return PlannedTask(spec, request)
 
 
-def _reusable(registry: TaskRegistry, task_id: str) -> bool:
-    try:
-        state = registry.snapshot(task_id).state
-    except UnknownTask:
-        return False
-    return state in {TaskState.QUEUED, TaskState.RUNNING, TaskState.COMPLETED}
+# --- prompts --------------------------------------------------------------------------------------------
 
 
-def _split(snapshots: Sequence[TaskSnapshot]) -> tuple[list[TaskSnapshot], list[Missing]]:
-    answered: list[TaskSnapshot] = []
-    missing: list[Missing] = []
-    for snap in snapshots:
-        if snap.state is TaskState.COMPLETED and snap.output and snap.output.strip():
-            answered.append(snap)
-        else:
-            missing.append(
-                Missing(task_id=snap.task_id, label=snap.label, state=snap.state, reason=_reason(snap))
-            )
-    return answered, missing
+@dataclass(frozen=True, slots=True)
+class _Piece:
+    snap: TaskSnapshot
+    text: str
+    part: int
+    parts: int
 
 
-def _reason(snap: TaskSnapshot) -> str:
-    if snap.state is TaskState.FAILED and snap.error is not None:
-        return f"{snap.error.kind.value}: {snap.error.message}"
-    if snap.state is TaskState.COMPLETED:
-        return "completed with an empty answer"
-    if snap.state is TaskState.CANCELLED:
-        return snap.note or "cancelled"
-    return f"still {snap.state.value}; call synthesize again later to include it"
+def _pieces(snap: TaskSnapshot, budget: int) -> list[_Piece]:
+    """An answer, split at line breaks into pieces that each fit the budget (nothing is dropped)."""
+    text = (snap.output or "").strip()
+    chunks: list[str] = []
+    while len(text) > budget:
+        cut = text.rfind("\n", 0, budget)
+        cut = cut if cut > budget // 2 else budget
+        chunks.append(text[:cut])
+        text = text[cut:].lstrip("\n")
+    chunks.append(text)
+    return [_Piece(snap, chunk, i + 1, len(chunks)) for i, chunk in enumerate(chunks)]
 
 
-def _sources(answered: Sequence[TaskSnapshot], cut: Sequence[str] = ()) -> list[Source]:
-    return [
-        Source(task_id=s.task_id, label=s.label, chars=len(s.output or ""), cut=s.task_id in cut)
-        for s in answered
-    ]
+def _pack(pieces: Sequence[_Piece], budget: int) -> list[list[_Piece]]:
+    groups: list[list[_Piece]] = []
+    size = budget + 1
+    for piece in pieces:
+        if size + len(piece.text) > budget:
+            groups.append([])
+            size = 0
+        groups[-1].append(piece)
+        size += len(piece.text)
+    return groups
 
 
-# --- merge ---------------------------------------------------------------------------------------------
-
-_BULLET = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
-
-
-def _parts(text: str) -> list[_Part]:
-    """Paragraphs, and the items of a paragraph that is a plain list."""
-    parts: list[_Part] = []
-    for block in re.split(r"\n\s*\n", text.strip()):
-        lines = [line for line in block.splitlines() if line.strip()]
-        items = lines if len(lines) > 1 and all(_BULLET.match(line) for line in lines) else [block.strip()]
-        parts.extend(_Part(item.rstrip(), _normalise(item)) for item in items if item.strip())
-    return parts
-
-
-def _normalise(text: str) -> str:
-    text = _BULLET.sub("", text)
-    return re.sub(r"\s+", " ", text).strip().rstrip(".;:").lower()
-
-
-def _merge(answered: Sequence[TaskSnapshot], missing: Sequence[Missing], notes: list[str]) -> Synthesis:
-    owners: dict[str, list[str]] = {}  # normalised part -> ids of the tasks that said it
-    per_task: list[tuple[TaskSnapshot, list[_Part]]] = []
-    for snap in answered:
-        kept: list[_Part] = []
-        for part in _parts(snap.output or ""):
-            cited = owners.get(part.key)
-            if cited is None:
-                owners[part.key] = [snap.task_id]
-                kept.append(part)
-            elif snap.task_id not in cited:
-                cited.append(snap.task_id)
-        per_task.append((snap, kept))
-    lines = [f"# Merged answers of {len(answered)} task(s)"]
-    for snap, kept in per_task:
-        lines.append(f"\n## {snap.label} (`{snap.task_id}`)\n")
-        for part in kept:
-            others = owners[part.key][1:]
-            also = f" _(also: {', '.join(f'`{o}`' for o in others)})_" if others else ""
-            lines.append(f"{part.text}{also}\n")
-        if not kept:
-            lines.append("_(everything in this answer is already above)_\n")
-    lines += _missing_lines(missing)
-    duplicates = sum(len(ids) - 1 for ids in owners.values())
-    summary = (
-        f"Merged {len(answered)} answer(s) without a model: {len(owners)} distinct part(s), "
-        f"{duplicates} duplicate part(s) collapsed, each part cited by task id."
-    )
-    if missing:
-        summary += f" {len(missing)} task(s) have no answer: {_name_missing(missing)}."
-    return Synthesis(
-        mode="merge",
-        summary=summary,
-        markdown="\n".join(lines).strip() + "\n",
-        sources=_sources(answered),
-        missing=list(missing),
-        usage=Usage(),
-        notes=notes,
-    )
-
-
-def _missing_lines(missing: Sequence[Missing]) -> list[str]:
-    if not missing:
-        return []
-    lines = ["\n## Missing\n"]
-    lines += [f"- {m.label} (`{m.task_id}`), {m.state.value}: {m.reason}" for m in missing]
-    return lines
-
-
-def _name_missing(missing: Sequence[Missing]) -> str:
-    return ", ".join(f"{m.label} ({m.state.value})" for m in missing)
-
-
-# --- model synthesis -----------------------------------------------------------------------------------
-
-
-def _llm_prompt(
-    answered: Sequence[TaskSnapshot], missing: Sequence[Missing], instructions: str | None
-) -> tuple[str, list[str]]:
-    """The synthesis prompt, and the ids of the tasks whose answers had to be cut to fit."""
-    shares = fair_shares([len(s.output or "") for s in answered], MAX_SYNTHESIS_INPUT_CHARS)
-    cut: list[str] = []
-    blocks: list[str] = []
-    for snap, share in zip(answered, shares, strict=True):
-        text = snap.output or ""
-        attrs = f'task_id="{snap.task_id}" label="{_attr(snap.label)}"'
-        if snap.role:
-            attrs += f' role="{_attr(snap.role)}"'
-        if len(text) > share:
-            cut.append(snap.task_id)
-            attrs += f' note="cut: the first {share} of {len(text)} characters"'
-            text = text[:share]
-        blocks.append(f"<answer {attrs}>\n{text.strip()}\n</answer>")
+def _header(instructions: str | None, missing: Sequence[Missing]) -> str:
     parts: list[str] = []
     if instructions:
         parts.append(f"Instructions for this synthesis:\n{instructions.strip()}")
-    parts.append(
-        f"{len(answered)} answer(s):\n\n" + "\n\n".join(blocks) if blocks else "No task has answered."
-    )
     if missing:
-        parts.append(
-            "Missing (no answer): " + "; ".join(f"{m.label} [{m.task_id}]: {m.reason}" for m in missing)
-        )
-    return "\n\n".join(parts), cut
+        listed = "; ".join(f"{m.label} [{m.task_id}]: {m.reason}" for m in missing)
+        parts.append(f"Missing (these tasks have no answer; name them in the summary): {listed}")
+    return "\n\n".join(parts)
+
+
+def _prompt(header: str, pieces: Sequence[_Piece], answered: int, group: int = 0, groups: int = 1) -> str:
+    blocks: list[str] = []
+    for piece in pieces:
+        attrs = f'task_id="{piece.snap.task_id}" label="{_attr(piece.snap.label)}"'
+        if piece.snap.role:
+            attrs += f' role="{_attr(piece.snap.role)}"'
+        if piece.parts > 1:
+            attrs += f' part="{piece.part} of {piece.parts}"'
+        blocks.append(f"<answer {attrs}>\n{piece.text}\n</answer>")
+    which = (
+        f" (group {group + 1} of {groups}; the other groups are synthesised separately)" if groups > 1 else ""
+    )
+    body = f"{answered} answer(s){which}:\n\n" + "\n\n".join(blocks) if blocks else "No task has answered."
+    return "\n\n".join(p for p in (header, body, _answer_in_schema()) if p)
+
+
+def _answer_in_schema() -> str:
+    return f"Answer with only a JSON value matching this JSON Schema:\n{json.dumps(SYNTHESIS_SCHEMA)}"
 
 
 def _attr(text: str) -> str:
     return text.replace('"', "'").replace("\n", " ")
 
 
-def _summary_section(markdown: str) -> str:
-    match = re.search(
-        r"^##\s*Summary\s*$(.*?)(?=^##\s|\Z)", markdown, re.MULTILINE | re.DOTALL | re.IGNORECASE
+# --- from the model's answer to a Synthesis ------------------------------------------------------------
+
+
+def from_structured(
+    value: dict[str, Any],
+    answered: Sequence[TaskSnapshot],
+    missing: Sequence[Missing],
+    usage: Usage,
+    notes: list[str],
+) -> Synthesis:
+    findings = [_finding(f) for f in value["findings"]]
+    conflicts = [
+        Conflict(
+            kind="other",
+            topic=c["topic"],
+            sides=[ConflictSide(**side) for side in c["sides"]],
+            resolution=c["resolution"],
+            reason=c["reason"],
+        )
+        for c in value["conflicts"]
+    ]
+    actions = sorted((Action(**a) for a in value["actions"]), key=lambda a: a.priority)
+    summary = str(value["summary"]).strip()
+    unnamed = [m for m in missing if m.task_id not in summary and m.label not in summary]
+    if unnamed:
+        summary += f" No answer from: {name_missing(unnamed)}."
+    title = f"Synthesis of {len(answered)} answer(s)"
+    markdown = render_markdown(title, summary, findings, conflicts, actions, [], missing)
+    sources = [
+        Source(
+            task_id=s.task_id, label=s.label, chars=len(s.output or ""), structured=s.structured is not None
+        )
+        for s in answered
+    ]
+    return Synthesis(
+        mode="llm",
+        summary=summary,
+        findings=findings,
+        conflicts=conflicts,
+        actions=actions,
+        missing=list(missing),
+        sources=sources,
+        markdown=markdown,
+        usage=usage,
+        notes=notes,
     )
-    if match and match.group(1).strip():
-        return match.group(1).strip()
-    return markdown.strip().split("\n\n", 1)[0]
+
+
+def _finding(f: dict[str, Any]) -> MergedFinding:
+    sources = list(dict.fromkeys(f["sources"]))
+    return MergedFinding(
+        title=f["title"],
+        severity=f["severity"],
+        location=Location(**f["location"]) if f.get("location") else None,
+        detail=f["detail"],
+        recommendation=f["recommendation"],
+        confidence=None,
+        sources=sources,
+        support=len(sources),
+    )

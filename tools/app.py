@@ -11,6 +11,7 @@ from typing import Final
 from mcp.server.mcpserver import MCPServer
 
 from fanout_mcp.server import Backend, Runtime, Settings, open_runtime
+from fanout_mcp.tools.prompts import register_prompts
 from fanout_mcp.tools.tasks import register
 
 logger = logging.getLogger("fanout_mcp")
@@ -50,6 +51,7 @@ def create_server(settings: Settings, backend: Backend | None = None) -> MCPServ
         log_level=settings.log_level,  # type: ignore[arg-type]  # checked by Settings
     )
     register(mcp)
+    register_prompts(mcp)
     if not settings.roots:
         logger.warning(
             "no --root given and the working directory is the filesystem root or the home directory: "

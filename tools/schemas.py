@@ -5,11 +5,21 @@ These are shaped for the calling model: ids first, states as plain strings, long
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from fanout_mcp.server import Counts, Missing, Source, TaskError, TaskState, Usage
+from fanout_mcp.server import (
+    Action,
+    Conflict,
+    Counts,
+    MergedFinding,
+    Missing,
+    Source,
+    TaskError,
+    TaskState,
+    Usage,
+)
 
 
 class SpawnedTaskView(BaseModel):
@@ -37,6 +47,9 @@ class TaskView(BaseModel):
     label: str
     state: TaskState
     output: Annotated[str | None, Field(description="The answer, or the part that fits this page.")]
+    structured: Annotated[Any, Field(description="The parsed answer, for a task with an output_schema.")] = (
+        None
+    )
     partial: Annotated[bool, Field(description="True while the task runs (or if it failed midway).")]
     truncated: Annotated[bool, Field(description="More output follows; call again with offset=next_offset.")]
     next_offset: int | None
@@ -110,11 +123,19 @@ class SynthesisResult(BaseModel):
     done: Annotated[bool, Field(description="False while the model synthesis still runs: call again.")]
     mode: Literal["llm", "merge"]
     summary: str
-    markdown: Annotated[str, Field(description="The whole merged answer, citing task ids.")]
-    sources: list[Source]
+    findings: Annotated[
+        list[MergedFinding],
+        Field(description="Merged findings, most important first, each with its sources."),
+    ]
+    conflicts: Annotated[
+        list[Conflict], Field(description="Where tasks disagree: every side, with its tasks.")
+    ]
+    actions: Annotated[list[Action], Field(description="What to do, in priority order, with sources.")]
     missing: Annotated[
         list[Missing], Field(description="Tasks with no answer in it (failed, cancelled, running).")
     ]
+    sources: list[Source]
+    markdown: Annotated[str, Field(description="The whole merged answer, citing task ids.")]
     usage: Annotated[Usage, Field(description="What the synthesis call itself used.")]
     total_usage: Annotated[Usage, Field(description="The source tasks plus the synthesis.")]
     synthesis_task_id: str | None

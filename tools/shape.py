@@ -29,6 +29,7 @@ def task_view(snap: TaskSnapshot, offset: int, max_chars: int) -> TaskView:
         label=snap.label,
         state=snap.state,
         output=page if snap.output is not None else None,
+        structured=snap.structured,
         partial=snap.partial,
         truncated=more,
         next_offset=end if more else None,
@@ -171,9 +172,12 @@ def synthesis_result(synthesis: Synthesis, total: Usage, synthesis_id: str | Non
         done=True,
         mode=synthesis.mode,
         summary=synthesis.summary,
-        markdown=synthesis.markdown,
-        sources=synthesis.sources,
+        findings=synthesis.findings,
+        conflicts=synthesis.conflicts,
+        actions=synthesis.actions,
         missing=synthesis.missing,
+        sources=synthesis.sources,
+        markdown=synthesis.markdown,
         usage=synthesis.usage,
         total_usage=total,
         synthesis_task_id=synthesis_id,
@@ -196,6 +200,9 @@ def pending_synthesis(
         done=False,
         mode="llm",
         summary="",
+        findings=[],
+        conflicts=[],
+        actions=[],
         markdown="",
         sources=[],
         missing=[],
@@ -219,11 +226,6 @@ def render_synthesis(result: SynthesisResult) -> str:
             "the same arguments to get it (the running synthesis is reused, not started again)."
         )
     parts = [result.markdown.strip()]
-    if result.missing and result.mode == "llm":
-        parts.append(
-            "Missing (no answer): "
-            + "; ".join(f"{m.label} [{m.task_id}] {m.state.value}: {m.reason}" for m in result.missing)
-        )
     if result.notes:
         parts.append("Notes: " + "; ".join(result.notes))
     parts.append(

@@ -138,6 +138,13 @@ async def spawn_parallel(
             ge=1, description="Run at most this many of these tasks at once (lower than the server's limit)."
         ),
     ] = None,
+    output_schema: Annotated[
+        dict[str, Any] | str | None,
+        Field(
+            description="The answer's shape for every task without its own: 'findings' (built in; "
+            "synthesize merges findings without a model) or a JSON Schema of an object."
+        ),
+    ] = None,
     wait_s: Annotated[
         float,
         Field(ge=0, description="Seconds to wait before returning (default 0: return at once)."),
@@ -152,7 +159,10 @@ async def spawn_parallel(
 
     Each task is a subagent prompt: task (required), role, context, files (read by the server and put in
     the prompt), output_format and focus_areas. Put what every task needs in shared_context (sent once,
-    cached). Give all tasks the same output_format so their answers merge cleanly.
+    cached). Give all tasks the same output_format so their answers merge cleanly, or an output_schema
+    ('findings' for reviews) so each answer comes back parsed and synthesize can merge them exactly.
+    A task that needs another's result can name it in depends_on; it starts when that one completes,
+    and everything else still runs in parallel.
 
     Returns group_id and task_ids immediately; the tasks run in the background (queued beyond the
     server's concurrency limit). Next: call task_output(group_id=...) to collect the results (it waits
@@ -161,7 +171,12 @@ async def spawn_parallel(
     runtime = _runtime(ctx)
     with _as_tool_errors():
         receipt = await runtime.registry.spawn(
-            SpawnRequest(tasks=tasks, shared_context=shared_context, max_concurrency=max_concurrency)
+            SpawnRequest(
+                tasks=tasks,
+                shared_context=shared_context,
+                max_concurrency=max_concurrency,
+                output_schema=output_schema,
+            )
         )
     ids = [t.task_id for t in receipt.tasks]
     if wait_s:
@@ -233,6 +248,13 @@ async def synthesize(
             "'auto' (default): llm when the server has an API key, else merge."
         ),
     ] = "auto",
+    quorum: Annotated[
+        Literal["any", "majority", "all"] | int,
+        Field(
+            description="For merge mode with findings: keep only findings reported by at least this many "
+            "tasks ('majority': more than half of those that answered with findings). Default 'any'."
+        ),
+    ] = "any",
     wait_s: WaitSeconds = None,
 ) -> Annotated[types.CallToolResult, SynthesisResult]:
     """Merge the answers of finished tasks into one: related findings merged, conflicts between
@@ -256,8 +278,10 @@ async def synthesize(
     await _wait(runtime, ids, budget, ctx)
     synth = runtime.synthesizer
     use_llm = mode == "llm" or (mode == "auto" and registry.backend.unavailable_reason() is None)
+    if isinstance(quorum, int) and quorum < 1:
+        raise ToolError(f"quorum must be 'any', 'majority', 'all' or a number of tasks >= 1 (got {quorum})")
     if not use_llm:
-        result = shape.synthesis_result(synth.merge(ids), registry.usage(ids), None)
+        result = shape.synthesis_result(synth.merge(ids, quorum), registry.usage(ids), None)
         return _result(result, shape.render_synthesis(result))
     counts = registry.counts(ids)
     if unfinished := counts.queued + counts.running:
@@ -267,8 +291,8 @@ async def synthesize(
         synthesis_id = await synth.start_llm(ids, instructions)
     await _wait(runtime, [synthesis_id], max(0.0, deadline - anyio.current_time()), ctx)
     with _as_tool_errors():
-        done = synth.result(synthesis_id, ids)
-    total = registry.usage([*ids, synthesis_id])
+        done = synth.result(synthesis_id, ids, quorum)
+    total = registry.usage([*ids, *synth.synthesis_tasks(synthesis_id)])
     if done is None:
         result = shape.pending_synthesis(synthesis_id, total, 0, len(ids))
     else:

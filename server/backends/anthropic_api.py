@@ -174,7 +174,11 @@ def _output_config(request: SubagentRequest) -> dict[str, Any]:
     is still checked on our side)."""
     if request.output_schema is None:
         return {}
-    schema = anthropic.transform_schema(dict(request.output_schema))
+    try:
+        schema = anthropic.transform_schema(dict(request.output_schema))
+    except Exception:  # a feature the SDK cannot narrow: ask in the prompt only; the answer is still checked
+        logger.debug("schema not sent for constrained decoding", exc_info=True)
+        return {}
     return {"output_config": {"format": {"type": "json_schema", "schema": schema}}}
 
 

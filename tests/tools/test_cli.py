@@ -14,6 +14,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from fanout_mcp.server import OPTIONS
+from tests.answers import finding, reply, synthesis
 from tests.fake_api import FakeApi
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,22 +60,51 @@ async def test_an_mcp_client_over_stdio_spawns_collects_and_synthesizes_twenty_t
                     if view["state"] == "completed":
                         outputs[view["task_id"]] = view["output"]
             assert [outputs[i] for i in ids] == [f"answer {n}" for n in range(20)]
-            synthesis: Any = await client.call_tool("synthesize", {"task_ids": ids, "mode": "llm"})
-            assert synthesis.structured_content["done"] and synthesis.structured_content["mode"] == "llm"
-            assert len(synthesis.structured_content["sources"]) == 20
+            instructions = reply(synthesis("Twenty answers.", ids[:2]))
+            synthesis_result: Any = await client.call_tool(
+                "synthesize", {"task_ids": ids, "mode": "llm", "instructions": instructions}
+            )
+            result = synthesis_result.structured_content
+            assert result["done"] and result["mode"] == "llm"
+            assert len(result["sources"]) == 20 and result["summary"] == "Twenty answers."
 
 
-def test_run_executes_the_example_plan_and_prints_results_and_synthesis(fake_api: FakeApi) -> None:
-    result = run_script("run", "examples/review-plan.json", "--root", str(REPO), env=script_env(fake_api))
+def test_run_executes_a_plan_and_prints_results_and_synthesis(fake_api: FakeApi, tmp_path: Path) -> None:
+    plan = {
+        "shared_context": "A small web app.",
+        "output_schema": "findings",
+        "tasks": [
+            {
+                "label": label,
+                "task": f"Review for {label} "
+                + reply({"findings": [finding(title, "high", "app.py", 3, fix)]}),
+            }
+            for label, title, fix in [
+                ("security", "SQL injection in login", "Use bound parameters"),
+                ("performance", "Login query open to SQL injection", "Bind the parameters"),
+            ]
+        ],
+        "synthesis": {"mode": "merge"},
+    }
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan))
+    result = run_script("run", str(path), "--root", str(tmp_path), env=script_env(fake_api))
     assert result.returncode == 0, result.stderr
-    for label in ["security", "performance", "testing", "architecture"]:
+    for label in ["security", "performance"]:
         assert f"## {label} [t-" in result.stdout
         assert f"] {label}: completed" in result.stderr
-    assert "# Synthesis (llm)" in result.stdout
-    assert "[4/4]" in result.stderr
-    requests = fake_api.requests
-    assert len(requests) == 5  # four perspectives, one synthesis
-    assert "Produce one review" in requests[-1].body["messages"][0]["content"]
+    assert "# Synthesis (merge)" in result.stdout
+    assert result.stdout.count("**[high] SQL injection in login**") == 1  # the duplicate appears once
+    assert "[2/2]" in result.stderr
+
+
+def test_the_example_plan_is_a_valid_plan_over_files_that_exist() -> None:
+    from fanout_mcp.server.plan import load_plan
+
+    plan = load_plan(REPO / "examples" / "review-plan.json")
+    assert [t.label for t in plan.tasks] == ["security", "performance", "testing", "architecture"]
+    assert all((REPO / path).is_file() for task in plan.tasks for path in task.files)
+    assert plan.output_schema == "findings"
 
 
 def test_run_with_json_prints_machine_readable_results(fake_api: FakeApi, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from mcp_types import CallToolResult, TextContent
 
 from fanout_mcp.server import Settings
 from fanout_mcp.tools import create_server
+from tests.answers import reply, synthesis
 from tests.fake_api import FakeApi
 
 MakeSettings = Callable[..., Settings]
@@ -114,17 +115,18 @@ async def test_spawn_collect_and_synthesize(
         assert f"_(also: `{third}`)_" in merged["markdown"] and first in merged["markdown"]
         assert merged["missing"] == []
 
-        fake_api.config.default_words = 5
         answer = await call(
             client,
             "synthesize",
             group_id=spawned["group_id"],
             mode="llm",
-            instructions="rank by severity [[reply:## Summary\nFix the injection first.\n"
-            "## Findings\n- injection [t]]",
+            instructions="rank by severity " + reply(synthesis("Fix the injection first.", [first, third])),
         )
         assert answer["done"] and answer["mode"] == "llm"
         assert answer["summary"] == "Fix the injection first."
+        assert answer["findings"][0]["sources"] == [first, third] and answer["findings"][0]["support"] == 2
+        assert answer["actions"][0]["priority"] == 1
+        assert "## Findings" in answer["markdown"] and f"[{first}, {third}]" in answer["markdown"]
         assert answer["synthesis_task_id"]
         assert answer["total_usage"]["output_tokens"] > answer["usage"]["output_tokens"] > 0
         prompt = fake_api.requests[-1].body["messages"][0]["content"]
@@ -346,7 +348,7 @@ async def test_a_slow_model_synthesis_is_resumed_not_restarted(
         arguments = {
             "group_id": spawned["group_id"],
             "mode": "llm",
-            "instructions": "[[hold]]",
+            "instructions": "[[hold]] " + reply(synthesis()),
             "wait_s": 0.1,
         }
         first = await client.call_tool("synthesize", arguments)
@@ -369,9 +371,8 @@ async def test_a_model_synthesis_waits_for_every_task_and_costs_nothing_until_th
             client, "spawn_parallel", tasks=[{"task": "[[reply:one]]"}, {"task": "[[hold]]"}]
         )
         await held(fake_api, 1)
-        result = await client.call_tool(
-            "synthesize", {"group_id": spawned["group_id"], "mode": "llm", "wait_s": 0}
-        )
+        arguments = {"group_id": spawned["group_id"], "mode": "llm", "instructions": reply(synthesis())}
+        result = await client.call_tool("synthesize", {**arguments, "wait_s": 0})
         assert result.structured_content is not None
         assert result.structured_content["done"] is False
         assert result.structured_content["synthesis_task_id"] is None
@@ -379,7 +380,7 @@ async def test_a_model_synthesis_waits_for_every_task_and_costs_nothing_until_th
         assert "mode='merge'" in text(result)
         assert len(fake_api.requests) == 2  # no synthesis request was sent
         fake_api.release()
-        done = await call(client, "synthesize", group_id=spawned["group_id"], mode="llm", wait_s=20)
+        done = await call(client, "synthesize", **arguments, wait_s=20)
         assert done["done"] and done["mode"] == "llm" and len(done["sources"]) == 2
 
 

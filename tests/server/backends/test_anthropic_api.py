@@ -319,3 +319,37 @@ async def test_an_unexpanded_placeholder_key_is_reported_as_such(
     async with api_runtime(make_settings()) as runtime:
         with pytest.raises(BackendUnavailable, match="does not expand variables"):
             await runtime.registry.spawn(SpawnRequest(tasks=[TaskRequest(task="x")]))
+
+
+async def test_an_output_schema_is_sent_for_constrained_decoding_and_a_repair_turn_follows_a_bad_answer(
+    fake_api: FakeApi, make_settings: MakeSettings
+) -> None:
+    import base64
+    import json
+
+    good = {"n": 3}
+    schema = {"type": "object", "required": ["n"], "properties": {"n": {"type": "integer", "minimum": 1}}}
+    then = base64.b64encode(json.dumps(good).encode()).decode()
+    async with api_runtime(make_settings()) as runtime:
+        (snap,) = await run_tasks(
+            runtime, TaskRequest(task=f"count [[reply:not json]] [[then64:{then}]]", output_schema=schema)
+        )
+    assert snap.state is TaskState.COMPLETED
+    assert snap.structured == good and snap.attempts == 2
+    first, repair = fake_api.requests
+    sent = first.body["output_config"]["format"]
+    assert sent["type"] == "json_schema" and sent["schema"]["required"] == ["n"]
+    assert [m["role"] for m in repair.body["messages"]] == ["user", "assistant", "user"]
+    assert repair.body["messages"][1]["content"] == "not json"
+    assert "not JSON" in repair.body["messages"][2]["content"]
+
+
+async def test_the_findings_schema_is_accepted_by_the_sdk_for_constrained_decoding(
+    fake_api: FakeApi, make_settings: MakeSettings
+) -> None:
+    async with api_runtime(make_settings()) as runtime:
+        (snap,) = await run_tasks(
+            runtime, TaskRequest(task='[[reply:{"findings": []}]]', output_schema="findings")
+        )
+    assert snap.state is TaskState.COMPLETED and snap.structured == {"findings": []}
+    assert "output_config" in fake_api.requests[0].body
