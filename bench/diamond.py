@@ -1,8 +1,7 @@
-"""Dependency benchmark: a diamond of four tasks (A; B and C after A; D after B and C) at latency L.
+"""Dependencies: a diamond of four tasks (A; B and C after A; D after B and C) at latency L.
 
 Its floor is three latencies (A, then B and C together, then D), where running the four one after
-another takes four. Starts the fake Messages API in its own process and runs the installed server
-over stdio, several rounds:
+another takes four. Runs the installed server over stdio against the fake in its own process:
 
     .venv/bin/python bench/diamond.py [--rounds 5] [--latency 1.0]
 """
@@ -11,15 +10,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fanout import SCRIPT, start_fake
+from common import SCRIPT, Fake, log, median, server_env, spread, table
 
 DIAMOND = [
     {"label": "a", "task": "lay the ground [[words:50]]"},
@@ -32,9 +29,7 @@ DIAMOND = [
 async def run_once(url: str) -> float:
     from mcp import Client, StdioServerParameters
 
-    env = {**{k: os.environ[k] for k in ("HOME", "PATH") if k in os.environ},
-           "ANTHROPIC_BASE_URL": url, "ANTHROPIC_API_KEY": "bench-key"}  # fmt: skip
-    async with Client(StdioServerParameters(command=str(SCRIPT), env=env)) as client:
+    async with Client(StdioServerParameters(command=str(SCRIPT), env=server_env(url))) as client:
         started = time.perf_counter()
         spawned: Any = (await client.call_tool("spawn_parallel", {"tasks": DIAMOND})).structured_content
         while True:
@@ -44,8 +39,29 @@ async def run_once(url: str) -> float:
             if result.structured_content["done"]:
                 break
         wall = time.perf_counter() - started
-        assert result.structured_content["counts"]["completed"] == 4, result.structured_content["counts"]
+    completed = result.structured_content["counts"]["completed"]
+    if completed != 4:
+        raise RuntimeError(f"the diamond did not complete: {result.structured_content['counts']}")
     return wall
+
+
+def scenario(fake: Fake, rounds: int, latency: float) -> dict[str, Any]:
+    walls: list[float] = []
+    for round_no in range(rounds):
+        fake.reset()
+        walls.append(asyncio.run(run_once(fake.url)))
+        log(f"diamond round {round_no}: {walls[-1]:.3f} s")
+    row = ["diamond of 4 over stdio", len(walls), spread(walls), f"{median(walls) / latency:.2f}",
+           f"{3 * latency:g} s", f"{4 * latency:g} s"]  # fmt: skip
+    header = [
+        "scenario",
+        "runs",
+        "wall s median [min-max]",
+        "wall / L",
+        "floor (3 L)",
+        "one after another (4 L)",
+    ]
+    return {"runs": [{"round": i, "wall": w} for i, w in enumerate(walls)], "markdown": table(header, [row])}
 
 
 def main() -> None:
@@ -55,21 +71,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--latency", type=float, default=1.0)
     args = parser.parse_args()
-    fake, url = start_fake(args.latency)
-    try:
-        walls = [asyncio.run(run_once(url)) for _ in range(args.rounds)]
-    finally:
-        fake.terminate()
-        fake.wait(timeout=10)
-    median = statistics.median(walls)
-    print(
-        "| scenario | runs | wall s (median [min-max]) | wall / L | floor (3 L) | one after another (4 L) |"
-    )
-    print("|---|---|---|---|---|---|")
-    print(
-        f"| diamond of 4 over stdio | {len(walls)} | {median:.3f} [{min(walls):.3f}-{max(walls):.3f}] | "
-        f"{median / args.latency:.2f} | {3 * args.latency:.1f} s | {4 * args.latency:.1f} s |"
-    )
+    with Fake(args.latency) as fake:
+        print(scenario(fake, args.rounds, args.latency)["markdown"])
 
 
 if __name__ == "__main__":

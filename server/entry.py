@@ -50,6 +50,7 @@ class Entry:
     state: TaskState = TaskState.QUEUED
     chunks: list[str] | None = field(default_factory=list[str])
     output: str | None = None
+    answer_in_repair: str | None = None  #: the answer a repair call is fixing; kept if the repair fails
     structured: Any = None
     stop_reason: str | None = None
     model: str | None = None
@@ -91,10 +92,11 @@ class Entry:
     def status(self, text: str) -> None:
         self.note = text
 
-    def begin_repair(self, note: str) -> None:
-        """A second, last call to fix an answer that broke its output schema."""
+    def begin_repair(self, answer: str, note: str) -> None:
+        """A second, last call to fix ``answer``, which broke its output schema."""
         if self.chunks is not None:
             self.chunks.clear()
+        self.answer_in_repair = answer
         self.note = note
         self.attempts += 1
 
@@ -114,6 +116,8 @@ class Entry:
         """The answer: complete once completed, partial before (and kept if the task failed)."""
         if self.output is not None:
             return self.output
+        if self.answer_in_repair is not None:  # a whole answer beats the start of its repair
+            return self.answer_in_repair
         return "".join(self.chunks) if self.chunks else None
 
     def usage(self) -> Usage:

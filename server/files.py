@@ -135,7 +135,12 @@ class FileReader:
         """
         if not self._roots:
             self.check(raw)  # raises the no-roots message
-        candidate = Path(raw).expanduser() if raw.strip() else Path(".")
+        if "\0" in raw:
+            raise InvalidInput(f"directory path {raw!r} is malformed")
+        try:
+            candidate = Path(raw).expanduser() if raw.strip() else Path(".")
+        except RuntimeError:  # "~someone" for a user that does not exist
+            raise InvalidInput(f"directory path {raw!r} names a home directory that does not exist") from None
         if not candidate.is_absolute():
             candidate = self._roots[0] / candidate
         real = Path(os.path.realpath(candidate))
@@ -153,10 +158,13 @@ class FileReader:
 
     def files_under(self, directory: Path, limit: int) -> tuple[list[str], int]:
         """Up to ``limit`` regular files below ``directory`` (shown relative to the first root when inside
-        it), sorted, without hidden or generated directories; and how many there are in all."""
+        it), sorted, without hidden or generated directories; and how many there are (counted up to
+        ``_COUNT_LIMIT``, where the walk stops)."""
         found: list[str] = []
         total = 0
         for folder, dirs, names in os.walk(directory):
+            if total >= _COUNT_LIMIT:
+                break
             dirs[:] = sorted(d for d in dirs if not _skipped(d))
             for name in sorted(names):
                 path = Path(folder) / name
@@ -180,6 +188,7 @@ class FileReader:
             )
 
 
+_COUNT_LIMIT: Final = 10_000
 _GENERATED: Final = frozenset({"node_modules", "__pycache__", "venv", "dist", "build", "target", "vendor"})
 
 

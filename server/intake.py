@@ -126,7 +126,7 @@ def _plan(
     model = task.model or settings.model
     spec = TaskSpec(
         index=index,
-        label=task.label or f"task {index + 1}",
+        label=task.label or _default_label(index),
         role=task.role,
         task=task.task,
         model=model,
@@ -177,8 +177,7 @@ def resolve_dependencies(tasks: Sequence[TaskRequest]) -> list[tuple[int, ...]]:
     """
     by_label: dict[str, list[int]] = defaultdict(list)
     for index, task in enumerate(tasks):
-        if task.label:
-            by_label[task.label].append(index)
+        by_label[task.label or _default_label(index)].append(index)
     resolved: list[tuple[int, ...]] = []
     for index, task in enumerate(tasks):
         deps = [_dependency(ref, index, tasks, by_label) for ref in task.depends_on]
@@ -231,6 +230,10 @@ def _find_cycle(deps: Sequence[tuple[int, ...]]) -> list[int] | None:
         if state[start] == 0 and (cycle := visit(start)):
             return cycle
     return None
+
+
+def _default_label(index: int) -> str:
+    return f"task {index + 1}"
 
 
 def _name(task: TaskRequest, index: int) -> str:

@@ -14,7 +14,7 @@ from typing import Any, cast
 
 from jsonschema import Draft202012Validator
 
-from fanout_mcp.server.findings import FindingsMerge, Quorum, merge_findings
+from fanout_mcp.server.findings import MAX_FINDINGS_PER_TASK, FindingsMerge, Quorum, merge_findings
 from fanout_mcp.server.models import TaskSnapshot
 from fanout_mcp.server.outputs import FINDINGS_SCHEMA
 from fanout_mcp.server.report import (
@@ -52,6 +52,10 @@ def merge(snapshots: Sequence[TaskSnapshot], quorum: Quorum = "any", notes: Sequ
     all_notes = list(notes)
     if found.below_quorum:
         all_notes.append(f"{found.below_quorum} finding(s) were reported by too few tasks for the quorum")
+    if found.not_merged:
+        all_notes.append(
+            f"{found.not_merged} finding(s) past the first {MAX_FINDINGS_PER_TASK} of a task were not merged"
+        )
     return Synthesis(
         mode="merge",
         summary=summary,

@@ -14,6 +14,9 @@ from typing import Any, Final, cast
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, ValidationError
+from referencing import Registry, Resource
+from referencing._core import Resolver
+from referencing.jsonschema import DRAFT202012
 
 from fanout_mcp.server.errors import InvalidInput
 
@@ -57,6 +60,7 @@ FINDINGS_SCHEMA: Final[dict[str, Any]] = {
 
 BUILTIN_SCHEMAS: Final[Mapping[str, dict[str, Any]]] = {"findings": FINDINGS_SCHEMA}
 
+_VALIDATOR: Final = Draft202012Validator
 _FENCE = re.compile(r"```(?:json)?\s*\n(.*?)\n\s*```", re.DOTALL)
 _MAX_PROBLEMS = 5
 
@@ -82,7 +86,39 @@ def resolve_schema(spec: Mapping[str, Any] | str) -> dict[str, Any]:
         raise InvalidInput(f"output_schema is not a valid JSON Schema: {exc.message}") from None
     if schema.get("type") != "object":
         raise InvalidInput('output_schema must describe a JSON object (its "type" must be "object")')
+    _check_refs(schema)
     return schema
+
+
+def _check_refs(schema: Mapping[str, Any]) -> None:
+    """Only local references ("#/...") that resolve: a schema must never make the server fetch a URL or
+    read a file, nor fail later while an answer is checked."""
+    base = "urn:fanout:output-schema"
+    registry: Registry[Any] = Registry()
+    resource: Resource[Any] = DRAFT202012.create_resource(dict(schema))
+    resolver: Resolver[Any] = registry.with_resource(base, resource).resolver(base_uri=base)
+    for key, value in _references(schema):
+        if not isinstance(value, str) or not value.startswith("#"):
+            raise InvalidInput(
+                f"output_schema: {key} {value!r} is not a local reference; only '#/...' references into the "
+                "schema itself are allowed"
+            )
+        try:
+            resolver.lookup(value)
+        except Exception:  # the referencing library's Unresolvable and its kin
+            raise InvalidInput(f"output_schema: {key} {value!r} does not resolve within the schema") from None
+
+
+def _references(node: Any) -> Iterable[tuple[str, Any]]:
+    if isinstance(node, dict):
+        for key, value in cast(dict[str, Any], node).items():
+            if key in {"$ref", "$dynamicRef"}:
+                yield key, value
+            else:
+                yield from _references(value)
+    elif isinstance(node, list):
+        for item in cast(list[Any], node):
+            yield from _references(item)
 
 
 def parse_json(text: str) -> Any:
@@ -93,12 +129,16 @@ def parse_json(text: str) -> Any:
     """
     stripped = text.strip()
     try:
-        return json.loads(stripped)
+        return json.loads(stripped, parse_constant=_no_constants)
     except ValueError:
         match = _FENCE.search(stripped)
         if match is None:
             raise
-        return json.loads(match.group(1))
+        return json.loads(match.group(1), parse_constant=_no_constants)
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def check_answer(
@@ -111,10 +151,14 @@ def check_answer(
     """
     try:
         value = parse_json(text)
-    except ValueError as exc:
-        return None, f"the answer is not JSON ({exc})"
-    validator = Draft202012Validator(schema)
-    found: list[ValidationError] = list(validator.iter_errors(value))  # pyright: ignore[reportUnknownMemberType]
+    except (ValueError, RecursionError) as exc:
+        return None, f"the answer is not JSON ({type(exc).__name__}: {str(exc)[:200]})"
+    # No registry retrieval: references resolve within the schema only, never over the network or disk.
+    validator = _VALIDATOR(schema, registry=Registry[Any]())
+    try:
+        found: list[ValidationError] = list(validator.iter_errors(value))  # pyright: ignore[reportUnknownMemberType]
+    except RecursionError:
+        return None, "the answer is nested too deeply to check"
     errors = sorted(found, key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
         problems = [f"at {_where(e.absolute_path)}: {e.message}" for e in errors[:_MAX_PROBLEMS]]

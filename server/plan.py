@@ -109,9 +109,9 @@ async def _synthesize(runtime: Runtime, ids: list[str], options: SynthesisOption
     synth = runtime.synthesizer
     available = runtime.registry.backend.unavailable_reason() is None
     if options.mode == "merge" or (options.mode == "auto" and not available):
-        return synth.merge(ids)
+        return await synth.merge(ids)
     synthesis_id = await synth.start_llm(ids, options.instructions)
     await runtime.registry.wait([synthesis_id])
-    result = synth.result(synthesis_id, ids)
+    result = await synth.result(synthesis_id, ids)
     assert result is not None  # the synthesis task has ended
     return result

@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from fanout_mcp.server.budget import fair_shares
 from fanout_mcp.server.files import FileText
 from fanout_mcp.server.models import TaskRequest
 
@@ -68,12 +69,18 @@ def _output_format(text: str | None, schema: Mapping[str, Any] | None) -> str:
     return f"{text.strip()}\n\n{wanted}" if text else wanted
 
 
-def with_dependencies(prompt: str, results: Sequence[tuple[str, str, str]]) -> str:
-    """The prompt with the answers of the tasks it depends on, as (task id, label, answer)."""
-    blocks = [
-        f'<result task_id="{task_id}" label="{label}">\n{answer.strip()}\n</result>'
-        for task_id, label, answer in results
-    ]
+def with_dependencies(prompt: str, results: Sequence[tuple[str, str, str]], budget: int) -> str:
+    """The prompt with the answers of the tasks it depends on, as (task id, label, answer); together
+    they get at most ``budget`` characters, shared fairly, and a cut answer says so."""
+    shares = fair_shares([len(answer.strip()) for _, _, answer in results], budget)
+    blocks: list[str] = []
+    for (task_id, label, answer), share in zip(results, shares, strict=True):
+        text = answer.strip()
+        note = ""
+        if len(text) > share:
+            note = f' note="cut: the first {share} of {len(text)} characters"'
+            text = text[:share]
+        blocks.append(f'<result task_id="{task_id}" label="{label}"{note}>\n{text}\n</result>')
     return f"{prompt}\n\n" + _section(
         "Results of the tasks this task depends on (they are finished; build on them)", "\n".join(blocks)
     )

@@ -85,6 +85,19 @@ class Statistics:
     capacity: int
 
 
+class _Ending:
+    """One task's end, linked to the next one. The registry holds only the open end of the chain;
+    a waiter keeps the node it started from and walks forward, so it sees each end exactly once
+    however many tasks end while it is busy, and does work only for ends, not for every task."""
+
+    __slots__ = ("event", "next", "task_id")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.task_id = ""
+        self.next: _Ending | None = None
+
+
 class _InvalidOutput(Exception):
     """The answer broke its output schema twice; the task fails and keeps the last raw answer."""
 
@@ -122,7 +135,7 @@ class TaskRegistry:
         self._groups: dict[str, Group] = {}
         self._finished: deque[tuple[str, float]] = deque()
         self._unfinished = 0
-        self._changed = anyio.Event()
+        self._ending = _Ending()
         self._closed = False
 
     @property
@@ -274,10 +287,17 @@ class TaskRegistry:
                 self._complete(entry, result, structured)
 
     async def _dependencies_done(self, entry: Entry) -> bool:
-        """Wait for every dependency; give this task their answers, or fail it if one did not complete."""
-        for dep in entry.deps:
-            await dep.done.wait()
-        failed = next((dep for dep in entry.deps if dep.state is not TaskState.COMPLETED), None)
+        """Wait for the dependencies; give this task their answers, or fail it as soon as one fails."""
+        node = self._ending
+        while True:
+            failed = next(
+                (d for d in entry.deps if d.state.terminal and d.state is not TaskState.COMPLETED), None
+            )
+            if failed is not None or all(d.state is TaskState.COMPLETED for d in entry.deps):
+                break
+            await node.event.wait()
+            while node.next is not None:
+                node = node.next
         if failed is not None:
             why = failed.error.message if failed.error else failed.note or failed.state.value
             self._move(
@@ -294,7 +314,8 @@ class TaskRegistry:
         if request is None:
             return False
         answers = [(dep.id, dep.spec.label, dep.output or "") for dep in entry.deps]
-        entry.request = replace(request, prompt=with_dependencies(request.prompt, answers))
+        budget = self._settings.synthesis_input_chars
+        entry.request = replace(request, prompt=with_dependencies(request.prompt, answers, budget))
         return True
 
     async def _answer(self, entry: Entry, request: SubagentRequest) -> tuple[SubagentResult, Any]:
@@ -306,8 +327,11 @@ class TaskRegistry:
         value, problem = check_answer(result.text, schema, known)
         if problem is None:
             return result, value
-        entry.begin_repair(f"the answer did not fit its output schema; asking once more ({problem})")
-        follow_up = (result.text, repair_request(problem, schema))
+        entry.begin_repair(
+            result.text, f"the answer did not fit its output schema; asking once more ({problem})"
+        )
+        # An empty assistant turn is refused by the API: say that there was none.
+        follow_up = (result.text.strip() or "(no answer)", repair_request(problem, schema))
         repaired = await self._backend.run(replace(request, follow_up=follow_up), entry)
         value, problem = check_answer(repaired.text, schema, known)
         if problem is not None:
@@ -388,8 +412,9 @@ class TaskRegistry:
         entry.done.set()
         self._unfinished -= 1
         self._finished.append((entry.id, entry.finished_at))
-        self._changed.set()
-        self._changed = anyio.Event()
+        ended, self._ending = self._ending, _Ending()
+        ended.task_id, ended.next = entry.id, self._ending
+        ended.event.set()
         self._evict()
 
     # --- reading -----------------------------------------------------------------------------------
@@ -488,20 +513,18 @@ class TaskRegistry:
 
         ``on_change`` is awaited each time some of them end.
         """
-        pending = [self._tasks[i] for i in task_ids if i in self._tasks and not self._tasks[i].state.terminal]
-        while True:
-            # Take the event before looking: a task that ends after this line sets this very event,
-            # even while on_change below is awaiting (a wake-up is never lost).
-            changed = self._changed
-            still = [entry for entry in pending if not entry.state.terminal]
-            if len(still) != len(pending):
-                pending = still
-                if on_change is not None:
-                    await on_change()
-                continue
-            if not still:
-                return
-            await changed.wait()
+        # Take the chain's open end before looking at any state: every task that ends after this line
+        # is on the chain from here, even if it ends while on_change is awaiting.
+        node = self._ending
+        pending = {i for i in task_ids if i in self._tasks and not self._tasks[i].state.terminal}
+        while pending:
+            await node.event.wait()
+            before = len(pending)
+            while node.next is not None:  # every end since the last look, each seen once
+                pending.discard(node.task_id)
+                node = node.next
+            if len(pending) != before and on_change is not None:
+                await on_change()
 
     def cancel(self, task_ids: Sequence[str], reason: str = "cancelled by cancel_tasks") -> CancelOutcome:
         """Cancel every unfinished task of ``task_ids``; a queued one ends at once, a running one soon."""

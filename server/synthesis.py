@@ -17,6 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
+import anyio
+import anyio.to_thread
+
 from fanout_mcp.server.errors import UnknownTask
 from fanout_mcp.server.findings import Action, Conflict, ConflictSide, Location, MergedFinding, Quorum
 from fanout_mcp.server.intake import PlannedTask
@@ -28,6 +31,7 @@ from fanout_mcp.server.report import Missing, Source, Synthesis, name_missing, r
 from fanout_mcp.server.state import TaskState
 
 _MAX_REMEMBERED = 256
+_MIN_ANSWER_BUDGET = 1_000
 _SOURCES: Final[dict[str, Any]] = {"type": "array", "items": {"type": "string"}, "minItems": 1}
 _FINDING: Final = FINDINGS_SCHEMA["properties"]["findings"]["items"]
 
@@ -129,8 +133,12 @@ class Synthesizer:
         self._registry = registry
         self._jobs: OrderedDict[tuple[object, ...], _Job] = OrderedDict()
 
-    def merge(self, task_ids: Sequence[str], quorum: Quorum = "any", notes: Sequence[str] = ()) -> Synthesis:
-        return merge(self._registry.snapshots(task_ids), quorum, notes)
+    async def merge(
+        self, task_ids: Sequence[str], quorum: Quorum = "any", notes: Sequence[str] = ()
+    ) -> Synthesis:
+        """The deterministic merge, in a worker thread (it can be heavy), over snapshots taken here."""
+        snapshots = self._registry.snapshots(task_ids)
+        return await anyio.to_thread.run_sync(merge, snapshots, quorum, notes)
 
     async def start_llm(self, task_ids: Sequence[str], instructions: str | None) -> str:
         """The id of the model synthesis over these tasks: the one already started for the same tasks and
@@ -154,7 +162,9 @@ class Synthesizer:
         job = next((job for job in self._jobs.values() if job.final == final_id), None)
         return list(job.tasks) if job else [final_id]
 
-    def result(self, final_id: str, task_ids: Sequence[str], quorum: Quorum = "any") -> Synthesis | None:
+    async def result(
+        self, final_id: str, task_ids: Sequence[str], quorum: Quorum = "any"
+    ) -> Synthesis | None:
         """The finished synthesis; ``None`` while it runs; a merge (with a note) if it failed."""
         answer = self._registry.snapshot(final_id)
         if not answer.state.terminal:
@@ -165,7 +175,8 @@ class Synthesizer:
         if answer.state is not TaskState.COMPLETED or not isinstance(structured, dict):
             why = answer.error.message if answer.error else answer.note or answer.state.value
             note = f"the model synthesis ({final_id}) {answer.state.value}: {why}. This is a merge instead."
-            return merge(snapshots, quorum, [note]).model_copy(update={"usage": usage})
+            merged = await anyio.to_thread.run_sync(merge, snapshots, quorum, [note])
+            return merged.model_copy(update={"usage": usage})
         answered, missing = split_answers(snapshots)
         notes = (
             ["the synthesis hit its max_tokens and may be cut short"]
@@ -184,22 +195,40 @@ class Synthesizer:
     def _plan(
         self, answered: Sequence[TaskSnapshot], missing: Sequence[Missing], instructions: str | None
     ) -> list[PlannedTask]:
-        budget = self._registry.settings.synthesis_input_chars
+        """One task if the answers fit; else a tree: groups of answers, then merges of merges."""
+        settings = self._registry.settings
+        header = _header(instructions, missing)
+        # The budget is for answers: the fixed text of every synthesis prompt comes off it first.
+        fixed = len(SYSTEM) + len(header) + len(_answer_in_schema()) + len(_MERGE_PARTIALS)
+        budget = max(settings.synthesis_input_chars - fixed, _MIN_ANSWER_BUDGET)
         pieces = [piece for snap in answered for piece in _pieces(snap, budget)]
         groups = _pack(pieces, budget)
-        known = frozenset(s.task_id for s in answered)
-        header = _header(instructions, missing)
+        everyone = frozenset(s.task_id for s in answered)
         if len(groups) <= 1:
             prompt = _prompt(header, groups[0] if groups else [], len(answered))
-            return [self._task(0, f"synthesis of {len(answered)} answer(s)", prompt, known, ())]
-        planned: list[PlannedTask] = []
-        for i, group in enumerate(groups):
-            prompt = _prompt(header, group, len(answered), i, len(groups))
-            planned.append(self._task(i, f"synthesis part {i + 1} of {len(groups)}", prompt, known, ()))
-        final = f"{header}\n\n{_MERGE_PARTIALS}\n\n{_answer_in_schema()}"
-        planned.append(
-            self._task(len(groups), "synthesis of the parts", final, known, tuple(range(len(groups))))
-        )
+            return [self._task(0, f"synthesis of {len(answered)} answer(s)", prompt, everyone, ())]
+        planned = [
+            self._task(i, f"synthesis part {i + 1} of {len(groups)}", _prompt(header, group, len(answered), i,
+                       len(groups)), frozenset(p.snap.task_id for p in group), ())
+            for i, group in enumerate(groups)
+        ]  # fmt: skip
+        # Each partial synthesis is at most synthesis_max_tokens long (about 4 characters a token): merge
+        # as many as fit in one call, level by level, until one is left.
+        fan_in = max(2, budget // (settings.synthesis_max_tokens * 4))
+        level = list(range(len(planned)))
+        while len(level) > 1:
+            upper: list[int] = []
+            for start in range(0, len(level), fan_in):
+                children = tuple(level[start : start + fan_in])
+                if len(children) == 1:
+                    upper.append(children[0])
+                    continue
+                known = frozenset[str]().union(*(planned[c].spec.known_sources or () for c in children))
+                prompt = f"{header}\n\n{_MERGE_PARTIALS}\n\n{_answer_in_schema()}"
+                label = "synthesis of the parts" if len(level) <= fan_in else f"merge of parts {children}"
+                upper.append(len(planned))
+                planned.append(self._task(len(planned), label, prompt, known, children))
+            level = upper
         return planned
 
     def _task(
@@ -323,7 +352,7 @@ def from_structured(
     ]
     actions = sorted((Action(**a) for a in value["actions"]), key=lambda a: a.priority)
     summary = str(value["summary"]).strip()
-    unnamed = [m for m in missing if m.task_id not in summary and m.label not in summary]
+    unnamed = [m for m in missing if m.task_id not in summary]  # ids, not labels: "task 1" is in "task 12"
     if unnamed:
         summary += f" No answer from: {name_missing(unnamed)}."
     title = f"Synthesis of {len(answered)} answer(s)"

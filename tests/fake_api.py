@@ -30,6 +30,9 @@ Directives, written anywhere in the text of the request's user messages (later m
     [[hold:after=K]]    streamed: K text deltas, then wait at the gate (non-streamed: as [[hold]]).
                         A held request waits for `release()`, and is abandoned if its client goes away.
 
+A request the global limits refuse (429 from `rpm_limit`, 529 from `max_concurrency`) is answered at
+once, without the latency: the limiter generates nothing.
+
 Attempts are counted per request identity, the sha256 of the canonical JSON of (model, system,
 messages), never from headers; only requests that pass auth, validation and the global limits
 (`max_concurrency`, then `rpm_limit`) are attempts. Directives apply to every attempt unless limited
@@ -121,7 +124,8 @@ class FakeConfig:
     chunk_words: int = 3  #: words per text_delta event when streaming
     chunk_delay: float = 0.0  #: seconds between text_delta events
     default_words: int = 20  #: words in the default reply
-    rpm_limit: int | None = None  #: admitted requests per sliding 60 s window; over it -> 429
+    rpm_limit: int | None = None  #: admitted requests per sliding rate window; over it -> 429
+    rate_window_s: float = 60.0  #: the window rpm_limit counts in (shorter windows make benchmarks quicker)
     max_concurrency: int | None = None  #: admitted requests in flight; over it -> 529
     min_cache_tokens: int = 1024  #: a shorter cache_control prefix is not cached
     require_auth: bool = True  #: 401 without `Authorization: Bearer <x>` or `x-api-key`
@@ -507,7 +511,11 @@ class FakeApi:
                 if config.require_auth and not (bearer or headers.get("x-api-key")):
                     raise _ApiError(401, "invalid x-api-key")
                 _validate(body)
-                self._admit(plan, config)
+                try:
+                    self._admit(plan, config)
+                except _ApiError:
+                    plan.latency = 0.0  # a limiter answers at once: it generates nothing
+                    raise
                 self._apply(plan, body, config)
             except _ApiError as error:
                 plan.error = error
@@ -522,18 +530,23 @@ class FakeApi:
         if config.max_concurrency is not None and self._active >= config.max_concurrency:
             raise _ApiError(529, "Overloaded")
         if config.rpm_limit is not None:
-            now, limit, window = time.monotonic(), config.rpm_limit, self._window
-            while window and window[0] <= now - _RATE_WINDOW:
+            now, limit, window, span = time.monotonic(), config.rpm_limit, self._window, config.rate_window_s
+            while window and window[0] <= now - span:
                 window.popleft()
             if len(window) >= limit:
-                wait = window[0] + _RATE_WINDOW - now
+                wait = window[0] + span - now
                 plan.headers.update(_rate_headers(limit, 0, wait))
-                retry_after = {"retry-after": str(max(1, math.ceil(wait)))}
+                # Whole seconds, as the API sends, in the real 60 s window; tenths in a shortened one.
+                after = (
+                    max(1, math.ceil(wait)) if span >= _RATE_WINDOW else max(0.1, math.ceil(wait * 10) / 10)
+                )
                 raise _ApiError(
-                    429, f"Number of requests has exceeded your limit ({limit}/min)", headers=retry_after
+                    429,
+                    f"Number of requests has exceeded your limit ({limit} per {span:g} s)",
+                    headers={"retry-after": str(after)},
                 )
             window.append(now)
-            plan.headers.update(_rate_headers(limit, limit - len(window), window[0] + _RATE_WINDOW - now))
+            plan.headers.update(_rate_headers(limit, limit - len(window), window[0] + span - now))
         self._active += 1
         plan.admitted = True
 
@@ -857,6 +870,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--rpm-limit", type=int, default=None)
+    parser.add_argument("--rate-window", type=float, default=_RATE_WINDOW, help="seconds rpm-limit counts in")
     parser.add_argument("--max-concurrency", type=int, default=None)
     parser.add_argument("--chunk-delay", type=float, default=0.0)
     parser.add_argument("--chunk-words", type=int, default=3)
@@ -874,6 +888,7 @@ def main(argv: list[str] | None = None) -> None:
         chunk_words=args.chunk_words,
         chunk_delay=args.chunk_delay,
         rpm_limit=args.rpm_limit,
+        rate_window_s=args.rate_window,
         max_concurrency=args.max_concurrency,
         require_auth=not args.no_auth,
     )

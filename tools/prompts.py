@@ -83,6 +83,14 @@ async def parallel_directories(
     except FanoutError as exc:
         raise _invalid(str(exc)) from None
     directories = await anyio.to_thread.run_sync(files.subdirectories, root) or [root]
+    limit = _runtime(ctx).settings.max_tasks_per_spawn
+    skipped = ""
+    if len(directories) > limit:
+        skipped = (
+            f"\n(There are {len(directories)} directories; only the first {limit} are listed, as many as one "
+            "spawn may start. Run the rest in another spawn, or pick a deeper path.)"
+        )
+        directories = directories[:limit]
     entries: list[str] = []
     for directory in directories:
         listed, total = await anyio.to_thread.run_sync(files.files_under, directory, _FILES_PER_DIRECTORY)
@@ -101,7 +109,7 @@ subagents with fanout: one task per directory.
 {CHECKS}
 
 The directories, with the files the server can read for each:
-{chr(10).join(entries)}
+{chr(10).join(entries)}{skipped}
 
 Call spawn_parallel once, with one task per directory: "label" the directory, "task" = "{task}" for
 that directory, "files" = its list above (drop what the task does not need), and the same

@@ -47,9 +47,13 @@ class TaskView(BaseModel):
     label: str
     state: TaskState
     output: Annotated[str | None, Field(description="The answer, or the part that fits this page.")]
-    structured: Annotated[Any, Field(description="The parsed answer, for a task with an output_schema.")] = (
-        None
-    )
+    structured: Annotated[
+        Any,
+        Field(
+            description="The parsed answer, for a task with an output_schema; only on a page that holds "
+            "the whole output (page through output otherwise)."
+        ),
+    ] = None
     partial: Annotated[bool, Field(description="True while the task runs (or if it failed midway).")]
     truncated: Annotated[bool, Field(description="More output follows; call again with offset=next_offset.")]
     next_offset: int | None

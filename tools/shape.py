@@ -29,7 +29,8 @@ def task_view(snap: TaskSnapshot, offset: int, max_chars: int) -> TaskView:
         label=snap.label,
         state=snap.state,
         output=page if snap.output is not None else None,
-        structured=snap.structured,
+        # The parsed value counts against nothing, so it comes only with a page that holds the whole text.
+        structured=snap.structured if offset == 0 and not more else None,
         partial=snap.partial,
         truncated=more,
         next_offset=end if more else None,

@@ -281,7 +281,7 @@ async def synthesize(
     if isinstance(quorum, int) and quorum < 1:
         raise ToolError(f"quorum must be 'any', 'majority', 'all' or a number of tasks >= 1 (got {quorum})")
     if not use_llm:
-        result = shape.synthesis_result(synth.merge(ids, quorum), registry.usage(ids), None)
+        result = shape.synthesis_result(await synth.merge(ids, quorum), registry.usage(ids), None)
         return _result(result, shape.render_synthesis(result))
     counts = registry.counts(ids)
     if unfinished := counts.queued + counts.running:
@@ -291,7 +291,7 @@ async def synthesize(
         synthesis_id = await synth.start_llm(ids, instructions)
     await _wait(runtime, [synthesis_id], max(0.0, deadline - anyio.current_time()), ctx)
     with _as_tool_errors():
-        done = synth.result(synthesis_id, ids, quorum)
+        done = await synth.result(synthesis_id, ids, quorum)
     total = registry.usage([*ids, *synth.synthesis_tasks(synthesis_id)])
     if done is None:
         result = shape.pending_synthesis(synthesis_id, total, 0, len(ids))

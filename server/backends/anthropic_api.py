@@ -16,7 +16,7 @@ import logging
 import math
 import random
 from email.utils import parsedate_to_datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import anthropic
 import anyio
@@ -171,15 +171,42 @@ def _messages(request: SubagentRequest) -> Any:
 
 def _output_config(request: SubagentRequest) -> dict[str, Any]:
     """Schema-constrained decoding, with the schema narrowed to what the API accepts (the full schema
-    is still checked on our side)."""
-    if request.output_schema is None:
+    is still checked on our side). A schema the narrowing would make stricter than the caller's (maps:
+    ``additionalProperties`` or ``patternProperties`` with a schema) is only asked for in the prompt."""
+    if request.output_schema is None or _has_open_maps(request.output_schema):
         return {}
     try:
-        schema = anthropic.transform_schema(dict(request.output_schema))
+        schema = anthropic.transform_schema(_type_lists_as_any_of(request.output_schema))
     except Exception:  # a feature the SDK cannot narrow: ask in the prompt only; the answer is still checked
         logger.debug("schema not sent for constrained decoding", exc_info=True)
         return {}
     return {"output_config": {"format": {"type": "json_schema", "schema": schema}}}
+
+
+def _has_open_maps(node: Any) -> bool:
+    if isinstance(node, dict):
+        fields = cast(dict[str, Any], node)
+        extra = fields.get("additionalProperties")
+        if "patternProperties" in fields or extra is True or isinstance(extra, dict):
+            return True
+        return any(_has_open_maps(value) for value in fields.values())
+    if isinstance(node, list):
+        return any(_has_open_maps(item) for item in cast(list[Any], node))
+    return False
+
+
+def _type_lists_as_any_of(node: Any) -> Any:
+    """``{"type": ["string", "null"], ...}`` as ``anyOf`` of single types, which the SDK can narrow."""
+    if isinstance(node, list):
+        return [_type_lists_as_any_of(item) for item in cast(list[Any], node)]
+    if not isinstance(node, dict):
+        return node
+    fields = {key: _type_lists_as_any_of(value) for key, value in cast(dict[str, Any], node).items()}
+    kinds = fields.get("type")
+    if isinstance(kinds, list):
+        rest = {key: value for key, value in fields.items() if key != "type"}
+        return {"anyOf": [{**rest, "type": kind} for kind in cast(list[Any], kinds)]}
+    return fields
 
 
 def _system_block(request: SubagentRequest) -> Any:

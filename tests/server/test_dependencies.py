@@ -172,3 +172,26 @@ async def test_bad_dependencies_refuse_the_whole_spawn(
         with pytest.raises(InvalidInput, match=message.replace("(", r"\(").replace(")", r"\)")):
             await registry.spawn(SpawnRequest(tasks=tasks))
         assert registry.list().total == 0
+
+
+async def test_a_dependant_fails_as_soon_as_one_dependency_fails(make_settings: MakeSettings) -> None:
+    slow = anyio.Event()
+
+    async def handler(request: SubagentRequest, sink: TaskSink) -> SubagentResult:
+        if task_letter(request) == "A":
+            raise TaskFailure(ErrorKind.API_ERROR, "A broke")
+        await slow.wait()  # B never finishes unless told
+        return SubagentResult(text="B", model=request.model, stop_reason="end_turn")
+
+    tasks = [
+        TaskRequest(task="A"),
+        TaskRequest(task="B"),
+        TaskRequest(task="C", depends_on=["task 1", "task 2"]),
+    ]
+    async with open_registry(make_settings(), ScriptedBackend(handler)) as registry:
+        first, _, joined = (t.task_id for t in (await registry.spawn(SpawnRequest(tasks=tasks))).tasks)
+        with anyio.fail_after(5):
+            await registry.wait([first, joined])  # C fails while B is still running
+        snap = registry.snapshot(joined)
+        assert snap.error is not None and snap.error.kind is ErrorKind.DEPENDENCY_FAILED
+        slow.set()

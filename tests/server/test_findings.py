@@ -110,3 +110,74 @@ def test_different_places_or_different_problems_stay_apart() -> None:
     )
     merged = merge_findings([SECURITY, far, other_file, other_problem])
     assert sum(1 for f in merged.findings if "injection" in f.title) == 3
+
+
+def test_grouping_does_not_depend_on_the_order_of_the_tasks() -> None:
+    chain = [("t1", [finding("Leak in pool", "high", "a.py", 10, None, "Close it")]),
+             ("t2", [finding("Leak in pool", "high", "a.py", 15, None, "Close it")]),
+             ("t3", [finding("Leak in pool", "high", "a.py", 20, None, "Close it")])]  # fmt: skip
+    for order in ([0, 1, 2], [2, 0, 1], [1, 2, 0]):
+        merged = merge_findings([chain[i] for i in order])
+        assert [f.support for f in merged.findings] == [3]
+
+
+def test_titles_in_any_script_are_compared_and_wordless_titles_never_match() -> None:
+    answers = [("t1", [finding("Утечка памяти", "high", "a.py", 1, None, "x")]),
+               ("t2", [finding("Гонка данных", "high", "a.py", 1, None, "y")]),
+               ("t3", [finding("Утечка памяти в пуле", "high", "a.py", 2, None, "z")]),
+               ("t4", [finding("", "high", "a.py", 1, None, "w")]),
+               ("t5", [finding("the", "high", "a.py", 1, None, "v")])]  # fmt: skip
+    supports = sorted(f.support for f in merge_findings(answers).findings)
+    assert supports == [1, 1, 1, 2]  # only the two memory-leak reports merge
+
+
+def test_conflict_sides_list_every_task_and_a_task_does_not_conflict_with_itself() -> None:
+    answers = [("t1", [finding("Debug mode on", "high", "s.py", 3, None, "Disable debug mode"),
+                       finding("Debug mode on", "low", "s.py", 3, None, "Disable debug mode")]),
+               ("t2", [finding("Debug mode on", "high", "s.py", 3, None, "Disable debug mode")]),
+               ("t3", [finding("Debug mode enabled", "high", "s.py", 4, None, "Enable debug mode for support")])]  # fmt: skip
+    merged = merge_findings(answers, "majority")
+    assert [c.kind for c in merged.conflicts] == ["severity", "recommendation"]
+    severity, advice = merged.conflicts
+    assert {s.position: s.sources for s in severity.sides} == {
+        "severity high": ["t1", "t2", "t3"],
+        "severity low": ["t1"],
+    }
+    assert {s.position: s.sources for s in advice.sides} == {
+        "Disable debug mode": ["t1", "t2"],
+        "Enable debug mode for support": ["t3"],
+    }
+    lone = merge_findings(
+        [
+            (
+                "t1",
+                [
+                    finding("X bug", "high", "a.py", 1, None, "a"),
+                    finding("X bug", "low", "a.py", 1, None, "b"),
+                ],
+            )
+        ]
+    )
+    assert lone.conflicts == []  # one task, two severities: not a disagreement between tasks
+
+
+def test_unrelated_recommendations_are_not_conflicts() -> None:
+    answers = [("t1", [finding("Weak hash", "high", "p.py", 5, None, "Use bcrypt for the password hash")]),
+               ("t2", [finding("Password logged", "high", "p.py", 6, None, "Do not log the password")]),
+               ("t3", [finding("Debug endpoint", "high", "p.py", 7, None, "Remove the debug endpoint")]),
+               ("t4", [finding("No validation", "high", "p.py", 7, None, "Add input validation")])]  # fmt: skip
+    assert merge_findings(answers).conflicts == []
+    negated = [("t1", [finding("Secrets", "high", "p.py", 5, None, "Log the password reset events")]),
+               ("t2", [finding("Secrets", "high", "p.py", 5, None, "Do not log the password reset events")])]  # fmt: skip
+    assert [c.kind for c in merge_findings(negated).conflicts] == ["recommendation"]
+
+
+def test_only_the_first_findings_of_a_task_are_merged_and_the_rest_is_counted() -> None:
+    from fanout_mcp.server.findings import MAX_FINDINGS_PER_TASK
+
+    many = [
+        finding(f"Problem {i}", "low", f"f{i}.py", 1, None, f"fix {i}")
+        for i in range(MAX_FINDINGS_PER_TASK + 5)
+    ]
+    merged = merge_findings([("t1", many)])
+    assert len(merged.findings) == MAX_FINDINGS_PER_TASK and merged.not_merged == 5

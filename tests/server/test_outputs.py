@@ -137,3 +137,56 @@ async def test_the_spawns_schema_applies_to_tasks_without_their_own(make_setting
             await registry.wait(ids[:1])
         assert registry.snapshot(ids[0]).structured == {"n": 1}
         assert backend.calls[0].output_schema == schema
+
+
+def test_a_schema_may_only_reference_itself() -> None:
+    local = {
+        "type": "object",
+        "properties": {"a": {"$ref": "#/$defs/n"}},
+        "$defs": {"n": {"type": "integer"}},
+    }
+    assert resolve_schema(local) == local
+    assert check_answer('{"a": "x"}', local)[1] is not None  # the local reference is followed
+    for ref in ["http://127.0.0.1:9/secret", "file:///etc/passwd", "other.json#/x"]:
+        with pytest.raises(InvalidInput, match="not a local reference"):
+            resolve_schema({"type": "object", "properties": {"a": {"$ref": ref}}})
+    with pytest.raises(InvalidInput, match="does not resolve"):
+        resolve_schema({"type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}})
+
+
+def test_odd_answers_are_problems_not_crashes() -> None:
+    schema = {"type": "object"}
+    assert check_answer("[" * 100_000 + "]" * 100_000, schema)[0] is None
+    value, problem = check_answer('{"confidence": NaN}', schema)
+    assert value is None and problem is not None and "NaN" in problem
+
+
+async def test_a_repair_that_fails_keeps_the_answer_it_was_repairing(make_settings: MakeSettings) -> None:
+    from fanout_mcp.server import TaskFailure
+
+    calls = 0
+
+    async def handler(request: SubagentRequest, sink: TaskSink) -> SubagentResult:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return SubagentResult(text="", model=request.model, stop_reason="end_turn")
+        assert request.follow_up is not None and request.follow_up[0] == "(no answer)"
+        raise TaskFailure(ErrorKind.API_ERROR, "the provider broke during the repair")
+
+    backend = ScriptedBackend(handler)
+    snap = await run_one(make_settings, backend, TaskRequest(task="review", output_schema="findings"))
+    assert snap.state is TaskState.FAILED and snap.error is not None
+    assert snap.error.kind is ErrorKind.API_ERROR
+    assert snap.output == ""  # the (empty) answer under repair, not nothing
+    backend2 = ScriptedBackend(replies('{"findings": "oops"}', "x"))
+
+    async def failing_repair(request: SubagentRequest, sink: TaskSink) -> SubagentResult:
+        if request.follow_up is None:
+            return SubagentResult(text='{"findings": "oops"}', model=request.model, stop_reason="end_turn")
+        sink.append("partial repa")
+        raise TaskFailure(ErrorKind.API_ERROR, "broke")
+
+    backend2.handler = failing_repair
+    snap = await run_one(make_settings, backend2, TaskRequest(task="review", output_schema="findings"))
+    assert snap.output == '{"findings": "oops"}'

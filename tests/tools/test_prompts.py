@@ -89,3 +89,15 @@ async def test_parallel_perspectives_uses_findings_and_a_merge(
         assert f'"label": "{view}"' in text
     assert '"files": ["app/auth.py"]' in text
     assert '"label": "cost"' in custom and '"label": "security"' not in custom
+
+
+async def test_odd_paths_get_a_clear_error_and_long_directory_lists_are_capped(
+    fake_api: FakeApi, make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    for i in range(5):
+        (tmp_path / f"d{i}").mkdir()
+    async with Client(create_server(make_settings(roots=(tmp_path,), max_tasks_per_spawn=3))) as client:
+        with pytest.raises(MCPError, match="home directory that does not exist"):
+            await client.get_prompt("parallel_directories", {"path": "~no-such-user-fanout", "task": "x"})
+        text = await render(client, "parallel_directories", {"path": ".", "task": "review"})
+    assert "3 directories" in text and "There are 5 directories; only the first 3" in text

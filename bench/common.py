@@ -1,0 +1,129 @@
+"""What every benchmark scenario shares: the fake API in its own process, fresh processes per run,
+and medians.
+
+Contenders run one per process (``python bench/<scenario>.py --contender NAME ...``), print one JSON
+line, and exit, so that no run inherits another's warm pool, caches or heap.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+SCRIPT = Path(PYTHON).with_name("fanout-mcp")
+MODEL = "claude-sonnet-5-5"
+
+
+class Fake:
+    """The fake Messages API (tests/fake_api.py) as its own process on 127.0.0.1."""
+
+    def __init__(self, latency: float, *extra: str) -> None:
+        self.latency = latency
+        self.process = subprocess.Popen(
+            [PYTHON, str(REPO / "tests" / "fake_api.py"), "--port", "0", "--latency", str(latency), *extra],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline().strip()
+        if not line.startswith("FAKE_API_URL="):
+            self.process.kill()
+            raise SystemExit(f"the fake API did not start: {line!r}")
+        self.url = line.split("=", 1)[1]
+
+    def control(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        method = "GET" if path == "stats" else "POST"
+        request = urllib.request.Request(
+            f"{self.url}/_fake/{path}", data=data, method=method, headers={"content-type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            text = response.read().decode()
+        return json.loads(text) if text.strip() else {}
+
+    def reset(self, **config: Any) -> None:
+        """Fresh counters, cache and rate window; the latency it started with, plus ``config``."""
+        self.control("reset")
+        self.control("config", {"latency": self.latency, **config})
+
+    def stats(self) -> dict[str, Any]:
+        return self.control("stats")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+    def __enter__(self) -> Fake:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+def run_contender(script: Path, args: Sequence[str], fake: Fake, timeout: float = 1800) -> dict[str, Any]:
+    """Run one contender in a fresh process pointed at the fake; its JSON line."""
+    env = {**os.environ, "ANTHROPIC_BASE_URL": fake.url, "ANTHROPIC_API_KEY": "bench-key"}
+    done = subprocess.run(
+        [PYTHON, str(script), *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{script.name} {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def server_env(fake_url: str) -> dict[str, str]:
+    """The environment for the installed fanout-mcp, pointed at the fake."""
+    names = ("HOME", "PATH")
+    return {**{k: os.environ[k] for k in names if k in os.environ}, "ANTHROPIC_BASE_URL": fake_url,
+            "ANTHROPIC_API_KEY": "bench-key"}  # fmt: skip
+
+
+def children_cpu() -> float:
+    """CPU seconds used so far by this process's child processes that are still running (Linux)."""
+    me, total = str(os.getpid()), 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == me:  # fields[1] is the parent pid; utime and stime are fields 11 and 12
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def rotations(names: Sequence[str], rounds: int) -> Iterable[tuple[int, list[str]]]:
+    """Each round's contender order, rotated so that no contender always goes first."""
+    for round_no in range(rounds):
+        shift = round_no % len(names)
+        yield round_no, [*names[shift:], *names[:shift]]
+
+
+def spread(values: Sequence[float], digits: int = 3) -> str:
+    """``median [min-max]``."""
+    if not values:
+        return "-"
+    return f"{statistics.median(values):.{digits}f} [{min(values):.{digits}f}-{max(values):.{digits}f}]"
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
