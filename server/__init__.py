@@ -26,7 +26,7 @@ from fanout_mcp.server.models import (
     Tokens,
     Usage,
 )
-from fanout_mcp.server.registry import CancelOutcome, Statistics, TaskRegistry, open_registry
+from fanout_mcp.server.registry import CancelOutcome, GroupSummary, Statistics, TaskRegistry, open_registry
 from fanout_mcp.server.report import Missing, Source, Synthesis
 from fanout_mcp.server.runtime import Runtime, open_runtime
 from fanout_mcp.server.settings import OPTIONS, Option, Settings, SettingsError, load_settings
@@ -45,6 +45,7 @@ __all__ = [
     "Counts",
     "ErrorKind",
     "FanoutError",
+    "GroupSummary",
     "InvalidInput",
     "Location",
     "MergedFinding",

@@ -34,6 +34,13 @@ class Group:
     task_ids: list[str]
     limiter: anyio.CapacityLimiter | None
     live: int = 0  #: tasks of the group not yet evicted
+    budget_usd: float | None = None
+    spent_usd: float = 0.0  #: the known cost of every call of the group's tasks so far
+    stopping: bool = False  #: the registry is ending the group's queued tasks for its budget
+
+    @property
+    def over_budget(self) -> bool:
+        return self.budget_usd is not None and self.spent_usd >= self.budget_usd
 
 
 @dataclass(slots=True, eq=False)
@@ -108,6 +115,8 @@ class Entry:
         self.cache_read_tokens += tokens.cache_read_tokens
         cost = self.prices.cost(model, tokens)
         self.cost_usd = None if cost is None or self.cost_usd is None else self.cost_usd + cost
+        if cost is not None:
+            self.group.spent_usd += cost
 
     # --- reading -----------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ size) comes back as warnings.
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ class Intake:
     warm_first: bool  #: start one task per model first so its siblings read the prompt cache
     max_concurrency: int | None
     warnings: list[str]
+    budget_usd: float | None = None
 
 
 async def prepare(
@@ -67,7 +69,16 @@ async def prepare(
     warnings += _warn_cut_files(files)
     if len(warnings) > _MAX_WARNINGS:
         warnings = [*warnings[:_MAX_WARNINGS], f"... and {len(warnings) - _MAX_WARNINGS} more warnings"]
-    return Intake(planned, cache and caches_prompts and len(planned) > 1, max_concurrency, warnings)
+    budget = _check_budget(request.budget_usd)
+    return Intake(planned, cache and caches_prompts and len(planned) > 1, max_concurrency, warnings, budget)
+
+
+def _check_budget(budget: float | None) -> float | None:
+    if budget is not None and not (budget > 0 and math.isfinite(budget)):
+        raise InvalidInput(
+            f"budget_usd must be a positive number of dollars (got {budget}); leave it out for none"
+        )
+    return budget
 
 
 def _check_size(request: SpawnRequest, settings: Settings) -> None:

@@ -130,6 +130,7 @@ class SpawnRequest(BaseModel):
     shared_context: str | None = None
     max_concurrency: int | None = None
     output_schema: dict[str, Any] | str | None = None
+    budget_usd: float | None = None
 
 
 class Usage(BaseModel):

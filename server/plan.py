@@ -37,6 +37,7 @@ class Plan(BaseModel):
     shared_context: str | None = None
     max_concurrency: int | None = None
     output_schema: dict[str, Any] | str | None = None
+    budget_usd: float | None = None
     wait_s: float | None = None  # accepted so a spawn_parallel call can be pasted as is; unused
     synthesis: SynthesisOptions = SynthesisOptions()
 
@@ -46,6 +47,7 @@ class Plan(BaseModel):
             shared_context=self.shared_context,
             max_concurrency=self.max_concurrency,
             output_schema=self.output_schema,
+            budget_usd=self.budget_usd,
         )
 
 

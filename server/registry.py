@@ -67,6 +67,15 @@ class CancelOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class GroupSummary:
+    group_id: str
+    tasks: int
+    usage: Usage
+    budget_usd: float | None
+    spent_usd: float
+
+
+@dataclass(frozen=True, slots=True)
 class Listing:
     """Some of the tasks that matched a listing, with the number and states of all of them."""
 
@@ -170,6 +179,15 @@ class TaskRegistry:
             caches_prompts=self._backend.caches_prompts,
         )
         self._check_accepting(len(intake.tasks))  # the file reads awaited: check again
+        if intake.budget_usd is not None:
+            unpriced = sorted(
+                {p.spec.model for p in intake.tasks if self._prices.price(p.spec.model) is None}
+            )
+            if unpriced:
+                intake.warnings.append(
+                    f"budget_usd counts only priced calls; the price of {', '.join(unpriced)} is unknown, so "
+                    "their cost is not counted against it (add it with --prices)."
+                )
         group = self._register(intake)
         tasks = [
             SpawnedTask(task_id=i, label=self._tasks[i].spec.label, state=self._tasks[i].state)
@@ -198,7 +216,7 @@ class TaskRegistry:
 
     def _register(self, intake: Intake) -> Group:
         limiter = anyio.CapacityLimiter(intake.max_concurrency) if intake.max_concurrency else None
-        group = Group(id=_new_id("g"), task_ids=[], limiter=limiter)
+        group = Group(id=_new_id("g"), task_ids=[], limiter=limiter, budget_usd=intake.budget_usd)
         leads: dict[str, anyio.Event] = {}
         entries: list[Entry] = []
         for planned in intake.tasks:
@@ -264,6 +282,9 @@ class TaskRegistry:
             request = entry.request
             if request is None:  # cancelled while it waited; the cancellation arrives at the next await
                 await anyio.lowlevel.checkpoint()
+                return
+            if entry.group.over_budget:
+                self._stop_for_budget(entry)
                 return
             self._move(entry, TaskState.RUNNING)
             try:
@@ -361,6 +382,19 @@ class TaskRegistry:
             )
         self._fail(entry, cause, message)
 
+    def _stop_for_budget(self, entry: Entry) -> None:
+        group = entry.group
+        self._move(
+            entry,
+            TaskState.CANCELLED,
+            note="not started: the spawn's budget was spent",
+            error=TaskError(
+                kind=ErrorKind.BUDGET_EXCEEDED,
+                message=f"not started: the spawn's budget_usd of ${group.budget_usd:g} was reached "
+                f"(${group.spent_usd:.4f} spent). Spawn it again with a budget, if it is still needed.",
+            ),
+        )
+
     @staticmethod
     async def _open_later(gate: anyio.Event) -> None:
         # Normally a lead's answer begins within seconds of it starting to run; one stuck before its
@@ -416,6 +450,22 @@ class TaskRegistry:
         ended.task_id, ended.next = entry.id, self._ending
         ended.event.set()
         self._evict()
+        if entry.group.over_budget and not entry.group.stopping:
+            self._stop_queued_for_budget(entry.group)
+
+    def _stop_queued_for_budget(self, group: Group) -> None:
+        """The budget is spent: every task of the group that has not started ends now, not at its turn."""
+        group.stopping = True  # ending them runs _move, which must not start this again
+        try:
+            for task_id in group.task_ids:
+                entry = self._tasks.get(task_id)
+                if entry is not None and entry.state is TaskState.QUEUED:
+                    scope = entry.scope
+                    self._stop_for_budget(entry)
+                    if scope is not None:
+                        scope.cancel()
+        finally:
+            group.stopping = False
 
     # --- reading -----------------------------------------------------------------------------------
 
@@ -486,6 +536,18 @@ class TaskRegistry:
 
     def counts(self, task_ids: Sequence[str]) -> Counts:
         return Counts.of([self._tasks[i].state for i in task_ids if i in self._tasks])
+
+    def group_summary(self, group_id: str) -> GroupSummary:
+        """A group's tasks, its total usage and its budget (for the tasks not yet evicted)."""
+        group = self._groups.get(group_id)
+        if group is None:
+            raise UnknownTask(f"no group with id {group_id!r}")
+        ids = [task_id for task_id in group.task_ids if task_id in self._tasks]
+        return GroupSummary(group_id, len(ids), self.usage(ids), group.budget_usd, round(group.spent_usd, 6))
+
+    def groups_of(self, task_ids: Sequence[str]) -> list[str]:
+        """The groups these tasks belong to, in order of first appearance."""
+        return list(dict.fromkeys(self._tasks[i].group.id for i in task_ids if i in self._tasks))
 
     def usage(self, task_ids: Sequence[str]) -> Usage:
         total = Usage()
@@ -600,4 +662,4 @@ async def open_registry(
         raise error
 
 
-__all__ = ["CancelOutcome", "Listing", "Statistics", "TaskRegistry", "open_registry"]
+__all__ = ["CancelOutcome", "GroupSummary", "Listing", "Statistics", "TaskRegistry", "open_registry"]

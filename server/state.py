@@ -51,4 +51,5 @@ class ErrorKind(StrEnum):
     INVALID_INPUT = "invalid_input"
     INVALID_OUTPUT = "invalid_output"  #: the answer broke its output schema, also after one repair
     DEPENDENCY_FAILED = "dependency_failed"  #: a task it depends on failed or was cancelled
+    BUDGET_EXCEEDED = "budget_exceeded"  #: (on a cancelled task) its spawn's budget_usd was spent first
     INTERNAL = "internal"

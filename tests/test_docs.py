@@ -53,6 +53,7 @@ def test_the_public_surfaces_are_pinned() -> None:
         "Counts",
         "ErrorKind",
         "FanoutError",
+        "GroupSummary",
         "InvalidInput",
         "Location",
         "MergedFinding",

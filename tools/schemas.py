@@ -67,6 +67,16 @@ class TaskView(BaseModel):
     model: str
 
 
+class GroupView(BaseModel):
+    """A spawn's totals: every task of it, not only those named in the call."""
+
+    group_id: str
+    tasks: int
+    usage: Usage
+    budget_usd: float | None
+    spent_usd: Annotated[float, Field(description="What the group's calls cost so far (priced models).")]
+
+
 class TaskOutputResult(BaseModel):
     """Returned by task_output."""
 
@@ -76,6 +86,7 @@ class TaskOutputResult(BaseModel):
     counts: Counts
     tasks: list[TaskView]
     usage: Annotated[Usage, Field(description="Total over the named tasks.")]
+    groups: Annotated[list[GroupView], Field(description="Totals and budget of the groups they belong to.")]
     waited_s: float
 
 
@@ -142,5 +153,6 @@ class SynthesisResult(BaseModel):
     markdown: Annotated[str, Field(description="The whole merged answer, citing task ids.")]
     usage: Annotated[Usage, Field(description="What the synthesis call itself used.")]
     total_usage: Annotated[Usage, Field(description="The source tasks plus the synthesis.")]
+    groups: Annotated[list[GroupView], Field(description="Totals and budget of the sources' groups.")] = []
     synthesis_task_id: str | None
     notes: list[str]

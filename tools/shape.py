@@ -9,6 +9,7 @@ from __future__ import annotations
 from fanout_mcp.server import Counts, Synthesis, TaskSnapshot, TaskState, Usage
 from fanout_mcp.tools.schemas import (
     CancelResult,
+    GroupView,
     ListResult,
     SpawnResult,
     SynthesisResult,
@@ -71,6 +72,16 @@ def describe_counts(counts: Counts) -> str:
     return ", ".join(parts) or "no tasks"
 
 
+def describe_group(group: GroupView) -> str:
+    budget = ""
+    if group.budget_usd is not None:
+        state = (
+            "reached: its unstarted tasks are cancelled" if group.spent_usd >= group.budget_usd else "left"
+        )
+        budget = f"; budget ${group.budget_usd:g}, ${group.spent_usd:.4f} spent ({state})"
+    return f"Group {group.group_id}: {group.tasks} task(s), {describe_usage(group.usage)}{budget}."
+
+
 def describe_usage(usage: Usage) -> str:
     cost = "cost unknown" if usage.cost_usd is None else f"${usage.cost_usd:.4f}"
     cache = ""
@@ -109,7 +120,7 @@ def render_output(result: TaskOutputResult, max_chars: int) -> str:
             f" Not done after waiting {result.waited_s:g} s: call task_output again with the same arguments "
             "to keep waiting (running tasks show their partial output)."
         )
-    blocks = [head, f"Usage so far: {describe_usage(result.usage)}."]
+    blocks = [head, f"Usage so far: {describe_usage(result.usage)}.", *map(describe_group, result.groups)]
     blocks += [_render_view(view, max_chars) for view in result.tasks]
     return "\n\n".join(blocks)
 
@@ -168,7 +179,9 @@ def render_cancel(result: CancelResult) -> str:
     return "\n".join(lines)
 
 
-def synthesis_result(synthesis: Synthesis, total: Usage, synthesis_id: str | None) -> SynthesisResult:
+def synthesis_result(
+    synthesis: Synthesis, total: Usage, synthesis_id: str | None, groups: list[GroupView]
+) -> SynthesisResult:
     return SynthesisResult(
         done=True,
         mode=synthesis.mode,
@@ -181,13 +194,14 @@ def synthesis_result(synthesis: Synthesis, total: Usage, synthesis_id: str | Non
         markdown=synthesis.markdown,
         usage=synthesis.usage,
         total_usage=total,
+        groups=groups,
         synthesis_task_id=synthesis_id,
         notes=synthesis.notes,
     )
 
 
 def pending_synthesis(
-    synthesis_id: str | None, total: Usage, unfinished: int, sources: int
+    synthesis_id: str | None, total: Usage, unfinished: int, sources: int, groups: list[GroupView]
 ) -> SynthesisResult:
     """Not ready: sources still running (no synthesis started yet), or the synthesis itself running."""
     if synthesis_id is None:
@@ -209,6 +223,7 @@ def pending_synthesis(
         missing=[],
         usage=Usage(),
         total_usage=total,
+        groups=groups,
         synthesis_task_id=synthesis_id,
         notes=[note],
     )
@@ -233,4 +248,5 @@ def render_synthesis(result: SynthesisResult) -> str:
         f"(synthesis mode: {result.mode}; synthesis {describe_usage(result.usage)}; "
         f"total {describe_usage(result.total_usage)})"
     )
+    parts += [describe_group(group) for group in result.groups]
     return "\n\n".join(parts)

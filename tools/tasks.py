@@ -20,6 +20,7 @@ from fanout_mcp.server import (
     FanoutError,
     Runtime,
     SpawnRequest,
+    TaskRegistry,
     TaskRequest,
     TaskState,
     fair_shares,
@@ -28,6 +29,7 @@ from fanout_mcp.tools import shape
 from fanout_mcp.tools.schemas import (
     CancelResult,
     FinishedTask,
+    GroupView,
     ListResult,
     SpawnedTaskView,
     SpawnResult,
@@ -72,6 +74,15 @@ def _result(model: BaseModel, text: str) -> types.CallToolResult:
         content=[types.TextContent(type="text", text=text)],
         structured_content=model.model_dump(mode="json"),
     )
+
+
+def _groups(registry: TaskRegistry, task_ids: Sequence[str]) -> list[GroupView]:
+    views: list[GroupView] = []
+    for group_id in registry.groups_of(task_ids):
+        summary = registry.group_summary(group_id)
+        views.append(GroupView(group_id=group_id, tasks=summary.tasks, usage=summary.usage,
+                               budget_usd=summary.budget_usd, spent_usd=summary.spent_usd))  # fmt: skip
+    return views
 
 
 def _wait_budget(runtime: Runtime, wait_s: float | None) -> float:
@@ -145,6 +156,14 @@ async def spawn_parallel(
             "synthesize merges findings without a model) or a JSON Schema of an object."
         ),
     ] = None,
+    budget_usd: Annotated[
+        float | None,
+        Field(
+            gt=0,
+            description="Stop starting this spawn's tasks once its calls have cost this many dollars; the "
+            "tasks not started end cancelled with kind budget_exceeded. Running tasks finish.",
+        ),
+    ] = None,
     wait_s: Annotated[
         float,
         Field(ge=0, description="Seconds to wait before returning (default 0: return at once)."),
@@ -176,6 +195,7 @@ async def spawn_parallel(
                 shared_context=shared_context,
                 max_concurrency=max_concurrency,
                 output_schema=output_schema,
+                budget_usd=budget_usd,
             )
         )
     ids = [t.task_id for t in receipt.tasks]
@@ -226,6 +246,7 @@ async def task_output(
         counts=counts,
         tasks=[shape.task_view(snap, offset, share) for snap, share in zip(snaps, shares, strict=True)],
         usage=registry.usage(ids),
+        groups=_groups(registry, ids),
         waited_s=waited,
     )
     return _result(result, shape.render_output(result, max_chars))
@@ -280,12 +301,13 @@ async def synthesize(
     use_llm = mode == "llm" or (mode == "auto" and registry.backend.unavailable_reason() is None)
     if isinstance(quorum, int) and quorum < 1:
         raise ToolError(f"quorum must be 'any', 'majority', 'all' or a number of tasks >= 1 (got {quorum})")
+    groups = _groups(registry, ids)
     if not use_llm:
-        result = shape.synthesis_result(await synth.merge(ids, quorum), registry.usage(ids), None)
+        result = shape.synthesis_result(await synth.merge(ids, quorum), registry.usage(ids), None, groups)
         return _result(result, shape.render_synthesis(result))
     counts = registry.counts(ids)
     if unfinished := counts.queued + counts.running:
-        result = shape.pending_synthesis(None, registry.usage(ids), unfinished, len(ids))
+        result = shape.pending_synthesis(None, registry.usage(ids), unfinished, len(ids), groups)
         return _result(result, shape.render_synthesis(result))
     with _as_tool_errors():
         synthesis_id = await synth.start_llm(ids, instructions)
@@ -294,9 +316,9 @@ async def synthesize(
         done = await synth.result(synthesis_id, ids, quorum)
     total = registry.usage([*ids, *synth.synthesis_tasks(synthesis_id)])
     if done is None:
-        result = shape.pending_synthesis(synthesis_id, total, 0, len(ids))
+        result = shape.pending_synthesis(synthesis_id, total, 0, len(ids), groups)
     else:
-        result = shape.synthesis_result(done, total, synthesis_id)
+        result = shape.synthesis_result(done, total, synthesis_id, groups)
     return _result(result, shape.render_synthesis(result))
 
 

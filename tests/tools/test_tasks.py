@@ -418,3 +418,26 @@ async def test_list_tasks_shows_the_newest_and_counts_them_all(
         assert [t["task_id"] for t in listing["tasks"]] == spawned["task_ids"][-2:]
         result = await client.call_tool("list_tasks", {"limit": 2})
         assert "showing the newest 2" in text(result)
+
+
+async def test_a_budget_stops_a_spawn_and_every_result_reports_the_groups_totals(
+    fake_api: FakeApi, make_settings: MakeSettings
+) -> None:
+    async with connect(make_settings()) as client:
+        spawned = await call(
+            client, "spawn_parallel", tasks=[{"task": f"[[words:50]] {i}"} for i in range(4)], max_concurrency=1,
+            budget_usd=0.000001,
+        )  # fmt: skip
+        result = await client.call_tool("task_output", {"group_id": spawned["group_id"], "wait_s": 20})
+        content: Any = result.structured_content
+        assert [t["state"] for t in content["tasks"]] == ["completed"] + ["cancelled"] * 3
+        assert {t["error"]["kind"] for t in content["tasks"][1:]} == {"budget_exceeded"}
+        (group,) = content["groups"]
+        assert group["group_id"] == spawned["group_id"] and group["budget_usd"] == 0.000001
+        assert group["spent_usd"] > 0.000001 and group["usage"]["cost_usd"] == pytest.approx(
+            group["spent_usd"]
+        )
+        assert "budget $1e-06" in text(result) and "reached" in text(result)
+        merged = await call(client, "synthesize", group_id=spawned["group_id"], mode="merge")
+        assert merged["groups"][0]["spent_usd"] == group["spent_usd"]
+    assert len(fake_api.requests) == 1

@@ -359,7 +359,9 @@ def test_constrained_decoding_is_asked_only_where_it_cannot_make_the_schema_stri
     from fanout_mcp.server.backends.anthropic_api import _output_config
 
     def config(schema: dict[str, Any]) -> dict[str, Any]:
-        request = SubagentRequest(model="m", max_tokens=1, system="", prompt="", cache_system=False, output_schema=schema)
+        request = SubagentRequest(
+            model="m", max_tokens=1, system="", prompt="", cache_system=False, output_schema=schema
+        )
         return _output_config(request)
 
     nullable = config({"type": "object", "properties": {"a": {"type": ["string", "null"]}}})
