@@ -54,6 +54,9 @@ logger = logging.getLogger(__name__)
 
 _MAX_IDS_PER_CALL = 10_000
 
+# How long a spawn's runners wait to start, so that the spawn's own reply is written first.
+DISPATCH_DELAY_S = 0.005
+
 # Longest siblings wait, once their cache-warming lead runs, for its answer to begin before they start.
 WARM_WAIT_S = 30.0
 
@@ -241,6 +244,9 @@ class TaskRegistry:
     async def _dispatch(self, entries: list[Entry]) -> None:
         # Start the runners one at a time, yielding in between: started all at once, their first steps
         # (building and sending a request each) would all run before the spawn's own reply is written.
+        # The short pause first lets that reply go out before any of them (a few ms against the seconds
+        # a model takes).
+        await anyio.sleep(DISPATCH_DELAY_S)
         for entry in entries:
             self._tg.start_soon(self._run, entry, name=f"fanout task {entry.id}")
             await anyio.lowlevel.checkpoint()
