@@ -15,9 +15,12 @@ from fanout_mcp.server.errors import (
 )
 from fanout_mcp.server.findings import Action, Conflict, ConflictSide, Location, MergedFinding, Quorum
 from fanout_mcp.server.models import (
+    CancelOutcome,
     Counts,
+    GroupSummary,
     SpawnReceipt,
     SpawnRequest,
+    Statistics,
     SubagentRequest,
     SubagentResult,
     TaskError,
@@ -26,7 +29,7 @@ from fanout_mcp.server.models import (
     Tokens,
     Usage,
 )
-from fanout_mcp.server.registry import CancelOutcome, GroupSummary, Statistics, TaskRegistry, open_registry
+from fanout_mcp.server.registry import TaskRegistry, open_registry
 from fanout_mcp.server.report import Missing, Source, Synthesis
 from fanout_mcp.server.runtime import Runtime, open_runtime
 from fanout_mcp.server.settings import OPTIONS, Option, Settings, SettingsError, load_settings

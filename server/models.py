@@ -1,6 +1,6 @@
 """The engine's data: what a caller asks for, the frozen spec of a task, and the snapshots handed out.
 
-Three types describe a task (see ``registry.py`` for the third, the private live entry):
+Three types describe a task (see ``entry.py`` for the third, the registry's private live entry):
 
 * ``TaskRequest`` / ``SpawnRequest``: what the caller asked for, validated at the border.
   The MCP tools and plan files use these same models, so their field descriptions are written
@@ -8,6 +8,9 @@ Three types describe a task (see ``registry.py`` for the third, the private live
 * ``TaskSpec`` and ``SubagentRequest``: what the registry resolved from a request (model, limits,
   the prompt with file contents). Frozen.
 * ``TaskSnapshot``: a frozen read of a task at one moment, safe to hand out.
+
+The registry's other answers (``Listing``, ``GroupSummary``, ``CancelOutcome``, ``Statistics``) are here
+too, frozen like the snapshots they carry.
 """
 
 from __future__ import annotations
@@ -281,3 +284,42 @@ class Counts(BaseModel):
         for state in states:
             tally[state] += 1
         return Counts(**{state.value: n for state, n in tally.items()})
+
+
+# --- what the registry's readers get -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOutcome:
+    """What ``cancel`` did: ids it cancelled, and the tasks that had already ended."""
+
+    cancelled: list[str]
+    already_finished: list[TaskSnapshot]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSummary:
+    group_id: str
+    tasks: int
+    usage: Usage
+    budget_usd: float | None
+    spent_usd: float
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """Some of the tasks that matched a listing, with the number and states of all of them."""
+
+    tasks: list[TaskSnapshot]
+    total: int
+    counts: Counts
+
+
+@dataclass(frozen=True, slots=True)
+class Statistics:
+    """How busy the registry is."""
+
+    queued: int
+    running: int
+    finished: int
+    capacity: int

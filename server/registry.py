@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -31,13 +31,18 @@ from fanout_mcp.server.errors import (
     TaskFailure,
     UnknownTask,
 )
+from fanout_mcp.server.failures import InvalidOutput, crashed, dependency_failed, over_budget, timed_out
 from fanout_mcp.server.files import FileReader
 from fanout_mcp.server.intake import Intake, PlannedTask, prepare
 from fanout_mcp.server.models import (
+    CancelOutcome,
     Counts,
+    GroupSummary,
+    Listing,
     SpawnedTask,
     SpawnReceipt,
     SpawnRequest,
+    Statistics,
     SubagentRequest,
     SubagentResult,
     TaskError,
@@ -48,7 +53,7 @@ from fanout_mcp.server.outputs import check_answer, repair_request
 from fanout_mcp.server.pricing import PriceTable
 from fanout_mcp.server.prompt import with_dependencies
 from fanout_mcp.server.settings import Settings
-from fanout_mcp.server.state import ErrorKind, TaskState, can_move
+from fanout_mcp.server.state import TaskState, can_move
 
 logger = logging.getLogger(__name__)
 
@@ -59,42 +64,6 @@ DISPATCH_DELAY_S = 0.005
 
 # Longest siblings wait, once their cache-warming lead runs, for its answer to begin before they start.
 WARM_WAIT_S = 30.0
-
-
-@dataclass(frozen=True, slots=True)
-class CancelOutcome:
-    """What ``cancel`` did: ids it cancelled, and the tasks that had already ended."""
-
-    cancelled: list[str]
-    already_finished: list[TaskSnapshot]
-
-
-@dataclass(frozen=True, slots=True)
-class GroupSummary:
-    group_id: str
-    tasks: int
-    usage: Usage
-    budget_usd: float | None
-    spent_usd: float
-
-
-@dataclass(frozen=True, slots=True)
-class Listing:
-    """Some of the tasks that matched a listing, with the number and states of all of them."""
-
-    tasks: list[TaskSnapshot]
-    total: int
-    counts: Counts
-
-
-@dataclass(frozen=True, slots=True)
-class Statistics:
-    """How busy the registry is."""
-
-    queued: int
-    running: int
-    finished: int
-    capacity: int
 
 
 class _Ending:
@@ -108,19 +77,6 @@ class _Ending:
         self.event = anyio.Event()
         self.task_id = ""
         self.next: _Ending | None = None
-
-
-class _InvalidOutput(Exception):
-    """The answer broke its output schema twice; the task fails and keeps the last raw answer."""
-
-    def __init__(self, text: str, problem: str) -> None:
-        super().__init__(problem)
-        self.text = text
-        self.error = TaskError(
-            kind=ErrorKind.INVALID_OUTPUT,
-            message=f"the answer did not fit the output schema, even after one repair request: {problem}. "
-            "The raw answer is kept in output. Loosen the schema or make the task's instructions clearer.",
-        )
 
 
 def _new_id(prefix: str) -> str:
@@ -297,19 +253,15 @@ class TaskRegistry:
                 with anyio.fail_after(entry.spec.timeout_s):
                     result, structured = await self._answer(entry, request)
             except TimeoutError:
-                self._time_out(entry)
-            except _InvalidOutput as invalid:
+                self._move(entry, TaskState.FAILED, error=timed_out(entry))
+            except InvalidOutput as invalid:
                 self._move(entry, TaskState.FAILED, output=invalid.text, error=invalid.error)
             except TaskFailure as failure:
-                self._fail(entry, failure.kind, failure.message)
+                error = TaskError(kind=failure.kind, message=failure.message)
+                self._move(entry, TaskState.FAILED, error=error)
             except Exception as exc:  # a backend bug must not take down the siblings or the server
                 logger.exception("task %s crashed", entry.id)
-                self._fail(
-                    entry,
-                    ErrorKind.INTERNAL,
-                    f"internal error in fanout-mcp ({type(exc).__name__}: "
-                    f"{exc}); this is a bug. The other tasks are not affected.",
-                )
+                self._move(entry, TaskState.FAILED, error=crashed(exc))
             else:
                 self._complete(entry, result, structured)
 
@@ -326,16 +278,7 @@ class TaskRegistry:
             while node.next is not None:
                 node = node.next
         if failed is not None:
-            why = failed.error.message if failed.error else failed.note or failed.state.value
-            self._move(
-                entry,
-                TaskState.FAILED,
-                error=TaskError(
-                    kind=ErrorKind.DEPENDENCY_FAILED,
-                    message=f"it depends on {failed.spec.label!r} ({failed.id}), which {failed.state.value} "
-                    f"({why}); it never started. Fix that task, then spawn both again.",
-                ),
-            )
+            self._move(entry, TaskState.FAILED, error=dependency_failed(failed))
             return False
         request = entry.request
         if request is None:
@@ -362,43 +305,15 @@ class TaskRegistry:
         repaired = await self._backend.run(replace(request, follow_up=follow_up), entry)
         value, problem = check_answer(repaired.text, schema, known)
         if problem is not None:
-            raise _InvalidOutput(repaired.text, problem)
+            raise InvalidOutput(repaired.text, problem)
         return repaired, value
 
-    def _time_out(self, entry: Entry) -> None:
-        limit = f"{entry.spec.timeout_s:g} s (the task's timeout_s)"
-        cause, last = entry.retry_cause, entry.note or ""
-        if cause is ErrorKind.RATE_LIMITED:
-            message = (
-                f"the provider kept rate-limiting this task until its {limit} ran out, over {entry.attempts} "
-                f"attempts (last: {last}). Its siblings kept their results. Spawn it again later, or with a "
-                "lower max_concurrency."
-            )
-        elif cause is not None:
-            message = (
-                f"the provider kept failing until the task's {limit} ran out, over {entry.attempts} attempts "
-                f"(last: {last}). Spawn it again later; if it keeps failing, check the provider's status."
-            )
-        else:
-            cause = ErrorKind.TIMEOUT
-            status = f" Last status: {last}." if last else ""
-            message = (
-                f"timed out after {limit}.{status} Any partial answer is kept in output. Spawn it again with "
-                "a larger timeout_s, or split it into smaller tasks."
-            )
-        self._fail(entry, cause, message)
-
     def _stop_for_budget(self, entry: Entry) -> None:
-        group = entry.group
         self._move(
             entry,
             TaskState.CANCELLED,
             note="not started: the spawn's budget was spent",
-            error=TaskError(
-                kind=ErrorKind.BUDGET_EXCEEDED,
-                message=f"not started: the spawn's budget_usd of ${group.budget_usd:g} was reached "
-                f"(${group.spent_usd:.4f} spent). Spawn it again with a budget, if it is still needed.",
-            ),
+            error=over_budget(entry.group),
         )
 
     @staticmethod
@@ -416,9 +331,6 @@ class TaskRegistry:
         entry.model = result.model
         entry.structured = structured
         self._move(entry, TaskState.COMPLETED, output=result.text, stop_reason=result.stop_reason, note=note)
-
-    def _fail(self, entry: Entry, kind: ErrorKind, message: str) -> None:
-        self._move(entry, TaskState.FAILED, error=TaskError(kind=kind, message=message))
 
     def _move(
         self,
