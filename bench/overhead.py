@@ -39,7 +39,7 @@ async def measure_stdio(rounds: int) -> dict[str, Any]:
     spawns: list[float] = []
     async with Client(params) as client:
         task_id = ""
-        for _ in range(rounds):
+        for _ in range(rounds + 1):  # the first call is the cold one, reported apart
             tasks = [{"task": f"[[words:5]] item {i}"} for i in range(SPAWN_TASKS)]
             started = time.perf_counter()
             spawned: Any = (await client.call_tool("spawn_parallel", {"tasks": tasks})).structured_content
@@ -55,7 +55,8 @@ async def measure_stdio(rounds: int) -> dict[str, Any]:
             started = time.perf_counter()
             await client.call_tool("task_output", {"task_ids": [task_id], "wait_s": 0, "max_chars": 100})
             rtts.append(time.perf_counter() - started)
-    return {"spawn_ms": [s * 1000 for s in spawns], "rtt_ms": statistics.median(rtts) * 1000}
+    return {"first_spawn_ms": spawns[0] * 1000, "spawn_ms": [s * 1000 for s in spawns[1:]],
+            "rtt_ms": statistics.median(rtts) * 1000}  # fmt: skip
 
 
 class InstantBackend:
@@ -122,7 +123,8 @@ def scenario(fake: Fake, rounds: int, tasks: int) -> dict[str, Any]:
     spawn = stdio["spawn_ms"]
     rows = [
         [f"spawn_parallel, {SPAWN_TASKS} tasks, over stdio", f"{statistics.median(spawn):.1f} ms "
-         f"[{min(spawn):.1f}-{max(spawn):.1f}], {len(spawn)} calls", "under 50 ms"],
+         f"[{min(spawn):.1f}-{max(spawn):.1f}], {len(spawn)} calls after a first (cold) call of "
+         f"{stdio['first_spawn_ms']:.0f} ms", "under 50 ms"],
         ["task_output round trip over stdio (median of 200)", f"{stdio['rtt_ms']:.2f} ms", "under 5 ms"],
         ["heap per finished task, outputs excluded", f"{heap['heap_per_task']:.0f} B", "under 4 KB"],
         [f"resident memory after {heap['finished']:,} finished tasks", f"+{cpu['rss_kb'] / 1024:.1f} MiB", "-"],

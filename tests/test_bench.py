@@ -1,0 +1,36 @@
+"""The benchmark still runs: a tiny fan-out through every contender, so that a change to the server or
+the fake that breaks `bench/` fails here rather than on the next person's benchmark run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_the_fanout_benchmark_runs_every_contender_to_completion() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "fanout.py"),
+            "--ns",
+            "2",
+            "--rounds",
+            "1",
+            "--latency",
+            "0.05",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| 2 |")]
+    contenders = {row.split("|")[2].strip(): row for row in rows}
+    assert set(contenders) >= {"sequential", "gather", "engine", "stdio"}
+    for name, row in contenders.items():
+        assert row.rstrip(" |").endswith("2/2"), f"{name}: {row}"
