@@ -64,6 +64,7 @@ class InstantBackend:
 
     name = "instant"
     caches_prompts = False
+    limiter = None
 
     def unavailable_reason(self) -> str | None:
         return None

@@ -107,13 +107,13 @@ class Entry:
         self.note = note
         self.attempts += 1
 
-    def add_usage(self, model: str, tokens: Tokens) -> None:
+    def add_usage(self, model: str, tokens: Tokens, cost_usd: float | None = None) -> None:
         self.model = model
         self.input_tokens += tokens.input_tokens
         self.output_tokens += tokens.output_tokens
         self.cache_write_tokens += tokens.cache_write_tokens
         self.cache_read_tokens += tokens.cache_read_tokens
-        cost = self.prices.cost(model, tokens)
+        cost = cost_usd if cost_usd is not None else self.prices.cost(model, tokens)
         self.cost_usd = None if cost is None or self.cost_usd is None else self.cost_usd + cost
         if cost is not None:
             self.group.spent_usd += cost

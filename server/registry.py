@@ -240,6 +240,9 @@ class TaskRegistry:
         async with AsyncExitStack() as stack:
             if entry.group.limiter is not None:
                 await stack.enter_async_context(entry.group.limiter)
+            own = self._backend.limiter
+            if own is not None:
+                await stack.enter_async_context(own)
             await stack.enter_async_context(self._limiter)
             request = entry.request
             if request is None:  # cancelled while it waited; the cancellation arrives at the next await

@@ -49,6 +49,7 @@ class ErrorKind(StrEnum):
     API_ERROR = "api_error"
     BACKEND_UNAVAILABLE = "backend_unavailable"
     INVALID_INPUT = "invalid_input"
+    COMMAND_FAILED = "command_failed"  #: an agent CLI exited with an error (its stderr tail is said)
     INVALID_OUTPUT = "invalid_output"  #: the answer broke its output schema, also after one repair
     DEPENDENCY_FAILED = "dependency_failed"  #: a task it depends on failed or was cancelled
     BUDGET_EXCEEDED = "budget_exceeded"  #: (on a cancelled task) its spawn's budget_usd was spent first

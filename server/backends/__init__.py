@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+import anyio
+
 from fanout_mcp.server.models import SubagentRequest, SubagentResult, Tokens
 from fanout_mcp.server.state import ErrorKind
 
@@ -33,8 +35,12 @@ class TaskSink(Protocol):
     def status(self, text: str) -> None:
         """A status line for the task, e.g. that it is waiting out a rate limit."""
 
-    def add_usage(self, model: str, tokens: Tokens) -> None:
-        """Tokens one provider call used (failed attempts included: they are billed too)."""
+    def add_usage(self, model: str, tokens: Tokens, cost_usd: float | None = None) -> None:
+        """Tokens one provider call used (failed attempts included: they are billed too).
+
+        ``cost_usd`` is the cost as the provider reported it (an agent CLI does); without it the cost
+        comes from the server's price table.
+        """
 
 
 class Backend(Protocol):
@@ -46,6 +52,11 @@ class Backend(Protocol):
     @property
     def caches_prompts(self) -> bool:
         """Whether a warm-first start pays off (the provider caches a shared prompt prefix)."""
+        ...
+
+    @property
+    def limiter(self) -> anyio.CapacityLimiter | None:
+        """This backend's own bound on calls at once (taken before a task starts running), or None."""
         ...
 
     def unavailable_reason(self) -> str | None:

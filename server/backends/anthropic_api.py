@@ -69,6 +69,10 @@ class AnthropicBackend:
         return True
 
     @property
+    def limiter(self) -> anyio.CapacityLimiter | None:
+        return None  # the throttle bounds requests in flight, adapting to the provider
+
+    @property
     def throttle(self) -> Throttle:
         return self._throttle
 

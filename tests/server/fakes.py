@@ -41,6 +41,10 @@ class ScriptedBackend:
     def caches_prompts(self) -> bool:
         return self.caches
 
+    @property
+    def limiter(self) -> anyio.CapacityLimiter | None:
+        return None
+
     def unavailable_reason(self) -> str | None:
         return self.unavailable
 

@@ -1,0 +1,120 @@
+"""Agent CLIs the server may run as subagents: the built-in presets and the operator's own commands.
+
+Only commands defined here or in the operator's configuration file ever run: the calling model picks
+one by name (a task's ``backend``), never an argv. A command is an argv template plus how to read its
+output:
+
+* ``{prompt}`` in ``argv`` puts the prompt there as one argument; without it the prompt goes to stdin.
+* ``model_args`` are appended only when the task (or the command) names a model, with ``{model}``
+  replaced, so that a CLI without a model falls back to its own default.
+* ``output`` says how stdout becomes the answer: ``text`` (all of it), ``json`` (one JSON document;
+  ``field`` is a dotted path to the answer), ``jsonl`` (one JSON object a line; the answer is ``field`` of
+  the last line that has it), or ``claude`` / ``codex`` (those CLIs' own formats, with usage and cost).
+* The environment is the server's minus anything that looks like a secret (a name containing KEY,
+  TOKEN, SECRET, PASSWORD, CREDENTIAL, AUTH or COOKIE), plus the names in ``pass_env``, plus ``env``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+OutputFormat = Literal["text", "json", "jsonl", "claude", "codex"]
+
+PROMPT: Final = "{prompt}"
+MODEL: Final = "{model}"
+
+
+class CommandSpec(BaseModel):
+    """One runnable agent CLI (a preset or the operator's own)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    argv: Annotated[tuple[str, ...], Field(min_length=1)]
+    model_args: tuple[str, ...] = ()
+    output: OutputFormat = "text"
+    field: Annotated[str, Field(min_length=1)] = "result"
+    env: Mapping[str, str] = {}
+    pass_env: tuple[str, ...] = ()
+    cwd: Path | None = None  #: default: the server's first root
+    model: str | None = None  #: used when a task names none
+    max_concurrency: Annotated[int, Field(ge=1, le=1_000)] = 4  #: these are whole agents: heavy processes
+    grace_s: Annotated[float, Field(ge=0, le=60)] = 2.0  #: between SIGTERM and SIGKILL on cancel
+    install_hint: str = ""  #: what to do when the executable is missing (presets set it)
+
+    @field_validator("argv")
+    @classmethod
+    def _has_program(cls, argv: tuple[str, ...]) -> tuple[str, ...]:
+        if not argv[0].strip():
+            raise ValueError("argv[0] must name the program to run")
+        if MODEL in " ".join(argv):
+            raise ValueError("put {model} in model_args, not argv: it is only added when a model is set")
+        if sum(arg.count(PROMPT) for arg in argv) > 1:
+            raise ValueError("{prompt} may appear once in argv")
+        return argv
+
+    @field_validator("cwd")
+    @classmethod
+    def _cwd_exists(cls, cwd: Path | None) -> Path | None:
+        if cwd is None:
+            return None
+        path = cwd.expanduser()
+        if not path.is_dir():
+            raise ValueError(f"cwd {str(cwd)!r} is not an existing directory")
+        return path.resolve()
+
+    @model_validator(mode="after")
+    def _model_has_a_place(self) -> CommandSpec:
+        if self.model_args and not any(MODEL in arg for arg in self.model_args):
+            raise ValueError("model_args must contain {model}")
+        return self
+
+    @property
+    def program(self) -> str:
+        return self.argv[0]
+
+    @property
+    def prompt_on_stdin(self) -> bool:
+        return not any(PROMPT in arg for arg in self.argv)
+
+
+# Read-only by default: Claude Code may look around the working directory but not change it or run
+# commands (in print mode a tool it is not allowed is refused, never asked about).
+_CLAUDE_READ_ONLY = (
+    "--allowedTools",
+    "Read,Grep,Glob",
+    "--disallowedTools",
+    "Bash,Edit,MultiEdit,Write,NotebookEdit",
+)
+
+PRESETS: Final[Mapping[str, CommandSpec]] = {
+    "claude": CommandSpec(
+        argv=("claude", "-p", "--output-format", "json", *_CLAUDE_READ_ONLY),
+        model_args=("--model", MODEL),
+        output="claude",
+        install_hint="install Claude Code (npm install -g @anthropic-ai/claude-code) and run `claude` once "
+        "to log in",
+    ),
+    "codex": CommandSpec(
+        argv=("codex", "exec", "--json", "--sandbox", "read-only", "--skip-git-repo-check", "-"),
+        model_args=("--model", MODEL),
+        output="codex",
+        install_hint="install the Codex CLI (npm install -g @openai/codex) and run `codex login`",
+    ),
+}
+
+# Names a command may not take: they mean something else in a task's ``backend``.
+RESERVED: Final = frozenset({"auto", "anthropic", "cli", "batch", "sampling"})
+
+
+def command_from_config(name: str, raw: Mapping[str, object]) -> CommandSpec:
+    """A command from the configuration file; for a preset's name, the keys given replace the preset's.
+
+    Raises:
+        pydantic.ValidationError: a key is unknown or a value is wrong.
+    """
+    base: dict[str, object] = PRESETS[name].model_dump() if name in PRESETS else {}
+    return CommandSpec.model_validate({**base, **raw})
