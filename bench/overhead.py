@@ -66,6 +66,9 @@ class InstantBackend:
     caches_prompts = False
     limiter = None
 
+    def model_for(self, asked: str | None, server_default: str) -> str:
+        return asked or server_default
+
     def unavailable_reason(self) -> str | None:
         return None
 

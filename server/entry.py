@@ -14,6 +14,7 @@ from typing import Any
 
 import anyio
 
+from fanout_mcp.server.backends import Backend
 from fanout_mcp.server.models import (
     SubagentRequest,
     TaskError,
@@ -50,6 +51,7 @@ class Entry:
     id: str
     group: Group
     spec: TaskSpec
+    backend: Backend
     prices: PriceTable
     request: SubagentRequest | None
     scope: anyio.CancelScope | None = field(default_factory=anyio.CancelScope)
@@ -154,7 +156,7 @@ class Entry:
             role=spec.role,
             state=self.state,
             backend=spec.backend,
-            model=self.model or spec.model,
+            model=self.model or spec.model or f"{spec.backend}'s default",
             output=self.text,
             partial=self.state is not TaskState.COMPLETED,
             structured=self.structured,

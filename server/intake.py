@@ -16,7 +16,9 @@ from typing import Any
 
 import anyio
 
-from fanout_mcp.server.errors import InvalidInput
+from fanout_mcp.server.backends import Backend
+from fanout_mcp.server.backends.roster import Roster
+from fanout_mcp.server.errors import BackendUnavailable, InvalidInput
 from fanout_mcp.server.files import FileReader, FileText
 from fanout_mcp.server.models import SpawnRequest, SubagentRequest, TaskRequest, TaskSpec
 from fanout_mcp.server.outputs import resolve_schema
@@ -43,16 +45,17 @@ class Intake:
     budget_usd: float | None = None
 
 
-async def prepare(
-    request: SpawnRequest, settings: Settings, reader: FileReader, *, backend: str, caches_prompts: bool
-) -> Intake:
-    """Validate a spawn, read its files (in a worker thread) and build every task's prompt.
+async def prepare(request: SpawnRequest, settings: Settings, reader: FileReader, roster: Roster) -> Intake:
+    """Validate a spawn, choose each task's backend, read its files (in a worker thread) and build every
+    task's prompt.
 
     Raises:
         InvalidInput: the message names the argument and the fix.
+        BackendUnavailable: a task's backend cannot run here; the message says what to configure.
     """
     warnings: list[str] = []
     _check_size(request, settings)
+    backends = _choose_backends(request, roster)
     max_concurrency = _check_concurrency(request.max_concurrency, settings, warnings)
     files: dict[str, FileText] = {}
     if any(task.files for task in request.tasks):
@@ -62,7 +65,7 @@ async def prepare(
     system = build_system(request.shared_context)
     cache = bool(request.shared_context) and estimate_tokens(system) >= settings.cache_min_tokens
     planned = [
-        _plan(i, task, files, system, cache, settings, backend, schemas[i], depends[i])
+        _plan(i, task, files, system, cache, settings, backends[i], schemas[i], depends[i])
         for i, task in enumerate(request.tasks)
     ]
     warnings += _warn_shared_files(request.tasks, files) + _warn_duplicates(request.tasks)
@@ -70,7 +73,30 @@ async def prepare(
     if len(warnings) > _MAX_WARNINGS:
         warnings = [*warnings[:_MAX_WARNINGS], f"... and {len(warnings) - _MAX_WARNINGS} more warnings"]
     budget = _check_budget(request.budget_usd)
-    return Intake(planned, cache and caches_prompts and len(planned) > 1, max_concurrency, warnings, budget)
+    warm = cache and len(planned) > 1 and any(b.caches_prompts for b in backends)
+    return Intake(planned, warm, max_concurrency, warnings, budget)
+
+
+def _choose_backends(request: SpawnRequest, roster: Roster) -> list[Backend]:
+    chosen: dict[str | None, Backend] = {}  # one lookup per name, however many tasks give it
+    backends: list[Backend] = []
+    for index, task in enumerate(request.tasks):
+        name = task.backend or request.backend
+        if name not in chosen:
+            try:
+                chosen[name] = roster.choose(name)
+            except InvalidInput as exc:
+                raise InvalidInput(f"{_where_backend(request, index, task)}: {exc}") from None
+            except BackendUnavailable as exc:
+                raise BackendUnavailable(f"{_where_backend(request, index, task)}: {exc}") from None
+        backends.append(chosen[name])
+    return backends
+
+
+def _where_backend(request: SpawnRequest, index: int, task: TaskRequest) -> str:
+    if task.backend is not None:
+        return f"task {index + 1} ({_name(task, index)})"
+    return "the spawn's backend" if request.backend is not None else "the server's default backend"
 
 
 def _check_budget(budget: float | None) -> float | None:
@@ -130,18 +156,18 @@ def _plan(
     system: str,
     cache: bool,
     settings: Settings,
-    backend: str,
+    backend: Backend,
     schema: Mapping[str, Any] | None,
     depends_on: tuple[int, ...],
 ) -> PlannedTask:
-    model = task.model or settings.model
+    model = backend.model_for(task.model, settings.model)
     spec = TaskSpec(
         index=index,
         label=task.label or _default_label(index),
         role=task.role,
         task=task.task,
         model=model,
-        backend=backend,
+        backend=backend.name,
         timeout_s=task.timeout_s or settings.task_timeout_s,
         files=tuple(task.files),
         output_schema=schema,

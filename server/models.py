@@ -106,6 +106,17 @@ class TaskRequest(BaseModel):
             "Default: the spawn's output_schema, else free text."
         ),
     ] = None
+    backend: Annotated[
+        str | None,
+        Field(
+            max_length=100,
+            description="Where this subagent runs: 'auto' (the server's choice), 'anthropic' (the API), "
+            "'claude' or 'codex' (that agent CLI, run by the server, reading the working directory "
+            "read-only), or another command the server's operator configured. An unknown or unusable "
+            "name is refused with the list this server offers. Default: the spawn's backend, else the "
+            "server's default.",
+        ),
+    ] = None
     depends_on: Annotated[
         list[str | int],
         Field(
@@ -134,6 +145,7 @@ class SpawnRequest(BaseModel):
     max_concurrency: int | None = None
     output_schema: dict[str, Any] | str | None = None
     budget_usd: float | None = None
+    backend: str | None = None
 
 
 class Usage(BaseModel):

@@ -109,7 +109,7 @@ async def _synthesize(runtime: Runtime, ids: list[str], options: SynthesisOption
     if options.mode == "none":
         return None
     synth = runtime.synthesizer
-    available = runtime.registry.backend.unavailable_reason() is None
+    available = runtime.registry.backends.default_usable()
     if options.mode == "merge" or (options.mode == "auto" and not available):
         return await synth.merge(ids)
     synthesis_id = await synth.start_llm(ids, options.instructions)

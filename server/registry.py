@@ -23,9 +23,9 @@ import anyio.abc
 import anyio.lowlevel
 
 from fanout_mcp.server.backends import Backend
+from fanout_mcp.server.backends.roster import Roster
 from fanout_mcp.server.entry import Entry, Group
 from fanout_mcp.server.errors import (
-    BackendUnavailable,
     InvalidInput,
     RegistryClosed,
     TaskFailure,
@@ -90,12 +90,12 @@ class TaskRegistry:
         self,
         task_group: anyio.abc.TaskGroup,
         settings: Settings,
-        backend: Backend,
+        backends: Roster,
         prices: PriceTable,
     ) -> None:
         self._tg = task_group
         self._settings = settings
-        self._backend = backend
+        self._backends = backends
         self._prices = prices
         self._reader = FileReader(settings.roots, max_file_bytes=settings.max_file_bytes)
         self._limiter = anyio.CapacityLimiter(settings.max_concurrency)
@@ -111,8 +111,8 @@ class TaskRegistry:
         return self._settings
 
     @property
-    def backend(self) -> Backend:
-        return self._backend
+    def backends(self) -> Roster:
+        return self._backends
 
     @property
     def files(self) -> FileReader:
@@ -126,21 +126,15 @@ class TaskRegistry:
 
         Raises:
             InvalidInput: the request cannot run as given (the message says why and what to do).
-            BackendUnavailable: the backend is not configured.
+            BackendUnavailable: a task's backend cannot run here.
             RegistryClosed: the server is shutting down.
         """
         self._check_accepting(len(request.tasks))
-        intake = await prepare(
-            request,
-            self._settings,
-            self._reader,
-            backend=self._backend.name,
-            caches_prompts=self._backend.caches_prompts,
-        )
+        intake = await prepare(request, self._settings, self._reader, self._backends)
         self._check_accepting(len(intake.tasks))  # the file reads awaited: check again
         if intake.budget_usd is not None:
             unpriced = sorted(
-                {p.spec.model for p in intake.tasks if self._prices.price(p.spec.model) is None}
+                {m for p in intake.tasks if (m := p.spec.model) and self._prices.price(m) is None}
             )
             if unpriced:
                 intake.warnings.append(
@@ -163,9 +157,6 @@ class TaskRegistry:
     def _check_accepting(self, count: int) -> None:
         if self._closed:
             raise RegistryClosed("the server is shutting down and starts no new tasks")
-        reason = self._backend.unavailable_reason()
-        if reason is not None:
-            raise BackendUnavailable(reason)
         limit = self._settings.max_unfinished
         if self._unfinished + count > limit:
             raise InvalidInput(
@@ -176,17 +167,22 @@ class TaskRegistry:
     def _register(self, intake: Intake) -> Group:
         limiter = anyio.CapacityLimiter(intake.max_concurrency) if intake.max_concurrency else None
         group = Group(id=_new_id("g"), task_ids=[], limiter=limiter, budget_usd=intake.budget_usd)
-        leads: dict[str, anyio.Event] = {}
+        leads: dict[tuple[str, str], anyio.Event] = {}
         entries: list[Entry] = []
         for planned in intake.tasks:
             entry = Entry(
-                id=_new_id("t"), group=group, spec=planned.spec, prices=self._prices, request=planned.request
+                id=_new_id("t"),
+                group=group,
+                spec=planned.spec,
+                backend=self._backends.get(planned.spec.backend),
+                prices=self._prices,
+                request=planned.request,
             )
             entries.append(entry)
         for entry in entries:
             entry.deps = tuple(entries[i] for i in entry.spec.depends_on)
             # A dependant starts late anyway: it neither warms the cache nor waits for a warm-up.
-            if intake.warm_first and not entry.deps:
+            if intake.warm_first and not entry.deps and entry.backend.caches_prompts:
                 self._link_warmup(entry, leads)
             group.task_ids.append(entry.id)
             self._tasks[entry.id] = entry
@@ -208,12 +204,14 @@ class TaskRegistry:
             await anyio.lowlevel.checkpoint()
 
     @staticmethod
-    def _link_warmup(entry: Entry, leads: dict[str, anyio.Event]) -> None:
-        # The first task of each model goes first; its siblings start once its answer begins, when the
-        # shared prefix is in the provider's cache, so they read it instead of each paying to write it.
-        gate = leads.get(entry.spec.model)
+    def _link_warmup(entry: Entry, leads: dict[tuple[str, str], anyio.Event]) -> None:
+        # The first task of each backend and model goes first; its siblings start once its answer
+        # begins, when the shared prefix is in the provider's cache, so they read it instead of each
+        # paying to write it.
+        key = (entry.spec.backend, entry.spec.model)
+        gate = leads.get(key)
         if gate is None:
-            entry.opens = leads[entry.spec.model] = anyio.Event()
+            entry.opens = leads[key] = anyio.Event()
         else:
             entry.warm_gate = gate
 
@@ -240,7 +238,7 @@ class TaskRegistry:
         async with AsyncExitStack() as stack:
             if entry.group.limiter is not None:
                 await stack.enter_async_context(entry.group.limiter)
-            own = self._backend.limiter
+            own = entry.backend.limiter
             if own is not None:
                 await stack.enter_async_context(own)
             await stack.enter_async_context(self._limiter)
@@ -293,7 +291,7 @@ class TaskRegistry:
 
     async def _answer(self, entry: Entry, request: SubagentRequest) -> tuple[SubagentResult, Any]:
         """Run the backend; an answer that breaks the task's output schema gets one repair call."""
-        result = await self._backend.run(request, entry)
+        result = await entry.backend.run(request, entry)
         schema, known = entry.spec.output_schema, entry.spec.known_sources
         if schema is None:
             return result, None
@@ -305,7 +303,7 @@ class TaskRegistry:
         )
         # An empty assistant turn is refused by the API: say that there was none.
         follow_up = (result.text.strip() or "(no answer)", repair_request(problem, schema))
-        repaired = await self._backend.run(replace(request, follow_up=follow_up), entry)
+        repaired = await entry.backend.run(replace(request, follow_up=follow_up), entry)
         value, problem = check_answer(repaired.text, schema, known)
         if problem is not None:
             raise InvalidOutput(repaired.text, problem)
@@ -558,9 +556,11 @@ class TaskRegistry:
 
 @asynccontextmanager
 async def open_registry(
-    settings: Settings, backend: Backend, prices: PriceTable | None = None
+    settings: Settings, backends: Roster | Backend, prices: PriceTable | None = None
 ) -> AsyncGenerator[TaskRegistry, None]:
     """Open the registry and its task group; on exit cancel every unfinished task and wait for them.
+
+    ``backends`` may be a single backend, which is then the only one and the default.
 
     An exception from the body is re-raised as itself once the task group has closed, not wrapped in
     an exception group (runners never raise anything but cancellation).
@@ -569,7 +569,8 @@ async def open_registry(
     error: Exception | None = None
     try:
         async with anyio.create_task_group() as tg:
-            registry = TaskRegistry(tg, settings, backend, prices or PriceTable.load(None))
+            roster = backends if isinstance(backends, Roster) else Roster.single(backends)
+            registry = TaskRegistry(tg, settings, roster, prices or PriceTable.load(None))
             try:
                 yield registry
             except Exception as exc:

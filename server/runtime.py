@@ -1,7 +1,7 @@
 """Everything the server owns for its lifetime, opened and closed in one place.
 
 ``open_runtime`` is what the MCP lifespan (``tools/app.py``) and the ``run`` command both enter: it makes
-the one ``AsyncAnthropic`` client on the running event loop, the backend, the registry and its task
+the one ``AsyncAnthropic`` client on the running event loop, the backends, the registry and its task
 group, and closes them in reverse order.
 """
 
@@ -18,6 +18,8 @@ import httpx2
 
 from fanout_mcp.server.backends import Backend
 from fanout_mcp.server.backends.anthropic_api import AnthropicBackend
+from fanout_mcp.server.backends.cli import CommandBackend
+from fanout_mcp.server.backends.roster import Roster
 from fanout_mcp.server.pricing import PriceTable
 from fanout_mcp.server.registry import TaskRegistry, open_registry
 from fanout_mcp.server.settings import Settings
@@ -54,9 +56,16 @@ def make_client(settings: Settings) -> anthropic.AsyncAnthropic:
     )
 
 
+def make_roster(settings: Settings, client: anthropic.AsyncAnthropic) -> Roster:
+    """Every backend the settings offer: the Anthropic API and each configured agent CLI."""
+    api = AnthropicBackend(client, Throttle(settings.max_concurrency), retry_cap_s=settings.retry_cap_s)
+    commands = {name: CommandBackend(name, spec, settings.roots) for name, spec in settings.commands.items()}
+    return Roster({api.name: api, **commands}, default=settings.backend)
+
+
 @asynccontextmanager
 async def open_runtime(settings: Settings, backend: Backend | None = None) -> AsyncGenerator[Runtime, None]:
-    """Open the client (unless a backend is given), the registry and the synthesizer.
+    """Open the client, the backends (unless one is given), the registry and the synthesizer.
 
     Raises:
         ValueError: the price file cannot be used.
@@ -68,8 +77,7 @@ async def open_runtime(settings: Settings, backend: Backend | None = None) -> As
         return
     client = make_client(settings)
     try:
-        api = AnthropicBackend(client, Throttle(settings.max_concurrency), retry_cap_s=settings.retry_cap_s)
-        async with open_registry(settings, api, prices) as registry:
+        async with open_registry(settings, make_roster(settings, client), prices) as registry:
             yield Runtime(settings, registry, Synthesizer(registry))
     finally:
         with anyio.move_on_after(5, shield=True):

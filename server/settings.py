@@ -1,22 +1,28 @@
 """Server settings: defaults, environment variables, and the checks that reject a bad value at start.
 
-Every setting has an environment variable (``FANOUT_*``) and a command-line flag (see ``tools/cli.py``);
-the flag wins. ``OPTIONS`` is the single list that both ``--help`` and the README are written from.
+Every setting has an environment variable (``FANOUT_*``), a command-line flag (see ``tools/cli.py``) and a
+key of the same name in the configuration file (``--config``, see ``config.py``), which also holds the
+agent CLI commands. A flag beats the environment, which beats the file. ``OPTIONS`` is the single list
+that both ``--help`` and the README are written from.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from fanout_mcp.server.commands import PRESETS, RESERVED, CommandSpec
+from fanout_mcp.server.config import ConfigError, read_config
 from fanout_mcp.server.pricing import PriceTable
 
 DEFAULT_MODEL: Final = "claude-sonnet-5-5"
+_COMMAND_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 
 
 def default_roots() -> tuple[Path, ...]:
@@ -54,6 +60,9 @@ class Settings(BaseModel):
     synthesis_input_chars: Annotated[int, Field(ge=1_000, le=10_000_000)] = 400_000
     prices_file: Path | None = None
     log_level: str = "WARNING"
+    config_file: Path | None = None
+    commands: Mapping[str, CommandSpec] = Field(default_factory=lambda: dict(PRESETS))
+    backend: Annotated[str, Field(min_length=1)] = "auto"  #: after commands: its check reads them
 
     @field_validator("roots")
     @classmethod
@@ -72,6 +81,26 @@ class Settings(BaseModel):
         if path is not None:
             PriceTable.load(path)  # raises ValueError naming the file and the entry
         return path
+
+    @field_validator("commands")
+    @classmethod
+    def _command_names(cls, commands: Mapping[str, CommandSpec]) -> Mapping[str, CommandSpec]:
+        for name in commands:
+            if name in RESERVED or not _COMMAND_NAME.fullmatch(name):
+                raise ValueError(
+                    f"command name {name!r} must be lower-case letters, digits, '-' or '_' (up to 40) "
+                    f"and none of {sorted(RESERVED)}"
+                )
+        return commands
+
+    @field_validator("backend")
+    @classmethod
+    def _backend_exists(cls, backend: str, info: ValidationInfo) -> str:
+        commands: Mapping[str, CommandSpec] = info.data.get("commands", PRESETS)
+        known = {"auto", "anthropic", "api", "cli", *commands}
+        if backend not in known:
+            raise ValueError(f"backend {backend!r} is not one of {sorted(known)}")
+        return backend
 
     @field_validator("log_level")
     @classmethod
@@ -215,6 +244,21 @@ OPTIONS: Final[Mapping[str, Option]] = {
     "log_level": Option(
         "--log-level", "FANOUT_LOG_LEVEL", "log level on stderr (default: WARNING)", metavar="LEVEL"
     ),
+    "backend": Option(
+        "--backend",
+        "FANOUT_BACKEND",
+        "where tasks that name no backend run: auto (the Anthropic API if a key is set, else the claude "
+        "CLI if it is on PATH), anthropic, or a command: claude, codex, or one from the configuration "
+        "file (default: auto)",
+        metavar="NAME",
+    ),
+    "config_file": Option(
+        "--config",
+        "FANOUT_CONFIG",
+        "TOML or JSON file with settings (the same names as below, e.g. max_concurrency) and agent CLI "
+        "commands ([commands.NAME]); see the README",
+        metavar="FILE",
+    ),
 }
 
 
@@ -223,32 +267,53 @@ class SettingsError(ValueError):
 
 
 def load_settings(overrides: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
-    """Build settings from the environment, then ``overrides`` (command-line flags, plan files).
+    """Build settings from the configuration file, then the environment, then ``overrides`` (flags).
 
     Raises:
-        SettingsError: a value is malformed or out of range.
+        SettingsError: a value is malformed or out of range, or the configuration file is unusable.
     """
     environ = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
+    from_env: dict[str, Any] = {}
     for name, option in OPTIONS.items():
         raw = environ.get(option.env)
         if raw is None or raw == "":
             continue
-        values[name] = [p for p in raw.split(os.pathsep) if p] if name == "roots" else raw
-    values.update({k: v for k, v in overrides.items() if v is not None})
+        from_env[name] = [p for p in raw.split(os.pathsep) if p] if name == "roots" else raw
+    from_flags = {k: v for k, v in overrides.items() if v is not None}
+    config_path = from_flags.get("config_file") or from_env.get("config_file")
+    from_file: dict[str, Any] = {}
+    if config_path:
+        try:
+            from_file = read_config(Path(config_path), set(OPTIONS) - {"config_file"})
+        except ConfigError as exc:
+            raise SettingsError(str(exc)) from None
+    sources = {**dict.fromkeys(from_file, "file"), **dict.fromkeys(from_env, "env")}
+    sources |= dict.fromkeys(from_flags, "flag")
     try:
-        return Settings(**values)
+        return Settings(**{**from_file, **from_env, **from_flags})
     except ValidationError as exc:
-        raise SettingsError(_describe(exc, overrides)) from None
+        raise SettingsError(_describe(exc, sources, config_path)) from None
 
 
-def _describe(exc: ValidationError, overrides: Mapping[str, Any]) -> str:
+def _describe(exc: ValidationError, sources: Mapping[str, str], config_path: Any) -> str:
     problems: list[str] = []
     for err in exc.errors():
         name = str(err["loc"][0]) if err["loc"] else "settings"
         option = OPTIONS.get(name)
-        source = name
-        if option is not None:
-            source = option.flag if overrides.get(name) is not None else option.env
-        problems.append(f"{source}: {err['msg']} (got {err.get('input')!r})")
+        source = sources.get(name)
+        if source == "flag" and option is not None:
+            where = option.flag
+        elif source == "env" and option is not None:
+            where = option.env
+        elif source == "file" or name == "commands":
+            path = ".".join(str(part) for part in err["loc"])
+            where = f"{config_path}: {path}"
+        else:
+            where = name
+        problems.append(f"{where}: {err['msg']} (got {_shown(err.get('input'))})")
     return "invalid configuration: " + "; ".join(problems)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 200 else text[:200] + "..."

@@ -235,13 +235,15 @@ class Synthesizer:
         self, index: int, label: str, prompt: str, known: frozenset[str], deps: tuple[int, ...]
     ) -> PlannedTask:
         settings = self._registry.settings
+        backend = self._registry.backends.choose(None)
+        model = backend.model_for(None, settings.model)
         spec = TaskSpec(
             index=index,
             label=label,
             role="synthesis",
             task=label,
-            model=settings.model,
-            backend=self._registry.backend.name,
+            model=model,
+            backend=backend.name,
             timeout_s=settings.task_timeout_s,
             files=(),
             output_schema=SYNTHESIS_SCHEMA,
@@ -249,7 +251,7 @@ class Synthesizer:
             known_sources=known,
         )
         request = SubagentRequest(
-            model=settings.model,
+            model=model,
             max_tokens=settings.synthesis_max_tokens,
             system=SYSTEM,
             prompt=prompt,

@@ -16,9 +16,10 @@ README = (REPO / "README.md").read_text(encoding="utf-8")
 
 
 def test_every_option_is_documented_in_the_readme() -> None:
-    for option in OPTIONS.values():
+    for name, option in OPTIONS.items():
         assert f"`{option.flag} {option.metavar}`" in README
-        assert f"`{option.env}`" in README
+        key = "-" if name == "config_file" else f"`{name}`"
+        assert f"| `{option.env}` | {key} |" in README
 
 
 def test_ci_runs_exactly_the_readmes_test_command() -> None:

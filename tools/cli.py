@@ -21,6 +21,7 @@ from fanout_mcp.server import (
     load_settings,
     open_runtime,
 )
+from fanout_mcp.server.checkup import check
 from fanout_mcp.server.plan import PlanOutcome, load_plan, run_plan
 from fanout_mcp.tools.app import create_server, package_version
 from fanout_mcp.tools.shape import describe_usage
@@ -62,6 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("plan", type=Path, metavar="PLAN.json")
     run.add_argument("--json", action="store_true", help="print the results as JSON instead of markdown")
+    commands.add_parser(
+        "doctor",
+        parents=[after],
+        help="say which backends can run here, and what to install or set for the others",
+        description="Check every backend: the Anthropic API key, each agent CLI (found on PATH, its "
+        "version) and the default backend. Spends no tokens. Exit status 0 when a task that names no "
+        "backend could run.",
+    )
     return parser
 
 
@@ -84,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "run":
         return anyio.run(_run, settings, args.plan, args.json)
+    if args.command == "doctor":
+        return anyio.run(_doctor, settings)
     create_server(settings).run()
     return 0
 
@@ -99,6 +110,25 @@ async def _run(settings: Settings, plan_path: Path, as_json: bool) -> int:
         return 2
     print(_as_json(outcome) if as_json else _as_markdown(outcome))
     return 0 if all(t.state == "completed" for t in outcome.tasks) else 1
+
+
+async def _doctor(settings: Settings) -> int:
+    checkup = await check(settings)
+    width = max(len(c.name) for c in checkup.backends)
+    print(f"fanout-mcp {package_version()}: backends")
+    for item in checkup.backends:
+        print(f"  {item.name:<{width}}  {'ok     ' if item.usable else 'missing'}  {item.detail}")
+    if checkup.default_resolves_to is not None:
+        print(
+            f"tasks that name no backend run on: {checkup.default_resolves_to} (--backend {checkup.default})"
+        )
+    else:
+        print(
+            f"tasks that name no backend cannot run (--backend {checkup.default}): {checkup.default_problem}"
+        )
+    roots = ", ".join(str(r) for r in settings.roots) or "none (no file can be read: give --root DIR)"
+    print(f"roots: {roots}")
+    return 0 if checkup.default_resolves_to is not None else 1
 
 
 def _configure_logging(settings: Settings) -> None:

@@ -164,6 +164,13 @@ async def spawn_parallel(
             "tasks not started end cancelled with kind budget_exceeded. Running tasks finish.",
         ),
     ] = None,
+    backend: Annotated[
+        str | None,
+        Field(
+            description="Where every task without its own backend runs: 'auto' (default), 'anthropic', "
+            "'claude', 'codex', or another command the server offers. Tasks may mix backends."
+        ),
+    ] = None,
     wait_s: Annotated[
         float,
         Field(ge=0, description="Seconds to wait before returning (default 0: return at once)."),
@@ -181,7 +188,9 @@ async def spawn_parallel(
     cached). Give all tasks the same output_format so their answers merge cleanly, or an output_schema
     ('findings' for reviews) so each answer comes back parsed and synthesize can merge them exactly.
     A task that needs another's result can name it in depends_on; it starts when that one completes,
-    and everything else still runs in parallel.
+    and everything else still runs in parallel. A task runs on the Anthropic API or on an agent CLI the
+    server runs for it ('claude', 'codex': backend); an unknown or unusable backend is refused with the
+    names this server offers.
 
     Returns group_id and task_ids immediately; the tasks run in the background (queued beyond the
     server's concurrency limit). Next: call task_output(group_id=...) to collect the results (it waits
@@ -196,6 +205,7 @@ async def spawn_parallel(
                 max_concurrency=max_concurrency,
                 output_schema=output_schema,
                 budget_usd=budget_usd,
+                backend=backend,
             )
         )
     ids = [t.task_id for t in receipt.tasks]
@@ -298,7 +308,7 @@ async def synthesize(
     deadline = anyio.current_time() + budget
     await _wait(runtime, ids, budget, ctx)
     synth = runtime.synthesizer
-    use_llm = mode == "llm" or (mode == "auto" and registry.backend.unavailable_reason() is None)
+    use_llm = mode == "llm" or (mode == "auto" and registry.backends.default_usable())
     if isinstance(quorum, int) and quorum < 1:
         raise ToolError(f"quorum must be 'any', 'majority', 'all' or a number of tasks >= 1 (got {quorum})")
     groups = _groups(registry, ids)

@@ -54,6 +54,10 @@ class Backend(Protocol):
         """Whether a warm-first start pays off (the provider caches a shared prompt prefix)."""
         ...
 
+    def model_for(self, asked: str | None, server_default: str) -> str:
+        """The model a task runs with, given the one it asked for; "" leaves the choice to the backend."""
+        ...
+
     @property
     def limiter(self) -> anyio.CapacityLimiter | None:
         """This backend's own bound on calls at once (taken before a task starts running), or None."""

@@ -68,6 +68,9 @@ class AnthropicBackend:
     def caches_prompts(self) -> bool:
         return True
 
+    def model_for(self, asked: str | None, server_default: str) -> str:
+        return asked or server_default
+
     @property
     def limiter(self) -> anyio.CapacityLimiter | None:
         return None  # the throttle bounds requests in flight, adapting to the provider

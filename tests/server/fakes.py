@@ -41,6 +41,9 @@ class ScriptedBackend:
     def caches_prompts(self) -> bool:
         return self.caches
 
+    def model_for(self, asked: str | None, server_default: str) -> str:
+        return asked or server_default
+
     @property
     def limiter(self) -> anyio.CapacityLimiter | None:
         return None

@@ -9,15 +9,17 @@ from pathlib import Path
 import pytest
 
 from fanout_mcp.server import InvalidInput, Settings, SpawnRequest, TaskRequest
+from fanout_mcp.server.backends.roster import Roster
 from fanout_mcp.server.files import FileReader
 from fanout_mcp.server.intake import Intake, prepare
+from tests.server.fakes import ScriptedBackend
 
 MakeSettings = Callable[..., Settings]
 
 
 async def intake_of(request: SpawnRequest, settings: Settings, caches: bool = True) -> Intake:
     reader = FileReader(settings.roots, max_file_bytes=settings.max_file_bytes)
-    return await prepare(request, settings, reader, backend="scripted", caches_prompts=caches)
+    return await prepare(request, settings, reader, Roster.single(ScriptedBackend(caches_prompts=caches)))
 
 
 def one(task: str = "do it", **fields: object) -> SpawnRequest:

@@ -169,7 +169,7 @@ async def test_429_is_retried_after_retry_after_and_siblings_keep_their_results(
             TaskRequest(task="[[fail:429;count=2;retry-after=0.01]] [[reply:got through]]"),
             TaskRequest(task="[[reply:sibling]]"),
         )
-        throttle_limit = runtime.registry.backend.throttle.limit  # type: ignore[attr-defined]
+        throttle_limit = runtime.registry.backends.get("anthropic").throttle.limit  # type: ignore[attr-defined]
     assert (limited.state, limited.output, limited.attempts) == (TaskState.COMPLETED, "got through", 3)
     assert (sibling.state, sibling.output) == (TaskState.COMPLETED, "sibling")
     assert fake_api.stats().statuses.get(429) == 2

@@ -1,0 +1,254 @@
+"""Subagents as agent CLIs (Claude Code, Codex, or the operator's own command), one subprocess per task.
+
+A task runs its command once: an agent CLI retries on its own, and a second run could repeat its side
+effects. The prompt goes in as an argument or on stdin; stdout is read as it arrives (the first
+``MAX_OUTPUT_BYTES`` kept, the rest drained and dropped so that the CLI never blocks) and becomes the
+answer as ``CommandSpec.output`` says. The CLI leads its own process group, with the server's environment
+minus anything that looks like a secret. However ``run`` ends (an answer, a failure, a cancellation or a
+timeout), the whole group is terminated, killed after ``grace_s`` if need be, and reaped. OS errors become
+``TaskFailure`` here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import AsyncGenerator, Callable, Generator
+from pathlib import Path
+from subprocess import DEVNULL, PIPE
+from typing import Final
+
+import anyio
+from anyio.abc import ByteReceiveStream, ByteSendStream, Process, TaskGroup
+
+from fanout_mcp.server.backends import TaskSink
+from fanout_mcp.server.backends.formats import FORMATS, STDERR_TAIL_CHARS, Outcome, Stdout, Tail
+from fanout_mcp.server.commands import MODEL, PROMPT, CommandSpec
+from fanout_mcp.server.errors import TaskFailure
+from fanout_mcp.server.models import SubagentRequest, SubagentResult
+from fanout_mcp.server.state import ErrorKind
+
+_SECRET_MARKERS: Final = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH", "COOKIE")
+_VERSION_TIMEOUT_S: Final = 10.0
+_DRAIN_AFTER_EXIT_S: Final = 2.0  #: how long the pipes may stay open once the CLI and its group are gone
+
+
+class CommandBackend:
+    """Runs each subagent as one run of an agent CLI."""
+
+    def __init__(self, name: str, spec: CommandSpec, roots: tuple[Path, ...]) -> None:
+        self._name = name
+        self._spec = spec
+        self._roots = roots
+        self._limiter = anyio.CapacityLimiter(spec.max_concurrency)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def caches_prompts(self) -> bool:
+        return False  # every run is a fresh process: warming a shared prefix first gains nothing
+
+    @property
+    def limiter(self) -> anyio.CapacityLimiter:
+        return self._limiter
+
+    @property
+    def program(self) -> str:
+        return self._spec.program
+
+    def model_for(self, asked: str | None, server_default: str) -> str:
+        """The task's own model, else the command's, else "" (the CLI's choice). Never the server's
+        default: that names an API model, which another vendor's CLI would not know."""
+        return asked or self._spec.model or ""
+
+    def unavailable_reason(self) -> str | None:
+        if shutil.which(self._spec.program) is not None:  # looked up on each call: PATH may change
+            return None
+        return _not_found(self._spec)
+
+    async def version(self) -> str | None:
+        """The first line ``<program> --version`` prints, or None if that fails. Spends no tokens."""
+        stdout = Stdout()
+        try:
+            with anyio.fail_after(_VERSION_TIMEOUT_S):
+                outcome = await self._execute([self._spec.program, "--version"], None, stdout)
+        except (TimeoutError, TaskFailure):
+            return None
+        lines = outcome.stdout.strip().splitlines()
+        return lines[0].strip() if outcome.status == 0 and lines else None
+
+    async def run(self, request: SubagentRequest, sink: TaskSink) -> SubagentResult:
+        model = request.model or self._spec.model  # "" from the registry: the command's model, or the CLI's
+        prompt = _prompt_text(request)
+        reading = FORMATS[self._spec.output](sink, model or self._name, self._spec.field)
+        stdout = Stdout(reading.take, reading.line if reading.reads_lines else None)
+        stdin = prompt.encode() if self._spec.prompt_on_stdin else None
+        outcome = await self._execute(_argv(self._spec, prompt, model), stdin, stdout)
+        return reading.result(outcome)
+
+    async def _execute(self, argv: list[str], stdin: bytes | None, stdout: Stdout) -> Outcome:
+        stderr = Tail(STDERR_TAIL_CHARS)
+        with self._workdir() as cwd:
+            async with _spawned(argv, cwd, self._spec, with_stdin=stdin is not None) as process:
+                status = await _communicate(process, stdin, stdout, stderr)
+        return Outcome(self._spec.program, status, stdout.close(), stdout.cut, stderr.text)
+
+    @contextlib.contextmanager
+    def _workdir(self) -> Generator[Path, None, None]:
+        """The command's cwd, else the first root, else a private directory for this run only: never
+        wherever the server happened to start (``/`` or the home directory)."""
+        if self._spec.cwd is not None or self._roots:
+            yield self._spec.cwd or self._roots[0]
+            return
+        with tempfile.TemporaryDirectory(prefix="fanout-cli-", ignore_cleanup_errors=True) as scratch:
+            yield Path(scratch)
+
+
+# --- the process --------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def _spawned(
+    argv: list[str], cwd: Path, spec: CommandSpec, *, with_stdin: bool
+) -> AsyncGenerator[Process, None]:
+    """The CLI, leading a new process group that is ended and reaped however the block exits."""
+    try:
+        process = await anyio.open_process(
+            argv,
+            stdin=PIPE if with_stdin else DEVNULL,
+            cwd=cwd,
+            env=_child_env(spec),
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise _start_failure(exc, spec, cwd) from exc
+    try:
+        yield process
+    finally:
+        with anyio.CancelScope(shield=True):
+            await _end_group(process, spec.grace_s)
+
+
+async def _end_group(process: Process, grace_s: float) -> None:
+    """SIGTERM the group, SIGKILL it after ``grace_s``, reap the leader and close its pipes."""
+    group = process.pid  # a new session's leader: its pid is the group's id
+    if process.returncode is None:
+        _signal_group(group, signal.SIGTERM)
+        with anyio.move_on_after(grace_s):
+            await process.wait()
+        if process.returncode is None:
+            _signal_group(group, signal.SIGKILL)
+            await process.wait()
+    # Always, once more: grandchildren that outlived the leader or ignored SIGTERM are still in the group.
+    _signal_group(group, signal.SIGKILL)
+    await process.aclose()
+
+
+def _signal_group(group: int, signum: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone already
+        os.killpg(group, signum)
+
+
+async def _communicate(process: Process, stdin: bytes | None, stdout: Stdout, stderr: Tail) -> int:
+    """Feed stdin and drain both pipes at once (so neither side can block the other); return the exit
+    status once the output is read."""
+    async with anyio.create_task_group() as group:
+        if stdin is not None:
+            group.start_soon(_write, process.stdin, stdin)
+        out_done = _start_pump(group, process.stdout, stdout.feed)
+        err_done = _start_pump(group, process.stderr, stderr.feed)
+        await process.wait()
+        # A child the CLI left running would hold the pipes open: end the group so they reach EOF. Bound
+        # the rest in case something escaped the group (setsid) with a pipe.
+        _signal_group(process.pid, signal.SIGKILL)
+        with anyio.move_on_after(_DRAIN_AFTER_EXIT_S):
+            await out_done.wait()
+            await err_done.wait()
+        group.cancel_scope.cancel()
+    return await process.wait()  # it has exited: this is its status at once
+
+
+async def _write(stream: ByteSendStream | None, data: bytes) -> None:
+    if stream is None:
+        return
+    try:
+        await stream.send(data)
+        await stream.aclose()
+    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+        pass  # the CLI exited without reading it all: its exit status says how it went
+
+
+def _start_pump(
+    group: TaskGroup, stream: ByteReceiveStream | None, feed: Callable[[bytes], None]
+) -> anyio.Event:
+    done = anyio.Event()
+
+    async def pump() -> None:
+        try:
+            if stream is not None:
+                async for chunk in stream:
+                    feed(chunk)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            pass  # a broken pipe ends the output like EOF; the exit status says whether the CLI did well
+        finally:
+            done.set()
+
+    group.start_soon(pump)
+    return done
+
+
+def _child_env(spec: CommandSpec) -> dict[str, str]:
+    """The server's environment without secrets, plus ``pass_env`` and ``env``. Never log it."""
+    env = {name: value for name, value in os.environ.items() if not _looks_secret(name)}
+    env.update({name: os.environ[name] for name in spec.pass_env if name in os.environ})
+    env.update(spec.env)
+    return env
+
+
+def _looks_secret(name: str) -> bool:
+    upper = name.upper()
+    return any(marker in upper for marker in _SECRET_MARKERS)
+
+
+def _prompt_text(request: SubagentRequest) -> str:
+    text = f"{request.system}\n\n{request.prompt}" if request.system else request.prompt
+    if request.follow_up is not None:
+        previous, feedback = request.follow_up
+        text += f"\n\nYour previous answer was:\n{previous}\n\n{feedback}"
+    return text
+
+
+def _argv(spec: CommandSpec, prompt: str, model: str | None) -> list[str]:
+    argv = [arg.replace(PROMPT, prompt) for arg in spec.argv]
+    if model:  # without one the CLI uses its own default model
+        argv += [arg.replace(MODEL, model) for arg in spec.model_args]
+    return argv
+
+
+def _not_found(spec: CommandSpec) -> str:
+    hint = spec.install_hint or "install it, or give its full path as the first word of the command's argv"
+    return (
+        f"the `{spec.program}` command is not on the server's PATH (or is not executable): {hint}. If it is "
+        "installed, the MCP client may start the server with a shorter PATH than your shell's: put its "
+        'directory on PATH in the "env" block of the server\'s entry, then restart the server.'
+    )
+
+
+def _start_failure(exc: OSError, spec: CommandSpec, cwd: Path) -> TaskFailure:
+    if exc.errno == errno.E2BIG:
+        return TaskFailure(
+            ErrorKind.INVALID_INPUT,
+            f"the prompt is too long to pass to `{spec.program}` as an argument. Send fewer or smaller "
+            "files, or have the command read its prompt from stdin (no {prompt} in its argv).",
+        )
+    if exc.filename is not None and str(exc.filename) == str(cwd):
+        return TaskFailure(ErrorKind.COMMAND_FAILED, f"cannot run `{spec.program}` in {cwd}: {exc.strerror}")
+    if isinstance(exc, FileNotFoundError | PermissionError):
+        return TaskFailure(ErrorKind.BACKEND_UNAVAILABLE, _not_found(spec))
+    return TaskFailure(ErrorKind.COMMAND_FAILED, f"`{spec.program}` could not be started: {exc}")

@@ -1,0 +1,69 @@
+"""What ``fanout-mcp doctor`` reports: which backends can run here, and what to do about the others.
+
+Nothing here spends tokens: the API key is looked for, not tried, and a CLI is asked for its version.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+
+import anyio
+
+from fanout_mcp.server.backends.cli import CommandBackend
+from fanout_mcp.server.backends.roster import NOT_YET, Roster
+from fanout_mcp.server.errors import BackendUnavailable, InvalidInput
+from fanout_mcp.server.runtime import make_client, make_roster
+from fanout_mcp.server.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class BackendCheck:
+    name: str
+    usable: bool
+    detail: str  #: what was found (a version, a path), or why it cannot run and what to do
+
+
+@dataclass(frozen=True, slots=True)
+class Checkup:
+    backends: list[BackendCheck]
+    default: str  #: the --backend setting
+    default_resolves_to: str | None  #: the backend a task naming none runs on now, if any
+    default_problem: str | None
+
+
+async def check(settings: Settings) -> Checkup:
+    """Look at every backend the settings offer."""
+    client = make_client(settings)
+    try:
+        roster = make_roster(settings, client)
+        checks = [await _check_one(roster, status.name, status.reason) for status in roster.statuses()]
+    finally:
+        with anyio.move_on_after(5, shield=True):
+            await client.close()
+    checks += [
+        BackendCheck(name, False, "not available in this version of fanout-mcp") for name in sorted(NOT_YET)
+    ]
+    try:
+        chosen: str | None = roster.choose(None).name
+        problem = None
+    except (InvalidInput, BackendUnavailable) as exc:
+        chosen, problem = None, str(exc)
+    return Checkup(checks, settings.backend, chosen, problem)
+
+
+async def _check_one(roster: Roster, name: str, reason: str | None) -> BackendCheck:
+    backend = roster.get(name)
+    if reason is not None:
+        return BackendCheck(name, False, reason)
+    if isinstance(backend, CommandBackend):
+        where = shutil.which(backend.program) or backend.program
+        version = await backend.version()
+        if version is None:
+            return BackendCheck(name, False, f"{where} is there but `{backend.program} --version` failed: "
+                                "check that it runs in a terminal")  # fmt: skip
+        return BackendCheck(name, True, f"{version} ({where})")
+    endpoint = os.environ.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com"
+    return BackendCheck(name, True, f"credentials found; endpoint {endpoint} (not called: that would "
+                        "cost a request)")  # fmt: skip

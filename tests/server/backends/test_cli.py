@@ -1,0 +1,699 @@
+"""The CLI backend against fake agent CLIs: real subprocesses, real pipes, real signals."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from fanout_mcp.server import ErrorKind, SubagentRequest, TaskFailure, Tokens
+from fanout_mcp.server.backends.cli import CommandBackend
+from fanout_mcp.server.backends.formats import MAX_OUTPUT_BYTES
+from fanout_mcp.server.commands import CommandSpec, command_from_config
+from tests.server.backends import fake_clis
+
+pytestmark = pytest.mark.anyio
+
+
+class RecordingSink:
+    """A TaskSink that keeps everything it is told and lets a test wait for some of it."""
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.appended: list[str] = []
+        self.statuses: list[str] = []
+        self.usage: list[tuple[str, Tokens, float | None]] = []
+        self._changed = anyio.Event()
+
+    @property
+    def text(self) -> str:
+        return "".join(self.appended)
+
+    def response_started(self) -> None:
+        self.started += 1
+        self._poke()
+
+    def append(self, text: str) -> None:
+        self.appended.append(text)
+        self._poke()
+
+    def restart(self, note: str, cause: ErrorKind) -> None:
+        raise AssertionError(f"a CLI run is never restarted ({note}, {cause})")
+
+    def status(self, text: str) -> None:
+        self.statuses.append(text)
+        self._poke()
+
+    def add_usage(self, model: str, tokens: Tokens, cost_usd: float | None = None) -> None:
+        self.usage.append((model, tokens, cost_usd))
+
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        """Return once ``predicate`` holds (bound it with ``fail_after``)."""
+        while not predicate():
+            await self._changed.wait()
+
+    def _poke(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+
+def request(
+    prompt: str = "Say hi", *, model: str = "", system: str = "You are terse.", **more: Any
+) -> SubagentRequest:
+    return SubagentRequest(
+        model=model, max_tokens=1000, system=system, prompt=prompt, cache_system=False, **more
+    )
+
+
+@pytest.fixture
+def bin_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A directory for fake executables, first on PATH for this test only."""
+    path = tmp_path / "bin"
+    path.mkdir()
+    monkeypatch.setenv("PATH", f"{path}{os.pathsep}{os.environ.get('PATH', '')}")
+    return path
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    path = tmp_path / "root"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def replay(tmp_path: Path) -> Callable[..., dict[str, str]]:
+    """``replay(stdout, status=0, stderr="")``: the ``env`` that has the REPLAY fake act so and record its run
+    in ``tmp_path/record.json``."""
+
+    def make(stdout: str | bytes = "", *, status: int = 0, stderr: str = "") -> dict[str, str]:
+        output = tmp_path / "output"
+        output.write_bytes(stdout.encode() if isinstance(stdout, str) else stdout)
+        record = str(tmp_path / "record.json")
+        return {
+            "FAKE_OUTPUT": str(output),
+            "FAKE_RECORD": record,
+            "FAKE_STATUS": str(status),
+            "FAKE_STDERR": stderr,
+        }
+
+    return make
+
+
+def recorded(tmp_path: Path) -> dict[str, Any]:
+    """What the REPLAY fake saw: argv (without the program), stdin, cwd, env."""
+    return json.loads((tmp_path / "record.json").read_text())
+
+
+async def run(
+    backend: CommandBackend, req: SubagentRequest | None = None, sink: RecordingSink | None = None
+) -> Any:
+    with anyio.fail_after(30):
+        return await backend.run(req or request(), sink or RecordingSink())
+
+
+async def failure(backend: CommandBackend, req: SubagentRequest | None = None) -> TaskFailure:
+    with pytest.raises(TaskFailure) as caught:
+        await run(backend, req)
+    return caught.value
+
+
+def is_gone(pid: int) -> bool:
+    """Whether ``pid`` has ended (a zombie has: only its parent's reaping is left)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    except OSError:  # no /proc here: ask the kernel instead (a zombie then counts as alive)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def all_ended(pids: list[int], reaped: int | None) -> bool:
+    return all(is_gone(pid) for pid in pids) and (reaped is None or not Path(f"/proc/{reaped}").exists())
+
+
+async def wait_until_gone(pids: list[int], *, reaped: int | None = None) -> None:
+    """Poll (bounded: an outside fact has no event to wait on) until every pid has ended, and ``reaped``
+    (our own child) left no zombie either."""
+    with anyio.fail_after(10):
+        while True:
+            if all_ended(pids, reaped):
+                return
+            await anyio.sleep(0.05)
+
+
+def read_pids(path: Path) -> list[int]:
+    return [int(line) for line in path.read_text().split()]
+
+
+# --- the presets ---------------------------------------------------------------------------------
+
+CLAUDE_RESULT = {
+    "type": "result",
+    "subtype": "success",
+    "is_error": False,
+    "duration_ms": 1998,
+    "num_turns": 1,
+    "result": "Hello",
+    "stop_reason": "end_turn",
+    "session_id": "5f0c1d2e",
+    "total_cost_usd": 0.0079825,
+    "usage": {
+        "input_tokens": 3,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 15635,
+        "output_tokens": 6,
+    },
+    "modelUsage": {"claude-sonnet-4-6": {"inputTokens": 3, "outputTokens": 6, "costUSD": 0.0079825}},
+}
+
+
+async def test_claude_answers_with_its_usage_and_cost_and_gets_the_prompt_on_stdin(
+    bin_dir: Path, root: Path, tmp_path: Path, replay: Callable[..., dict[str, str]]
+) -> None:
+    fake_clis.install(bin_dir, "claude", fake_clis.REPLAY)
+    spec = command_from_config("claude", {"env": replay(json.dumps(CLAUDE_RESULT))})
+    sink = RecordingSink()
+
+    result = await run(CommandBackend("claude", spec, (root,)), request(), sink)
+
+    assert (result.text, result.model, result.stop_reason) == ("Hello", "claude-sonnet-4-6", "end_turn")
+    assert sink.usage == [
+        ("claude-sonnet-4-6", Tokens(3, 6, cache_write_tokens=0, cache_read_tokens=15635), 0.0079825)
+    ]
+    seen = recorded(tmp_path)
+    assert seen["stdin"] == "You are terse.\n\nSay hi"
+    assert seen["argv"] == list(spec.argv[1:])  # no --model: none was asked for, so Claude Code picks
+    assert sink.started == 1 and sink.appended == [] and sink.statuses[0].startswith("running: ")
+
+
+async def test_claude_reporting_an_error_fails_the_task_with_its_message_even_when_it_exits_1(
+    bin_dir: Path, root: Path, replay: Callable[..., dict[str, str]]
+) -> None:
+    fake_clis.install(bin_dir, "claude", fake_clis.REPLAY)
+    report = {**CLAUDE_RESULT, "is_error": True, "result": "Invalid API key · Please run /login"}
+    spec = command_from_config("claude", {"env": replay(json.dumps(report), status=1, stderr="")})
+
+    error = await failure(CommandBackend("claude", spec, (root,)))
+
+    assert error.kind is ErrorKind.COMMAND_FAILED
+    assert "Invalid API key · Please run /login" in error.message and "fanout-mcp doctor" in error.message
+
+
+CODEX_EVENTS = [
+    {"type": "thread.started", "thread_id": "0199a213-81c0-7800-8aa1-bbab2a035a53"},
+    {"type": "turn.started"},
+    {"type": "error", "message": "Reconnecting... 1/5"},
+    {"type": "item.completed", "item": {"id": "item_0", "type": "reasoning", "text": "**Looking around**"}},
+    {
+        "type": "item.started",
+        "item": {
+            "id": "item_1",
+            "type": "command_execution",
+            "command": "bash -lc ls",
+            "status": "in_progress",
+        },
+    },
+    {
+        "type": "item.completed",
+        "item": {
+            "id": "item_1",
+            "type": "command_execution",
+            "command": "bash -lc ls",
+            "aggregated_output": "README.md\n",
+            "exit_code": 0,
+            "status": "completed",
+        },
+    },
+    {
+        "type": "item.completed",
+        "item": {"id": "item_2", "type": "agent_message", "text": "Looking at the files."},
+    },
+    {
+        "type": "turn.completed",
+        "usage": {"input_tokens": 1000, "cached_input_tokens": 600, "output_tokens": 50},
+    },
+    {"type": "turn.started"},
+    {
+        "type": "item.completed",
+        "item": {"id": "item_3", "type": "agent_message", "text": "The answer is 42."},
+    },
+    {
+        "type": "turn.completed",
+        "usage": {"input_tokens": 24763, "cached_input_tokens": 24448, "output_tokens": 122},
+    },
+]
+
+
+def jsonl(events: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(event) + "\n" for event in events)
+
+
+async def test_codex_answers_with_its_last_agent_message_shows_progress_and_sums_usage(
+    bin_dir: Path, root: Path, tmp_path: Path, replay: Callable[..., dict[str, str]]
+) -> None:
+    fake_clis.install(bin_dir, "codex", fake_clis.REPLAY)
+    spec = command_from_config("codex", {"env": replay(jsonl(CODEX_EVENTS))})
+    sink = RecordingSink()
+
+    result = await run(CommandBackend("codex", spec, (root,)), request(), sink)
+
+    assert (result.text, result.model, result.stop_reason) == ("The answer is 42.", "codex", "end_turn")
+    assert sink.text == "Looking at the files.\n\nThe answer is 42."
+    assert "ran: bash -lc ls" in sink.statuses
+    assert {model for model, _, _ in sink.usage} == {"codex"} and all(
+        cost is None for _, _, cost in sink.usage
+    )
+    total = [sum(getattr(tokens, name) for _, tokens, _ in sink.usage) for name in Tokens.__slots__]
+    assert total == [400 + 315, 50 + 122, 0, 600 + 24448]  # input without the cached part, output, cache
+    assert recorded(tmp_path)["stdin"] == "You are terse.\n\nSay hi"
+
+
+async def test_codex_failing_its_turn_fails_the_task_with_its_message(
+    bin_dir: Path, root: Path, replay: Callable[..., dict[str, str]]
+) -> None:
+    fake_clis.install(bin_dir, "codex", fake_clis.REPLAY)
+    events = [
+        *CODEX_EVENTS[:2],
+        {"type": "error", "message": "unexpected status 401 Unauthorized"},
+        {"type": "turn.failed", "error": {"message": "unexpected status 401 Unauthorized"}},
+    ]
+    spec = command_from_config("codex", {"env": replay(jsonl(events), status=1)})
+
+    error = await failure(CommandBackend("codex", spec, (root,)))
+
+    assert error.kind is ErrorKind.COMMAND_FAILED
+    assert "unexpected status 401 Unauthorized" in error.message
+
+
+# --- the operator's own commands -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv", [("mytool", "--ask", "{prompt}"), ("mytool", "--ask={prompt}")])
+async def test_a_text_command_gets_the_prompt_as_an_argument_and_streams_its_answer(
+    bin_dir: Path, root: Path, tmp_path: Path, replay: Callable[..., dict[str, str]], argv: tuple[str, ...]
+) -> None:
+    fake_clis.install(bin_dir, "mytool", fake_clis.REPLAY)
+    backend = CommandBackend("mytool", CommandSpec(argv=argv, env=replay("The answer.\n\n  ")), (root,))
+    sink = RecordingSink()
+
+    result = await run(backend, request("Say hi", follow_up=("Hi!!", "Less excited, please.")), sink)
+
+    assert (result.text, result.model, result.stop_reason) == ("The answer.", "mytool", "end_turn")
+    assert sink.text == "The answer.\n\n  " and sink.started == 1
+    prompt = "You are terse.\n\nSay hi\n\nYour previous answer was:\nHi!!\n\nLess excited, please."
+    seen = recorded(tmp_path)
+    assert seen["argv"][-1] in (prompt, f"--ask={prompt}")
+    assert seen["stdin"] == ""  # stdin is /dev/null when the prompt is an argument
+
+
+@pytest.mark.parametrize(
+    ("document", "answer"),
+    [
+        ({"data": {"answer": "42 is the answer"}}, "42 is the answer"),
+        ({"data": {"answer": {"n": 42}}}, '{"n": 42}'),
+    ],
+)
+async def test_a_json_command_answers_with_its_dotted_field(
+    bin_dir: Path, root: Path, replay: Callable[..., dict[str, str]], document: dict[str, Any], answer: str
+) -> None:
+    fake_clis.install(bin_dir, "mytool", fake_clis.REPLAY)
+    spec = CommandSpec(argv=("mytool",), output="json", field="data.answer", env=replay(json.dumps(document)))
+
+    result = await run(CommandBackend("mytool", spec, (root,)))
+
+    assert result.text == answer
+
+
+async def test_a_json_command_without_the_field_fails_saying_what_was_expected_and_what_came(
+    bin_dir: Path, root: Path, replay: Callable[..., dict[str, str]]
+) -> None:
+    fake_clis.install(bin_dir, "mytool", fake_clis.REPLAY)
+    spec = CommandSpec(
+        argv=("mytool",), output="json", field="data.answer", env=replay('{"data": {"other": 1}}')
+    )
+
+    error = await failure(CommandBackend("mytool", spec, (root,)))
+
+    assert error.kind is ErrorKind.COMMAND_FAILED
+    assert "'data.answer'" in error.message and '{"data": {"other": 1}}' in error.message
+
+
+async def test_a_jsonl_command_answers_with_the_field_of_the_last_line_that_has_it(
+    bin_dir: Path, root: Path, replay: Callable[..., dict[str, str]]
+) -> None:
+    fake_clis.install(bin_dir, "mytool", fake_clis.REPLAY)
+    lines = 'starting up\n{"result": "first"}\n\n{"progress": 1}\n[1, 2]\n{"result": "last"}\n{"other": 2}'
+    spec = CommandSpec(argv=("mytool",), output="jsonl", env=replay(lines))
+    sink = RecordingSink()
+
+    result = await run(CommandBackend("mytool", spec, (root,)), request(), sink)
+
+    assert result.text == "last"
+    assert sink.appended == [] and sink.statuses and all(s.startswith("running: ") for s in sink.statuses)
+
+
+@pytest.mark.parametrize("output", ["text", "json", "jsonl", "claude", "codex"])
+async def test_a_non_zero_exit_fails_the_task_with_the_stderr_tail(
+    bin_dir: Path, root: Path, replay: Callable[..., dict[str, str]], output: str
+) -> None:
+    fake_clis.install(bin_dir, "mytool", fake_clis.REPLAY)
+    stderr = "x" * 5000 + "\nError: not logged in. Run `mytool login`.\n"
+    spec = CommandSpec.model_validate(
+        {"argv": ["mytool"], "output": output, "env": replay(status=3, stderr=stderr)}
+    )
+
+    error = await failure(CommandBackend("mytool", spec, (root,)))
+
+    assert error.kind is ErrorKind.COMMAND_FAILED
+    assert "`mytool` exited with status 3: " in error.message
+    assert (
+        "Error: not logged in. Run `mytool login`." in error.message and "fanout-mcp doctor" in error.message
+    )
+    assert len(error.message) < 2200  # the tail of stderr, not all of it
+
+
+async def test_a_cli_killed_by_a_signal_fails_the_task_naming_the_signal(bin_dir: Path, root: Path) -> None:
+    fake_clis.install(bin_dir, "mytool", fake_clis.SUICIDE)
+
+    error = await failure(CommandBackend("mytool", CommandSpec(argv=("mytool",)), (root,)))
+
+    assert error.kind is ErrorKind.COMMAND_FAILED and "killed by SIGTERM" in error.message
+
+
+# --- pipes ---------------------------------------------------------------------------------------
+
+
+async def test_a_megabyte_prompt_on_stdin_arrives_intact_while_the_cli_writes_a_megabyte(
+    bin_dir: Path, root: Path
+) -> None:
+    fake_clis.install(bin_dir, "digest", fake_clis.DIGEST_STDIN)
+    prompt = "é ✓ naïve\n" * 100_000  # > 1 MB in UTF-8, with characters split across pipe writes
+    expected = f"You are terse.\n\n{prompt}".encode()
+
+    result = await run(CommandBackend("digest", CommandSpec(argv=("digest",)), (root,)), request(prompt))
+
+    assert result.text.splitlines()[-1] == f"{hashlib.sha256(expected).hexdigest()} {len(expected)}"
+
+
+async def test_a_cli_that_never_reads_its_stdin_still_gets_its_answer_through(
+    bin_dir: Path, root: Path, replay: Callable[..., dict[str, str]]
+) -> None:
+    fake_clis.install(bin_dir, "mytool", fake_clis.REPLAY)
+    spec = CommandSpec(argv=("mytool",), env={**replay("ok"), "FAKE_SKIP_STDIN": "1"})
+
+    result = await run(CommandBackend("mytool", spec, (root,)), request("p" * 2_000_000))
+
+    assert result.text == "ok"
+
+
+async def test_a_huge_text_answer_is_cut_at_the_cap_with_a_note_and_the_run_completes(
+    bin_dir: Path, root: Path
+) -> None:
+    fake_clis.install(bin_dir, "flood", fake_clis.FLOOD)
+    sink = RecordingSink()
+
+    result = await run(
+        CommandBackend("flood", CommandSpec(argv=("flood", "THE END")), (root,)), request(), sink
+    )
+
+    assert result.stop_reason == "output_cut"
+    assert result.text.endswith("\n\n[output cut at 4 MiB]") and "THE END" not in result.text
+    assert len(result.text.encode()) <= MAX_OUTPUT_BYTES + 100
+    assert len(sink.text.encode()) <= MAX_OUTPUT_BYTES
+
+
+async def test_a_jsonl_answer_after_the_cap_is_still_found(bin_dir: Path, root: Path) -> None:
+    fake_clis.install(bin_dir, "flood", fake_clis.FLOOD)
+    spec = CommandSpec(argv=("flood", '{"result": "found past 10 MB"}'), output="jsonl")
+
+    result = await run(CommandBackend("flood", spec, (root,)))
+
+    assert result.text == "found past 10 MB"
+
+
+# --- where and how it runs -----------------------------------------------------------------------
+
+
+async def test_secrets_stay_out_of_the_environment_unless_passed_and_env_adds_variables(
+    bin_dir: Path,
+    root: Path,
+    tmp_path: Path,
+    replay: Callable[..., dict[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake_clis.install(bin_dir, "mytool", fake_clis.REPLAY)
+    for name in ("MY_API_KEY", "GITHUB_TOKEN", "SESSION_COOKIE", "db_password", "PASSED_SECRET"):
+        monkeypatch.setenv(name, "hush")
+    monkeypatch.setenv("PLAIN_SETTING", "visible")
+    spec = CommandSpec(
+        argv=("mytool",), pass_env=("PASSED_SECRET", "NOT_SET"), env={**replay("ok"), "ADDED": "yes"}
+    )
+
+    await run(CommandBackend("mytool", spec, (root,)))
+
+    env = recorded(tmp_path)["env"]
+    assert not {"MY_API_KEY", "GITHUB_TOKEN", "SESSION_COOKIE", "db_password", "NOT_SET"} & env.keys()
+    assert (env["PASSED_SECRET"], env["PLAIN_SETTING"], env["ADDED"]) == ("hush", "visible", "yes")
+
+
+async def test_it_runs_in_the_commands_cwd_else_the_first_root(
+    bin_dir: Path, root: Path, tmp_path: Path, replay: Callable[..., dict[str, str]]
+) -> None:
+    fake_clis.install(bin_dir, "mytool", fake_clis.REPLAY)
+    other = tmp_path / "other"
+    other.mkdir()
+    env = replay("ok")
+
+    await run(CommandBackend("mytool", CommandSpec(argv=("mytool",), env=env), (root, other)))
+    assert recorded(tmp_path)["cwd"] == str(root)
+
+    await run(CommandBackend("mytool", CommandSpec(argv=("mytool",), env=env, cwd=other), (root,)))
+    assert recorded(tmp_path)["cwd"] == str(other.resolve())
+
+
+async def test_without_roots_it_runs_in_a_private_directory_removed_afterwards(
+    bin_dir: Path, tmp_path: Path, replay: Callable[..., dict[str, str]]
+) -> None:
+    fake_clis.install(bin_dir, "mytool", fake_clis.REPLAY)
+
+    await run(CommandBackend("mytool", CommandSpec(argv=("mytool",), env=replay("ok")), ()))
+
+    cwd = Path(recorded(tmp_path)["cwd"])
+    assert cwd.name.startswith("fanout-cli-") and cwd != Path.cwd() and cwd != Path.home()
+    assert not await anyio.Path(cwd).exists()
+
+
+@pytest.mark.parametrize(
+    ("asked", "default", "expected"),
+    [
+        ("", None, []),
+        ("", "small-model", ["--model", "small-model"]),
+        ("big-model", "small-model", ["--model", "big-model"]),
+    ],
+)
+async def test_model_args_are_added_only_when_a_model_is_known(
+    bin_dir: Path,
+    root: Path,
+    tmp_path: Path,
+    replay: Callable[..., dict[str, str]],
+    asked: str,
+    default: str | None,
+    expected: list[str],
+) -> None:
+    fake_clis.install(bin_dir, "mytool", fake_clis.REPLAY)
+    spec = CommandSpec(
+        argv=("mytool", "--quiet"), model_args=("--model", "{model}"), model=default, env=replay("ok")
+    )
+
+    result = await run(CommandBackend("mytool", spec, (root,)), request(model=asked))
+
+    assert recorded(tmp_path)["argv"] == ["--quiet", *expected]
+    assert result.model == (expected[1] if expected else "mytool")
+
+
+async def test_version_is_the_first_line_the_cli_prints(
+    bin_dir: Path, root: Path, tmp_path: Path, replay: Callable[..., dict[str, str]]
+) -> None:
+    fake_clis.install(bin_dir, "claude", fake_clis.REPLAY)
+    spec = command_from_config("claude", {"env": replay("2.1.3 (Claude Code)\nsecond line\n")})
+
+    assert await CommandBackend("claude", spec, (root,)).version() == "2.1.3 (Claude Code)"
+    assert recorded(tmp_path)["argv"] == ["--version"]
+
+
+async def test_version_is_none_when_the_cli_fails(
+    bin_dir: Path, root: Path, replay: Callable[..., dict[str, str]]
+) -> None:
+    fake_clis.install(bin_dir, "claude", fake_clis.REPLAY)
+    spec = command_from_config("claude", {"env": replay("2.1.3\n", status=1)})
+
+    assert await CommandBackend("claude", spec, (root,)).version() is None
+
+
+async def test_a_missing_program_is_unavailable_with_the_install_hint(bin_dir: Path, root: Path) -> None:
+    spec = CommandSpec(argv=("fanout-test-no-such-cli", "-p"), install_hint="install it from example.com")
+    backend = CommandBackend("nosuch", spec, (root,))
+
+    reason = backend.unavailable_reason()
+    error = await failure(backend)
+
+    assert (
+        reason is not None
+        and "`fanout-test-no-such-cli`" in reason
+        and "install it from example.com" in reason
+    )
+    assert error.kind is ErrorKind.BACKEND_UNAVAILABLE and "install it from example.com" in error.message
+    assert await backend.version() is None
+    fake_clis.install(bin_dir, "fanout-test-no-such-cli", fake_clis.REPLAY)
+    assert backend.unavailable_reason() is None  # looked up again: installed since
+
+
+async def test_a_program_that_is_not_executable_is_unavailable(bin_dir: Path, root: Path) -> None:
+    (bin_dir / "mytool").write_text("not a program")
+    backend = CommandBackend("mytool", CommandSpec(argv=("mytool",)), (root,))
+
+    assert backend.unavailable_reason() is not None
+    assert (await failure(backend)).kind is ErrorKind.BACKEND_UNAVAILABLE
+
+
+async def test_a_prompt_too_long_for_one_argument_fails_saying_to_send_it_on_stdin(
+    bin_dir: Path, root: Path
+) -> None:
+    fake_clis.install(bin_dir, "mytool", fake_clis.REPLAY)
+    backend = CommandBackend("mytool", CommandSpec(argv=("mytool", "{prompt}")), (root,))
+
+    error = await failure(backend, request("p" * 300_000))  # Linux takes at most 128 KiB in one argument
+
+    assert error.kind is ErrorKind.INVALID_INPUT and "stdin" in error.message
+
+
+async def test_a_root_that_is_gone_fails_the_task_naming_it(bin_dir: Path, tmp_path: Path) -> None:
+    fake_clis.install(bin_dir, "mytool", fake_clis.REPLAY)
+    gone = tmp_path / "deleted-root"
+
+    error = await failure(CommandBackend("mytool", CommandSpec(argv=("mytool",)), (gone,)))
+
+    assert error.kind is ErrorKind.COMMAND_FAILED and str(gone) in error.message
+
+
+def test_it_is_a_backend_with_its_own_concurrency_bound(root: Path) -> None:
+    backend = CommandBackend("claude", command_from_config("claude", {"max_concurrency": 3}), (root,))
+
+    assert (backend.name, backend.caches_prompts, backend.limiter.total_tokens) == ("claude", False, 3)
+    assert backend.program == "claude"
+
+
+def test_a_task_runs_with_its_own_model_else_the_commands_else_the_clis_never_the_servers(root: Path) -> None:
+    plain = CommandBackend("codex", command_from_config("codex", {}), (root,))
+    pinned = CommandBackend("codex", command_from_config("codex", {"model": "gpt-5-codex"}), (root,))
+
+    assert plain.model_for("o4-mini", "claude-sonnet-4-5") == "o4-mini"
+    assert plain.model_for(None, "claude-sonnet-4-5") == ""
+    assert pinned.model_for(None, "claude-sonnet-4-5") == "gpt-5-codex"
+
+
+# --- ending the process group --------------------------------------------------------------------
+
+
+@pytest.fixture
+def hang(bin_dir: Path, tmp_path: Path) -> Callable[..., CommandBackend]:
+    """``hang(term="obey-term", grace_s=2.0)``: a backend whose CLI starts a child and a grandchild and then
+    hangs (it prints "ready" once all three pids are in ``tmp_path/pids``)."""
+    fake_clis.install(bin_dir, "hang", fake_clis.HANG)
+
+    def make(term: str = "obey-term", grace_s: float = 2.0) -> CommandBackend:
+        spec = CommandSpec(argv=("hang", str(tmp_path / "pids"), term), grace_s=grace_s)
+        return CommandBackend("hang", spec, (tmp_path,))
+
+    return make
+
+
+async def cancel_once_ready(backend: CommandBackend) -> list[str]:
+    """Run ``backend`` until its CLI says "ready", then cancel it from outside; return how run() ended."""
+    sink, ended = RecordingSink(), list[str]()
+
+    async def run_it() -> None:
+        try:
+            await backend.run(request(), sink)
+        except anyio.get_cancelled_exc_class():
+            ended.append("cancelled")
+            raise
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as group:
+            group.start_soon(run_it)
+            await sink.wait_for(lambda: "ready" in sink.text)
+            group.cancel_scope.cancel()
+    return ended
+
+
+async def test_a_hanging_cli_and_its_children_are_gone_after_cancel(
+    hang: Callable[..., CommandBackend], tmp_path: Path
+) -> None:
+    ended = await cancel_once_ready(hang())
+
+    assert ended == ["cancelled"]  # the cancellation propagated out of run()
+    leader, *descendants = read_pids(tmp_path / "pids")  # the leader wrote first
+    assert len(descendants) == 2
+    await wait_until_gone([leader, *descendants], reaped=leader)
+
+
+async def test_a_cli_that_ignores_sigterm_is_killed_after_the_grace_period(
+    hang: Callable[..., CommandBackend], tmp_path: Path
+) -> None:
+    ended = await cancel_once_ready(hang("ignore-term", grace_s=0.2))
+
+    assert ended == ["cancelled"]
+    pids = read_pids(tmp_path / "pids")
+    assert len(pids) == 3
+    await wait_until_gone(pids, reaped=pids[0])
+
+
+async def test_a_timeout_around_run_leaves_nothing_alive(
+    hang: Callable[..., CommandBackend], tmp_path: Path
+) -> None:
+    backend, sink, deadlines, ended = hang(), RecordingSink(), list[anyio.CancelScope](), list[str]()
+
+    async def run_with_timeout() -> None:
+        try:
+            with anyio.fail_after(60) as scope:
+                deadlines.append(scope)
+                await backend.run(request(), sink)
+        except TimeoutError:
+            ended.append("timed out")
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as group:
+            group.start_soon(run_with_timeout)
+            await sink.wait_for(lambda: "ready" in sink.text)
+            deadlines[0].deadline = anyio.current_time()  # the timeout expires now: no guessing at durations
+
+    assert ended == ["timed out"]
+    pids = read_pids(tmp_path / "pids")
+    assert len(pids) == 3
+    await wait_until_gone(pids, reaped=pids[0])
+
+
+@pytest.mark.parametrize("mode", ["holds-pipes", "detached"])
+async def test_a_child_left_behind_by_a_cli_that_exited_normally_is_killed(
+    bin_dir: Path, root: Path, tmp_path: Path, mode: str
+) -> None:
+    fake_clis.install(bin_dir, "leave-child", fake_clis.LEAVE_CHILD)
+    spec = CommandSpec(argv=("leave-child", str(tmp_path / "pids"), mode))
+
+    result = await run(CommandBackend("leave-child", spec, (root,)))
+
+    assert result.text == "the answer"
+    await wait_until_gone(read_pids(tmp_path / "pids"))
