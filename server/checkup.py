@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import anyio
 
 from fanout_mcp.server.backends.cli import CommandBackend
-from fanout_mcp.server.backends.roster import NOT_YET, Roster
+from fanout_mcp.server.backends.roster import AUTO, AUTO_ORDER, NOT_YET, Roster
 from fanout_mcp.server.errors import BackendUnavailable, InvalidInput
 from fanout_mcp.server.runtime import make_client, make_roster
 from fanout_mcp.server.settings import Settings
@@ -50,6 +50,8 @@ async def check(settings: Settings) -> Checkup:
         problem = None
     except (InvalidInput, BackendUnavailable) as exc:
         chosen, problem = None, str(exc)
+        if settings.backend == AUTO:  # each one's reason is listed above already
+            problem = f"none of {', '.join(AUTO_ORDER)} can run here: set up one of them (above)"
     return Checkup(checks, settings.backend, chosen, problem)
 
 

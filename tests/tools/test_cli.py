@@ -16,6 +16,7 @@ from mcp import Client, StdioServerParameters
 from fanout_mcp.server import OPTIONS
 from tests.answers import finding, reply, synthesis
 from tests.fake_api import FakeApi
+from tests.server.backends import fake_clis
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = Path(sys.executable).with_name("fanout-mcp")
@@ -154,3 +155,31 @@ def test_help_documents_every_option_and_environment_variable() -> None:
         assert option.env in result.stdout
     for variable in ["ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"]:
         assert variable in result.stdout
+
+
+def doctor(path: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": str(path), "HOME": os.environ["HOME"], **extra}  # no API key, no CLI but what path has
+    return run_script("doctor", "--root", str(path), env=env)
+
+
+def test_doctor_on_a_bare_machine_says_what_to_set_or_install_for_each_backend(tmp_path: Path) -> None:
+    done = doctor(tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = {line.split()[0]: line for line in done.stdout.splitlines() if line.startswith("  ")}
+    assert set(lines) == {"anthropic", "claude", "codex", "batch", "sampling"}
+    assert "missing" in lines["anthropic"] and "ANTHROPIC_API_KEY" in lines["anthropic"]
+    assert "npm install -g @anthropic-ai/claude-code" in lines["claude"]
+    assert "npm install -g @openai/codex" in lines["codex"]
+    assert "not available in this version" in lines["batch"]
+    assert "tasks that name no backend cannot run (--backend auto)" in done.stdout
+
+
+def test_doctor_finds_a_logged_in_cli_and_its_version_without_spending_tokens(tmp_path: Path) -> None:
+    version_only = (
+        'import sys\nprint("2.1.300 (Claude Code)") if sys.argv[1:] == ["--version"] else sys.exit(3)'
+    )
+    fake_clis.install(tmp_path, "claude", version_only)
+    done = doctor(tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"2.1.300 (Claude Code) ({tmp_path / 'claude'})" in done.stdout
+    assert "tasks that name no backend run on: claude (--backend auto)" in done.stdout

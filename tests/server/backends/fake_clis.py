@@ -13,6 +13,7 @@ The others each act out one situation: a big prompt, a huge answer, a hang, chil
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -97,3 +98,22 @@ def install(bin_dir: Path, name: str, script: str) -> Path:
     path.write_text(f"#!{sys.executable}\n{script.lstrip()}", encoding="utf-8")
     path.chmod(0o755)
     return path
+
+
+def is_gone(pid: int) -> bool:
+    """Whether ``pid`` has ended (a zombie has: only its parent's reaping is left)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    except OSError:  # no /proc here: ask the kernel instead (a zombie then counts as alive)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def read_pids(path: Path) -> list[int]:
+    return [int(line) for line in path.read_text().split()]

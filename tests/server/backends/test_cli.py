@@ -17,6 +17,7 @@ from fanout_mcp.server.backends.cli import CommandBackend
 from fanout_mcp.server.backends.formats import MAX_OUTPUT_BYTES
 from fanout_mcp.server.commands import CommandSpec, command_from_config
 from tests.server.backends import fake_clis
+from tests.server.backends.fake_clis import is_gone, read_pids
 
 pytestmark = pytest.mark.anyio
 
@@ -124,21 +125,6 @@ async def failure(backend: CommandBackend, req: SubagentRequest | None = None) -
     return caught.value
 
 
-def is_gone(pid: int) -> bool:
-    """Whether ``pid`` has ended (a zombie has: only its parent's reaping is left)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    except OSError:  # no /proc here: ask the kernel instead (a zombie then counts as alive)
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
-
-
 def all_ended(pids: list[int], reaped: int | None) -> bool:
     return all(is_gone(pid) for pid in pids) and (reaped is None or not Path(f"/proc/{reaped}").exists())
 
@@ -151,10 +137,6 @@ async def wait_until_gone(pids: list[int], *, reaped: int | None = None) -> None
             if all_ended(pids, reaped):
                 return
             await anyio.sleep(0.05)
-
-
-def read_pids(path: Path) -> list[int]:
-    return [int(line) for line in path.read_text().split()]
 
 
 # --- the presets ---------------------------------------------------------------------------------
