@@ -65,6 +65,8 @@ class InstantBackend:
     name = "instant"
     caches_prompts = False
     limiter = None
+    shares_server_limit = True
+    default_timeout_s = None
 
     def model_for(self, asked: str | None, server_default: str) -> str:
         return asked or server_default

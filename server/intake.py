@@ -168,7 +168,7 @@ def _plan(
         task=task.task,
         model=model,
         backend=backend.name,
-        timeout_s=task.timeout_s or settings.task_timeout_s,
+        timeout_s=task.timeout_s or backend.default_timeout_s or settings.task_timeout_s,
         files=tuple(task.files),
         output_schema=schema,
         depends_on=depends_on,

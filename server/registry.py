@@ -241,7 +241,8 @@ class TaskRegistry:
             own = entry.backend.limiter
             if own is not None:
                 await stack.enter_async_context(own)
-            await stack.enter_async_context(self._limiter)
+            if entry.backend.shares_server_limit:
+                await stack.enter_async_context(self._limiter)
             request = entry.request
             if request is None:  # cancelled while it waited; the cancellation arrives at the next await
                 await anyio.lowlevel.checkpoint()

@@ -63,6 +63,17 @@ class Backend(Protocol):
         """This backend's own bound on calls at once (taken before a task starts running), or None."""
         ...
 
+    @property
+    def shares_server_limit(self) -> bool:
+        """Whether a running task takes one of the server's ``max_concurrency`` slots (False for work
+        that waits on the provider's side, such as a batch request)."""
+        ...
+
+    @property
+    def default_timeout_s(self) -> float | None:
+        """A task's timeout when it gives none; None: the server's task timeout."""
+        ...
+
     def unavailable_reason(self) -> str | None:
         """Why this backend cannot run anything here (for the calling model), or None if it can."""
         ...

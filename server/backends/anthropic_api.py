@@ -72,6 +72,14 @@ class AnthropicBackend:
         return asked or server_default
 
     @property
+    def shares_server_limit(self) -> bool:
+        return True
+
+    @property
+    def default_timeout_s(self) -> float | None:
+        return None
+
+    @property
     def limiter(self) -> anyio.CapacityLimiter | None:
         return None  # the throttle bounds requests in flight, adapting to the provider
 

@@ -55,6 +55,14 @@ class CommandBackend:
         return False  # every run is a fresh process: warming a shared prefix first gains nothing
 
     @property
+    def shares_server_limit(self) -> bool:
+        return True
+
+    @property
+    def default_timeout_s(self) -> float | None:
+        return None
+
+    @property
     def limiter(self) -> anyio.CapacityLimiter:
         return self._limiter
 
