@@ -12,10 +12,18 @@ from dataclasses import dataclass
 import anyio
 
 from fanout_mcp.server.backends.cli import CommandBackend
-from fanout_mcp.server.backends.roster import AUTO, AUTO_ORDER, NOT_YET, Roster
+from fanout_mcp.server.backends.roster import AUTO, NOT_HERE, Roster
 from fanout_mcp.server.errors import BackendUnavailable, InvalidInput
 from fanout_mcp.server.runtime import make_client, make_roster
 from fanout_mcp.server.settings import Settings
+
+# Backends that depend on something doctor cannot see from here.
+_ELSEWHERE = {
+    **NOT_HERE,
+    "sampling": "depends on the MCP client: usable for tasks spawned by a client that declares sampling, "
+    "on a 2025-11-25 session (2026-07-28 sessions have no channel for it); never picked before the "
+    "API or the claude CLI",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,16 +50,15 @@ async def check(settings: Settings) -> Checkup:
     finally:
         with anyio.move_on_after(5, shield=True):
             await client.close()
-    checks += [
-        BackendCheck(name, False, "not available in this version of fanout-mcp") for name in sorted(NOT_YET)
-    ]
+    offered = {check.name for check in checks}
+    checks += [BackendCheck(name, False, why) for name, why in _ELSEWHERE.items() if name not in offered]
     try:
         chosen: str | None = roster.choose(None).name
         problem = None
     except (InvalidInput, BackendUnavailable) as exc:
         chosen, problem = None, str(exc)
         if settings.backend == AUTO:  # each one's reason is listed above already
-            problem = f"none of {', '.join(AUTO_ORDER)} can run here: set up one of them (above)"
+            problem = "neither anthropic nor claude can run here: set up one of them (above)"
     return Checkup(checks, settings.backend, chosen, problem)
 
 

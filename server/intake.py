@@ -32,6 +32,7 @@ _MAX_WARNINGS = 12
 class PlannedTask:
     spec: TaskSpec
     request: SubagentRequest
+    backend: Backend  #: the one named by ``spec.backend`` (a spawn's own backends are in no roster)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +182,7 @@ def _plan(
         cache_system=cache,
         output_schema=schema,
     )
-    return PlannedTask(spec, request)
+    return PlannedTask(spec, request, backend)
 
 
 def _resolve_schemas(request: SpawnRequest) -> list[Mapping[str, Any] | None]:

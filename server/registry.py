@@ -13,7 +13,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 from typing import Any
@@ -121,8 +121,13 @@ class TaskRegistry:
 
     # --- spawning ----------------------------------------------------------------------------------
 
-    async def spawn(self, request: SpawnRequest) -> SpawnReceipt:
+    async def spawn(
+        self, request: SpawnRequest, extra_backends: Mapping[str, Backend] | None = None
+    ) -> SpawnReceipt:
         """Start every task of ``request`` in the background and return their ids at once.
+
+        ``extra_backends`` are backends only this spawn's tasks may use (the MCP layer's sampling
+        backend, bound to the session that asked).
 
         Raises:
             InvalidInput: the request cannot run as given (the message says why and what to do).
@@ -130,7 +135,8 @@ class TaskRegistry:
             RegistryClosed: the server is shutting down.
         """
         self._check_accepting(len(request.tasks))
-        intake = await prepare(request, self._settings, self._reader, self._backends)
+        roster = self._backends.with_extra(extra_backends or {})
+        intake = await prepare(request, self._settings, self._reader, roster)
         self._check_accepting(len(intake.tasks))  # the file reads awaited: check again
         if intake.budget_usd is not None:
             unpriced = sorted(
@@ -174,7 +180,7 @@ class TaskRegistry:
                 id=_new_id("t"),
                 group=group,
                 spec=planned.spec,
-                backend=self._backends.get(planned.spec.backend),
+                backend=planned.backend,
                 prices=self._prices,
                 request=planned.request,
             )

@@ -258,7 +258,7 @@ class Synthesizer:
             cache_system=False,
             output_schema=SYNTHESIS_SCHEMA,
         )
-        return PlannedTask(spec, request)
+        return PlannedTask(spec, request, backend)
 
 
 # --- prompts --------------------------------------------------------------------------------------------

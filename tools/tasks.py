@@ -26,6 +26,7 @@ from fanout_mcp.server import (
     fair_shares,
 )
 from fanout_mcp.tools import shape
+from fanout_mcp.tools.sampling import NAME, SamplingBackend
 from fanout_mcp.tools.schemas import (
     CancelResult,
     FinishedTask,
@@ -206,7 +207,8 @@ async def spawn_parallel(
                 output_schema=output_schema,
                 budget_usd=budget_usd,
                 backend=backend,
-            )
+            ),
+            extra_backends={NAME: SamplingBackend.of(ctx)},
         )
     ids = [t.task_id for t in receipt.tasks]
     if wait_s:

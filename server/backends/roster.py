@@ -1,9 +1,11 @@
 """Which backends this server offers, and which one a task runs on.
 
 A task names its backend (``backend``), or its spawn does, or the server's default applies. ``auto``
-takes the first usable one of the Anthropic API and the ``claude`` CLI, in that order; ``cli`` means the
-``claude`` preset. Every other name must be one the roster holds: the calling model chooses among
-configured backends by name and can never make the server run anything else.
+takes the first usable one of the Anthropic API, the ``claude`` CLI and the client's own model (MCP
+sampling), in that order; ``cli`` means the ``claude`` preset. Every other name must be one the roster
+holds: the calling model chooses among configured backends by name and can never make the server run
+anything else. A spawn may add backends of its own for its tasks (``with_extra``): sampling is bound to
+the MCP session that spawned the tasks, so it exists per spawn, not per server.
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ from fanout_mcp.server.backends import Backend
 from fanout_mcp.server.errors import BackendUnavailable, InvalidInput
 
 AUTO: Final = "auto"
-AUTO_ORDER: Final = ("anthropic", "claude")
+AUTO_ORDER: Final = ("anthropic", "claude", "sampling")
 ALIASES: Final[Mapping[str, str]] = {"cli": "claude", "api": "anthropic"}
-# Named by the design but not offered by this version: say so rather than "unknown".
-NOT_YET: Final = frozenset({"batch", "sampling"})
+# Named by the design but not offered here: say why rather than "unknown".
+NOT_HERE: Final[Mapping[str, str]] = {
+    "batch": "backend 'batch' is not available in this version",
+    "sampling": "backend 'sampling' (the client's own model) exists only for tasks spawned by an MCP client",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +80,12 @@ class Roster:
             raise BackendUnavailable(f"backend {canonical!r} cannot run here: {reason}")
         return backend
 
+    def with_extra(self, extra: Mapping[str, Backend]) -> Roster:
+        """This roster plus ``extra`` (a spawn's own backends), with the same default."""
+        if not extra:
+            return self
+        return Roster({**self._backends, **extra}, default=self._default)
+
     def default_usable(self) -> bool:
         """Whether a task that names no backend could run now."""
         try:
@@ -106,8 +117,8 @@ class Roster:
 
     def _unknown(self, name: str) -> str:
         offered = ", ".join(repr(n) for n in self.names())
-        if name in NOT_YET:
-            return f"backend {name!r} is not available in this version; choose one of {offered}."
+        if name in NOT_HERE:
+            return f"{NOT_HERE[name]}; choose one of {offered}."
         return (
             f"backend {name!r} is not one this server offers; choose one of {offered}. Other commands can "
             "only be added by the server's operator, in its configuration file."

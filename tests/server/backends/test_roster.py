@@ -76,3 +76,16 @@ def test_the_default_backend_is_used_when_a_task_names_none() -> None:
 def test_a_default_that_is_not_on_offer_is_a_configuration_error() -> None:
     with pytest.raises(ValueError, match="default backend 'codex'"):
         roster(Named("anthropic"), default="codex")
+
+
+def test_a_spawns_own_backend_joins_the_roster_for_that_spawn_only_and_comes_last_in_auto() -> None:
+    api, claude = Named("anthropic", "no key"), Named("claude", "not installed")
+    base = roster(api, claude)
+    sampling = Named("sampling")
+    spawn = base.with_extra({"sampling": sampling})
+    assert spawn.choose(None) is sampling
+    assert spawn.choose("sampling") is sampling
+    with pytest.raises(InvalidInput, match="exists only for tasks spawned by an MCP client"):
+        base.choose("sampling")
+    api.unavailable = None
+    assert spawn.choose(None) is api  # the client's model is the last resort
