@@ -123,6 +123,21 @@ class FileReader:
         text = data.decode("utf-8", errors="replace")
         return FileText(path=raw, real=str(info.real), text=text, size=size, shown=len(data))
 
+    def read_bytes(self, info: FileInfo, limit: int) -> bytes:
+        """Up to ``limit`` bytes of a checked file, checked again once open (as ``read`` does).
+
+        Raises:
+            InvalidInput: unreadable, or no longer the file that was checked.
+        """
+        try:
+            with info.real.open("rb") as handle:
+                opened = _opened_path(handle.fileno())
+                if opened is not None:
+                    self._check_inside(info.path, opened)
+                return handle.read(limit)
+        except OSError as exc:
+            raise InvalidInput(f"file {info.path!r} cannot be read: {exc.strerror}") from None
+
     def read_files(self, infos: Iterable[FileInfo]) -> dict[str, FileText]:
         """Read each checked file once, keyed by the path as written."""
         return {info.path: self.read(info) for info in infos}
