@@ -67,6 +67,7 @@ class InstantBackend:
     limiter = None
     shares_server_limit = True
     default_timeout_s = None
+    offers_tools = False
 
     def model_for(self, asked: str | None, server_default: str) -> str:
         return asked or server_default

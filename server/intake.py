@@ -57,6 +57,7 @@ async def prepare(request: SpawnRequest, settings: Settings, reader: FileReader,
     warnings: list[str] = []
     _check_size(request, settings)
     backends = _choose_backends(request, roster)
+    _check_tools(request, backends)
     max_concurrency = _check_concurrency(request.max_concurrency, settings, warnings)
     files: dict[str, FileText] = {}
     if any(task.files for task in request.tasks):
@@ -67,7 +68,7 @@ async def prepare(request: SpawnRequest, settings: Settings, reader: FileReader,
     cache = bool(request.shared_context) and estimate_tokens(system) >= settings.cache_min_tokens
     planned = [
         _plan(i, task, files, system, cache, settings, backends[i], schemas[i], depends[i])
-        for i, task in enumerate(request.tasks)
+        for i, task in enumerate(_with_spawn_tools(request))
     ]
     warnings += _warn_shared_files(request.tasks, files) + _warn_duplicates(request.tasks)
     warnings += _warn_cut_files(files)
@@ -76,6 +77,23 @@ async def prepare(request: SpawnRequest, settings: Settings, reader: FileReader,
     budget = _check_budget(request.budget_usd)
     warm = cache and len(planned) > 1 and any(b.caches_prompts for b in backends)
     return Intake(planned, warm, max_concurrency, warnings, budget)
+
+
+def _with_spawn_tools(request: SpawnRequest) -> list[TaskRequest]:
+    if not request.tools:
+        return list(request.tasks)
+    tools = request.tools
+    return [task if task.tools else task.model_copy(update={"tools": tools}) for task in request.tasks]
+
+
+def _check_tools(request: SpawnRequest, backends: Sequence[Backend]) -> None:
+    for index, (task, backend) in enumerate(zip(request.tasks, backends, strict=True)):
+        if (task.tools or request.tools) and not backend.offers_tools:
+            raise InvalidInput(
+                f"task {index + 1} ({_name(task, index)}) asks for tools, which backend {backend.name!r} "
+                "does not run: give it backend 'anthropic', or leave tools out (the claude and codex CLIs "
+                "look around their working directory on their own)."
+            )
 
 
 def _choose_backends(request: SpawnRequest, roster: Roster) -> list[Backend]:
@@ -181,6 +199,7 @@ def _plan(
         prompt=build_prompt(task, files, schema),
         cache_system=cache,
         output_schema=schema,
+        tools=bool(task.tools),
     )
     return PlannedTask(spec, request, backend)
 

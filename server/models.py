@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -25,7 +25,7 @@ from fanout_mcp.server.state import ErrorKind, TaskState
 
 # Bounds that hold whatever the operator configures; configurable limits are checked by the registry.
 _MAX_TOKENS_CEILING = 128_000
-_TIMEOUT_CEILING_S = 86_400.0
+_TIMEOUT_CEILING_S = 90_000.0  # a batch may take 24 h
 
 
 class TaskRequest(BaseModel):
@@ -106,15 +106,26 @@ class TaskRequest(BaseModel):
             "Default: the spawn's output_schema, else free text."
         ),
     ] = None
+    tools: Annotated[
+        list[Literal["read"]],
+        Field(
+            max_length=1,
+            description="['read'] lets an 'anthropic' subagent look around the server's allowed roots "
+            "itself, read-only: list files, read a file by lines, search text (each use shows in its "
+            "output as a line). Use it when the task cannot name every file up front. Default: the "
+            "spawn's tools, else none.",
+        ),
+    ] = []
     backend: Annotated[
         str | None,
         Field(
             max_length=100,
             description="Where this subagent runs: 'auto' (the server's choice), 'anthropic' (the API), "
             "'claude' or 'codex' (that agent CLI, run by the server, reading the working directory "
-            "read-only), or another command the server's operator configured. An unknown or unusable "
-            "name is refused with the list this server offers. Default: the spawn's backend, else the "
-            "server's default.",
+            "read-only), 'batch' (the Message Batches API: half price, answers within 24 h, for big "
+            "fan-outs that can wait), or another command the server's operator configured. An unknown "
+            "or unusable name is refused with the list this server offers. Default: the spawn's "
+            "backend, else the server's default.",
         ),
     ] = None
     depends_on: Annotated[
@@ -146,6 +157,7 @@ class SpawnRequest(BaseModel):
     output_schema: dict[str, Any] | str | None = None
     budget_usd: float | None = None
     backend: str | None = None
+    tools: list[Literal["read"]] = []
 
 
 class Usage(BaseModel):
@@ -204,6 +216,7 @@ class SubagentRequest:
     cache_system: bool
     output_schema: Mapping[str, Any] | None = None  #: ask the provider for schema-constrained output
     follow_up: tuple[str, str] | None = None  #: (the previous answer, what to say about it): a repair turn
+    tools: bool = False  #: offer the read-only workspace tools (the backend runs the tool loop)
 
 
 @dataclass(frozen=True, slots=True)

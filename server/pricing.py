@@ -11,7 +11,8 @@ context variant (``claude-haiku-4-5-20251001`` and ``claude-sonnet-5-5[1m]`` mat
 model with no entry has an unknown cost: ``None``, never a guess.
 
 ``cache_write`` is the 5-minute cache write; ``long_prompt`` holds the rates that apply to every token of
-a request whose prompt (input + cache reads + cache writes) exceeds ``long_prompt_tokens``.
+a request whose prompt (input + cache reads + cache writes) exceeds ``long_prompt_tokens``. A request of a
+Message Batch costs ``BATCH_DISCOUNT`` times as much (``batch_cost``).
 """
 
 from __future__ import annotations
@@ -71,6 +72,11 @@ PRICES: Final[Mapping[str, Price]] = {
 }
 
 
+# Message Batches bill half the standard prices. The discount stacks with the other modifiers (cache
+# writes and reads, long-prompt rates), so it scales the whole cost of a request.
+BATCH_DISCOUNT: Final = 0.5
+
+
 # A dated snapshot ("-20251001") or a context variant ("[1m]") is priced as its model.
 _SNAPSHOT = re.compile(r"^(.+?)(?:-\d{8})?(?:\[[^\]]*\])?$")
 
@@ -113,6 +119,11 @@ class PriceTable:
             + tokens.cache_read_tokens * rates.cache_read
         )
         return micro / 1_000_000
+
+    def batch_cost(self, model: str, tokens: Tokens) -> float | None:
+        """Dollars for one request of a Message Batch, or ``None`` when the model's price is unknown."""
+        cost = self.cost(model, tokens)
+        return None if cost is None else cost * BATCH_DISCOUNT
 
 
 def _read_price_file(path: Path) -> dict[str, Price]:

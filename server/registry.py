@@ -103,6 +103,7 @@ class TaskRegistry:
         self._groups: dict[str, Group] = {}
         self._finished: deque[tuple[str, float]] = deque()
         self._unfinished = 0
+        self._running = 0
         self._ending = _Ending()
         self._closed = False
 
@@ -242,7 +243,9 @@ class TaskRegistry:
         if entry.warm_gate is not None:
             await entry.warm_gate.wait()  # opened by the lead's answer, its end, or _open_later
         async with AsyncExitStack() as stack:
-            if entry.group.limiter is not None:
+            # A batch request waits on the provider's side: it takes none of the server's slots, and a
+            # spawn's max_concurrency would only split its batch into many.
+            if entry.group.limiter is not None and entry.backend.shares_server_limit:
                 await stack.enter_async_context(entry.group.limiter)
             own = entry.backend.limiter
             if own is not None:
@@ -353,13 +356,16 @@ class TaskRegistry:
         """The one place a task's state changes."""
         if not can_move(entry.state, target):
             raise RuntimeError(f"task {entry.id}: illegal transition {entry.state} -> {target}")
+        was_running = entry.state is TaskState.RUNNING
         entry.state = target
         if target is TaskState.RUNNING:
+            self._running += 1
             entry.started = time.monotonic()
             entry.attempts = 1
             if entry.opens is not None:
                 self._tg.start_soon(self._open_later, entry.opens, name=f"warm-up timer {entry.id}")
             return
+        self._running -= was_running
         entry.ended = time.monotonic()
         entry.finished_at = time.time()
         entry.output = output if output is not None else entry.text
@@ -484,7 +490,7 @@ class TaskRegistry:
         return total
 
     def statistics(self) -> Statistics:
-        running = int(self._limiter.borrowed_tokens)
+        running = self._running
         return Statistics(
             queued=self._unfinished - running,
             running=running,

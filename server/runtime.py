@@ -1,8 +1,9 @@
 """Everything the server owns for its lifetime, opened and closed in one place.
 
 ``open_runtime`` is what the MCP lifespan (``tools/app.py``) and the ``run`` command both enter: it makes
-the one ``AsyncAnthropic`` client on the running event loop, the backends, the registry and its task
-group, and closes them in reverse order.
+the one ``AsyncAnthropic`` client on the running event loop, the backends (the batch backend with the
+task group its batches are driven in), the registry and its task group, and closes them in reverse
+order.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import httpx2
 
 from fanout_mcp.server.backends import Backend
 from fanout_mcp.server.backends.anthropic_api import AnthropicBackend
+from fanout_mcp.server.backends.batch import BatchBackend
 from fanout_mcp.server.backends.cli import CommandBackend
 from fanout_mcp.server.backends.roster import Roster
 from fanout_mcp.server.pricing import PriceTable
@@ -56,11 +58,18 @@ def make_client(settings: Settings) -> anthropic.AsyncAnthropic:
     )
 
 
-def make_roster(settings: Settings, client: anthropic.AsyncAnthropic) -> Roster:
-    """Every backend the settings offer: the Anthropic API and each configured agent CLI."""
+def make_roster(
+    settings: Settings, client: anthropic.AsyncAnthropic, batch: BatchBackend | None = None
+) -> Roster:
+    """Every backend the settings offer: the Anthropic API, Message Batches and each configured agent CLI.
+
+    ``batch`` is the running batch backend; without one, an idle one stands in, which can say whether
+    it could run here (``doctor``) but runs nothing.
+    """
     api = AnthropicBackend(client, Throttle(settings.max_concurrency), retry_cap_s=settings.retry_cap_s)
+    batch = batch or BatchBackend(client, PriceTable.load(None))
     commands = {name: CommandBackend(name, spec, settings.roots) for name, spec in settings.commands.items()}
-    return Roster({api.name: api, **commands}, default=settings.backend)
+    return Roster({api.name: api, **commands, batch.name: batch}, default=settings.backend)
 
 
 @asynccontextmanager
@@ -77,8 +86,12 @@ async def open_runtime(settings: Settings, backend: Backend | None = None) -> As
         return
     client = make_client(settings)
     try:
-        async with open_registry(settings, make_roster(settings, client), prices) as registry:
-            yield Runtime(settings, registry, Synthesizer(registry))
+        # The batch backend's drivers outlive the registry's tasks: a task cancelled at shutdown can
+        # still cancel its batch at the provider, and then the drivers stop.
+        async with BatchBackend(client, prices).running() as batch:
+            roster = make_roster(settings, client, batch)
+            async with open_registry(settings, roster, prices) as registry:
+                yield Runtime(settings, registry, Synthesizer(registry))
     finally:
         with anyio.move_on_after(5, shield=True):
             await client.close()

@@ -4,7 +4,8 @@ A Starlette app run by uvicorn in a background thread with its own event loop (`
 as its own process (`python tests/fake_api.py --port 0`, which prints `FAKE_API_URL=...`). The real
 `anthropic` SDK reaches it through `base_url`.
 
-Endpoints: `POST /v1/messages` (JSON, or SSE when `"stream": true`), `GET /v1/models`, and a control
+Endpoints: `POST /v1/messages` (JSON, or SSE when `"stream": true`), `GET /v1/models`, the Message
+Batches API (create, list, retrieve, cancel, delete, results; see tests/fake_batches.py), and a control
 plane for out-of-process use: `GET /_fake/stats`, `POST /_fake/config` (a JSON object of `FakeConfig`
 fields), `POST /_fake/reset`, `POST /_fake/release`, `POST /_fake/rearm`.
 
@@ -29,6 +30,8 @@ Directives, written anywhere in the text of the request's user messages (later m
     [[hold]]            after the latency, before any byte (also of a [[fail]]), wait at the gate.
     [[hold:after=K]]    streamed: K text deltas, then wait at the gate (non-streamed: as [[hold]]).
                         A held request waits for `release()`, and is abandoned if its client goes away.
+
+Message Batches: see tests/fake_batches.py for what a batch's requests end as, and its directives.
 
 A request the global limits refuse (429 from `rpm_limit`, 529 from `max_concurrency`) is answered at
 once, without the latency: the limiter generates nothing.
@@ -78,6 +81,11 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+try:
+    from tests.fake_batches import BatchStore
+except ModuleNotFoundError:  # run as a script (python tests/fake_api.py): tests/ itself is on sys.path
+    from fake_batches import BatchStore  # pyright: ignore[reportMissingImports]
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -129,11 +137,15 @@ class FakeConfig:
     max_concurrency: int | None = None  #: admitted requests in flight; over it -> 529
     min_cache_tokens: int = 1024  #: a shorter cache_control prefix is not cached
     require_auth: bool = True  #: 401 without `Authorization: Bearer <x>` or `x-api-key`
+    batch_delay_s: float = 0.0  #: a Message Batch ends this long after it was created
+    #: statuses the batch endpoints answer next, by endpoint (create, list, retrieve, cancel, delete,
+    #: results); each is used once, e.g. {"retrieve": [429, 500]}
+    batch_failures: dict[str, list[int]] = field(default_factory=dict[str, list[int]])
 
 
 @dataclass(frozen=True)
 class RecordedRequest:
-    """One /v1/messages request as the fake saw it."""
+    """One request to the API (/v1/messages or a Message Batches endpoint) as the fake saw it."""
 
     path: str
     headers: dict[str, str]  #: lower-cased names
@@ -144,7 +156,11 @@ class RecordedRequest:
 
 @dataclass(frozen=True)
 class FakeStats:
-    """A snapshot of the counters. `in_flight` and `held` are live gauges that `reset()` keeps."""
+    """A snapshot of the counters. `in_flight` and `held` are live gauges that `reset()` keeps.
+
+    `total` and `statuses` count every API call, batch endpoints included; `in_flight`, `held` and the
+    cache counters are about /v1/messages.
+    """
 
     total: int
     in_flight: int
@@ -153,6 +169,10 @@ class FakeStats:
     statuses: dict[int, int]
     cache_writes: int
     cache_reads: int
+    batches: int = 0  #: Message Batches created
+    batch_requests: int = 0  #: requests in them
+    batches_canceled: int = 0  #: batches cancelled while in progress
+    batch_calls: dict[str, int] = field(default_factory=dict[str, int])  #: calls by batch endpoint
 
 
 class DroppedConnection(Exception):
@@ -333,6 +353,7 @@ class FakeApi:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._gate_open, self._gate = False, asyncio.Event()
         self._in_flight = self._held = self._active = 0
+        self._batches = BatchStore(self)
         self._clear()
         self._socket = _listen(port)
         self.base_url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
@@ -361,17 +382,19 @@ class FakeApi:
         self._cache: dict[str, bool] = {}  # key -> readable (False: a write is pending)
         self._cache_writes = self._cache_reads = 0
         self._max_in_flight = self._in_flight
+        self._batches.clear()
 
     # -- public API
 
     @property
     def requests(self) -> list[RecordedRequest]:
-        """A copy of the recorded /v1/messages requests, in arrival order."""
+        """A copy of the recorded requests (/v1/messages and batch endpoints), in arrival order."""
         with self._lock:
             return list(self._records)
 
     def stats(self) -> FakeStats:
         """A snapshot of the counters."""
+        batches, batch_requests, batches_canceled, batch_calls = self._batches.counts()  # not under our lock
         with self._lock:
             return FakeStats(
                 total=len(self._records),
@@ -381,6 +404,10 @@ class FakeApi:
                 statuses=dict(self._statuses),
                 cache_writes=self._cache_writes,
                 cache_reads=self._cache_reads,
+                batches=batches,
+                batch_requests=batch_requests,
+                batches_canceled=batches_canceled,
+                batch_calls=batch_calls,
             )
 
     def reset(self) -> None:
@@ -414,8 +441,12 @@ class FakeApi:
         return self._wait_for(lambda: self._held >= n, timeout)
 
     def wait_requests(self, n: int, timeout: float) -> bool:
-        """Block until at least `n` /v1/messages requests were received. False on timeout."""
+        """Block until at least `n` requests were received (batch calls included). False on timeout."""
         return self._wait_for(lambda: len(self._records) >= n, timeout)
+
+    def wait_batch_calls(self, endpoint: str, n: int, timeout: float) -> bool:
+        """Block until `endpoint` (create, retrieve, cancel, results, ...) answered `n` batch calls."""
+        return self._wait_for(lambda: self._batches.calls(endpoint) >= n, timeout)
 
     def wait_idle(self, timeout: float) -> bool:
         """Block until no /v1/messages request is in flight. False on timeout."""
@@ -490,6 +521,60 @@ class FakeApi:
                     self._cache_writes += 1
                 else:
                     self._cache_reads += 1
+
+    # -- the BatchHost side of tests/fake_batches.py (server loop)
+
+    def _batch_refusal(self, endpoint: str, headers: dict[str, str]) -> tuple[int, dict[str, Any]] | None:
+        auth = headers.get("authorization", "")
+        with self._lock:
+            if self.config.require_auth and not (auth.startswith("Bearer ") or headers.get("x-api-key")):
+                return 401, _ApiError(401, "invalid x-api-key").body()
+            planned = self.config.batch_failures.get(endpoint)
+            if not planned:
+                return None
+            status = planned.pop(0)
+        return status, _ApiError(status, f"fake failure ({status}) of batch {endpoint}").body()
+
+    def _batch_result(self, params: object) -> tuple[dict[str, Any], bool]:
+        config, plan = self.config, _Plan(latency=0.0)
+        with self._lock:
+            try:
+                if not isinstance(params, dict):
+                    raise _ApiError(400, "params: must be an object")
+                body = cast("dict[str, Any]", params)
+                _validate(body)
+                if body.get("stream") is True:
+                    raise _ApiError(400, "stream: a request of a message batch cannot be streamed")
+                batch = _args("batch", _directives(body["messages"]).get("batch", ""))
+                outcome = batch.get("")
+                if outcome == "expired":
+                    return {"type": "expired"}, False
+                if outcome == "errored":
+                    message = batch.get("message", "fake batch error")
+                    raise _ApiError(500, message, type_=batch.get("type", "api_error"))
+                if outcome not in (None, "hold"):
+                    raise _ApiError(400, f"fake directive [[batch]]: unknown outcome {outcome!r}")
+                self._apply(plan, body, config)
+            except _ApiError as error:
+                return {
+                    "type": "errored",
+                    "error": error.body() | {"request_id": plan.headers["request-id"]},
+                }, False
+        self._usage_sent(plan)
+        message = _MessagesEndpoint._message_json(plan, streaming=False)
+        message["usage"] = {**message["usage"], "service_tier": "batch"}
+        return {"type": "succeeded", "message": message}, plan.hold or outcome == "hold"
+
+    def _batch_timing(self) -> tuple[float, bool]:
+        return self.config.batch_delay_s, self._gate_open  # plain reads: no lock (see BatchStore._find)
+
+    def _batch_record(
+        self, path: str, headers: dict[str, str], body: dict[str, Any], status: int, started_at: float
+    ) -> None:
+        with self._lock:
+            self._records.append(RecordedRequest(path, headers, body, status, started_at))
+            self._statuses[status] = self._statuses.get(status, 0) + 1
+            self._changed.notify_all()
 
     # -- deciding a request (server loop)
 
@@ -821,6 +906,7 @@ def _build_app(fake: FakeApi) -> Starlette:
     routes = [
         Route("/v1/messages", _MessagesEndpoint(fake), methods=["POST"]),
         Route("/v1/models", models),
+        *fake._batches.routes(),
         Route("/_fake/stats", stats),
         Route("/_fake/config", configure, methods=["POST"]),
         Route("/_fake/{action}", action, methods=["POST"]),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 import sys
 import threading
@@ -580,3 +581,173 @@ async def test_stream_error_carries_the_requested_type(fake: FakeApi) -> None:
             async for _ in stream:
                 pass
     assert caught.value.type == "invalid_request_error"
+
+
+# --------------------------------------------------------------------------- Message Batches
+
+
+def batch_request(custom_id: str, text: str) -> Any:
+    return {"custom_id": custom_id, "params": {"model": MODEL, "max_tokens": 50, "messages": user(text)}}
+
+
+async def test_a_batch_answers_each_request_by_its_directives_in_reverse_order_with_batch_usage(
+    client: anthropic.AsyncAnthropic, fake: FakeApi
+) -> None:
+    created = await client.messages.batches.create(
+        requests=[
+            batch_request("a", "[[reply:first]]"),
+            batch_request("b", "[[words:3]]"),
+            batch_request("c", "[[batch:expired]]"),
+            batch_request("d", "[[batch:errored;type=overloaded_error;message=busy]]"),
+            batch_request("e", "[[fail:400;message=max_tokens: too large]]"),
+        ]
+    )
+    ended = await client.messages.batches.retrieve(created.id)
+    lines = [line async for line in await client.messages.batches.results(created.id)]
+
+    assert created.id.startswith("msgbatch_") and created.processing_status == "in_progress"
+    assert created.request_counts.processing == 5 and created.results_url is None
+    assert ended.processing_status == "ended" and ended.ended_at is not None
+    counts = ended.request_counts
+    assert (counts.processing, counts.succeeded, counts.errored, counts.expired) == (0, 2, 2, 1)
+    assert ended.results_url == f"{fake.base_url}/v1/messages/batches/{created.id}/results"
+    assert [line.custom_id for line in lines] == ["e", "d", "c", "b", "a"]
+    results = {line.custom_id: line.result for line in lines}
+    first, second = results["a"], results["b"]
+    assert first.type == "succeeded" and text_of(first.message) == "first"
+    assert second.type == "succeeded" and text_of(second.message) == "w1 w2 w3"
+    assert first.message.usage.service_tier == "batch" and first.message.usage.output_tokens == 1
+    assert results["c"].type == "expired"
+    busy, invalid = results["d"], results["e"]
+    assert busy.type == "errored" and (busy.error.error.type, busy.error.error.message) == (
+        "overloaded_error",
+        "busy",
+    )
+    assert invalid.type == "errored" and invalid.error.error.type == "invalid_request_error"
+    stats = fake.stats()
+    assert (stats.batches, stats.batch_requests) == (1, 5)
+    assert stats.batch_calls == {"create": 1, "retrieve": 2, "results": 1}
+    assert stats.total == 4 and stats.statuses == {200: 4}  # results() retrieves first
+
+
+async def test_a_batch_is_in_progress_until_its_delay_has_passed(
+    client: anthropic.AsyncAnthropic, http: httpx2.AsyncClient, fake: FakeApi
+) -> None:
+    fake.config.batch_delay_s = 3600
+    created = await client.messages.batches.create(requests=[batch_request("a", "hi")])
+    current = await client.messages.batches.retrieve(created.id)
+    early = await http.get(f"/v1/messages/batches/{created.id}/results", headers={"x-api-key": "k"})
+
+    assert current.processing_status == "in_progress" and current.results_url is None
+    assert early.status_code == 400 and "in_progress" in early.json()["error"]["message"]
+    with pytest.raises(anthropic.AnthropicError, match="results_url"):
+        await client.messages.batches.results(created.id)
+
+
+async def test_a_held_batch_ends_only_once_the_gate_is_released(
+    client: anthropic.AsyncAnthropic, fake: FakeApi
+) -> None:
+    created = await client.messages.batches.create(
+        requests=[batch_request("a", "[[batch:hold]]"), batch_request("b", "x")]
+    )
+    held = await client.messages.batches.retrieve(created.id)
+    fake.release()
+    released = await client.messages.batches.retrieve(created.id)
+
+    assert held.processing_status == "in_progress"
+    assert released.processing_status == "ended" and released.request_counts.succeeded == 2
+
+
+async def test_cancelling_a_batch_ends_it_with_every_request_canceled(
+    client: anthropic.AsyncAnthropic, fake: FakeApi
+) -> None:
+    created = await client.messages.batches.create(
+        requests=[batch_request(f"r{i}", "[[hold]]") for i in range(3)]
+    )
+    canceling = await client.messages.batches.cancel(created.id)
+    ended = await client.messages.batches.retrieve(created.id)
+    again = await client.messages.batches.cancel(created.id)
+    results = [line.result.type async for line in await client.messages.batches.results(created.id)]
+
+    assert canceling.processing_status == "canceling" and canceling.cancel_initiated_at is not None
+    assert ended.processing_status == "ended" and ended.request_counts.canceled == 3
+    assert again.processing_status == "ended"
+    assert results == ["canceled"] * 3
+    assert fake.stats().batches_canceled == 1
+
+
+@pytest.mark.parametrize(
+    ("requests", "words"),
+    [
+        ([], "requests: must be a list"),
+        ([batch_request("a", "x"), batch_request("a", "y")], "'a' is not unique"),
+        ([batch_request("a b", "x")], "custom_id: must match"),
+        ([{"custom_id": "a"}], "params: Field required"),
+    ],
+)
+async def test_a_malformed_batch_is_refused_whole_with_400(
+    client: anthropic.AsyncAnthropic, fake: FakeApi, requests: list[Any], words: str
+) -> None:
+    with pytest.raises(anthropic.BadRequestError, match=re.escape(words)):
+        await client.messages.batches.create(requests=requests)
+    assert fake.stats().batches == 0
+
+
+async def test_a_request_that_is_not_a_valid_message_request_ends_errored(
+    client: anthropic.AsyncAnthropic,
+) -> None:
+    bad = {"custom_id": "bad", "params": {"model": MODEL, "max_tokens": 0, "messages": user("x")}}
+    streamed = {
+        "custom_id": "streamed",
+        "params": {"model": MODEL, "max_tokens": 5, "stream": True, "messages": user("x")},
+    }
+    created = await client.messages.batches.create(requests=[bad, streamed, batch_request("ok", "x")])
+    await client.messages.batches.retrieve(created.id)
+    results = {
+        line.custom_id: line.result async for line in await client.messages.batches.results(created.id)
+    }
+
+    assert results["ok"].type == "succeeded"
+    for custom_id, words in [("bad", "max_tokens"), ("streamed", "cannot be streamed")]:
+        result = results[custom_id]
+        assert result.type == "errored" and words in result.error.error.message
+
+
+async def test_injected_batch_failures_answer_once_each_in_order(
+    client: anthropic.AsyncAnthropic, fake: FakeApi
+) -> None:
+    fake.config.batch_failures = {"retrieve": [429, 500]}
+    created = await client.messages.batches.create(requests=[batch_request("a", "x")])
+    with pytest.raises(anthropic.RateLimitError):
+        await client.messages.batches.retrieve(created.id)
+    with pytest.raises(anthropic.InternalServerError):
+        await client.messages.batches.retrieve(created.id)
+    ended = await client.messages.batches.retrieve(created.id)
+
+    assert ended.processing_status == "ended"
+    assert fake.stats().statuses == {200: 2, 429: 1, 500: 1}
+    assert fake.config.batch_failures == {"retrieve": []}
+
+
+async def test_batches_are_listed_newest_first_and_deleted_only_once_ended(
+    client: anthropic.AsyncAnthropic, fake: FakeApi
+) -> None:
+    older = await client.messages.batches.create(requests=[batch_request("a", "x")])
+    newer = await client.messages.batches.create(requests=[batch_request("a", "[[hold]]")])
+    page = await client.messages.batches.list(limit=1)
+    with pytest.raises(anthropic.BadRequestError, match="cancel it first"):
+        await client.messages.batches.delete(newer.id)
+    await client.messages.batches.retrieve(older.id)
+    deleted = await client.messages.batches.delete(older.id)
+
+    assert [b.id for b in page.data] == [newer.id] and page.has_more
+    assert deleted.id == older.id and deleted.type == "message_batch_deleted"
+    with pytest.raises(anthropic.NotFoundError):
+        await client.messages.batches.retrieve(older.id)
+
+
+async def test_batch_endpoints_require_credentials(http: httpx2.AsyncClient, fake: FakeApi) -> None:
+    response = await http.post("/v1/messages/batches", json={"requests": [batch_request("a", "x")]})
+
+    assert response.status_code == 401 and response.json()["error"]["type"] == "authentication_error"
+    assert fake.stats().batches == 0

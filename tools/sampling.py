@@ -56,6 +56,10 @@ class SamplingBackend:
         return True
 
     @property
+    def offers_tools(self) -> bool:
+        return False
+
+    @property
     def default_timeout_s(self) -> float | None:
         return None
 

@@ -169,9 +169,18 @@ async def spawn_parallel(
         str | None,
         Field(
             description="Where every task without its own backend runs: 'auto' (default), 'anthropic', "
-            "'claude', 'codex', or another command the server offers. Tasks may mix backends."
+            "'claude', 'codex', 'batch' (half price, answers within 24 h), or another command the server "
+            "offers. Tasks may mix backends."
         ),
     ] = None,
+    tools: Annotated[
+        list[Literal["read"]],
+        Field(
+            max_length=1,
+            description="['read']: every task without its own tools may list, read and search the "
+            "server's allowed roots itself (read-only; the 'anthropic' backend).",
+        ),
+    ] = [],  # noqa: B006  (pydantic copies defaults; the list is never mutated)
     wait_s: Annotated[
         float,
         Field(ge=0, description="Seconds to wait before returning (default 0: return at once)."),
@@ -207,6 +216,7 @@ async def spawn_parallel(
                 output_schema=output_schema,
                 budget_usd=budget_usd,
                 backend=backend,
+                tools=tools,
             ),
             extra_backends={NAME: SamplingBackend.of(ctx)},
         )

@@ -74,6 +74,11 @@ class Backend(Protocol):
         """A task's timeout when it gives none; None: the server's task timeout."""
         ...
 
+    @property
+    def offers_tools(self) -> bool:
+        """Whether it runs the workspace tool loop for a request with ``tools`` set."""
+        ...
+
     def unavailable_reason(self) -> str | None:
         """Why this backend cannot run anything here (for the calling model), or None if it can."""
         ...

@@ -6,7 +6,7 @@ are streamed, so a running task's partial output is visible. The SDK's own retri
 transient fault (429, 529, 5xx, 408, 409, a dropped or refused connection, an ``overloaded_error``
 mid-stream) is retried here with back-off for as long as the task's deadline allows, and 429/529 also
 tell the shared ``Throttle`` to send fewer requests for a while. Provider exceptions become
-``TaskFailure`` in ``_classify`` and nowhere else.
+``TaskFailure`` in ``classify`` and nowhere else (the batch backend uses it too).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ NAME: Final = "anthropic"
 _RETRYABLE_STATUS: Final = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 
 
-class _Transient(Exception):
+class Transient(Exception):
     """A fault worth retrying. ``pushback`` marks the provider asking for less load (429/529)."""
 
     def __init__(self, what: str, retry_after: float | None, *, pushback: bool) -> None:
@@ -76,6 +76,10 @@ class AnthropicBackend:
         return True
 
     @property
+    def offers_tools(self) -> bool:
+        return False
+
+    @property
     def default_timeout_s(self) -> float | None:
         return None
 
@@ -88,20 +92,7 @@ class AnthropicBackend:
         return self._throttle
 
     def unavailable_reason(self) -> str | None:
-        client = self._client
-        key = client.api_key or client.auth_token
-        if key and key.startswith("${") and key.endswith("}"):
-            return (
-                f"the API key is the literal text {key!r}: this MCP client does not expand variables in its "
-                'config. Put the key itself in the "env" block of the server\'s entry and restart it.'
-            )
-        if key or client.credentials is not None:
-            return None
-        return (
-            "no Anthropic API credentials: the server's environment has no ANTHROPIC_API_KEY (or "
-            'ANTHROPIC_AUTH_TOKEN). Set it in the MCP server\'s configuration (the "env" block of the '
-            "client's config, see the fanout-mcp README) and restart the server."
-        )
+        return credentials_problem(self._client)
 
     async def run(self, request: SubagentRequest, sink: TaskSink) -> SubagentResult:
         attempt = 0
@@ -111,7 +102,7 @@ class AnthropicBackend:
             try:
                 async with self._throttle.slot():
                     result = await self._attempt(request, sink)
-            except _Transient as fault:
+            except Transient as fault:
                 delay = self._delay(fault, attempt)
                 if fault.pushback:
                     self._throttle.pushback(delay)
@@ -129,14 +120,7 @@ class AnthropicBackend:
         usage = _UsageReading()
         model, stop_reason, ended = request.model, None, False
         try:
-            stream = await self._client.messages.create(
-                model=request.model,
-                max_tokens=request.max_tokens,
-                system=[_system_block(request)],
-                messages=_messages(request),
-                stream=True,
-                **_output_config(request),
-            )
+            stream = await self._client.messages.create(**message_params(request), stream=True)
             try:
                 async for event in stream:
                     if event.type == "content_block_delta":
@@ -156,11 +140,11 @@ class AnthropicBackend:
                 with anyio.move_on_after(2, shield=True):
                     await stream.close()
             if not ended:  # the stream closed cleanly but early (a proxy cut it): never pass that off as done
-                raise _Transient("the answer stream ended before the answer did", None, pushback=False)
-        except _Transient:
+                raise Transient("the answer stream ended before the answer did", None, pushback=False)
+        except Transient:
             raise
         except Exception as exc:
-            mapped = _classify(exc)
+            mapped = classify(exc)
             if mapped is exc:
                 raise
             raise mapped from exc
@@ -169,11 +153,40 @@ class AnthropicBackend:
                 sink.add_usage(model, usage.tokens())
         return SubagentResult(text="".join(chunks), model=model, stop_reason=stop_reason)
 
-    def _delay(self, fault: _Transient, attempt: int) -> float:
+    def _delay(self, fault: Transient, attempt: int) -> float:
         if fault.retry_after is not None and fault.retry_after > 0:
             return min(fault.retry_after, self._retry_cap_s)
         backoff = self._backoff_base_s * 2 ** min(attempt - 1, 16)
         return min(backoff, self._retry_cap_s) * random.uniform(0.75, 1.0)  # jitter, not crypto
+
+
+def credentials_problem(client: anthropic.AsyncAnthropic) -> str | None:
+    """Why ``client`` has no usable credentials (for the calling model), or None if it has some."""
+    key = client.api_key or client.auth_token
+    if key and key.startswith("${") and key.endswith("}"):
+        return (
+            f"the API key is the literal text {key!r}: this MCP client does not expand variables in its "
+            'config. Put the key itself in the "env" block of the server\'s entry and restart it.'
+        )
+    if key or client.credentials is not None:
+        return None
+    return (
+        "no Anthropic API credentials: the server's environment has no ANTHROPIC_API_KEY (or "
+        'ANTHROPIC_AUTH_TOKEN). Set it in the MCP server\'s configuration (the "env" block of the '
+        "client's config, see the fanout-mcp README) and restart the server."
+    )
+
+
+def message_params(request: SubagentRequest) -> dict[str, Any]:
+    """The Messages API parameters of one subagent call, without ``stream`` (a batch request carries
+    the same ones)."""
+    return {
+        "model": request.model,
+        "max_tokens": request.max_tokens,
+        "system": [_system_block(request)],
+        "messages": _messages(request),
+        **_output_config(request),
+    }
 
 
 def _messages(request: SubagentRequest) -> Any:
@@ -261,19 +274,19 @@ class _UsageReading:
         return Tokens(self.input, self.output, self.cache_write, self.cache_read)
 
 
-def _classify(exc: Exception) -> Exception:
-    """Translate a provider exception into ``_Transient`` (retry) or ``TaskFailure`` (give up)."""
+def classify(exc: Exception) -> Exception:
+    """Translate a provider exception into ``Transient`` (retry) or ``TaskFailure`` (give up)."""
     if isinstance(exc, anthropic.APIStatusError):
         return _classify_status(exc)
     if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException):
-        return _Transient("the Messages API did not answer in time", None, pushback=False)
+        return Transient("the Messages API did not answer in time", None, pushback=False)
     if isinstance(exc, anthropic.APIConnectionError | httpx2.TransportError):
-        return _Transient(f"connection to the Messages API failed ({_cause(exc)})", None, pushback=False)
+        return Transient(f"connection to the Messages API failed ({_cause(exc)})", None, pushback=False)
     if isinstance(exc, anthropic.CredentialsError):
         return TaskFailure(ErrorKind.BACKEND_UNAVAILABLE, f"the Anthropic credentials cannot be used: {exc}")
     if isinstance(exc, anthropic.APIResponseValidationError | httpx2.StreamError | ValueError):
         # A garbled answer (bad JSON in an event, a stream read twice): a fresh attempt may well work.
-        return _Transient(f"the answer could not be read ({type(exc).__name__})", None, pushback=False)
+        return Transient(f"the answer could not be read ({type(exc).__name__})", None, pushback=False)
     if isinstance(exc, anthropic.AnthropicError):
         return TaskFailure(ErrorKind.API_ERROR, f"the Anthropic SDK failed: {exc}")
     return exc
@@ -301,12 +314,12 @@ def _classify_status(exc: anthropic.APIStatusError) -> Exception:
         status = _STREAM_ERROR_STATUS.get(str(exc.type), 500)
         if status in _RETRYABLE_STATUS:
             label = f"the answer stream broke off ({exc.type})"
-            return _Transient(label, None, pushback=status in {429, 529})
+            return Transient(label, None, pushback=status in {429, 529})
     should_retry = headers.get("x-should-retry")
     retryable = status in _RETRYABLE_STATUS and not _is_spend_limit(exc)
     if should_retry == "true" or (retryable and should_retry != "false"):
         label = {429: "rate limited (429)", 529: "overloaded (529)"}.get(status, f"HTTP {status}")
-        return _Transient(label, _retry_after(headers), pushback=status in {429, 529})
+        return Transient(label, _retry_after(headers), pushback=status in {429, 529})
     request_id = f" (request id {exc.request_id})" if exc.request_id else ""
     if status in {401, 403}:
         return TaskFailure(
@@ -372,7 +385,7 @@ def _cause(exc: Exception) -> str:
     return type(cause or exc).__name__
 
 
-def _give_up(fault: _Transient, attempts: int, elapsed: float) -> TaskFailure:
+def _give_up(fault: Transient, attempts: int, elapsed: float) -> TaskFailure:
     kind = ErrorKind.RATE_LIMITED if fault.pushback else ErrorKind.API_ERROR
     advice = (
         "Its siblings kept their results. Spawn this task again later, or with a lower max_concurrency."

@@ -59,6 +59,10 @@ class CommandBackend:
         return True
 
     @property
+    def offers_tools(self) -> bool:
+        return False
+
+    @property
     def default_timeout_s(self) -> float | None:
         return None
 

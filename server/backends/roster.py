@@ -22,9 +22,10 @@ AUTO_ORDER: Final = ("anthropic", "claude", "sampling")
 ALIASES: Final[Mapping[str, str]] = {"cli": "claude", "api": "anthropic"}
 # Named by the design but not offered here: say why rather than "unknown".
 NOT_HERE: Final[Mapping[str, str]] = {
-    "batch": "backend 'batch' is not available in this version",
     "sampling": "backend 'sampling' (the client's own model) exists only for tasks spawned by an MCP client",
 }
+# Never picked by auto: a batch takes up to a day, which a caller must ask for.
+NEVER_AUTO: Final = frozenset({"batch"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +99,8 @@ class Roster:
         return [Status(name, backend.unavailable_reason()) for name, backend in self._backends.items()]
 
     def _automatic(self) -> Backend:
-        candidates = [n for n in AUTO_ORDER if n in self._backends] or list(self._backends)
+        candidates = [n for n in AUTO_ORDER if n in self._backends]
+        candidates = candidates or [n for n in self._backends if n not in NEVER_AUTO]
         reasons: list[str] = []
         for candidate in candidates:
             backend = self._backends[candidate]

@@ -49,6 +49,10 @@ class ScriptedBackend:
         return True
 
     @property
+    def offers_tools(self) -> bool:
+        return False
+
+    @property
     def default_timeout_s(self) -> float | None:
         return None
 

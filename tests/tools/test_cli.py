@@ -170,7 +170,8 @@ def test_doctor_on_a_bare_machine_says_what_to_set_or_install_for_each_backend(t
     assert "missing" in lines["anthropic"] and "ANTHROPIC_API_KEY" in lines["anthropic"]
     assert "npm install -g @anthropic-ai/claude-code" in lines["claude"]
     assert "npm install -g @openai/codex" in lines["codex"]
-    assert "not available in this version" in lines["batch"]
+    assert "missing" in lines["batch"] and "ANTHROPIC_API_KEY" in lines["batch"]
+    assert "depends on the MCP client" in lines["sampling"]
     assert "tasks that name no backend cannot run (--backend auto)" in done.stdout
 
 

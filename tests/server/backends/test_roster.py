@@ -54,7 +54,7 @@ def test_an_unknown_name_is_refused_with_the_names_on_offer() -> None:
         InvalidInput, match=r"'bash' is not one this server offers; choose one of 'auto', 'anthropic'"
     ):
         roster(Named("anthropic")).choose("bash")
-    with pytest.raises(InvalidInput, match="'batch' is not available in this version"):
+    with pytest.raises(InvalidInput, match="'batch' is not one this server offers"):
         roster(Named("anthropic")).choose("batch")
 
 
@@ -89,3 +89,9 @@ def test_a_spawns_own_backend_joins_the_roster_for_that_spawn_only_and_comes_las
         base.choose("sampling")
     api.unavailable = None
     assert spawn.choose(None) is api  # the client's model is the last resort
+
+
+def test_auto_never_picks_batch_even_when_it_is_the_only_usable_backend() -> None:
+    with pytest.raises(BackendUnavailable):
+        roster(Named("batch")).choose(None)
+    assert roster(Named("batch")).choose("batch").name == "batch"

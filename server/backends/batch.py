@@ -1,0 +1,422 @@
+"""Subagents through the Message Batches API: the tasks of a spawn go to the provider as one batch.
+
+Tasks whose ``run`` begins within ``window_s`` of the first one waiting are sent together (the registry
+starts a spawn's tasks a few ms apart), each request under a ``custom_id`` minted here. One driver per
+batch, in the task group that ``running()`` owns, creates the batch, polls it with back-off (from
+``poll_min_s``, doubling up to ``poll_max_s``) and, once it has ended, reads its results and completes
+each task as its line arrives: lines come in any order, so they are matched on ``custom_id``.
+
+A batch may take up to 24 hours: a task waits in it without holding one of the server's slots, and its
+default timeout is 25 hours. Transient faults (429, 529, 5xx, a dropped connection) on any call are
+retried for as long as a task still waits: a busy provider never costs a result. A cancelled task
+leaves its batch, and once no task waits for a sent batch any more, the batch is cancelled at the
+provider. Requests are billed at the batch discount (``PriceTable.batch_cost``). Provider exceptions
+become ``TaskFailure`` here, through ``anthropic_api.classify``, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import secrets
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeVar, cast
+
+import anthropic
+import anyio
+from anthropic.types.message_create_params import MessageCreateParamsNonStreaming
+from anthropic.types.messages import MessageBatch, MessageBatchResult
+from anthropic.types.messages.batch_create_params import Request
+from anyio.abc import TaskGroup
+
+from fanout_mcp.server.backends import TaskSink
+from fanout_mcp.server.backends.anthropic_api import Transient, classify, credentials_problem, message_params
+from fanout_mcp.server.errors import TaskFailure
+from fanout_mcp.server.models import SubagentRequest, SubagentResult, Tokens
+from fanout_mcp.server.pricing import PriceTable
+from fanout_mcp.server.state import ErrorKind
+
+logger = logging.getLogger(__name__)
+
+NAME: Final = "batch"
+DEFAULT_TIMEOUT_S: Final = 25 * 3600.0  #: a batch ends within 24 h; an hour more to read its results
+MAX_REQUESTS: Final = 100_000  #: the API's limit per batch
+MAX_BYTES: Final = 200 * 2**20  #: the API takes 256 MB per batch; this leaves room for the envelope
+_CANCEL_GRACE_S: Final = 5.0
+_CLOSE_GRACE_S: Final = 2.0
+# Error types of an errored request that the task itself caused: it must change before it can work.
+_INVALID: Final = frozenset({"invalid_request_error", "request_too_large", "not_found_error"})
+
+_T = TypeVar("_T")
+
+
+@dataclass(eq=False, slots=True)
+class _Waiter:
+    """One task waiting in a batch for its result."""
+
+    custom_id: str
+    params: dict[str, Any]
+    size: int  #: an upper bound on the request's bytes in the batch
+    sink: TaskSink
+    done: anyio.Event = field(default_factory=anyio.Event)
+    outcome: SubagentResult | TaskFailure | None = None
+
+    def finish(self, outcome: SubagentResult | TaskFailure) -> None:
+        self.outcome = outcome
+        self.done.set()
+
+
+@dataclass(eq=False, slots=True)
+class _Batch:
+    """The tasks sent (or about to be sent) as one Message Batch."""
+
+    waiters: dict[str, _Waiter] = field(default_factory=dict[str, _Waiter])  #: still waiting, by custom_id
+    size: int = 0
+    id: str | None = None  #: the provider's id, once created
+    ended: bool = False  #: the provider has finished processing it
+    abandoned: anyio.Event = field(default_factory=anyio.Event)  #: sent, and no task waits for it any more
+
+
+class BatchBackend:
+    """Runs subagents as requests of Message Batches, through the shared ``AsyncAnthropic`` client.
+
+    Tasks can run only while ``running()`` is entered (the server's runtime does that).
+    """
+
+    def __init__(
+        self,
+        client: anthropic.AsyncAnthropic,
+        prices: PriceTable,
+        *,
+        window_s: float = 0.2,
+        poll_min_s: float = 1.0,
+        poll_max_s: float = 60.0,
+    ) -> None:
+        self._client = client
+        self._prices = prices
+        self._window_s = window_s
+        self._poll_min_s = poll_min_s
+        self._poll_max_s = poll_max_s
+        self._group: TaskGroup | None = None
+        self._open: _Batch | None = None  #: the batch new tasks join, until its window closes
+
+    @property
+    def name(self) -> str:
+        return NAME
+
+    @property
+    def caches_prompts(self) -> bool:
+        return False  # a batch's requests run in any order: warming a shared prefix first gains nothing
+
+    def model_for(self, asked: str | None, server_default: str) -> str:
+        return asked or server_default
+
+    @property
+    def limiter(self) -> anyio.CapacityLimiter | None:
+        return None
+
+    @property
+    def shares_server_limit(self) -> bool:
+        return False  # a request queued at the provider for hours must not hold one of the server's slots
+
+    @property
+    def offers_tools(self) -> bool:
+        return False  # a tool loop would be one batch, a day long, per turn
+
+    @property
+    def default_timeout_s(self) -> float | None:
+        return DEFAULT_TIMEOUT_S
+
+    def unavailable_reason(self) -> str | None:
+        return credentials_problem(self._client)
+
+    @asynccontextmanager
+    async def running(self) -> AsyncGenerator[BatchBackend, None]:
+        """Own the batches' drivers; on exit every driver stops and a task still waiting fails.
+
+        An exception from the body is re-raised as itself, not wrapped in an exception group.
+        """
+        error: Exception | None = None
+        async with anyio.create_task_group() as group:
+            self._group = group
+            try:
+                yield self
+            except Exception as exc:
+                error = exc
+            finally:
+                self._group = self._open = None
+                group.cancel_scope.cancel()
+        if error is not None:
+            raise error
+
+    async def run(self, request: SubagentRequest, sink: TaskSink) -> SubagentResult:
+        group = self._group
+        if group is None:
+            raise TaskFailure(
+                ErrorKind.BACKEND_UNAVAILABLE, "the batch backend is not running (the server is stopping)"
+            )
+        params = message_params(request)
+        waiter = _Waiter(secrets.token_hex(16), params, len(json.dumps(params)), sink)
+        batch = self._join(waiter, group)
+        try:
+            await waiter.done.wait()
+        except anyio.get_cancelled_exc_class():
+            await self._leave(batch, waiter)
+            raise
+        if isinstance(waiter.outcome, TaskFailure):
+            raise waiter.outcome
+        assert waiter.outcome is not None
+        return waiter.outcome
+
+    # --- joining and leaving ---------------------------------------------------------------------
+
+    def _join(self, waiter: _Waiter, group: TaskGroup) -> _Batch:
+        batch = self._open
+        if batch is None or not _has_room(batch, waiter):
+            batch = self._open = _Batch()
+            group.start_soon(self._drive, batch, name="fanout batch driver")
+        batch.waiters[waiter.custom_id] = waiter
+        batch.size += waiter.size
+        waiter.sink.status("waiting to be sent in a batch with its siblings")
+        return batch
+
+    async def _leave(self, batch: _Batch, waiter: _Waiter) -> None:
+        """A cancelled task leaves its batch; the last one to leave a sent batch cancels it.
+
+        The API cancels whole batches only: a task that leaves while others still wait cannot take its
+        own request out, which then runs (and is billed) anyway.
+        """
+        if batch.waiters.pop(waiter.custom_id, None) is None:
+            return  # its result had arrived already
+        batch.size -= waiter.size
+        if batch.waiters or batch is self._open:
+            return  # an unsent batch's driver sees at sending time who is left
+        batch.abandoned.set()
+        if batch.id is not None and not batch.ended:  # no id yet: the driver cancels it once created
+            with anyio.move_on_after(_CANCEL_GRACE_S, shield=True):
+                await self._cancel_remote(batch.id)
+
+    async def _cancel_remote(self, batch_id: str) -> None:
+        try:
+            await self._client.messages.batches.cancel(batch_id)
+        except Exception:  # the batch is only wasted work now: say so, but fail nothing
+            logger.warning("could not cancel batch %s, which no task waits for", batch_id, exc_info=True)
+
+    # --- one batch, from sending to results ------------------------------------------------------
+
+    async def _drive(self, batch: _Batch) -> None:
+        """Send ``batch`` when its window closes and see it through. Raises nothing but cancellation."""
+        try:
+            await anyio.sleep(self._window_s)
+            if self._open is batch:
+                self._open = None
+            await self._process(batch)
+        except Exception as exc:  # a bug must fail this batch's tasks, not the server
+            logger.exception("the driver of a batch crashed")
+            self._fail_all(
+                batch,
+                ErrorKind.INTERNAL,
+                f"internal error in fanout-mcp's batch backend ({type(exc).__name__}: {exc}); this is a "
+                "bug. The task can be spawned again.",
+            )
+        finally:
+            if self._open is batch:
+                self._open = None
+            self._fail_all(  # only tasks still waiting when the server stops are left here
+                batch,
+                ErrorKind.BACKEND_UNAVAILABLE,
+                "the server stopped before this task's batch ended; spawn the task again",
+            )
+
+    async def _process(self, batch: _Batch) -> None:
+        batch_id = await self._create(batch)
+        if batch_id is None:
+            return
+        if not batch.waiters:  # every task left while the batch was being created
+            await self._cancel_remote(batch_id)
+            return
+        if await self._wait_until_ended(batch, batch_id):
+            reading = f"read the results of batch {batch_id}"
+            await self._call(batch, reading, lambda: self._read_results(batch, batch_id))
+            self._fail_all(
+                batch,
+                ErrorKind.API_ERROR,
+                f"batch {batch_id} ended without a result for this task's request; spawn the task again",
+            )
+
+    async def _create(self, batch: _Batch) -> str | None:
+        """Create the batch from the tasks still waiting; its id, or None if it was not created."""
+        _tell(batch, f"sending a batch of {len(batch.waiters)} requests")
+        create = self._client.messages.batches.create
+        created = await self._call(batch, "create the batch", lambda: create(requests=_requests(batch)))
+        if created is None:
+            return None
+        batch.id = created.id
+        _report(batch, created)
+        return created.id
+
+    async def _wait_until_ended(self, batch: _Batch, batch_id: str) -> bool:
+        """Poll until the batch has ended (True), or no task waits any more (False)."""
+        interval, reading = self._poll_min_s, f"read the status of batch {batch_id}"
+        retrieve = self._client.messages.batches.retrieve
+        while True:
+            await _pause(batch, interval)
+            current = await self._call(batch, reading, lambda: retrieve(batch_id))
+            if current is None:
+                return False
+            _report(batch, current)
+            if current.processing_status == "ended":
+                batch.ended = True
+                return True
+            interval = min(interval * 2, self._poll_max_s)
+
+    async def _read_results(self, batch: _Batch, batch_id: str) -> None:
+        """Complete each waiting task as its line arrives (a retried read skips the ones completed)."""
+        lines = await self._client.messages.batches.results(batch_id)
+        try:
+            async for line in lines:
+                waiter = batch.waiters.pop(line.custom_id, None)
+                if waiter is not None:  # None: a task that left, or one completed by an earlier read
+                    waiter.finish(self._outcome(batch_id, waiter.sink, line.result))
+        finally:
+            with anyio.move_on_after(_CLOSE_GRACE_S, shield=True):
+                await lines.close()
+
+    async def _call(self, batch: _Batch, doing: str, call: Callable[[], Awaitable[_T]]) -> _T | None:
+        """``call()``, retried through transient faults while a task waits. None when no task waits any
+        more, or when the fault is permanent: then every waiting task fails with it."""
+        failures = 0
+        while batch.waiters:
+            try:
+                return await call()
+            except Exception as exc:
+                fault = _fault(exc, doing)
+                if isinstance(fault, TaskFailure):
+                    self._fail_all(batch, fault.kind, fault.message)
+                    return None
+                failures += 1
+                delay = self._delay(fault, failures)
+                _tell(batch, f"{fault.what} trying to {doing}; retrying in {delay:.1f} s")
+                await _pause(batch, delay)
+        return None
+
+    def _delay(self, fault: Transient, failures: int) -> float:
+        if fault.retry_after is not None and fault.retry_after > 0:
+            return min(fault.retry_after, self._poll_max_s)
+        backoff = self._poll_min_s * 2 ** min(failures - 1, 16)
+        return min(backoff, self._poll_max_s) * random.uniform(0.75, 1.0)  # jitter, not crypto
+
+    # --- results -----------------------------------------------------------------------------------
+
+    def _outcome(
+        self, batch_id: str, sink: TaskSink, result: MessageBatchResult
+    ) -> SubagentResult | TaskFailure:
+        try:
+            if result.type == "succeeded":
+                message = result.message
+                text = "".join(block.text for block in message.content if block.type == "text")
+                usage = message.usage
+                tokens = Tokens(
+                    usage.input_tokens,
+                    usage.output_tokens,
+                    usage.cache_creation_input_tokens or 0,
+                    usage.cache_read_input_tokens or 0,
+                )
+                sink.response_started()
+                sink.append(text)
+                sink.add_usage(message.model, tokens, self._prices.batch_cost(message.model, tokens))
+                return SubagentResult(text=text, model=message.model, stop_reason=message.stop_reason)
+            if result.type == "errored":
+                return _errored(batch_id, result.error.error.type, result.error.error.message)
+        except Exception as exc:  # a bug must fail this task only, not the rest of the batch's results
+            logger.exception("reading a result of batch %s failed", batch_id)
+            return TaskFailure(
+                ErrorKind.INTERNAL,
+                f"internal error in fanout-mcp reading this task's result ({type(exc).__name__}: {exc}); "
+                "this is a bug. The task can be spawned again.",
+            )
+        if result.type == "canceled":
+            return TaskFailure(
+                ErrorKind.API_ERROR,
+                f"batch {batch_id} was canceled at the provider before this request ran (not by this "
+                "server: from the Console, or by another program with the same key). Spawn it again.",
+            )
+        return TaskFailure(
+            ErrorKind.TIMEOUT,
+            f"the batch expired before this request ran ({batch_id} got no result within 24 h, the "
+            "provider's limit); spawn it again, or with backend 'anthropic' to run it at once.",
+        )
+
+    @staticmethod
+    def _fail_all(batch: _Batch, kind: ErrorKind, message: str) -> None:
+        waiters, batch.waiters = batch.waiters, {}
+        for waiter in waiters.values():
+            waiter.finish(TaskFailure(kind, message))
+
+
+def _has_room(batch: _Batch, waiter: _Waiter) -> bool:
+    full = len(batch.waiters) >= MAX_REQUESTS or batch.size + waiter.size > MAX_BYTES
+    return not (batch.waiters and full)
+
+
+def _requests(batch: _Batch) -> list[Request]:
+    return [
+        Request(custom_id=w.custom_id, params=cast(MessageCreateParamsNonStreaming, w.params))
+        for w in batch.waiters.values()
+    ]
+
+
+async def _pause(batch: _Batch, seconds: float) -> None:
+    """Sleep, but only until no task waits for the batch any more."""
+    with anyio.move_on_after(seconds):
+        await batch.abandoned.wait()
+
+
+def _tell(batch: _Batch, line: str) -> None:
+    for waiter in batch.waiters.values():
+        waiter.sink.status(line)
+
+
+def _report(batch: _Batch, current: MessageBatch) -> None:
+    counts = current.request_counts
+    total = counts.processing + counts.succeeded + counts.errored + counts.canceled + counts.expired
+    done = total - counts.processing
+    _tell(batch, f"in batch {current.id}: {done} of {total} requests done ({current.processing_status})")
+
+
+def _errored(batch_id: str, error_type: str, detail: str) -> TaskFailure:
+    if error_type in _INVALID:
+        return TaskFailure(
+            ErrorKind.INVALID_INPUT,
+            f"the provider rejected this request of batch {batch_id} ({error_type}: {detail}). Change "
+            "the task (a shorter prompt, fewer files, another max_tokens or model) and spawn it again.",
+        )
+    return TaskFailure(
+        ErrorKind.API_ERROR,
+        f"the provider failed this request of batch {batch_id} ({error_type}: {detail}); its siblings are "
+        "not affected. Spawn it again.",
+    )
+
+
+def _fault(exc: Exception, doing: str) -> Transient | TaskFailure:
+    """A failed call, as a fault to retry or a failure for every task of the batch."""
+    mapped = classify(exc)
+    if isinstance(mapped, Transient):
+        return mapped
+    if isinstance(exc, anthropic.NotFoundError):  # the classifier's hint (a wrong model id) is wrong here
+        return TaskFailure(
+            ErrorKind.API_ERROR,
+            f"could not {doing}: the provider answered 404 ({exc.message}). If ANTHROPIC_BASE_URL points at "
+            "a proxy, it may not offer the Message Batches API. Spawn the task again, or with backend "
+            "'anthropic'.",
+        )
+    if isinstance(mapped, TaskFailure):
+        return TaskFailure(mapped.kind, f"could not {doing}: {mapped.message}")
+    logger.error("unexpected error trying to %s", doing, exc_info=exc)
+    return TaskFailure(
+        ErrorKind.INTERNAL,
+        f"internal error in fanout-mcp trying to {doing} ({type(exc).__name__}: {exc}); this is a bug",
+    )
