@@ -22,11 +22,13 @@ from fanout_mcp.server.backends.anthropic_api import AnthropicBackend
 from fanout_mcp.server.backends.batch import BatchBackend
 from fanout_mcp.server.backends.cli import CommandBackend
 from fanout_mcp.server.backends.roster import Roster
+from fanout_mcp.server.files import FileReader
 from fanout_mcp.server.pricing import PriceTable
 from fanout_mcp.server.registry import TaskRegistry, open_registry
 from fanout_mcp.server.settings import Settings
 from fanout_mcp.server.synthesis import Synthesizer
 from fanout_mcp.server.throttle import Throttle
+from fanout_mcp.server.workspace import Workspace
 
 # The SDK logs every request at INFO; with hundreds of subagents that drowns everything else.
 for _noisy in ("httpx2", "httpcore2", "anthropic"):
@@ -66,7 +68,10 @@ def make_roster(
     ``batch`` is the running batch backend; without one, an idle one stands in, which can say whether
     it could run here (``doctor``) but runs nothing.
     """
-    api = AnthropicBackend(client, Throttle(settings.max_concurrency), retry_cap_s=settings.retry_cap_s)
+    workspace = Workspace(FileReader(settings.roots, max_file_bytes=settings.max_file_bytes))
+    api = AnthropicBackend(
+        client, Throttle(settings.max_concurrency), retry_cap_s=settings.retry_cap_s, workspace=workspace
+    )
     batch = batch or BatchBackend(client, PriceTable.load(None))
     commands = {name: CommandBackend(name, spec, settings.roots) for name, spec in settings.commands.items()}
     return Roster({api.name: api, **commands, batch.name: batch}, default=settings.backend)

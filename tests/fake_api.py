@@ -14,6 +14,12 @@ Directives, written anywhere in the text of the request's user messages (later m
     [[reply64:B64]]     reply the UTF-8 text whose base64 is B64 (for JSON, which may hold `]]`).
     [[then:TEXT]] / [[then64:B64]]  the reply to a follow-up turn (a request with more than one user
                         message, such as a repair request), instead of the reply above.
+    [[tools64:B64]]     tool use: B64 is the base64 of a JSON list of rounds, each a list of
+                        {"name": ..., "input": {...}}. While fewer user turns carry tool_result blocks
+                        than there are rounds (and tool_choice is not "none"), the answer is the next
+                        round's tool_use blocks (stop_reason "tool_use"); after that, the reply as usual.
+    [[tool_echo]]       the reply (once the rounds are used) is the JSON list of every tool_result so far,
+                        [{"is_error": bool, "content": str}, ...], so a test sees what the tools answered.
     [[words:N]]         reply `w1 w2 ... wN`. Without either: `FakeConfig.default_words` words.
     [[fail:STATUS;count=N;retry-after=S;retry-after-ms=MS;should-retry=BOOL;type=T;message=M]]
                         the first N attempts (default: all) answer STATUS with that error.
@@ -213,6 +219,7 @@ class _Plan:
     stream: bool = False
     model: str = ""
     text: str = ""
+    tool_uses: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
     stop_reason: str = "end_turn"
     usage: dict[str, int] = field(default_factory=dict[str, int])
     cache_key: str | None = None
@@ -245,6 +252,31 @@ def _texts(content: object) -> list[str]:
     return [str(b.get("text", "")) for b in _blocks(content) if b.get("type", "text") == "text"]
 
 
+def _has(content: object, kind: str) -> bool:
+    return any(block.get("type") == kind for block in _blocks(content))
+
+
+def _tool_results(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for message in messages:
+        for block in _blocks(message["content"]) if message.get("role") == "user" else []:
+            if block.get("type") == "tool_result":
+                content = block.get("content")
+                text = content if isinstance(content, str) else "".join(_texts(content))
+                found.append({"is_error": block.get("is_error") is True, "content": text})
+    return found
+
+
+def _tool_rounds(found: dict[str, str]) -> list[list[dict[str, Any]]]:
+    if "tools64" not in found:
+        return []
+    try:
+        rounds = json.loads(_unbase64("tools64", found["tools64"]))
+        return [[{"name": str(c["name"]), "input": dict(c["input"])} for c in r] for r in rounds]
+    except (ValueError, KeyError, TypeError):
+        raise _ApiError(400, "fake: [[tools64]] must hold a JSON list of lists of {name, input}") from None
+
+
 def _chars(content: object) -> int:
     """Characters of the content's text, plus the JSON of its non-text blocks."""
     other = [b for b in _blocks(content) if b.get("type", "text") != "text"]
@@ -269,6 +301,11 @@ def _validate(body: dict[str, Any]) -> None:
         raise _ApiError(400, "messages: each must have a string or list content")
     if not (system is None or isinstance(system, str) or system == [] or _objects(system)):
         raise _ApiError(400, "system: must be a string or a list of text blocks")
+    uses_tools = any(
+        _has(m.get("content"), kind) for m in _blocks(messages) for kind in ("tool_use", "tool_result")
+    )
+    if uses_tools and not _objects(body.get("tools")):
+        raise _ApiError(400, "messages: tool_use and tool_result blocks need the tools they use, in `tools`")
 
 
 def _directives(messages: list[dict[str, Any]]) -> dict[str, str]:
@@ -664,8 +701,26 @@ class FakeApi:
             plan.truncate_after = after.get("truncate", 0)
         if "drop" in options:
             plan.drop_after = after.get("drop", 0)
+        results = _tool_results(messages)
+        rounds = _tool_rounds(found)
+        answered = sum(1 for m in messages if m.get("role") == "user" and _has(m["content"], "tool_result"))
+        if answered < len(rounds) and (body.get("tool_choice") or {}).get("type") != "none":
+            plan.tool_uses = [
+                {
+                    "type": "tool_use",
+                    "id": f"toolu_{uuid.uuid4().hex[:20]}",
+                    "name": c["name"],
+                    "input": c["input"],
+                }
+                for c in rounds[answered]
+            ]
+            plan.text, plan.stop_reason = "", "tool_use"
+            plan.usage = self._input_usage(plan, system, messages, config) | {"output_tokens": 10}
+            return
         turns = sum(1 for message in messages if message.get("role") == "user")
-        if turns > 1 and ("then" in found or "then64" in found):
+        if "tool_echo" in found:
+            text = json.dumps(results)
+        elif turns > 1 and ("then" in found or "then64" in found):
             text = found["then"] if "then" in found else _unbase64("then64", found["then64"])
         elif "reply64" in found:
             text = _unbase64("reply64", found["reply64"])
@@ -806,7 +861,7 @@ class _MessagesEndpoint:
             "type": "message",
             "role": "assistant",
             "model": plan.model,
-            "content": [] if streaming else [{"type": "text", "text": plan.text}],
+            "content": [] if streaming else _content(plan),
             "stop_reason": None if streaming else plan.stop_reason,
             "stop_sequence": None,
             "usage": plan.usage | {"output_tokens": 1} if streaming else plan.usage,
@@ -859,11 +914,24 @@ class _MessagesEndpoint:
             delta = {"type": "text_delta", "text": chunks[i]}
             await _sse(send, {"type": "content_block_delta", "index": 0, "delta": delta})
         await _sse(send, {"type": "content_block_stop", "index": 0})
+        for index, use in enumerate(plan.tool_uses, 1):
+            start = {"type": "tool_use", "id": use["id"], "name": use["name"], "input": {}}
+            await _sse(send, {"type": "content_block_start", "index": index, "content_block": start})
+            raw = json.dumps(use["input"])
+            for part in (raw[: len(raw) // 2], raw[len(raw) // 2 :]):  # as the API does: in pieces
+                delta = {"type": "input_json_delta", "partial_json": part}
+                await _sse(send, {"type": "content_block_delta", "index": index, "delta": delta})
+            await _sse(send, {"type": "content_block_stop", "index": index})
         usage = {"output_tokens": plan.usage["output_tokens"]}
         delta = {"stop_reason": plan.stop_reason, "stop_sequence": None}
         await _sse(send, {"type": "message_delta", "delta": delta, "usage": usage})
         await _sse(send, {"type": "message_stop"}, more=False)
         return False
+
+
+def _content(plan: _Plan) -> list[dict[str, Any]]:
+    text = [{"type": "text", "text": plan.text}] if plan.text or not plan.tool_uses else []
+    return text + plan.tool_uses
 
 
 def _build_app(fake: FakeApi) -> Starlette:

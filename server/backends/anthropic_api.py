@@ -23,10 +23,19 @@ import anyio
 import httpx2
 
 from fanout_mcp.server.backends import TaskSink
+from fanout_mcp.server.backends.tooluse import (
+    MAX_TURNS,
+    Reply,
+    ToolBlocks,
+    answer_uses,
+    describe,
+    tool_params,
+)
 from fanout_mcp.server.errors import TaskFailure
 from fanout_mcp.server.models import SubagentRequest, SubagentResult, Tokens
 from fanout_mcp.server.state import ErrorKind
 from fanout_mcp.server.throttle import Throttle
+from fanout_mcp.server.workspace import Workspace
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +63,10 @@ class AnthropicBackend:
         *,
         retry_cap_s: float,
         backoff_base_s: float = 0.5,
+        workspace: Workspace | None = None,
     ) -> None:
         self._client = client
+        self._workspace = workspace
         self._throttle = throttle
         self._retry_cap_s = retry_cap_s
         self._backoff_base_s = backoff_base_s
@@ -77,7 +88,7 @@ class AnthropicBackend:
 
     @property
     def offers_tools(self) -> bool:
-        return False
+        return self._workspace is not None
 
     @property
     def default_timeout_s(self) -> float | None:
@@ -95,13 +106,34 @@ class AnthropicBackend:
         return credentials_problem(self._client)
 
     async def run(self, request: SubagentRequest, sink: TaskSink) -> SubagentResult:
+        if not request.tools or self._workspace is None:
+            return (await self._call(request, sink, {})).result
+        return await self._converse(request, sink, self._workspace)
+
+    async def _converse(
+        self, request: SubagentRequest, sink: TaskSink, workspace: Workspace
+    ) -> SubagentResult:
+        """The tool loop: turns until an answer asks for no tool (the last turn may not ask)."""
+        history: list[dict[str, Any]] = []
+        for turn in range(1, MAX_TURNS + 1):
+            reply = await self._call(request, sink, {"history": history, **tool_params(turn)})
+            if not reply.uses:
+                return reply.result
+            for use in reply.uses:
+                sink.append(describe(use))
+            answers = await anyio.to_thread.run_sync(answer_uses, workspace, reply.uses)
+            history += [reply.assistant_turn(), answers]
+        raise AssertionError("unreachable: the last turn allows no tool use")
+
+    async def _call(self, request: SubagentRequest, sink: TaskSink, extra: dict[str, Any]) -> Reply:
+        """One Messages call, retried on transient faults for as long as the deadline allows."""
         attempt = 0
         started = anyio.current_time()
         while True:
             attempt += 1
             try:
                 async with self._throttle.slot():
-                    result = await self._attempt(request, sink)
+                    result = await self._attempt(request, sink, extra)
             except Transient as fault:
                 delay = self._delay(fault, attempt)
                 if fault.pushback:
@@ -115,18 +147,25 @@ class AnthropicBackend:
                 self._throttle.success()
                 return result
 
-    async def _attempt(self, request: SubagentRequest, sink: TaskSink) -> SubagentResult:
+    async def _attempt(self, request: SubagentRequest, sink: TaskSink, extra: dict[str, Any]) -> Reply:
         chunks: list[str] = []
         usage = _UsageReading()
+        tools = ToolBlocks()
         model, stop_reason, ended = request.model, None, False
+        history: list[dict[str, Any]] = extra.get("history", [])
+        params = message_params(request, history) | {k: v for k, v in extra.items() if k != "history"}
         try:
-            stream = await self._client.messages.create(**message_params(request), stream=True)
+            stream = await self._client.messages.create(**params, stream=True)
             try:
                 async for event in stream:
                     if event.type == "content_block_delta":
                         if event.delta.type == "text_delta":
                             chunks.append(event.delta.text)
                             sink.append(event.delta.text)
+                        elif event.delta.type == "input_json_delta":
+                            tools.delta(event.index, event.delta.partial_json)
+                    elif event.type == "content_block_start":
+                        tools.start(event.index, event.content_block)
                     elif event.type == "message_start":
                         model = event.message.model
                         usage.start(event.message.usage)
@@ -151,7 +190,8 @@ class AnthropicBackend:
         finally:
             if usage.seen:
                 sink.add_usage(model, usage.tokens())
-        return SubagentResult(text="".join(chunks), model=model, stop_reason=stop_reason)
+        result = SubagentResult(text="".join(chunks), model=model, stop_reason=stop_reason)
+        return Reply(result, tools.uses() if stop_reason == "tool_use" else [])
 
     def _delay(self, fault: Transient, attempt: int) -> float:
         if fault.retry_after is not None and fault.retry_after > 0:
@@ -177,24 +217,24 @@ def credentials_problem(client: anthropic.AsyncAnthropic) -> str | None:
     )
 
 
-def message_params(request: SubagentRequest) -> dict[str, Any]:
+def message_params(request: SubagentRequest, history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The Messages API parameters of one subagent call, without ``stream`` (a batch request carries
-    the same ones)."""
+    the same ones); ``history`` holds the tool turns so far."""
     return {
         "model": request.model,
         "max_tokens": request.max_tokens,
         "system": [_system_block(request)],
-        "messages": _messages(request),
+        "messages": _messages(request, history or []),
         **_output_config(request),
     }
 
 
-def _messages(request: SubagentRequest) -> Any:
-    messages: list[dict[str, str]] = [{"role": "user", "content": request.prompt}]
+def _messages(request: SubagentRequest, history: list[dict[str, Any]]) -> Any:
+    messages: list[dict[str, Any]] = [{"role": "user", "content": request.prompt}]
     if request.follow_up is not None:
         answer, feedback = request.follow_up
         messages += [{"role": "assistant", "content": answer}, {"role": "user", "content": feedback}]
-    return messages
+    return messages + history
 
 
 def _output_config(request: SubagentRequest) -> dict[str, Any]:

@@ -239,3 +239,12 @@ async def test_a_file_swapped_for_a_symlink_after_the_check_is_refused(
     os.symlink(tmp_path / "secret.txt", root / "file.txt")  # swapped between the check and the read
     with pytest.raises(InvalidInput, match="outside the allowed roots"):
         reader.read(info)
+
+
+async def test_tools_are_refused_for_a_backend_that_does_not_run_them(make_settings: MakeSettings) -> None:
+    with pytest.raises(
+        InvalidInput, match=r"task 1 \(#1\) asks for tools, which backend 'scripted' does not run"
+    ):
+        await intake_of(one(tools=["read"]), make_settings())
+    with pytest.raises(InvalidInput, match="asks for tools"):
+        await intake_of(SpawnRequest(tasks=[TaskRequest(task="x")], tools=["read"]), make_settings())

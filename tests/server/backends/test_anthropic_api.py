@@ -25,8 +25,10 @@ from fanout_mcp.server import (
     open_runtime,
 )
 from fanout_mcp.server.backends.anthropic_api import AnthropicBackend
+from fanout_mcp.server.files import FileReader
 from fanout_mcp.server.runtime import make_client
 from fanout_mcp.server.throttle import Throttle
+from fanout_mcp.server.workspace import Workspace
 from tests.fake_api import FakeApi
 
 MakeSettings = Callable[..., Settings]
@@ -42,6 +44,7 @@ async def api_runtime(settings: Settings, *, backoff_base_s: float = 0.01) -> As
             Throttle(settings.max_concurrency),
             retry_cap_s=settings.retry_cap_s,
             backoff_base_s=backoff_base_s,
+            workspace=Workspace(FileReader(settings.roots, max_file_bytes=settings.max_file_bytes)),
         )
         async with open_runtime(settings, backend) as runtime:
             yield runtime

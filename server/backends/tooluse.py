@@ -1,0 +1,101 @@
+"""The workspace tool loop's pieces for the Messages API: the tool blocks of a streamed answer, and the
+turns that carry tool uses and their answers back.
+
+A subagent with tools answers in turns: each turn is one Messages call; while its answer asks for tools
+(``stop_reason: tool_use``), the tools run (``Workspace.call``, in a worker thread), their answers go
+back as ``tool_result`` blocks, and the next turn starts. ``MAX_TURNS`` bounds the loop: the last turn
+is sent with ``tool_choice: none``, so the subagent must answer with what it has.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from fanout_mcp.server.models import SubagentResult
+from fanout_mcp.server.workspace import TOOLS, ToolAnswer, Workspace
+
+MAX_TURNS: Final = 20
+
+
+@dataclass(slots=True)
+class ToolUse:
+    id: str
+    name: str
+    raw_input: str = ""  #: the JSON as it streamed in
+
+    def arguments(self) -> dict[str, Any] | None:
+        """The parsed input, or None when it is not a JSON object."""
+        try:
+            value = json.loads(self.raw_input or "{}")
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None  # pyright: ignore[reportUnknownVariableType]
+
+
+@dataclass(slots=True)
+class Reply:
+    """One turn's answer: its text (the task's answer if it asks for no tool) and its tool uses."""
+
+    result: SubagentResult
+    uses: list[ToolUse] = field(default_factory=list[ToolUse])
+
+    def assistant_turn(self) -> dict[str, Any]:
+        """The answer as the assistant message the next turn repeats."""
+        content: list[dict[str, Any]] = (
+            [{"type": "text", "text": self.result.text}] if self.result.text else []
+        )
+        content += [
+            {"type": "tool_use", "id": use.id, "name": use.name, "input": use.arguments() or {}}
+            for use in self.uses
+        ]
+        return {"role": "assistant", "content": content}
+
+
+class ToolBlocks:
+    """Collects the tool_use blocks of a streamed answer, by their index in the content."""
+
+    def __init__(self) -> None:
+        self._by_index: dict[int, ToolUse] = {}
+
+    def start(self, index: int, block: Any) -> None:
+        if getattr(block, "type", None) == "tool_use":
+            self._by_index[index] = ToolUse(id=str(block.id), name=str(block.name))
+
+    def delta(self, index: int, partial_json: str) -> None:
+        use = self._by_index.get(index)
+        if use is not None:
+            use.raw_input += partial_json
+
+    def uses(self) -> list[ToolUse]:
+        return [self._by_index[i] for i in sorted(self._by_index)]
+
+
+def tool_params(turn: int) -> dict[str, Any]:
+    """The tools of a turn; the last one may not use them."""
+    params: dict[str, Any] = {"tools": TOOLS}
+    if turn >= MAX_TURNS:
+        params["tool_choice"] = {"type": "none"}
+    return params
+
+
+def answer_uses(workspace: Workspace, uses: list[ToolUse]) -> dict[str, Any]:
+    """Run each tool use (blocking: call from a worker thread); the user turn with their results."""
+    results: list[dict[str, Any]] = []
+    for use in uses:
+        arguments = use.arguments()
+        if arguments is None:
+            answer = ToolAnswer(f"the input of {use.name} was not a JSON object; try again", is_error=True)
+        else:
+            answer = workspace.call(use.name, arguments)
+        result: dict[str, Any] = {"type": "tool_result", "tool_use_id": use.id, "content": answer.text}
+        if answer.is_error:
+            result["is_error"] = True
+        results.append(result)
+    return {"role": "user", "content": results}
+
+
+def describe(use: ToolUse) -> str:
+    """The line a tool use adds to the task's partial output."""
+    return f"\n· {Workspace.describe(use.name, use.arguments() or {})}\n"
