@@ -51,7 +51,7 @@ class Entry:
     id: str
     group: Group
     spec: TaskSpec
-    backend: Backend
+    backend: Backend | None  #: dropped when the task ends
     prices: PriceTable
     request: SubagentRequest | None
     scope: anyio.CancelScope | None = field(default_factory=anyio.CancelScope)

@@ -189,7 +189,8 @@ class TaskRegistry:
         for entry in entries:
             entry.deps = tuple(entries[i] for i in entry.spec.depends_on)
             # A dependant starts late anyway: it neither warms the cache nor waits for a warm-up.
-            if intake.warm_first and not entry.deps and entry.backend.caches_prompts:
+            caches = entry.backend is not None and entry.backend.caches_prompts
+            if intake.warm_first and not entry.deps and caches:
                 self._link_warmup(entry, leads)
             group.task_ids.append(entry.id)
             self._tasks[entry.id] = entry
@@ -242,15 +243,18 @@ class TaskRegistry:
             return
         if entry.warm_gate is not None:
             await entry.warm_gate.wait()  # opened by the lead's answer, its end, or _open_later
+        backend = entry.backend
+        if backend is None:  # it ended while it waited (cancelled, or its budget was spent)
+            await anyio.lowlevel.checkpoint()
+            return
         async with AsyncExitStack() as stack:
             # A batch request waits on the provider's side: it takes none of the server's slots, and a
             # spawn's max_concurrency would only split its batch into many.
-            if entry.group.limiter is not None and entry.backend.shares_server_limit:
+            if entry.group.limiter is not None and backend.shares_server_limit:
                 await stack.enter_async_context(entry.group.limiter)
-            own = entry.backend.limiter
-            if own is not None:
-                await stack.enter_async_context(own)
-            if entry.backend.shares_server_limit:
+            if backend.limiter is not None:
+                await stack.enter_async_context(backend.limiter)
+            if backend.shares_server_limit:
                 await stack.enter_async_context(self._limiter)
             request = entry.request
             if request is None:  # cancelled while it waited; the cancellation arrives at the next await
@@ -262,7 +266,7 @@ class TaskRegistry:
             self._move(entry, TaskState.RUNNING)
             try:
                 with anyio.fail_after(entry.spec.timeout_s):
-                    result, structured = await self._answer(entry, request)
+                    result, structured = await self._answer(entry, backend, request)
             except TimeoutError:
                 self._move(entry, TaskState.FAILED, error=timed_out(entry))
             except InvalidOutput as invalid:
@@ -299,9 +303,11 @@ class TaskRegistry:
         entry.request = replace(request, prompt=with_dependencies(request.prompt, answers, budget))
         return True
 
-    async def _answer(self, entry: Entry, request: SubagentRequest) -> tuple[SubagentResult, Any]:
+    async def _answer(
+        self, entry: Entry, backend: Backend, request: SubagentRequest
+    ) -> tuple[SubagentResult, Any]:
         """Run the backend; an answer that breaks the task's output schema gets one repair call."""
-        result = await entry.backend.run(request, entry)
+        result = await backend.run(request, entry)
         schema, known = entry.spec.output_schema, entry.spec.known_sources
         if schema is None:
             return result, None
@@ -313,7 +319,7 @@ class TaskRegistry:
         )
         # An empty assistant turn is refused by the API: say that there was none.
         follow_up = (result.text.strip() or "(no answer)", repair_request(problem, schema))
-        repaired = await entry.backend.run(replace(request, follow_up=follow_up), entry)
+        repaired = await backend.run(replace(request, follow_up=follow_up), entry)
         value, problem = check_answer(repaired.text, schema, known)
         if problem is not None:
             raise InvalidOutput(repaired.text, problem)
@@ -371,7 +377,8 @@ class TaskRegistry:
         entry.output = output if output is not None else entry.text
         entry.stop_reason, entry.error = stop_reason, error
         entry.note = note if note is not None else (entry.note if target is not TaskState.COMPLETED else None)
-        entry.request = entry.scope = entry.chunks = None  # the prompt and buffers are not needed any more
+        # The prompt and buffers are not needed any more, nor the backend (a sampling one holds a session).
+        entry.request = entry.scope = entry.chunks = entry.backend = None
         entry.deps = ()
         if entry.opens is not None:
             entry.opens.set()  # a lead that ended without answering still lets its siblings go

@@ -28,8 +28,9 @@ from fanout_mcp.tools.shape import describe_usage
 
 _ENVIRONMENT_HELP = """\
 environment:
-  ANTHROPIC_API_KEY      API key for the Messages API (or ANTHROPIC_AUTH_TOKEN); without one the
-                         server still starts and lists its tools, but spawning fails with a message
+  ANTHROPIC_API_KEY      API key for the Messages API and batches (or ANTHROPIC_AUTH_TOKEN); without
+                         one, tasks run on the claude CLI if it is on PATH, else on the client's model
+                         (sampling) if it offers it; `fanout-mcp doctor` says which can run here
   ANTHROPIC_BASE_URL     another Messages API endpoint (a proxy, a gateway, a local fake)
 {settings}
 
@@ -38,7 +39,7 @@ Logs go to stderr only: stdout carries the MCP protocol.
 
 
 def build_parser() -> argparse.ArgumentParser:
-    settings_env = "\n".join(f"  {o.env:<26} same as {o.flag}" for o in OPTIONS.values())
+    settings_env = "\n".join(f"  {o.env:<29} same as {o.flag}" for o in OPTIONS.values())
     parser = argparse.ArgumentParser(
         prog="fanout-mcp",
         description="An MCP server that runs parallel subagents in the background. With no command it "
