@@ -82,6 +82,10 @@ class Entry:
 
     # --- TaskSink: what the backend reports -------------------------------------------------------
 
+    @property
+    def task_id(self) -> str:
+        return self.id
+
     def response_started(self) -> None:
         self.retry_cause = None
         if self.opens is not None:

@@ -19,6 +19,11 @@ from fanout_mcp.server.state import ErrorKind
 class TaskSink(Protocol):
     """Where a backend reports what happens while a task runs."""
 
+    @property
+    def task_id(self) -> str:
+        """The task's ID (a batch request carries it as its ``custom_id``)."""
+        ...
+
     def response_started(self) -> None:
         """The provider began answering (the shared prompt prefix is now cached)."""
 

@@ -1,7 +1,7 @@
 """Subagents through the Message Batches API: the tasks of a spawn go to the provider as one batch.
 
 Tasks whose ``run`` begins within ``window_s`` of the first one waiting are sent together (the registry
-starts a spawn's tasks a few ms apart), each request under a ``custom_id`` minted here. One driver per
+starts a spawn's tasks a few ms apart), each request under its task's ID as ``custom_id``. One driver per
 batch, in the task group that ``running()`` owns, creates the batch, polls it with back-off (from
 ``poll_min_s``, doubling up to ``poll_max_s``) and, once it has ended, reads its results and completes
 each task as its line arrives: lines come in any order, so they are matched on ``custom_id``.
@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import secrets
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -50,6 +51,7 @@ _CLOSE_GRACE_S: Final = 2.0
 # Error types of an errored request that the task itself caused: it must change before it can work.
 _INVALID: Final = frozenset({"invalid_request_error", "request_too_large", "not_found_error"})
 
+_CUSTOM_ID: Final = re.compile(r"[a-zA-Z0-9_-]{1,64}")  #: what the API accepts as a custom_id
 _T = TypeVar("_T")
 
 
@@ -159,7 +161,7 @@ class BatchBackend:
                 ErrorKind.BACKEND_UNAVAILABLE, "the batch backend is not running (the server is stopping)"
             )
         params = message_params(request)
-        waiter = _Waiter(secrets.token_hex(16), params, len(json.dumps(params)), sink)
+        waiter = _Waiter(sink.task_id, params, len(json.dumps(params)), sink)
         batch = self._join(waiter, group)
         try:
             await waiter.done.wait()
@@ -178,6 +180,10 @@ class BatchBackend:
         if batch is None or not _has_room(batch, waiter):
             batch = self._open = _Batch()
             group.start_soon(self._drive, batch, name="fanout batch driver")
+        if not _CUSTOM_ID.fullmatch(waiter.custom_id) or waiter.custom_id in batch.waiters:
+            # The task ID is what a user finds in the provider's console; only an ID the API would
+            # refuse, or one already in this batch, needs a stand-in.
+            waiter.custom_id = secrets.token_hex(16)
         batch.waiters[waiter.custom_id] = waiter
         batch.size += waiter.size
         waiter.sink.status("waiting to be sent in a batch with its siblings")

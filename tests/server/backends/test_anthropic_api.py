@@ -106,6 +106,8 @@ async def test_every_task_is_in_flight_at_once(fake_api: FakeApi, make_settings:
 class RecordingSink:
     """A TaskSink that opens ``reached`` once the streamed text equals ``target``."""
 
+    task_id = "t-recording"
+
     def __init__(self, target: str) -> None:
         self.target = target
         self.chunks: list[str] = []

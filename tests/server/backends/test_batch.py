@@ -73,6 +73,9 @@ async def calls(fake: FakeApi, endpoint: str, n: int = 1) -> None:
 class NullSink:
     """A TaskSink that ignores what it is told."""
 
+    def __init__(self, task_id: str = "t-null") -> None:
+        self.task_id = task_id
+
     def response_started(self) -> None: ...
     def append(self, text: str) -> None: ...
     def restart(self, note: str, cause: ErrorKind) -> None: ...
@@ -96,7 +99,7 @@ async def test_a_spawn_becomes_one_batch_and_each_task_gets_its_own_answer_from_
     ]
     assert (fake_api.stats().batches, fake_api.stats().batch_requests) == (1, 5)
     (requests,) = sent_batches(fake_api)
-    assert len({r["custom_id"] for r in requests}) == 5
+    assert sorted(r["custom_id"] for r in requests) == sorted(ids)  # found by task ID in the console
     params = requests[0]["params"]
     assert params["model"] == "claude-sonnet-5-5" and "stream" not in params
     assert params["system"][0]["text"].startswith("You are one of several subagents")
@@ -343,3 +346,36 @@ async def test_a_backend_that_is_not_running_refuses_tasks_as_unavailable(
         await client.close()
     assert caught.value.kind is ErrorKind.BACKEND_UNAVAILABLE
     assert fake_api.stats().batch_calls == {}
+
+
+async def test_a_task_id_the_api_would_refuse_or_that_repeats_in_a_batch_gets_a_stand_in_custom_id(
+    fake_api: FakeApi, make_settings: MakeSettings
+) -> None:
+    client = make_client(make_settings())
+    answers: dict[int, str] = {}
+
+    async def ask(backend: BatchBackend, index: int, task_id: str) -> None:
+        request = SubagentRequest(
+            model="claude-sonnet-5-5",
+            max_tokens=10,
+            system="",
+            prompt=f"[[reply:answer {index}]]",
+            cache_system=False,
+        )
+        answers[index] = (await backend.run(request, NullSink(task_id))).text
+
+    try:
+        async with BatchBackend(
+            client, PriceTable.load(None), poll_min_s=0.01, poll_max_s=0.05
+        ).running() as b:
+            with anyio.fail_after(WAIT):
+                async with anyio.create_task_group() as tg:
+                    for index, task_id in enumerate(["t-same", "t-same", "not valid!", "t-own"]):
+                        tg.start_soon(ask, b, index, task_id)
+    finally:
+        await client.close()
+    assert answers == {i: f"answer {i}" for i in range(4)}
+    (requests,) = sent_batches(fake_api)
+    custom_ids = [r["custom_id"] for r in requests]
+    assert len(set(custom_ids)) == 4 and {"t-same", "t-own"} <= set(custom_ids)
+    assert all(re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", c) for c in custom_ids)

@@ -25,6 +25,8 @@ pytestmark = pytest.mark.anyio
 class RecordingSink:
     """A TaskSink that keeps everything it is told and lets a test wait for some of it."""
 
+    task_id = "t-recording"
+
     def __init__(self) -> None:
         self.started = 0
         self.appended: list[str] = []
