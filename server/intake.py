@@ -57,7 +57,7 @@ async def prepare(request: SpawnRequest, settings: Settings, reader: FileReader,
     warnings: list[str] = []
     _check_size(request, settings)
     backends = _choose_backends(request, roster)
-    _check_tools(request, backends)
+    _check_tools(request, backends, warnings)
     max_concurrency = _check_concurrency(request.max_concurrency, settings, warnings)
     files: dict[str, FileText] = {}
     if any(task.files for task in request.tasks):
@@ -68,7 +68,7 @@ async def prepare(request: SpawnRequest, settings: Settings, reader: FileReader,
     cache = bool(request.shared_context) and estimate_tokens(system) >= settings.cache_min_tokens
     planned = [
         _plan(i, task, files, system, cache, settings, backends[i], schemas[i], depends[i])
-        for i, task in enumerate(_with_spawn_tools(request))
+        for i, task in enumerate(_with_spawn_tools(request, backends))
     ]
     warnings += _warn_shared_files(request.tasks, files) + _warn_duplicates(request.tasks)
     warnings += _warn_cut_files(files)
@@ -79,21 +79,41 @@ async def prepare(request: SpawnRequest, settings: Settings, reader: FileReader,
     return Intake(planned, warm, max_concurrency, warnings, budget)
 
 
-def _with_spawn_tools(request: SpawnRequest) -> list[TaskRequest]:
+def _with_spawn_tools(request: SpawnRequest, backends: Sequence[Backend]) -> list[TaskRequest]:
+    """The tasks with the spawn's tools given to each that has none of its own and can run them."""
     if not request.tools:
         return list(request.tasks)
     tools = request.tools
-    return [task if task.tools else task.model_copy(update={"tools": tools}) for task in request.tasks]
+    return [
+        task.model_copy(update={"tools": tools}) if task.tools is None and backend.offers_tools else task
+        for task, backend in zip(request.tasks, backends, strict=True)
+    ]
 
 
-def _check_tools(request: SpawnRequest, backends: Sequence[Backend]) -> None:
+def _check_tools(request: SpawnRequest, backends: Sequence[Backend], warnings: list[str]) -> None:
+    """Refuse a task that asks for tools its backend does not run; the spawn's tools go where they can."""
+    without: list[str] = []
     for index, (task, backend) in enumerate(zip(request.tasks, backends, strict=True)):
-        if (task.tools or request.tools) and not backend.offers_tools:
+        if backend.offers_tools:
+            continue
+        if task.tools:
             raise InvalidInput(
                 f"task {index + 1} ({_name(task, index)}) asks for tools, which backend {backend.name!r} "
                 "does not run: give it backend 'anthropic', or leave tools out (the claude and codex CLIs "
                 "look around their working directory on their own)."
             )
+        if request.tools and task.tools is None:
+            without.append(f"{index + 1} ({backend.name})")
+    if without and len(without) == len(request.tasks):
+        raise InvalidInput(
+            "the spawn asks for tools, but no task runs on a backend that offers them: give the tasks "
+            "backend 'anthropic', or leave tools out."
+        )
+    if without:
+        warnings.append(
+            f"tasks {', '.join(without[:10])}{' ...' if len(without) > 10 else ''} run without the "
+            "spawn's tools: their backends do not run them."
+        )
 
 
 def _choose_backends(request: SpawnRequest, roster: Roster) -> list[Backend]:

@@ -107,15 +107,15 @@ class TaskRequest(BaseModel):
         ),
     ] = None
     tools: Annotated[
-        list[Literal["read"]],
+        list[Literal["read"]] | None,
         Field(
             max_length=1,
             description="['read'] lets an 'anthropic' subagent look around the server's allowed roots "
             "itself, read-only: list files, read a file by lines, search text (each use shows in its "
             "output as a line). Use it when the task cannot name every file up front. Default: the "
-            "spawn's tools, else none.",
+            "spawn's tools, else none; [] opts out of the spawn's tools.",
         ),
-    ] = []
+    ] = None
     backend: Annotated[
         str | None,
         Field(

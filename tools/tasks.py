@@ -177,8 +177,9 @@ async def spawn_parallel(
         list[Literal["read"]],
         Field(
             max_length=1,
-            description="['read']: every task without its own tools may list, read and search the "
-            "server's allowed roots itself (read-only; the 'anthropic' backend).",
+            description="['read']: every task without its own tools, on a backend that runs them "
+            "('anthropic'), may list, read and search the server's allowed roots itself (read-only). "
+            "Tasks on other backends run without them (a warning says which).",
         ),
     ] = [],  # noqa: B006  (pydantic copies defaults; the list is never mutated)
     wait_s: Annotated[

@@ -23,9 +23,18 @@ async def echo(request: SubagentRequest, sink: TaskSink) -> SubagentResult:
 class ScriptedBackend:
     """Runs ``handler`` for every task and records what it was asked and how many ran at once."""
 
-    def __init__(self, handler: Handler = echo, *, caches_prompts: bool = False) -> None:
+    def __init__(
+        self,
+        handler: Handler = echo,
+        *,
+        caches_prompts: bool = False,
+        name: str = "scripted",
+        offers_tools: bool = False,
+    ) -> None:
         self.handler = handler
         self.caches = caches_prompts
+        self._name = name
+        self._tools = offers_tools
         self.unavailable: str | None = None
         self.calls: list[SubagentRequest] = []
         self.in_flight = 0
@@ -35,7 +44,7 @@ class ScriptedBackend:
 
     @property
     def name(self) -> str:
-        return "scripted"
+        return self._name
 
     @property
     def caches_prompts(self) -> bool:
@@ -50,7 +59,7 @@ class ScriptedBackend:
 
     @property
     def offers_tools(self) -> bool:
-        return False
+        return self._tools
 
     @property
     def default_timeout_s(self) -> float | None:

@@ -246,5 +246,27 @@ async def test_tools_are_refused_for_a_backend_that_does_not_run_them(make_setti
         InvalidInput, match=r"task 1 \(#1\) asks for tools, which backend 'scripted' does not run"
     ):
         await intake_of(one(tools=["read"]), make_settings())
-    with pytest.raises(InvalidInput, match="asks for tools"):
+    with pytest.raises(InvalidInput, match="the spawn asks for tools, but no task runs on a backend"):
         await intake_of(SpawnRequest(tasks=[TaskRequest(task="x")], tools=["read"]), make_settings())
+
+
+async def test_the_spawns_tools_go_to_tasks_whose_backend_runs_them_and_a_task_can_opt_out(
+    make_settings: MakeSettings,
+) -> None:
+    settings = make_settings()
+    reader = FileReader(settings.roots, max_file_bytes=settings.max_file_bytes)
+    roster = Roster(
+        {"reader": ScriptedBackend(name="reader", offers_tools=True), "plain": ScriptedBackend(name="plain")},
+        default="reader",
+    )
+    request = SpawnRequest(
+        tasks=[
+            TaskRequest(task="look around"),
+            TaskRequest(task="on a CLI", backend="plain"),
+            TaskRequest(task="no tools for me", tools=[]),
+        ],
+        tools=["read"],
+    )
+    intake = await prepare(request, settings, reader, roster)
+    assert [p.request.tools for p in intake.tasks] == [True, False, False]
+    assert any("tasks 2 (plain) run without the spawn's tools" in w for w in intake.warnings)
