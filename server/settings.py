@@ -97,7 +97,7 @@ class Settings(BaseModel):
     @classmethod
     def _backend_exists(cls, backend: str, info: ValidationInfo) -> str:
         commands: Mapping[str, CommandSpec] = info.data.get("commands", PRESETS)
-        known = {"auto", "anthropic", "api", "cli", *commands}
+        known = {"auto", "anthropic", "api", "cli", "batch", *commands}
         if backend not in known:
             raise ValueError(f"backend {backend!r} is not one of {sorted(known)}")
         return backend
@@ -248,8 +248,8 @@ OPTIONS: Final[Mapping[str, Option]] = {
         "--backend",
         "FANOUT_BACKEND",
         "where tasks that name no backend run: auto (the Anthropic API if a key is set, else the claude "
-        "CLI if it is on PATH), anthropic, or a command: claude, codex, or one from the configuration "
-        "file (default: auto)",
+        "CLI if it is on PATH), anthropic, batch (the Message Batches API: half price, results within "
+        "24 h), or a command: claude, codex, or one from the configuration file (default: auto)",
         metavar="NAME",
     ),
     "config_file": Option(
@@ -310,8 +310,17 @@ def _describe(exc: ValidationError, sources: Mapping[str, str], config_path: Any
             where = f"{config_path}: {path}"
         else:
             where = name
-        problems.append(f"{where}: {err['msg']} (got {_shown(err.get('input'))})")
+        shown = f" (got {_shown(err.get('input'))})" if _may_show(err["loc"], err.get("input")) else ""
+        problems.append(f"{where}: {err['msg']}{shown}")
     return "invalid configuration: " + "; ".join(problems)
+
+
+def _may_show(loc: tuple[int | str, ...], value: Any) -> bool:
+    """Whether an invalid input can be echoed: a command's ``env`` may hold secrets (API keys), and
+    whole tables of commands hold their ``env``; the error goes to stderr, which clients keep in logs."""
+    if not loc or loc[0] != "commands":
+        return True
+    return "env" not in loc and not isinstance(value, Mapping | BaseModel)
 
 
 def _shown(value: Any) -> str:

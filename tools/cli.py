@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from fanout_mcp.server import (
     open_runtime,
 )
 from fanout_mcp.server.checkup import check
+from fanout_mcp.server.commands import CommandSpec
 from fanout_mcp.server.plan import PlanOutcome, load_plan, run_plan
 from fanout_mcp.tools.app import create_server, package_version
 from fanout_mcp.tools.shape import describe_usage
@@ -34,6 +36,13 @@ environment:
   ANTHROPIC_BASE_URL     another Messages API endpoint (a proxy, a gateway, a local fake)
 {settings}
 
+configuration file (--config FILE, TOML or JSON):
+  every setting above under its file key (see the README's table), plus one table per agent
+  command, [commands.NAME], with the keys:
+{command_keys}
+  A preset (claude, codex) can be changed the same way. The README's "Backends" section
+  explains each key; a bad file stops the server with the file, the key and the problem.
+
 Logs go to stderr only: stdout carries the MCP protocol.
 """
 
@@ -44,7 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fanout-mcp",
         description="An MCP server that runs parallel subagents in the background. With no command it "
         "serves MCP over stdio, which is what MCP clients launch.",
-        epilog=_ENVIRONMENT_HELP.format(settings=settings_env),
+        epilog=_ENVIRONMENT_HELP.format(
+            settings=settings_env,
+            command_keys=textwrap.fill(
+                ", ".join(CommandSpec.model_fields), 98, initial_indent="    ", subsequent_indent="    "
+            ),
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"fanout-mcp {package_version()}")
