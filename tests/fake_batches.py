@@ -22,7 +22,9 @@ request order, so that a client that assumes request order is caught.
 
 Faults of the batch endpoints themselves come from `FakeConfig.batch_failures`: `{"retrieve": [429,
 500]}` answers the next two retrieves 429, then 500 (endpoints: create, list, retrieve, cancel, delete,
-results; the SDK's `results()` retrieves first). The fake's stats count batches and their requests.
+results; the SDK's `results()` retrieves first). `{"create_after": [500]}` creates the batch and then
+answers 500, as a gateway that lost the provider's answer would: the client cannot tell that the batch
+exists. The fake's stats count batches and their requests.
 """
 
 # The host's hooks are underscored (they are not part of FakeApi's API for tests) and called from here.
@@ -183,6 +185,9 @@ class BatchStore:
                     response: Response = JSONResponse(refusal[1], status_code=refusal[0])
                 else:
                     response = operation(request, body)
+                    lost = self._host._batch_refusal(f"{name}_after", headers)
+                    if lost is not None and response.status_code == 200:
+                        response = JSONResponse(lost[1], status_code=lost[0])
             except _Refused as refused:
                 response = JSONResponse(refused.body, status_code=refused.status)
             with self._lock:

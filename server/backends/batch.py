@@ -21,9 +21,11 @@ import logging
 import random
 import re
 import secrets
+from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeVar, cast
 
 import anthropic
@@ -47,6 +49,9 @@ DEFAULT_TIMEOUT_S: Final = 25 * 3600.0  #: a batch ends within 24 h; an hour mor
 MAX_REQUESTS: Final = 100_000  #: the API's limit per batch
 MAX_BYTES: Final = 200 * 2**20  #: the API takes 256 MB per batch; this leaves room for the envelope
 _CANCEL_GRACE_S: Final = 5.0
+_MINE_KEPT: Final = 1_000
+# How much earlier than our clock the provider may date a batch we created (clock skew).
+_CLOCK_SKEW: Final = timedelta(minutes=5)
 _CLOSE_GRACE_S: Final = 2.0
 # Error types of an errored request that the task itself caused: it must change before it can work.
 _INVALID: Final = frozenset({"invalid_request_error", "request_too_large", "not_found_error"})
@@ -104,6 +109,7 @@ class BatchBackend:
         self._poll_max_s = poll_max_s
         self._group: TaskGroup | None = None
         self._open: _Batch | None = None  #: the batch new tasks join, until its window closes
+        self._mine: deque[str] = deque(maxlen=_MINE_KEPT)  #: ids of batches this backend sent, newest last
 
     @property
     def name(self) -> str:
@@ -256,13 +262,53 @@ class BatchBackend:
     async def _create(self, batch: _Batch) -> str | None:
         """Create the batch from the tasks still waiting; its id, or None if it was not created."""
         _tell(batch, f"sending a batch of {len(batch.waiters)} requests")
-        create = self._client.messages.batches.create
-        created = await self._call(batch, "create the batch", lambda: create(requests=_requests(batch)))
+        sending = _Sending(datetime.now(UTC))
+        created = await self._call(batch, "create the batch", lambda: self._send(batch, sending))
         if created is None:
             return None
+        self._mine.append(created.id)
         batch.id = created.id
         _report(batch, created)
         return created.id
+
+    async def _send(self, batch: _Batch, sending: _Sending) -> MessageBatch:
+        """One try at creating the batch. After a failure that leaves open whether the provider created
+        it (a timeout, a dropped connection, a 5xx other than 529), look for it first: sending it again
+        would make a second batch, billed in full, that nobody reads or cancels."""
+        if sending.unsure_counts:
+            found = await self._find_sent(sending)
+            if found is not None:
+                logger.warning("batch %s was created although its create call failed; using it", found.id)
+                return found
+        requests = _requests(batch)
+        try:
+            return await self._client.messages.batches.create(requests=requests)
+        except Exception as exc:
+            fault = classify(exc)
+            if isinstance(fault, Transient) and not fault.pushback:  # 429/529: refused, nothing made
+                sending.unsure_counts.add(len(requests))
+            raise
+
+    async def _find_sent(self, sending: _Sending) -> MessageBatch | None:
+        """The batch an unsure create made, from the newest batches of this key: created since the first
+        try, of a size that was sent, not one of this backend's. Several such: the tasks fail (taking one
+        could be another program's batch), naming them all."""
+        page = await self._client.messages.batches.list(limit=100)
+        since = sending.started - _CLOCK_SKEW
+        found = [
+            b
+            for b in page.data
+            if b.created_at >= since and _size(b) in sending.unsure_counts and b.id not in self._mine
+        ]
+        if len(found) > 1:
+            raise TaskFailure(
+                ErrorKind.API_ERROR,
+                "the provider's answers to creating the batch were lost, and "
+                f"{len(found)} new batches of this size exist ({', '.join(b.id for b in found)}); one may "
+                "be this one. It is not sent again, so as not to pay twice: look at them in the Console, "
+                "then spawn the tasks again.",
+            )
+        return found[0] if found else None
 
     async def _wait_until_ended(self, batch: _Batch, batch_id: str) -> bool:
         """Poll until the batch has ended (True), or no task waits any more (False)."""
@@ -363,6 +409,19 @@ class BatchBackend:
             waiter.finish(TaskFailure(kind, message))
 
 
+@dataclass(slots=True)
+class _Sending:
+    """Creating one batch: when the first try went out, and the sizes of tries that may have worked."""
+
+    started: datetime
+    unsure_counts: set[int] = field(default_factory=set[int])
+
+
+def _size(current: MessageBatch) -> int:
+    counts = current.request_counts
+    return counts.processing + counts.succeeded + counts.errored + counts.canceled + counts.expired
+
+
 def _has_room(batch: _Batch, waiter: _Waiter) -> bool:
     full = len(batch.waiters) >= MAX_REQUESTS or batch.size + waiter.size > MAX_BYTES
     return not (batch.waiters and full)
@@ -387,9 +446,8 @@ def _tell(batch: _Batch, line: str) -> None:
 
 
 def _report(batch: _Batch, current: MessageBatch) -> None:
-    counts = current.request_counts
-    total = counts.processing + counts.succeeded + counts.errored + counts.canceled + counts.expired
-    done = total - counts.processing
+    total = _size(current)
+    done = total - current.request_counts.processing
     _tell(batch, f"in batch {current.id}: {done} of {total} requests done ({current.processing_status})")
 
 

@@ -379,3 +379,54 @@ async def test_a_task_id_the_api_would_refuse_or_that_repeats_in_a_batch_gets_a_
     custom_ids = [r["custom_id"] for r in requests]
     assert len(set(custom_ids)) == 4 and {"t-same", "t-own"} <= set(custom_ids)
     assert all(re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", c) for c in custom_ids)
+
+
+async def test_a_batch_created_although_its_create_call_failed_is_found_and_used_not_sent_twice(
+    fake_api: FakeApi, make_settings: MakeSettings
+) -> None:
+    fake_api.config.batch_failures = {"create_after": [500]}  # created, but the answer is lost
+    async with batch_registry(make_settings()) as registry:
+        snaps = await finished(registry, await spawn(registry, "[[reply:a]]", "[[reply:b]]"))
+    assert [(s.state, s.output) for s in snaps] == [(TaskState.COMPLETED, "a"), (TaskState.COMPLETED, "b")]
+    stats = fake_api.stats()
+    assert stats.batches == 1 and stats.batch_calls["create"] == 1 and stats.batch_calls["list"] >= 1
+
+
+async def test_a_create_that_failed_before_making_anything_is_sent_again_after_looking(
+    fake_api: FakeApi, make_settings: MakeSettings
+) -> None:
+    fake_api.config.batch_failures = {"create": [500]}  # refused before anything was made
+    async with batch_registry(make_settings()) as registry:
+        snaps = await finished(registry, await spawn(registry, "[[reply:a]]"))
+    assert [(s.state, s.output) for s in snaps] == [(TaskState.COMPLETED, "a")]
+    stats = fake_api.stats()
+    assert stats.batches == 1 and stats.batch_calls["create"] == 2 and stats.batch_calls["list"] == 1
+
+
+async def test_when_several_new_batches_could_be_the_lost_one_none_is_taken_and_none_is_sent_again(
+    fake_api: FakeApi, make_settings: MakeSettings
+) -> None:
+    settings = make_settings()
+    client = make_client(settings)
+    try:  # another program with the same key sends a batch of the same size
+        await client.messages.batches.create(
+            requests=[
+                {
+                    "custom_id": "theirs",
+                    "params": {
+                        "model": "claude-sonnet-5-5",
+                        "max_tokens": 5,
+                        "messages": [{"role": "user", "content": "[[reply:x]]"}],
+                    },
+                }
+            ]
+        )
+    finally:
+        await client.close()
+    fake_api.config.batch_failures = {"create_after": [502]}
+    async with batch_registry(settings) as registry:
+        (snap,) = await finished(registry, await spawn(registry, "[[reply:a]]"))
+    assert snap.state is TaskState.FAILED and snap.error is not None
+    assert snap.error.kind is ErrorKind.API_ERROR
+    assert "2 new batches of this size exist" in snap.error.message and "not sent again" in snap.error.message
+    assert fake_api.stats().batches == 2  # theirs and the lost one: no third
