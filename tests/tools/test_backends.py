@@ -117,10 +117,11 @@ async def test_cancelling_a_group_of_running_cli_tasks_leaves_no_process_behind(
             cancelled = await call(client, "cancel_tasks", group_id=spawned["group_id"])
             assert sorted(cancelled["cancelled"]) == sorted(spawned["task_ids"])
             assert cancelled["counts"]["cancelled"] == 2  # ended, not only asked to end
-    # SIGKILL has been sent to each group; the kernel ends its processes a moment later. The issue's
-    # bound: none is left after 5 s.
-    with anyio.fail_after(5):
-        await gone(read_pids(pid_file))
+            # Checked while the server still runs, so that it is the cancel, not the shutdown, that
+            # ended them. SIGKILL has been sent to each group; the kernel ends its processes a moment
+            # later. The bound: none is left 5 s after cancel_tasks.
+            with anyio.fail_after(5):
+                await gone(read_pids(pid_file))
 
 
 async def test_an_unknown_or_unusable_backend_is_refused_naming_what_is_on_offer(
