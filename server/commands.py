@@ -10,8 +10,10 @@ output:
 * ``output`` says how stdout becomes the answer: ``text`` (all of it), ``json`` (one JSON document;
   ``field`` is a dotted path to the answer), ``jsonl`` (one JSON object a line; the answer is ``field`` of
   the last line that has it), or ``claude`` / ``codex`` (those CLIs' own formats, with usage and cost).
-* The environment is the server's minus anything that looks like a secret (a name containing KEY,
-  TOKEN, SECRET, PASSWORD, CREDENTIAL, AUTH or COOKIE), plus the names in ``pass_env``, plus ``env``.
+* The environment holds only the server's harmless variables (PATH, HOME, the user, the locale, the
+  terminal, temporary directories, proxies whose URL has no credentials, CA certificates: see
+  ``backends/cli.py``), plus the names in ``pass_env``, plus ``env``. An API key or a token reaches a
+  command only if its configuration names it.
 """
 
 from __future__ import annotations

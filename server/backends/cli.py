@@ -3,21 +3,22 @@
 A task runs its command once: an agent CLI retries on its own, and a second run could repeat its side
 effects. The prompt goes in as an argument or on stdin; stdout is read as it arrives (the first
 ``MAX_OUTPUT_BYTES`` kept, the rest drained and dropped so that the CLI never blocks) and becomes the
-answer as ``CommandSpec.output`` says. The CLI leads its own process group, with the server's environment
-minus anything that looks like a secret. However ``run`` ends (an answer, a failure, a cancellation or a
-timeout), the whole group is terminated, killed after ``grace_s`` if need be, and reaped. OS errors become
-``TaskFailure`` here and nowhere else.
+answer as ``CommandSpec.output`` says. The CLI leads its own process group, with only the harmless part
+of the server's environment plus what its configuration names. However ``run`` ends (an answer, a
+failure, a cancellation or a timeout), the whole group is terminated, killed after ``grace_s`` if need
+be, and reaped. OS errors become ``TaskFailure`` here and nowhere else.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import shutil
 import signal
 import tempfile
-from collections.abc import AsyncGenerator, Callable, Generator
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from pathlib import Path
 from subprocess import DEVNULL, PIPE
 from typing import Final
@@ -32,7 +33,23 @@ from fanout_mcp.server.errors import TaskFailure
 from fanout_mcp.server.models import SubagentRequest, SubagentResult
 from fanout_mcp.server.state import ErrorKind
 
-_SECRET_MARKERS: Final = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH", "COOKIE")
+logger = logging.getLogger(__name__)
+
+# What every command gets of the server's environment: where things are, the user, the locale, the
+# terminal, and how to reach the network (proxies, extra CA certificates), plus where the preset CLIs keep
+# their login when it is not under HOME. Nothing else passes unless a command's ``pass_env`` names it: an
+# allowlist, because secrets come in too many shapes (DATABASE_URL, SENTRY_DSN, MYSQL_PWD ...) to spot.
+_PASSED: Final = frozenset(
+    {
+        *("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TERM", "COLORTERM", "TZ"),
+        *("TMPDIR", "TMP", "TEMP"),
+        *("SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"),
+        *("CLAUDE_CONFIG_DIR", "CODEX_HOME"),
+    }
+)
+_PASSED_PREFIXES: Final = ("LC_", "XDG_")
+# Passed in either case, unless the URL carries credentials (user:password@): those are a secret too.
+_PROXIES: Final = frozenset({"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"})
 _VERSION_TIMEOUT_S: Final = 10.0
 _DRAIN_AFTER_EXIT_S: Final = 2.0  #: how long the pipes may stay open once the CLI and its group are gone
 
@@ -45,6 +62,7 @@ class CommandBackend:
         self._spec = spec
         self._roots = roots
         self._limiter = anyio.CapacityLimiter(spec.max_concurrency)
+        self._warned_proxy = False
 
     @property
     def name(self) -> str:
@@ -107,9 +125,26 @@ class CommandBackend:
     async def _execute(self, argv: list[str], stdin: bytes | None, stdout: Stdout) -> Outcome:
         stderr = Tail(STDERR_TAIL_CHARS)
         with self._workdir() as cwd:
-            async with _spawned(argv, cwd, self._spec, with_stdin=stdin is not None) as process:
+            env = self._child_env()
+            async with _spawned(argv, cwd, env, self._spec, with_stdin=stdin is not None) as process:
                 status = await _communicate(process, stdin, stdout, stderr)
         return Outcome(self._spec.program, status, stdout.close(), stdout.cut, stderr.text)
+
+    def _child_env(self) -> dict[str, str]:
+        """The harmless part of the server's environment, plus ``pass_env``, plus ``env``. Never log it."""
+        env, withheld = _harmless_env(os.environ)
+        env.update({name: os.environ[name] for name in self._spec.pass_env if name in os.environ})
+        env.update(self._spec.env)
+        withheld = [name for name in withheld if name not in env]
+        if withheld and not self._warned_proxy:
+            self._warned_proxy = True
+            logger.warning(
+                "%s carries credentials, so it is not passed to `%s`; name it in the command's pass_env "
+                "to pass it",
+                " and ".join(withheld),
+                self._spec.program,
+            )
+        return env
 
     @contextlib.contextmanager
     def _workdir(self) -> Generator[Path, None, None]:
@@ -127,7 +162,7 @@ class CommandBackend:
 
 @contextlib.asynccontextmanager
 async def _spawned(
-    argv: list[str], cwd: Path, spec: CommandSpec, *, with_stdin: bool
+    argv: list[str], cwd: Path, env: dict[str, str], spec: CommandSpec, *, with_stdin: bool
 ) -> AsyncGenerator[Process, None]:
     """The CLI, leading a new process group that is ended and reaped however the block exits."""
     try:
@@ -135,7 +170,7 @@ async def _spawned(
             argv,
             stdin=PIPE if with_stdin else DEVNULL,
             cwd=cwd,
-            env=_child_env(spec),
+            env=env,
             start_new_session=True,
         )
     except OSError as exc:
@@ -215,17 +250,20 @@ def _start_pump(
     return done
 
 
-def _child_env(spec: CommandSpec) -> dict[str, str]:
-    """The server's environment without secrets, plus ``pass_env`` and ``env``. Never log it."""
-    env = {name: value for name, value in os.environ.items() if not _looks_secret(name)}
-    env.update({name: os.environ[name] for name in spec.pass_env if name in os.environ})
-    env.update(spec.env)
-    return env
-
-
-def _looks_secret(name: str) -> bool:
-    upper = name.upper()
-    return any(marker in upper for marker in _SECRET_MARKERS)
+def _harmless_env(environ: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """The variables of ``environ`` every command may see, and the names of proxies withheld for the
+    credentials in their URL."""
+    env: dict[str, str] = {}
+    withheld: list[str] = []
+    for name, value in environ.items():
+        if name.upper() in _PROXIES:
+            if "@" in value:  # scheme://user:password@host: the proxy's password
+                withheld.append(name)
+            else:
+                env[name] = value
+        elif name in _PASSED or name.startswith(_PASSED_PREFIXES):
+            env[name] = value
+    return env, withheld
 
 
 def _prompt_text(request: SubagentRequest) -> str:

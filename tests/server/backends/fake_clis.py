@@ -1,7 +1,7 @@
 """Fake agent CLIs: small Python scripts the tests install as executables (``claude``, ``codex``, ...).
 
 ``REPLAY`` stands in for any CLI: it prints what the test prepared. It is steered through variables
-its command's ``env`` sets (none of their names looks like a secret, so they always reach it):
+its command's ``env`` sets (a command's ``env`` always reaches it):
 
 * ``FAKE_OUTPUT``: a file whose bytes it prints on stdout; ``FAKE_STDERR``: text for stderr;
   ``FAKE_STATUS``: its exit status.

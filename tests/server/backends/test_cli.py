@@ -430,7 +430,34 @@ async def test_a_jsonl_answer_after_the_cap_is_still_found(bin_dir: Path, root: 
 # --- where and how it runs -----------------------------------------------------------------------
 
 
-async def test_secrets_stay_out_of_the_environment_unless_passed_and_env_adds_variables(
+SECRETS = {
+    "DATABASE_URL": "postgres://app:hunter2@db/app",
+    "SMTP_PASS": "hunter2",
+    "GITHUB_PAT": "ghp_hunter2",
+    "MYSQL_PWD": "hunter2",
+    "SENTRY_DSN": "https://hunter2@sentry.example/1",
+    "CI_JOB_JWT": "eyJhunter2",
+    "SLACK_WEBHOOK_URL": "https://hooks.slack.example/services/hunter2",
+    "ANTHROPIC_API_KEY": "sk-ant-hunter2",
+    "AWS_SECRET_ACCESS_KEY": "hunter2",
+    "SSH_AUTH_SOCK": "/tmp/ssh-hunter2/agent.1",
+    "session_cookie": "hunter2",
+    "HTTPS_PROXY": "http://me:hunter2@proxy.example:3128",
+    "http_proxy": "http://token@proxy.example:3128",
+}
+HARMLESS = {
+    "HOME": "/home/someone",
+    "LC_ALL": "C.UTF-8",
+    "XDG_CONFIG_HOME": "/home/someone/.config",
+    "TMPDIR": "/tmp/someone",
+    "https_proxy": "http://proxy.example:3128",
+    "NO_PROXY": "localhost,127.0.0.1",
+    "SSL_CERT_FILE": "/etc/ssl/corp.pem",
+    "NODE_EXTRA_CA_CERTS": "/etc/ssl/corp.pem",
+}
+
+
+async def test_only_harmless_variables_and_the_ones_a_command_names_reach_it(
     bin_dir: Path,
     root: Path,
     tmp_path: Path,
@@ -438,18 +465,75 @@ async def test_secrets_stay_out_of_the_environment_unless_passed_and_env_adds_va
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     fake_clis.install(bin_dir, "mytool", fake_clis.REPLAY)
-    for name in ("MY_API_KEY", "GITHUB_TOKEN", "SESSION_COOKIE", "db_password", "PASSED_SECRET"):
-        monkeypatch.setenv(name, "hush")
-    monkeypatch.setenv("PLAIN_SETTING", "visible")
+    for name, value in {**SECRETS, **HARMLESS, "PLAIN_SETTING": "x", "PASSED_SECRET": "hush"}.items():
+        monkeypatch.setenv(name, value)
     spec = CommandSpec(
         argv=("mytool",), pass_env=("PASSED_SECRET", "NOT_SET"), env={**replay("ok"), "ADDED": "yes"}
     )
 
     await run(CommandBackend("mytool", spec, (root,)))
 
-    env = recorded(tmp_path)["env"]
-    assert not {"MY_API_KEY", "GITHUB_TOKEN", "SESSION_COOKIE", "db_password", "NOT_SET"} & env.keys()
-    assert (env["PASSED_SECRET"], env["PLAIN_SETTING"], env["ADDED"]) == ("hush", "visible", "yes")
+    env: dict[str, str] = recorded(tmp_path)["env"]
+    assert not any("hunter2" in value for value in env.values())
+    assert not (SECRETS.keys() | {"PLAIN_SETTING", "NOT_SET"}) & env.keys()
+    assert HARMLESS.items() <= env.items()
+    assert (env["PASSED_SECRET"], env["ADDED"], env["PATH"]) == ("hush", "yes", os.environ["PATH"])
+
+
+async def test_a_proxy_withheld_for_its_credentials_is_logged_once_by_name_never_by_value(
+    bin_dir: Path,
+    root: Path,
+    replay: Callable[..., dict[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake_clis.install(bin_dir, "mytool", fake_clis.REPLAY)
+    monkeypatch.setenv("HTTPS_PROXY", SECRETS["HTTPS_PROXY"])
+    backend = CommandBackend("mytool", CommandSpec(argv=("mytool",), env=replay("ok")), (root,))
+
+    await run(backend)
+    await run(backend)
+
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert len(warnings) == 1 and "HTTPS_PROXY" in warnings[0] and "pass_env" in warnings[0]
+    assert "hunter2" not in caplog.text
+
+
+async def test_a_proxy_with_credentials_passes_when_the_command_names_it(
+    bin_dir: Path,
+    root: Path,
+    tmp_path: Path,
+    replay: Callable[..., dict[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake_clis.install(bin_dir, "mytool", fake_clis.REPLAY)
+    monkeypatch.setenv("HTTPS_PROXY", SECRETS["HTTPS_PROXY"])
+    spec = CommandSpec(argv=("mytool",), pass_env=("HTTPS_PROXY",), env=replay("ok"))
+
+    await run(CommandBackend("mytool", spec, (root,)))
+
+    assert recorded(tmp_path)["env"]["HTTPS_PROXY"] == SECRETS["HTTPS_PROXY"]
+
+
+async def test_the_claude_preset_gets_no_api_key_unless_configured_to(
+    bin_dir: Path,
+    root: Path,
+    tmp_path: Path,
+    replay: Callable[..., dict[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake_clis.install(bin_dir, "claude", fake_clis.REPLAY)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-hunter2")
+    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(tmp_path / "claude-login"))
+    env = replay(json.dumps(CLAUDE_RESULT))
+
+    await run(CommandBackend("claude", command_from_config("claude", {"env": env}), (root,)))
+    seen = recorded(tmp_path)["env"]
+    assert "ANTHROPIC_API_KEY" not in seen and seen["CLAUDE_CONFIG_DIR"] == str(tmp_path / "claude-login")
+
+    keyed = command_from_config("claude", {"env": env, "pass_env": ["ANTHROPIC_API_KEY"]})
+    await run(CommandBackend("claude", keyed, (root,)))
+    assert recorded(tmp_path)["env"]["ANTHROPIC_API_KEY"] == "sk-ant-hunter2"
 
 
 async def test_it_runs_in_the_commands_cwd_else_the_first_root(
