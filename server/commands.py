@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 OutputFormat = Literal["text", "json", "jsonl", "claude", "codex"]
 
@@ -39,12 +39,13 @@ class CommandSpec(BaseModel):
     model_args: tuple[str, ...] = ()
     output: OutputFormat = "text"
     field: Annotated[str, Field(min_length=1)] = "result"
-    env: Mapping[str, str] = {}
+    env: Annotated[Mapping[str, str], Field(repr=False)] = {}  #: may hold a key: never in a repr or a log
     pass_env: tuple[str, ...] = ()
     cwd: Path | None = None  #: default: the server's first root
     model: str | None = None  #: used when a task names none
     max_concurrency: Annotated[int, Field(ge=1, le=1_000)] = 4  #: these are whole agents: heavy processes
     grace_s: Annotated[float, Field(ge=0, le=60)] = 2.0  #: between SIGTERM and SIGKILL on cancel
+    timeout_s: Annotated[float | None, Field(gt=0, le=86_400)] = None  #: a task's default; else the server's
     install_hint: str = ""  #: what to do when the executable is missing (presets set it)
 
     @field_validator("argv")
@@ -68,11 +69,13 @@ class CommandSpec(BaseModel):
             raise ValueError(f"cwd {str(cwd)!r} is not an existing directory")
         return path.resolve()
 
-    @model_validator(mode="after")
-    def _model_has_a_place(self) -> CommandSpec:
-        if self.model_args and not any(MODEL in arg for arg in self.model_args):
+    @field_validator("model_args")
+    @classmethod
+    def _model_has_a_place(cls, model_args: tuple[str, ...]) -> tuple[str, ...]:
+        # A field's own check: a model-wide one's error would show every input, ``env`` values included.
+        if model_args and not any(MODEL in arg for arg in model_args):
             raise ValueError("model_args must contain {model}")
-        return self
+        return model_args
 
     @property
     def program(self) -> str:

@@ -82,7 +82,7 @@ class CommandBackend:
 
     @property
     def default_timeout_s(self) -> float | None:
-        return None
+        return self._spec.timeout_s
 
     @property
     def limiter(self) -> anyio.CapacityLimiter:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from fanout_mcp.server import InvalidInput, Settings, SpawnRequest, TaskRequest
+from fanout_mcp.server.backends.cli import CommandBackend
 from fanout_mcp.server.backends.roster import Roster
+from fanout_mcp.server.commands import CommandSpec
 from fanout_mcp.server.files import FileReader
 from fanout_mcp.server.intake import Intake, prepare
 from tests.server.fakes import ScriptedBackend
@@ -270,3 +273,16 @@ async def test_the_spawns_tools_go_to_tasks_whose_backend_runs_them_and_a_task_c
     intake = await prepare(request, settings, reader, roster)
     assert [p.request.tools for p in intake.tasks] == [True, False, False]
     assert any("tasks 2 (plain) run without the spawn's tools" in w for w in intake.warnings)
+
+
+async def test_a_commands_timeout_is_the_default_of_its_tasks_and_a_tasks_own_wins(
+    make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    settings = make_settings()
+    reader = FileReader(settings.roots, max_file_bytes=settings.max_file_bytes)
+    slow = CommandBackend("slow", CommandSpec(argv=(sys.executable,), timeout_s=1800), (tmp_path,))
+    request = SpawnRequest(tasks=[TaskRequest(task="a"), TaskRequest(task="b", timeout_s=30)])
+
+    intake = await prepare(request, settings, reader, Roster.single(slow))
+
+    assert [task.spec.timeout_s for task in intake.tasks] == [1800, 30]

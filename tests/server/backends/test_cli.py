@@ -11,6 +11,7 @@ from typing import Any
 
 import anyio
 import pytest
+from pydantic import ValidationError
 
 from fanout_mcp.server import ErrorKind, SubagentRequest, TaskFailure, Tokens
 from fanout_mcp.server.backends.cli import CommandBackend
@@ -661,6 +662,23 @@ def test_it_is_a_backend_with_its_own_concurrency_bound(root: Path) -> None:
 
     assert (backend.name, backend.caches_prompts, backend.limiter.total_tokens) == ("claude", False, 3)
     assert backend.program == "claude"
+
+
+def test_a_commands_timeout_is_its_tasks_default_and_must_be_positive(root: Path) -> None:
+    assert CommandBackend("c", CommandSpec(argv=("c",)), (root,)).default_timeout_s is None
+    assert CommandBackend("c", CommandSpec(argv=("c",), timeout_s=90), (root,)).default_timeout_s == 90
+    for bad in (0, -1, 10**6):
+        with pytest.raises(ValidationError, match="timeout_s"):
+            CommandSpec(argv=("c",), timeout_s=bad)
+
+
+def test_env_values_never_show_in_a_commands_repr_or_its_errors() -> None:
+    spec = command_from_config("claude", {"env": {"ANTHROPIC_API_KEY": "sk-ant-SECRET"}})
+
+    assert "sk-ant-SECRET" not in repr(spec) and "sk-ant-SECRET" not in str(spec)
+    with pytest.raises(ValidationError) as caught:
+        CommandSpec(argv=("c",), model_args=("--model",), env={"ANTHROPIC_API_KEY": "sk-ant-SECRET"})
+    assert "sk-ant-SECRET" not in str(caught.value)
 
 
 def test_a_task_runs_with_its_own_model_else_the_commands_else_the_clis_never_the_servers(root: Path) -> None:
