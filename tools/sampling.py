@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import warnings
 from typing import Final
+from weakref import WeakKeyDictionary
 
 import anyio
 import mcp_types as types
@@ -25,6 +26,8 @@ from fanout_mcp.server import ErrorKind, SubagentRequest, SubagentResult, TaskFa
 NAME: Final = "sampling"
 # Requests one client is asked to answer at once: a client runs them on its user's model and quota.
 MAX_AT_ONCE: Final = 4
+# One bound per client connection, however many spawns it makes; gone with the connection.
+_LIMITERS: WeakKeyDictionary[object, anyio.CapacityLimiter] = WeakKeyDictionary()
 _INSTEAD: Final = (
     "Use backend 'anthropic' (an API key on the server) or 'claude' (the Claude Code CLI) instead."
 )
@@ -36,7 +39,13 @@ class SamplingBackend:
     def __init__(self, session: ServerSession, protocol_version: str | None) -> None:
         self._session = session
         self._protocol = protocol_version or "unknown"
-        self._limiter = anyio.CapacityLimiter(MAX_AT_ONCE)
+        # A ServerSession is made per request; the connection behind it is the client. The SDK keeps it
+        # private: without it (another SDK version), the bound falls back to one per spawn.
+        client: object = getattr(session, "_connection", session)
+        limiter = _LIMITERS.get(client)
+        if limiter is None:
+            limiter = _LIMITERS[client] = anyio.CapacityLimiter(MAX_AT_ONCE)
+        self._limiter = limiter
 
     @classmethod
     def of(cls, ctx: Context) -> SamplingBackend:

@@ -17,6 +17,8 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
 from fanout_mcp.server import (
+    BackendUnavailable,
+    ErrorKind,
     FanoutError,
     Runtime,
     SpawnRequest,
@@ -66,6 +68,10 @@ def _runtime(ctx: Context) -> Runtime:
 def _as_tool_errors() -> Generator[None, None, None]:
     try:
         yield
+    except (
+        BackendUnavailable
+    ) as exc:  # the kind first, as a task's error carries it, for a caller to branch on
+        raise ToolError(f"{ErrorKind.BACKEND_UNAVAILABLE.value}: {exc}") from None
     except FanoutError as exc:
         raise ToolError(str(exc)) from None
 

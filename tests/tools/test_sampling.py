@@ -100,3 +100,47 @@ async def test_auto_falls_back_to_the_clients_model_when_there_is_no_key_and_no_
         collected = await call(client, "task_output", group_id=spawned["group_id"], wait_s=10)
     (view,) = collected["tasks"]
     assert (view["backend"], view["output"]) == ("sampling", "client model did: fallback")
+
+
+async def test_refusals_start_with_the_backend_unavailable_kind(make_settings: MakeSettings) -> None:
+    async with Client(create_server(make_settings()), mode="legacy") as client:
+        message = await error(client, "spawn_parallel", tasks=[{"task": "x", "backend": "sampling"}])
+    assert "spawn_parallel: backend_unavailable: task 1" in message
+
+
+class HeldClientModel(ClientModel):
+    """A client model that holds every request until ``release`` and counts how many it holds at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = anyio.Event()
+        self.in_flight = self.most = 0
+
+    async def __call__(
+        self, context: Any, params: types.CreateMessageRequestParams
+    ) -> types.CreateMessageResult:
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        try:
+            await self.release.wait()
+            return await super().__call__(context, params)
+        finally:
+            self.in_flight -= 1
+
+
+async def test_one_client_is_asked_at_most_four_things_at_once_across_all_its_spawns(
+    make_settings: MakeSettings,
+) -> None:
+    model = HeldClientModel()
+    tasks = [{"task": f"part {i}", "backend": "sampling"} for i in range(3)]
+    with anyio.fail_after(20):
+        async with Client(create_server(make_settings()), mode="legacy", sampling_callback=model) as client:
+            groups = [(await call(client, "spawn_parallel", tasks=tasks))["group_id"] for _ in range(2)]
+            while model.in_flight < 4:  # the server runs in this event loop: let it go as far as it can
+                await anyio.wait_all_tasks_blocked()
+            await anyio.wait_all_tasks_blocked()
+            model.release.set()
+            for group in groups:
+                collected = await call(client, "task_output", group_id=group, wait_s=10)
+                assert collected["done"] and collected["counts"]["completed"] == 3
+    assert model.most == 4  # six tasks from two spawns: one bound for the client, not one per spawn
