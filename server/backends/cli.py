@@ -119,14 +119,26 @@ class CommandBackend:
         reading = FORMATS[self._spec.output](sink, model or self._name, self._spec.field)
         stdout = Stdout(reading.take, reading.line if reading.reads_lines else None)
         stdin = prompt.encode() if self._spec.prompt_on_stdin else None
-        outcome = await self._execute(_argv(self._spec, prompt, model), stdin, stdout)
-        return reading.result(outcome)
+        try:
+            argv = _argv(self._spec, prompt, model)
+            outcome = await self._execute(argv, stdin, stdout, reading.process_started)
+            return reading.result(outcome)
+        finally:
+            reading.settle()  # killed, timed out or failed before its usage: the cost is unknown, not $0
 
-    async def _execute(self, argv: list[str], stdin: bytes | None, stdout: Stdout) -> Outcome:
+    async def _execute(
+        self,
+        argv: list[str],
+        stdin: bytes | None,
+        stdout: Stdout,
+        started: Callable[[], None] | None = None,
+    ) -> Outcome:
         stderr = Tail(STDERR_TAIL_CHARS)
         with self._workdir() as cwd:
             env = self._child_env()
             async with _spawned(argv, cwd, env, self._spec, with_stdin=stdin is not None) as process:
+                if started is not None:
+                    started()
                 status = await _communicate(process, stdin, stdout, stderr)
         return Outcome(self._spec.program, status, stdout.close(), stdout.cut, stderr.text)
 

@@ -3,8 +3,9 @@
 ``Stdout`` keeps the first ``MAX_OUTPUT_BYTES`` of a CLI's stdout (and hands every chunk and ended line
 on as it arrives); ``Tail`` keeps the end of its stderr. A ``Format`` shows the run on the task's sink
 while it runs (partial text, events, a status line) and reads the ``Outcome`` into a ``SubagentResult``,
-or a ``TaskFailure`` that says what went wrong. Formats without usage in their output (``text``, ``json``,
-``jsonl``) report zero tokens, so the cost is null unless the price table knows the model.
+or a ``TaskFailure`` that says what went wrong. A run that started its CLI and reported no usage (a format
+without usage in its output, or a CLI killed, timed out or failed before printing it) reports zero tokens
+at its end (``settle``), so that its cost shows as unknown rather than free.
 """
 
 from __future__ import annotations
@@ -113,7 +114,12 @@ class Format:
         self._model = model  #: the model asked for, else the command's name
         self._field = field
         self._started = False
+        self._ran = False  #: its CLI started
+        self._reported = False  #: it reported usage
         self._next_status = -math.inf
+
+    def process_started(self) -> None:
+        self._ran = True
 
     def take(self, text: str, received: int) -> None:
         """A chunk of stdout arrived: ``text`` is what of it is kept, ``received`` the bytes so far."""
@@ -132,10 +138,15 @@ class Format:
     def line(self, text: str) -> None:
         """One ended line of stdout (only for a format that ``reads_lines``)."""
 
-    def no_usage(self) -> None:
-        # The output says nothing of tokens: record the call so that its cost shows as unknown (null,
-        # unless the price table knows the model), never as a free $0.
-        self._sink.add_usage(self._model, Tokens())
+    def report(self, model: str, tokens: Tokens, cost_usd: float | None = None) -> None:
+        self._reported = True
+        self._sink.add_usage(model, tokens, cost_usd)
+
+    def settle(self) -> None:
+        """However the run ended: a CLI that ran and reported no usage is recorded as a call of unknown
+        cost (zero tokens, no price: null unless the price table knows the model), never as a free $0."""
+        if self._ran and not self._reported:
+            self.report(self._model, Tokens())
 
     def result(self, out: Outcome) -> SubagentResult:
         raise NotImplementedError
@@ -147,7 +158,6 @@ class _Text(Format):
             self._sink.append(text)
 
     def result(self, out: Outcome) -> SubagentResult:
-        self.no_usage()
         _check_exit(out)
         if out.cut:
             return SubagentResult(
@@ -158,7 +168,6 @@ class _Text(Format):
 
 class _Json(Format):
     def result(self, out: Outcome) -> SubagentResult:
-        self.no_usage()
         _check_exit(out)
         answer = _dig(_loads(out.stdout), self._field)
         if answer is None:
@@ -176,7 +185,6 @@ class _JsonLines(Format):
             self._answer = answer
 
     def result(self, out: Outcome) -> SubagentResult:
-        self.no_usage()
         _check_exit(out)
         if self._answer is None:
             raise _unreadable(out, f"a JSON line with a {self._field!r} field")
@@ -193,7 +201,7 @@ class _Claude(Format):
             raise _unreadable(out, "Claude Code's JSON result (`claude -p --output-format json`)")
         model = next(iter(_mapping(report.get("modelUsage"))), self._model)
         if "usage" in report or "total_cost_usd" in report:  # billed whether or not it succeeded
-            self._sink.add_usage(
+            self.report(
                 model, _claude_tokens(_mapping(report.get("usage"))), _number(report.get("total_cost_usd"))
             )
         answer, subtype = report.get("result"), report.get("subtype")
@@ -224,7 +232,7 @@ class _Codex(Format):
         if kind == "item.completed":
             self._item(_mapping(event.get("item")))
         elif kind == "turn.completed":  # said at once: a later cancel must not lose what was billed
-            self._sink.add_usage(self._model, _codex_tokens(_mapping(event.get("usage"))))
+            self.report(self._model, _codex_tokens(_mapping(event.get("usage"))))
         elif kind == "turn.failed":
             self._fail(_mapping(event.get("error")).get("message"))
         elif kind == "error" and not (isinstance(message, str) and message.startswith("Reconnecting")):
@@ -293,7 +301,8 @@ def _claude_report(stdout: str) -> Mapping[str, object] | None:
     if isinstance(document, list):  # with --verbose: every message, the result last
         results = [item for item in cast(list[object], document) if _mapping(item).get("type") == "result"]
         document = results[-1] if results else None
-    return cast(dict[str, object], document) if isinstance(document, dict) else None
+    report = _mapping(document)
+    return report if report.get("type") == "result" else None
 
 
 def _claude_tokens(usage: Mapping[str, object]) -> Tokens:

@@ -13,10 +13,21 @@ import anyio
 import pytest
 from pydantic import ValidationError
 
-from fanout_mcp.server import ErrorKind, SubagentRequest, TaskFailure, Tokens
+from fanout_mcp.server import (
+    ErrorKind,
+    Settings,
+    SpawnRequest,
+    SubagentRequest,
+    TaskFailure,
+    TaskRequest,
+    TaskState,
+    Tokens,
+)
 from fanout_mcp.server.backends.cli import CommandBackend
 from fanout_mcp.server.backends.formats import MAX_OUTPUT_BYTES
+from fanout_mcp.server.backends.roster import Roster
 from fanout_mcp.server.commands import CommandSpec, command_from_config
+from fanout_mcp.server.registry import TaskRegistry, open_registry
 from tests.server.backends import fake_clis
 from tests.server.backends.fake_clis import is_gone, read_pids
 
@@ -377,6 +388,65 @@ async def test_a_cli_killed_by_a_signal_fails_the_task_naming_the_signal(bin_dir
     assert error.kind is ErrorKind.COMMAND_FAILED and "killed by SIGTERM" in error.message
 
 
+async def test_a_claude_that_exits_non_zero_before_its_result_reports_a_call_of_unknown_cost(
+    bin_dir: Path, root: Path, replay: Callable[..., dict[str, str]]
+) -> None:
+    fake_clis.install(bin_dir, "claude", fake_clis.REPLAY)
+    init = {"type": "system", "subtype": "init", "session_id": "5f0c1d2e", "model": "claude-sonnet-4-6"}
+    spec = command_from_config("claude", {"env": replay(jsonl([init]), status=1, stderr="crashed")})
+    sink = RecordingSink()
+
+    with pytest.raises(TaskFailure, match="exited with status 1: crashed"):
+        await run(CommandBackend("claude", spec, (root,)), request(), sink)
+
+    assert sink.usage == [("claude", Tokens(), None)]
+
+
+async def test_a_program_that_never_started_reports_no_usage_at_all(root: Path) -> None:
+    sink = RecordingSink()
+
+    with pytest.raises(TaskFailure):
+        await run(
+            CommandBackend("nosuch", CommandSpec(argv=("fanout-test-no-such-cli",)), (root,)), None, sink
+        )
+
+    assert sink.usage == []
+
+
+async def output_is(registry: TaskRegistry, task_id: str, text: str) -> None:
+    """Poll (bound it with ``fail_after``) until the task's output is ``text``: the registry has no event
+    for a partial output to wait on."""
+    while True:
+        if registry.snapshot(task_id).output == text:
+            return
+        await anyio.sleep(0.02)
+
+
+async def test_a_cancelled_or_failed_cli_task_costs_null_not_zero(
+    bin_dir: Path, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    fake_clis.install(bin_dir, "hang", fake_clis.HANG)
+    fake_clis.install(bin_dir, "fail", fake_clis.REPLAY)
+    hang = CommandSpec(argv=("hang", str(tmp_path / "pids"), "obey-term"), grace_s=0.5)
+    fail = CommandSpec(argv=("fail",), env={"FAKE_STATUS": "2"})
+    roster = Roster(
+        {name: CommandBackend(name, spec, (tmp_path,)) for name, spec in [("hang", hang), ("fail", fail)]},
+        default="hang",
+    )
+    tasks = [TaskRequest(task="wait"), TaskRequest(task="fail", backend="fail")]
+
+    with anyio.fail_after(30):
+        async with open_registry(make_settings(), roster) as registry:
+            ids = [task.task_id for task in (await registry.spawn(SpawnRequest(tasks=tasks))).tasks]
+            await output_is(registry, ids[0], "ready\n")
+            registry.cancel(ids[:1])
+            await registry.wait(ids)
+            hung, failed = registry.snapshots(ids)
+
+    assert (hung.state, failed.state) == (TaskState.CANCELLED, TaskState.FAILED)
+    assert hung.usage.cost_usd is None and failed.usage.cost_usd is None
+
+
 # --- pipes ---------------------------------------------------------------------------------------
 
 
@@ -722,6 +792,7 @@ async def cancel_once_ready(backend: CommandBackend) -> list[str]:
             group.start_soon(run_it)
             await sink.wait_for(lambda: "ready" in sink.text)
             group.cancel_scope.cancel()
+    assert sink.usage == [("hang", Tokens(), None)]  # it ran, and said nothing of tokens: cost unknown
     return ended
 
 
@@ -767,6 +838,7 @@ async def test_a_timeout_around_run_leaves_nothing_alive(
             deadlines[0].deadline = anyio.current_time()  # the timeout expires now: no guessing at durations
 
     assert ended == ["timed out"]
+    assert sink.usage == [("hang", Tokens(), None)]
     pids = read_pids(tmp_path / "pids")
     assert len(pids) == 3
     await wait_until_gone(pids, reaped=pids[0])
