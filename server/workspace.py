@@ -5,23 +5,37 @@ calls ``Workspace.call`` for each tool use (blocking I/O: from a worker thread).
 the same ``FileReader`` checks as a task's ``files`` (inside the roots after resolving ``..`` and
 symlinks, regular files only, binary refused), and every answer is bounded. A refusal is an answer too:
 the subagent reads why and carries on, so one bad path never ends its task.
+
+Lines are numbered as ``grep -n`` numbers them: split at ``\n`` only (a form feed or a U+2028 is text).
+``search_text`` streams each file line by line, big ones included, within a byte budget per call; an
+answer says which files it did not search and why (binary, unreadable, past the budget or the file
+cap), so "no line contains" is only ever said of what was searched. A search checks its ``stop`` event
+at every file and line: the backend sets it when the task is cancelled, so the worker thread ends too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Final
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, BinaryIO, Final
 
 from fanout_mcp.server.errors import InvalidInput
 from fanout_mcp.server.files import FileInfo, FileReader
+from fanout_mcp.server.files import _opened_path as opened_path  # pyright: ignore[reportPrivateUsage]
 
 MAX_ANSWER_CHARS: Final = 20_000  #: one tool answer; the subagent pages on with start_line
 MAX_READ_BYTES: Final = 5 * 1024 * 1024  #: larger files are refused, not read in part
 MAX_LISTED: Final = 500
 MAX_HITS: Final = 100
-_MAX_SEARCHED_FILE_BYTES: Final = 1024 * 1024
+SEARCH_BUDGET_BYTES: Final = 32 * 1024 * 1024  #: bytes one search_text call reads, over all its files
+MAX_SEARCHED_FILES: Final = 5_000  #: files one search_text call looks at
 _SNIFF: Final = 8_192
+_PIECE: Final = 64 * 1024  #: a longer line is searched in pieces of this size, overlapping by the needle
+_HITS_CHARS: Final = MAX_ANSWER_CHARS - 2_000  #: room left for the note on what was not searched
+_NAMED: Final = 5  #: files named in that note, per reason
 
 TOOLS: Final[list[dict[str, Any]]] = [
     {
@@ -50,7 +64,8 @@ TOOLS: Final[list[dict[str, Any]]] = [
     {
         "name": "search_text",
         "description": "Find lines containing a text (not a regular expression) in the workspace's files "
-        "below a directory. Answers path:line: text, at most 100 hits.",
+        "below a directory, big files included. Answers path:line: text, at most 100 hits, and names any "
+        "file it did not search (binary, unreadable, or past what one search reads).",
         "input_schema": {
             "type": "object",
             "properties": {
@@ -70,15 +85,30 @@ class ToolAnswer:
     is_error: bool = False
 
 
+class Stopped(Exception):
+    """The tool use was given up (its task was cancelled or timed out): nothing reads on."""
+
+
 class Workspace:
     """The read-only tools over the files inside the server's roots."""
 
     def __init__(self, reader: FileReader) -> None:
         self._reader = reader
 
-    def call(self, name: str, arguments: Mapping[str, Any]) -> ToolAnswer:
-        """Run one tool use; bad arguments and refused paths come back as error answers."""
-        handler = {"list_files": self._list, "read_file": self._read, "search_text": self._search}.get(name)
+    def call(
+        self, name: str, arguments: Mapping[str, Any], stop: threading.Event | None = None
+    ) -> ToolAnswer:
+        """Run one tool use; bad arguments and refused paths come back as error answers.
+
+        Raises:
+            Stopped: ``stop`` was set while a search was reading.
+        """
+        handlers: dict[str, Callable[[Mapping[str, Any]], str]] = {
+            "list_files": self._list,
+            "read_file": self._read,
+            "search_text": partial(self._search, stop=stop or threading.Event()),
+        }
+        handler = handlers.get(name)
         if handler is None:
             return ToolAnswer(
                 f"there is no tool {name!r}; the tools are list_files, read_file, search_text", True
@@ -116,7 +146,7 @@ class Workspace:
             )
         start = _line(arguments, "start_line", 1) or 1
         end = _line(arguments, "end_line", None)
-        lines = self._text_of(info).splitlines()
+        lines = _lines(self._text_of(info))
         last = len(lines) if end is None else min(end, len(lines))
         if start > max(len(lines), 1):
             raise InvalidInput(f"{info.path!r} has {len(lines)} lines; start_line {start} is past the end")
@@ -130,27 +160,59 @@ class Workspace:
             size += len(line) + 1
         return "\n".join(shown) if shown else "(empty file)"
 
-    def _search(self, arguments: Mapping[str, Any]) -> str:
+    def _search(self, arguments: Mapping[str, Any], stop: threading.Event) -> str:
         needle = _text(arguments, "text", "")
         if not needle:
             raise InvalidInput("text is empty: give the text to look for")
-        ignore_case = arguments.get("ignore_case") is True
-        wanted = needle.lower() if ignore_case else needle
         where = _text(arguments, "path", ".")
+        paths, beyond = self._searched_paths(where)
+        search = _Search(needle, where, arguments.get("ignore_case") is True, stop, SEARCH_BUDGET_BYTES)
+        for path in paths:
+            search.check_stop()
+            if search.full:
+                break
+            self._search_file(path, search)
+        search.beyond = beyond
+        return search.answer()
+
+    def _searched_paths(self, where: str) -> tuple[list[str], int]:
+        """The files to search (a file, or those below a directory), and how many more were left out."""
         try:
-            files = [self._reader.check(where)]
+            return [self._reader.check(where).path], 0
         except InvalidInput:
             directory = self._reader.check_directory(where)
-            shown, _ = self._reader.files_under(directory, 10_000)
-            files = [self._reader.check(str(self._reader.roots[0] / path)) for path in shown]
-        hits: list[str] = []
-        for info in files:
-            for number, line in enumerate(self._searchable(info).splitlines(), 1):
-                if wanted in (line.lower() if ignore_case else line):
-                    hits.append(f"{self._reader.shown(info.real)}:{number}: {line.strip()[:300]}")
-                    if len(hits) >= MAX_HITS:
-                        return "\n".join(hits) + "\n[more hits: search a narrower path]"
-        return "\n".join(hits) or f"no line contains {needle!r}"
+        shown, total = self._reader.files_under(directory, MAX_SEARCHED_FILES)
+        return [str(self._reader.roots[0] / path) for path in shown], total - len(shown)
+
+    def _search_file(self, path: str, search: _Search) -> None:
+        if search.budget <= 0:
+            search.over_budget.append(self._reader.shown(Path(path)))
+            return
+        try:
+            info = self._reader.check(path)
+            with self._open(info) as handle:
+                shown = self._reader.shown(info.real)
+                head = handle.read(_SNIFF)
+                if b"\0" in head:
+                    search.budget -= len(head)
+                    search.binary.append(shown)
+                    return
+                handle.seek(0)
+                search.scan(shown, handle)
+        except (InvalidInput, OSError):
+            search.unreadable.append(self._reader.shown(Path(path)))
+
+    def _open(self, info: FileInfo) -> BinaryIO:
+        """Open a checked file, checked again once open (a path swapped since cannot lead out)."""
+        handle = info.real.open("rb")
+        try:
+            opened = opened_path(handle.fileno())
+            if opened is not None:
+                self._reader.check(str(opened))
+        except BaseException:
+            handle.close()
+            raise
+        return handle
 
     def _text_of(self, info: FileInfo) -> str:
         data = self._reader.read_bytes(info, MAX_READ_BYTES)
@@ -158,13 +220,125 @@ class Workspace:
             raise InvalidInput(f"{info.path!r} looks binary; only text files can be read")
         return data.decode("utf-8", errors="replace")
 
-    def _searchable(self, info: FileInfo) -> str:
-        if info.size > _MAX_SEARCHED_FILE_BYTES:
-            return ""
-        try:
-            return self._text_of(info)
-        except InvalidInput:
-            return ""  # binary or unreadable files hold no text to find
+
+@dataclass(slots=True, eq=False)
+class _Search:
+    """One search_text call: what it found, what it read, and what it left out."""
+
+    needle: str
+    where: str
+    ignore_case: bool
+    stop: threading.Event
+    budget: int  #: bytes it may still read
+    hits: list[str] = field(default_factory=list[str])
+    hits_chars: int = 0
+    full: bool = False  #: as many hits as an answer holds: the search ends there
+    searched: int = 0
+    binary: list[str] = field(default_factory=list[str])
+    unreadable: list[str] = field(default_factory=list[str])
+    cut: str | None = None  #: the file the budget ran out in, and from which line
+    over_budget: list[str] = field(default_factory=list[str])  #: files not opened: no budget left
+    beyond: int = 0  #: files past the file cap
+    _wanted: bytes = field(init=False, default=b"")
+    _wanted_lower: str = field(init=False, default="")
+
+    def __post_init__(self) -> None:
+        self._wanted, self._wanted_lower = self.needle.encode(), self.needle.lower()
+
+    def check_stop(self) -> None:
+        if self.stop.is_set():
+            raise Stopped
+
+    def scan(self, shown: str, handle: BinaryIO) -> None:
+        """Search one open file line by line. A line longer than ``_PIECE`` comes in pieces (memory
+        stays bounded), each with the end of the one before, so a hit across two is still found."""
+        self.searched += 1
+        number, tail, last_hit = 1, b"", 0
+        overlap = 4 * len(self.needle)  # bytes: a UTF-8 character has at most 4
+        while piece := handle.readline(_PIECE):
+            self.check_stop()
+            if self.budget <= 0:
+                self.cut = f"the rest of {shown} from line {number:,}"
+                return
+            self.budget -= len(piece)
+            if number != last_hit and self._matches(tail + piece):
+                last_hit = number
+                self._hit(f"{shown}:{number}: {_decoded(tail + piece).strip()[:300]}")
+                if self.full:
+                    return
+            if piece.endswith(b"\n"):
+                number, tail = number + 1, b""
+            else:
+                tail = piece[-overlap:]
+
+    def _matches(self, data: bytes) -> bool:
+        if self.ignore_case:
+            return self._wanted_lower in _decoded(data).lower()
+        return self._wanted in data
+
+    def _hit(self, line: str) -> None:
+        if len(self.hits) >= MAX_HITS or self.hits_chars + len(line) > _HITS_CHARS:
+            self.full = True
+            return
+        self.hits.append(line)
+        self.hits_chars += len(line) + 1
+
+    def answer(self) -> str:
+        """The hits, or that there are none; and, whenever anything was not searched, what and why."""
+        left_out = self._left_out()
+        searched = _files(self.searched)
+        lines = self.hits or [
+            f"no line contains {self.needle!r}" + ("" if left_out else f" (searched {searched})")
+        ]
+        if self.full:
+            lines.append("[more hits: search a narrower path]")
+        if left_out:
+            lines.append(f"[searched {searched}; not searched: {'; '.join(left_out)}]")
+        return "\n".join(lines)
+
+    def _left_out(self) -> list[str]:
+        said: list[str] = []
+        unread = [self.cut] if self.cut is not None else []
+        if self.over_budget:
+            unread.append(f"{_files(len(self.over_budget), 'more')} ({_names(self.over_budget)})")
+        if unread:
+            limit = _size(SEARCH_BUDGET_BYTES)
+            said.append(f"{', '.join(unread)} (one search reads at most {limit}: search a narrower path)")
+        if self.binary:
+            said.append(f"{_files(len(self.binary), 'binary')} ({_names(self.binary)})")
+        if self.unreadable:
+            said.append(f"{_files(len(self.unreadable), 'unreadable')} ({_names(self.unreadable)})")
+        if self.beyond:
+            cap = f"{MAX_SEARCHED_FILES:,}"
+            said.append(
+                f"{_files(self.beyond)} past the first {cap} below {self.where} (search a narrower path)"
+            )
+        return said
+
+
+def _lines(text: str) -> list[str]:
+    """The lines as ``grep -n`` numbers them: split at "\n" only, each without a trailing "\r"."""
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    if lines[-1] == "":
+        lines.pop()  # the newline that ends the last line starts no line of its own
+    return lines
+
+
+def _decoded(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
+
+
+def _files(count: int, kind: str = "") -> str:
+    return f"{count:,} {kind}{' ' if kind else ''}file" + ("" if count == 1 else "s")
+
+
+def _size(count: int) -> str:
+    return f"{count // (1024 * 1024):,} MiB" if count >= 1024 * 1024 else f"{count:,} bytes"
+
+
+def _names(paths: list[str]) -> str:
+    named = ", ".join(path[-120:] for path in paths[:_NAMED])
+    return named + (f" and {len(paths) - _NAMED:,} more" if len(paths) > _NAMED else "")
 
 
 def _text(arguments: Mapping[str, Any], key: str, default: str) -> str:

@@ -25,10 +25,11 @@ import httpx2
 from fanout_mcp.server.backends import TaskSink
 from fanout_mcp.server.backends.tooluse import (
     MAX_TURNS,
+    LoopSink,
     Reply,
     ToolBlocks,
-    answer_uses,
     describe,
+    run_uses,
     tool_params,
 )
 from fanout_mcp.server.errors import TaskFailure
@@ -115,13 +116,15 @@ class AnthropicBackend:
     ) -> SubagentResult:
         """The tool loop: turns until an answer asks for no tool (the last turn may not ask)."""
         history: list[dict[str, Any]] = []
+        loop_sink = LoopSink(sink)
         for turn in range(1, MAX_TURNS + 1):
-            reply = await self._call(request, sink, {"history": history, **tool_params(turn)})
+            reply = await self._call(request, loop_sink, {"history": history, **tool_params(turn)})
             if not reply.uses:
                 return reply.result
             for use in reply.uses:
-                sink.append(describe(use))
-            answers = await anyio.to_thread.run_sync(answer_uses, workspace, reply.uses)
+                loop_sink.append(describe(use))
+            loop_sink.keep()
+            answers = await run_uses(workspace, reply.uses)
             history += [reply.assistant_turn(), answers]
         raise AssertionError("unreachable: the last turn allows no tool use")
 

@@ -5,16 +5,27 @@ A subagent with tools answers in turns: each turn is one Messages call; while it
 (``stop_reason: tool_use``), the tools run (``Workspace.call``, in a worker thread), their answers go
 back as ``tool_result`` blocks, and the next turn starts. ``MAX_TURNS`` bounds the loop: the last turn
 is sent with ``tool_choice: none``, so the subagent must answer with what it has.
+
+Every turn's text and a line per tool use stay in the task's partial output: a retry inside the loop
+drops only the failed attempt's own text (``LoopSink``).
+
+A cancelled task does not wait for its tools: ``run_uses`` leaves the worker thread at once and sets
+the stop event it gave it, which a search checks at every file and line, so the thread ends soon too.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from fanout_mcp.server.models import SubagentResult
-from fanout_mcp.server.workspace import TOOLS, ToolAnswer, Workspace
+import anyio
+
+from fanout_mcp.server.backends import TaskSink
+from fanout_mcp.server.models import SubagentResult, Tokens
+from fanout_mcp.server.state import ErrorKind
+from fanout_mcp.server.workspace import TOOLS, Stopped, ToolAnswer, Workspace
 
 MAX_TURNS: Final = 20
 
@@ -72,6 +83,44 @@ class ToolBlocks:
         return [self._by_index[i] for i in sorted(self._by_index)]
 
 
+class LoopSink:
+    """The task's sink as the tool loop uses it: what earlier turns showed (their text, a line per tool
+    use) is kept, and put back after a retry, which drops only the failed attempt's own text."""
+
+    def __init__(self, sink: TaskSink) -> None:
+        self._sink = sink
+        self._kept = ""  #: shown by the turns before this one
+        self._turn: list[str] = []  #: shown by this turn's attempt so far
+
+    @property
+    def task_id(self) -> str:
+        return self._sink.task_id
+
+    def response_started(self) -> None:
+        self._sink.response_started()
+
+    def append(self, text: str) -> None:
+        self._turn.append(text)
+        self._sink.append(text)
+
+    def restart(self, note: str, cause: ErrorKind) -> None:
+        self._turn.clear()
+        self._sink.restart(note, cause)
+        if self._kept:
+            self._sink.append(self._kept)
+
+    def status(self, text: str) -> None:
+        self._sink.status(text)
+
+    def add_usage(self, model: str, tokens: Tokens, cost_usd: float | None = None) -> None:
+        self._sink.add_usage(model, tokens, cost_usd)
+
+    def keep(self) -> None:
+        """The turn is over: what it showed stays, whatever later turns do."""
+        self._kept += "".join(self._turn)
+        self._turn.clear()
+
+
 def tool_params(turn: int) -> dict[str, Any]:
     """The tools of a turn; the last one may not use them."""
     params: dict[str, Any] = {"tools": TOOLS}
@@ -80,15 +129,33 @@ def tool_params(turn: int) -> dict[str, Any]:
     return params
 
 
-def answer_uses(workspace: Workspace, uses: list[ToolUse]) -> dict[str, Any]:
-    """Run each tool use (blocking: call from a worker thread); the user turn with their results."""
+async def run_uses(workspace: Workspace, uses: list[ToolUse]) -> dict[str, Any]:
+    """The user turn with the results of ``uses``, answered in a worker thread that stops on cancel."""
+    stop = threading.Event()
+    try:
+        return await anyio.to_thread.run_sync(answer_uses, workspace, uses, stop, abandon_on_cancel=True)
+    finally:
+        stop.set()  # after a cancel the thread is abandoned: this is what ends its work
+
+
+def answer_uses(
+    workspace: Workspace, uses: list[ToolUse], stop: threading.Event | None = None
+) -> dict[str, Any]:
+    """Run each tool use (blocking: call from a worker thread); the user turn with their results.
+
+    Raises:
+        Stopped: ``stop`` was set; the results would go nowhere.
+    """
+    stop = stop or threading.Event()
     results: list[dict[str, Any]] = []
     for use in uses:
+        if stop.is_set():
+            raise Stopped
         arguments = use.arguments()
         if arguments is None:
             answer = ToolAnswer(f"the input of {use.name} was not a JSON object; try again", is_error=True)
         else:
-            answer = workspace.call(use.name, arguments)
+            answer = workspace.call(use.name, arguments, stop)
         result: dict[str, Any] = {"type": "tool_result", "tool_use_id": use.id, "content": answer.text}
         if answer.is_error:
             result["is_error"] = True

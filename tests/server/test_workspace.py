@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from fanout_mcp.server import workspace as workspace_module
 from fanout_mcp.server.files import FileReader
 from fanout_mcp.server.workspace import MAX_ANSWER_CHARS, Workspace
 
@@ -53,8 +54,75 @@ def test_search_text_finds_lines_with_their_place_and_skips_generated_directorie
     workspace: Workspace,
 ) -> None:
     answer = workspace.call("search_text", {"text": "todo", "ignore_case": True})
-    assert answer.text == "src/pkg/util.py:2: return 'TODO: tidy'"
-    assert "no line contains" in workspace.call("search_text", {"text": "todo"}).text
+    assert answer.text.splitlines() == [
+        "src/pkg/util.py:2: return 'TODO: tidy'",
+        "[searched 2 files; not searched: 1 binary file (logo.png)]",
+    ]
+    assert workspace.call("search_text", {"text": "TODO", "path": "src"}).text == (
+        "src/pkg/util.py:2: return 'TODO: tidy'"
+    )
+    assert workspace.call("search_text", {"text": "TODO", "path": "src/app.py"}).text == (
+        "no line contains 'TODO' (searched 1 file)"
+    )
+
+
+def test_search_text_reads_a_file_over_a_megabyte_to_its_end(root: Path, workspace: Workspace) -> None:
+    lines = [f"log line {i:05d} of the payment service" for i in range(1, 40_006)]
+    lines[40_000] = "the needle is here"
+    (root / "big.log").write_text("\n".join(lines) + "\n")
+    assert (root / "big.log").stat().st_size > 1_300_000
+    answer = workspace.call("search_text", {"text": "needle", "path": "big.log"})
+    assert answer.text == "big.log:40001: the needle is here"
+
+
+def test_a_line_longer_than_a_read_piece_is_searched_across_pieces_under_its_own_number(
+    root: Path, workspace: Workspace
+) -> None:
+    piece = workspace_module._PIECE  # pyright: ignore[reportPrivateUsage]
+    long_line = "x" * (piece - 3) + "needle" + "y" * piece  # the needle straddles two pieces
+    (root / "minified.js").write_text(f"first\n{long_line}\nlast needle\n")
+    hits = workspace.call("search_text", {"text": "needle", "path": "minified.js"}).text.splitlines()
+    assert [hit.split(":")[1] for hit in hits] == ["2", "3"]
+
+
+def test_a_search_that_reads_its_byte_budget_says_what_it_did_not_search(
+    root: Path, workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(workspace_module, "SEARCH_BUDGET_BYTES", 1_000)
+    (root / "logs").mkdir()
+    (root / "logs" / "a.log").write_text("nothing here\n" * 50)  # 650 bytes
+    (root / "logs" / "b.log").write_text("nothing here\n" * 100 + "needle\n")  # its end is past the budget
+    (root / "logs" / "c.log").write_text("needle\n")
+    answer = workspace.call("search_text", {"text": "needle", "path": "logs"})
+    assert answer.text.splitlines() == [
+        "no line contains 'needle'",
+        "[searched 2 files; not searched: the rest of logs/b.log from line 28, 1 more file (logs/c.log) "
+        "(one search reads at most 1,000 bytes: search a narrower path)]",
+    ]
+
+
+def test_a_search_over_more_files_than_it_opens_says_how_many_it_left(
+    root: Path, workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(workspace_module, "MAX_SEARCHED_FILES", 2)
+    answer = workspace.call("search_text", {"text": "TODO", "path": "."})
+    assert answer.text.splitlines() == [
+        "no line contains 'TODO'",
+        "[searched 1 file; not searched: 1 binary file (logo.png); "
+        "1 file past the first 2 below . (search a narrower path)]",
+    ]
+
+
+@pytest.mark.parametrize("separator", ["\f", "\v", "\x1c", "\x85", "\u2028", "\r"])
+def test_lines_are_numbered_as_grep_numbers_them(root: Path, workspace: Workspace, separator: str) -> None:
+    (root / "odd.txt").write_text(f"one{separator}still one\r\ntwo\nthree needle\n", newline="")
+    read = workspace.call("read_file", {"path": "odd.txt", "start_line": 2})
+    assert read.text == "2: two\n3: three needle"
+    whole = workspace.call("read_file", {"path": "odd.txt"}).text
+    assert whole.splitlines()[0] == f"1: one{separator}still one".splitlines()[0]
+    assert whole.count("\n") == 2  # three numbered lines
+    search = workspace.call("search_text", {"text": "needle", "path": "odd.txt"})
+    assert search.text == "odd.txt:3: three needle"
 
 
 @pytest.mark.parametrize("path", ["../../etc/passwd", "/etc/passwd"])
@@ -69,7 +137,9 @@ def test_a_symlink_out_of_the_root_is_refused(root: Path, tmp_path: Path, worksp
     (root / "innocent.txt").symlink_to(secret)
     answer = workspace.call("read_file", {"path": "innocent.txt"})
     assert answer.is_error and "outside the allowed roots" in answer.text
-    assert workspace.call("search_text", {"text": "not read"}).text == "no line contains 'not read'"
+    answer = workspace.call("search_text", {"text": "not read"})
+    assert answer.text.splitlines()[0] == "no line contains 'not read'"
+    assert "innocent.txt" not in answer.text  # a symlink out is not followed, so not even listed
 
 
 def test_a_binary_file_is_refused(workspace: Workspace) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -35,7 +35,7 @@ MakeSettings = Callable[..., Settings]
 
 
 @asynccontextmanager
-async def api_runtime(settings: Settings, *, backoff_base_s: float = 0.01) -> AsyncIterator[Runtime]:
+async def api_runtime(settings: Settings, *, backoff_base_s: float = 0.01) -> AsyncGenerator[Runtime]:
     """The real runtime, with a short back-off so retry tests stay quick."""
     client = make_client(settings)
     try:
@@ -128,7 +128,7 @@ class RecordingSink:
     def status(self, text: str) -> None:
         pass
 
-    def add_usage(self, model: str, tokens: Tokens) -> None:
+    def add_usage(self, model: str, tokens: Tokens, cost_usd: float | None = None) -> None:
         pass
 
 
@@ -361,7 +361,9 @@ async def test_the_findings_schema_is_accepted_by_the_sdk_for_constrained_decodi
 
 
 def test_constrained_decoding_is_asked_only_where_it_cannot_make_the_schema_stricter() -> None:
-    from fanout_mcp.server.backends.anthropic_api import _output_config
+    from fanout_mcp.server.backends.anthropic_api import (
+        _output_config,  # pyright: ignore[reportPrivateUsage]
+    )
 
     def config(schema: dict[str, Any]) -> dict[str, Any]:
         request = SubagentRequest(

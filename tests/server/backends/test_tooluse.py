@@ -5,14 +5,29 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
-from fanout_mcp.server import Settings, TaskRequest, TaskState
-from fanout_mcp.server.backends.tooluse import MAX_TURNS
+from fanout_mcp.server import (
+    ErrorKind,
+    Settings,
+    SpawnRequest,
+    SubagentRequest,
+    TaskRequest,
+    TaskState,
+    Tokens,
+)
+from fanout_mcp.server.backends.anthropic_api import AnthropicBackend
+from fanout_mcp.server.backends.tooluse import MAX_TURNS, ToolUse, run_uses
+from fanout_mcp.server.files import FileInfo, FileReader
+from fanout_mcp.server.runtime import make_client
+from fanout_mcp.server.throttle import Throttle
+from fanout_mcp.server.workspace import Stopped, ToolAnswer, Workspace
 from tests.fake_api import FakeApi
 from tests.server.backends.test_anthropic_api import api_runtime, run_tasks
 
@@ -92,3 +107,151 @@ async def test_spawn_tools_reach_every_task_and_tasks_without_tools_get_none(
     with_tools, without = [r.body for r in fake_api.requests if r.path == "/v1/messages"]
     assert [tool["name"] for tool in with_tools["tools"]] == ["list_files", "read_file", "search_text"]
     assert "tools" not in without
+
+
+class GatedReader(FileReader):
+    """A reader that holds the worker thread the first time it checks ``gated``; records every name checked."""
+
+    def __init__(self, root: Path, gated: str) -> None:
+        super().__init__([root], max_file_bytes=100_000)
+        self.gated = gated
+        self.entered = anyio.Event()
+        self.release = threading.Event()
+        self.checked: list[str] = []
+
+    def check(self, raw: str) -> FileInfo:
+        self.checked.append(Path(raw).name)
+        if Path(raw).name == self.gated and self.checked.count(self.gated) == 1:
+            anyio.from_thread.run_sync(self.entered.set)
+            assert self.release.wait(5), "the test never released the gate"
+        return super().check(raw)
+
+
+class WatchedWorkspace(Workspace):
+    """A workspace that says when a tool call returned in its worker thread, and how."""
+
+    def __init__(self, reader: FileReader) -> None:
+        super().__init__(reader)
+        self.returned = threading.Event()
+        self.raised: BaseException | None = None
+
+    def call(
+        self, name: str, arguments: Mapping[str, Any], stop: threading.Event | None = None
+    ) -> ToolAnswer:
+        try:
+            return super().call(name, arguments, stop)
+        except BaseException as exc:
+            self.raised = exc
+            raise
+        finally:
+            self.returned.set()
+
+
+async def test_cancelling_a_task_mid_search_ends_it_at_once_and_stops_the_worker_thread(
+    tmp_path: Path,
+) -> None:
+    for name in ("a.txt", "b.txt", "c.txt", "d.txt"):
+        (tmp_path / name).write_text("a needle\n")
+    reader = GatedReader(tmp_path, gated="b.txt")
+    workspace = WatchedWorkspace(reader)
+    uses = [ToolUse(id="toolu_1", name="search_text", raw_input='{"text": "needle"}')]
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run_uses, workspace, uses)
+            await reader.entered.wait()
+            tg.cancel_scope.cancel()
+    assert not workspace.returned.is_set()  # the task is over while its worker is still held at b.txt
+    reader.release.set()
+    assert await anyio.to_thread.run_sync(workspace.returned.wait, 5)
+    assert isinstance(workspace.raised, Stopped)
+    assert "a.txt" in reader.checked and "c.txt" not in reader.checked  # it stopped at b.txt
+
+
+class EntrySink:
+    """A TaskSink that keeps the partial output as the registry's entry does (a restart clears it)."""
+
+    task_id = "t-tools"
+
+    def __init__(self) -> None:
+        self.chunks: list[str] = []
+        self.restarts = 0
+
+    def response_started(self) -> None:
+        pass
+
+    def append(self, text: str) -> None:
+        self.chunks.append(text)
+
+    def restart(self, note: str, cause: ErrorKind) -> None:
+        self.chunks.clear()
+        self.restarts += 1
+
+    def status(self, text: str) -> None:
+        pass
+
+    def add_usage(self, model: str, tokens: Tokens, cost_usd: float | None = None) -> None:
+        pass
+
+
+async def test_a_retry_in_a_later_turn_keeps_the_tool_lines_and_drops_only_its_own_text(
+    fake_api: FakeApi, make_settings: MakeSettings, root: Path
+) -> None:
+    fake_api.config.chunk_words = 1
+    settings = make_settings(roots=(root,))
+    client = make_client(settings)
+    backend = AnthropicBackend(
+        client,
+        Throttle(4),
+        retry_cap_s=1,
+        backoff_base_s=0.01,
+        workspace=Workspace(FileReader([root], max_file_bytes=100_000)),
+    )
+    first = [use("read_file", path="src/app.py"), use("search_text", text="hello")]
+    request = SubagentRequest(
+        model="claude-sonnet-5-5",
+        max_tokens=100,
+        system="s",
+        # every request fails once: the second turn's first attempt breaks off after two words
+        prompt=f"{tools(first)} [[stream_error:after=2;count=1]] [[words:4]]",
+        cache_system=False,
+        tools=True,
+    )
+    sink = EntrySink()
+    try:
+        with anyio.fail_after(20):
+            result = await backend.run(request, sink)
+    finally:
+        await client.close()
+    assert result.text == "w1 w2 w3 w4"
+    assert sink.restarts == 2  # one retry in each turn
+    assert "".join(sink.chunks) == ("\n· read_file src/app.py\n\n· search_text 'hello' in .\nw1 w2 w3 w4")
+
+
+async def test_each_tool_use_shows_in_the_partial_output_while_the_task_runs(
+    fake_api: FakeApi, make_settings: MakeSettings, root: Path
+) -> None:
+    task = TaskRequest(
+        task=f"{tools([use('read_file', path='src/app.py')])} [[hold]] [[reply:done]]", tools=["read"]
+    )
+    async with api_runtime(make_settings(roots=(root,))) as runtime:
+        receipt = await runtime.registry.spawn(SpawnRequest(tasks=[task]))
+        (task_id,) = [t.task_id for t in receipt.tasks]
+        await reached(fake_api, requests=1)  # the first turn waits at the fake's gate
+        assert runtime.registry.snapshot(task_id).output is None
+        fake_api.release()
+        fake_api.rearm()  # the first turn goes on; the second will wait
+        await reached(fake_api, requests=2)
+        running = runtime.registry.snapshot(task_id)
+        assert running.state is TaskState.RUNNING and running.partial
+        assert running.output == "\n· read_file src/app.py\n"
+        fake_api.release()
+        with anyio.fail_after(10):
+            await runtime.registry.wait([task_id])
+        assert runtime.registry.snapshot(task_id).output == "done"
+
+
+async def reached(fake: FakeApi, *, requests: int) -> None:
+    """Until the fake has received ``requests`` requests and the last one waits at its gate (an earlier
+    one has left the gate by then: the next request is only sent once it is answered)."""
+    assert await anyio.to_thread.run_sync(fake.wait_requests, requests, 10.0), "too few requests"
+    assert await anyio.to_thread.run_sync(fake.wait_held, 1, 10.0), "no request at the gate"
