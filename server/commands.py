@@ -9,7 +9,9 @@ output:
   replaced, so that a CLI without a model falls back to its own default.
 * ``output`` says how stdout becomes the answer: ``text`` (all of it), ``json`` (one JSON document;
   ``field`` is a dotted path to the answer), ``jsonl`` (one JSON object a line; the answer is ``field`` of
-  the last line that has it), or ``claude`` / ``codex`` (those CLIs' own formats, with usage and cost).
+  the last line that has it), or ``claude`` / ``codex`` (those CLIs' own formats, with usage and cost:
+  ``claude -p --output-format stream-json --verbose``, or its single ``json`` result; ``codex exec --json``).
+  All but ``json`` stream into the task's partial output as they arrive.
 * The environment holds only the server's harmless variables (PATH, HOME, the user, the locale, the
   terminal, temporary directories, proxies whose URL has no credentials, CA certificates: see
   ``backends/cli.py``), plus the names in ``pass_env``, plus ``env``. An API key or a token reaches a
@@ -97,7 +99,7 @@ _CLAUDE_READ_ONLY = (
 
 PRESETS: Final[Mapping[str, CommandSpec]] = {
     "claude": CommandSpec(
-        argv=("claude", "-p", "--output-format", "json", *_CLAUDE_READ_ONLY),
+        argv=("claude", "-p", "--output-format", "stream-json", "--verbose", *_CLAUDE_READ_ONLY),
         model_args=("--model", MODEL),
         output="claude",
         install_hint="install Claude Code (npm install -g @anthropic-ai/claude-code) and run `claude` once "

@@ -140,7 +140,8 @@ class CommandBackend:
                 if started is not None:
                     started()
                 status = await _communicate(process, stdin, stdout, stderr)
-        return Outcome(self._spec.program, status, stdout.close(), stdout.cut, stderr.text)
+        text = stdout.close()
+        return Outcome(self._spec.program, status, text, stdout.cut, stderr.text, stdout.long_lines)
 
     def _child_env(self) -> dict[str, str]:
         """The harmless part of the server's environment, plus ``pass_env``, plus ``env``. Never log it."""

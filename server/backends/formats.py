@@ -2,7 +2,10 @@
 
 ``Stdout`` keeps the first ``MAX_OUTPUT_BYTES`` of a CLI's stdout (and hands every chunk and ended line
 on as it arrives); ``Tail`` keeps the end of its stderr. A ``Format`` shows the run on the task's sink
-while it runs (partial text, events, a status line) and reads the ``Outcome`` into a ``SubagentResult``,
+while it runs and reads the ``Outcome`` into a ``SubagentResult``: ``text``, ``jsonl``, ``claude`` and
+``codex`` stream what the CLI says into the partial output as it comes (at most ``MAX_OUTPUT_BYTES`` of
+it); ``json``, one document read at the end, shows a status line with the bytes so far instead. It
+returns a ``SubagentResult``
 or a ``TaskFailure`` that says what went wrong. A run that started its CLI and reported no usage (a format
 without usage in its output, or a CLI killed, timed out or failed before printing it) reports zero tokens
 at its end (``settle``), so that its cost shows as unknown rather than free.
@@ -42,6 +45,7 @@ class Outcome:
     stdout: str  #: its first MAX_OUTPUT_BYTES, decoded
     cut: bool  #: stdout was longer than that
     stderr: str  #: the last STDERR_TAIL_CHARS characters
+    long_lines: int = 0  #: lines over MAX_OUTPUT_BYTES, dropped unread (line-based formats only)
 
 
 class Tail:
@@ -60,7 +64,8 @@ class Stdout:
     """Stdout as it arrives: its first MAX_OUTPUT_BYTES decoded, each chunk and each ended line handed on.
 
     Lines are split as bytes (a newline byte never occurs inside a UTF-8 character), past the cap too: a
-    line-based format still finds its answer at the end of a long run.
+    line-based format still finds its answer at the end of a long run. A line longer than the cap is
+    dropped whole (counted in ``long_lines``), never handed on in part.
     """
 
     def __init__(
@@ -70,10 +75,12 @@ class Stdout:
     ) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._parts: list[str] = []
-        self._line = b""
+        self._line = bytearray()
+        self._skipping = False  #: the line so far is over the cap: drop the rest of it too
         self._on_chunk = on_chunk
         self._on_line = on_line
         self.received = 0
+        self.long_lines = 0
 
     @property
     def cut(self) -> bool:
@@ -85,20 +92,37 @@ class Stdout:
         text = self._decoder.decode(data[:room]) if room else ""
         self._parts.append(text)
         if self._on_line is not None:
-            *ended, self._line = (self._line + data).split(b"\n")
-            for line in ended:
-                self._on_line(line.decode(errors="replace"))
-            if len(self._line) > MAX_OUTPUT_BYTES:
-                self._line = b""  # a line that never ends is let go of (its tail parses as nothing)
+            self._split(data)
         if self._on_chunk is not None:
             self._on_chunk(text, self.received)
 
     def close(self) -> str:
         """The kept text, once the stream ended (a last line without a newline is handed on too)."""
         self._parts.append(self._decoder.decode(b"", final=True))
-        if self._on_line is not None and self._line:
-            self._on_line(self._line.decode(errors="replace"))
+        if self._line or self._skipping:
+            self._end_line(b"")
         return "".join(self._parts)
+
+    def _split(self, data: bytes) -> None:
+        start = 0
+        while (end := data.find(b"\n", start)) >= 0:
+            self._end_line(data[start:end])
+            start = end + 1
+        if not self._skipping:
+            self._line += data[start:]
+            if len(self._line) > MAX_OUTPUT_BYTES:
+                self._line.clear()
+                self._skipping = True
+
+    def _end_line(self, last: bytes) -> None:
+        too_long = self._skipping or len(self._line) + len(last) > MAX_OUTPUT_BYTES
+        line = b"" if too_long else bytes(self._line + last)
+        self._line.clear()
+        self._skipping = False
+        if too_long:
+            self.long_lines += 1
+        elif self._on_line is not None:
+            self._on_line(line.decode(errors="replace"))
 
 
 # --- output formats -----------------------------------------------------------------------------
@@ -117,6 +141,7 @@ class Format:
         self._ran = False  #: its CLI started
         self._reported = False  #: it reported usage
         self._next_status = -math.inf
+        self._shown = 0  #: bytes said into the partial output
 
     def process_started(self) -> None:
         self._ran = True
@@ -137,6 +162,19 @@ class Format:
 
     def line(self, text: str) -> None:
         """One ended line of stdout (only for a format that ``reads_lines``)."""
+
+    def say(self, text: str, separator: str = "\n\n") -> None:
+        """Add ``text`` to the partial output (after ``separator`` unless it is the first thing said), up to
+        MAX_OUTPUT_BYTES in all: a CLI that talks without end cannot fill the server's memory."""
+        room = MAX_OUTPUT_BYTES - self._shown
+        if room <= 0 or not text:
+            return
+        data = (separator + text if self._shown else text).encode()
+        self._shown += len(data)
+        if len(data) > room:
+            self._sink.append(data[:room].decode(errors="ignore") + "\n\n[partial output cut at 4 MiB]")
+        else:
+            self._sink.append(data.decode())
 
     def report(self, model: str, tokens: Tokens, cost_usd: float | None = None) -> None:
         self._reported = True
@@ -183,6 +221,7 @@ class _JsonLines(Format):
         answer = _dig(_json_object(text), self._field)
         if answer is not None:
             self._answer = answer
+            self.say(_as_text(answer))
 
     def result(self, out: Outcome) -> SubagentResult:
         _check_exit(out)
@@ -192,18 +231,61 @@ class _JsonLines(Format):
 
 
 class _Claude(Format):
-    """``claude -p --output-format json``: one result object, with usage and cost."""
+    """``claude -p --output-format stream-json --verbose``: one JSON event a line. The assistant's text and
+    a line per tool use stream into the partial output; the ``result`` event holds the answer, usage and
+    cost. The one result object of ``--output-format json`` is read too, at the end (nothing streams)."""
+
+    reads_lines = True
+    _report: Mapping[str, object] | None = None
+    _init_model: str | None = None  #: the model the init event names
+    _events = False  #: a stream-json event came
+
+    def show(self, text: str, received: int) -> None:
+        if not self._events:  # --output-format json: the bytes so far are all there is to show
+            super().show(text, received)
+
+    def line(self, text: str) -> None:
+        event = _json_object(text)
+        kind = event.get("type")
+        if kind in ("system", "assistant", "user", "result"):
+            self._events = True
+        if kind == "system" and event.get("subtype") == "init" and isinstance(event.get("model"), str):
+            self._init_model = cast(str, event["model"])
+        elif kind == "assistant":
+            for block in _content(_mapping(event.get("message"))):
+                self._show_block(block)
+        elif kind == "result" and self._report is None:  # billed: said at once, before any cancel
+            self._report = event
+            self._report_usage(event)
+
+    def _show_block(self, block: Mapping[str, object]) -> None:
+        kind, text = block.get("type"), block.get("text")
+        if kind == "text" and isinstance(text, str) and text.strip():
+            self.say(text)
+        elif kind == "tool_use":
+            self.say(_tool_line(block), "\n")
+
+    def _report_usage(self, report: Mapping[str, object]) -> None:
+        if "usage" in report or "total_cost_usd" in report:  # billed whether or not it succeeded
+            tokens = _claude_tokens(_mapping(report.get("usage")))
+            self.report(self._model_of(report), tokens, _number(report.get("total_cost_usd")))
+
+    def _model_of(self, report: Mapping[str, object]) -> str:
+        return next(iter(_mapping(report.get("modelUsage"))), self._init_model or self._model)
 
     def result(self, out: Outcome) -> SubagentResult:
-        report = _claude_report(out.stdout)
+        report = self._report
+        if report is None and (report := _claude_report(out.stdout)) is not None:
+            self._report_usage(report)  # --output-format json: read only now
         if report is None:
             _check_exit(out)
-            raise _unreadable(out, "Claude Code's JSON result (`claude -p --output-format json`)")
-        model = next(iter(_mapping(report.get("modelUsage"))), self._model)
-        if "usage" in report or "total_cost_usd" in report:  # billed whether or not it succeeded
-            self.report(
-                model, _claude_tokens(_mapping(report.get("usage"))), _number(report.get("total_cost_usd"))
-            )
+            if out.long_lines:
+                raise TaskFailure(
+                    ErrorKind.COMMAND_FAILED,
+                    "Claude Code's answer was longer than the 4 MiB the server reads of one line of its "
+                    "output, so it was lost. Ask for a shorter answer, or split the task into smaller ones.",
+                )
+            raise _unreadable(out, "a result event (`claude -p --output-format stream-json --verbose`)")
         answer, subtype = report.get("result"), report.get("subtype")
         # Claude Code may exit 1 and still print its result object: its message beats a bare status.
         if report.get("is_error") is True or subtype != "success":
@@ -211,8 +293,9 @@ class _Claude(Format):
             raise TaskFailure(ErrorKind.COMMAND_FAILED, f"Claude Code failed ({subtype}): {said}. {_DOCTOR}")
         _check_exit(out)
         if not isinstance(answer, str):
-            raise _unreadable(out, "Claude Code's JSON result with a string 'result'")
+            raise _unreadable(out, "Claude Code's result event with a string 'result'")
         stop_reason = report.get("stop_reason")
+        model = self._model_of(report)
         return SubagentResult(answer, model, stop_reason if isinstance(stop_reason, str) else "end_turn")
 
 
@@ -241,7 +324,7 @@ class _Codex(Format):
     def _item(self, item: Mapping[str, object]) -> None:
         kind, text, command = item.get("type"), item.get("text"), item.get("command")
         if kind == "agent_message" and isinstance(text, str):
-            self._sink.append(text if self._answer is None else f"\n\n{text}")
+            self.say(text)
             self._answer = text
         elif kind == "command_execution" and isinstance(command, str):
             self._sink.status(f"ran: {command}")
@@ -303,6 +386,23 @@ def _claude_report(stdout: str) -> Mapping[str, object] | None:
         document = results[-1] if results else None
     report = _mapping(document)
     return report if report.get("type") == "result" else None
+
+
+def _content(message: Mapping[str, object]) -> list[Mapping[str, object]]:
+    content = message.get("content")
+    return [_mapping(block) for block in cast(list[object], content)] if isinstance(content, list) else []
+
+
+_TOOL_ARGUMENTS: Final = ("file_path", "path", "pattern", "command", "url", "query", "description")
+
+
+def _tool_line(block: Mapping[str, object]) -> str:
+    """A tool use as one short line, e.g. ``· Read src/app.py``."""
+    name, arguments = block.get("name"), _mapping(block.get("input"))
+    shown = next((v for k in _TOOL_ARGUMENTS if isinstance(v := arguments.get(k), str) and v.strip()), "")
+    shown = " ".join(shown.split())
+    shown = shown if len(shown) <= 100 else f"{shown[:99]}…"
+    return f"· {name if isinstance(name, str) else 'tool'} {shown}".rstrip()
 
 
 def _claude_tokens(usage: Mapping[str, object]) -> Tokens:

@@ -8,7 +8,8 @@ its command's ``env`` sets (a command's ``env`` always reaches it):
 * ``FAKE_RECORD``: a file it writes its argv, stdin, working directory and environment to, as JSON.
 * ``FAKE_SKIP_STDIN``: when set, it never reads stdin.
 
-The others each act out one situation: a big prompt, a huge answer, a hang, children left behind.
+``CLAUDE`` and ``CODEX_HANG`` are the two agent CLIs, speaking their real output formats. The others each
+act out one situation: a big prompt, a huge answer, a hang, children left behind.
 """
 
 from __future__ import annotations
@@ -29,6 +30,72 @@ if os.environ.get("FAKE_OUTPUT"):
         sys.stdout.buffer.write(output.read())
 sys.stderr.write(os.environ.get("FAKE_STDERR", ""))
 sys.exit(int(os.environ.get("FAKE_STATUS", "0")))
+"""
+
+# Claude Code in print mode with `--output-format stream-json --verbose`: reads its prompt on stdin and
+# prints one JSON event a line: init, a text and a tool use (Read README.md), the tool's result, then its
+# answer and the result event (cost, usage). Steered by its command's env:
+# * FAKE_GATE: a port on 127.0.0.1; it connects at once and, after the tool's result, waits for a byte
+#   from it before it answers (the test holds it there while it looks at the partial output).
+# * FAKE_ANSWER_BYTES: the answer is that many "x" (a huge answer, in the last text and the result).
+# * FAKE_ERROR: the result reports is_error with that message and it exits 1 (as a logged-out CLI does).
+CLAUDE = """
+import json, os, socket, sys
+def say(event):
+    print(json.dumps({**event, "session_id": "5f0c1d2e"}), flush=True)
+def message(role, *content):
+    return {"type": role, "message": {"role": role, "content": list(content)}}
+gate = socket.create_connection(("127.0.0.1", int(os.environ["FAKE_GATE"]))) if "FAKE_GATE" in os.environ else None
+prompt = sys.stdin.read()
+say({"type": "system", "subtype": "init", "cwd": os.getcwd(), "model": "claude-sonnet-4-6",
+     "tools": ["Read", "Grep", "Glob"], "permissionMode": "default"})
+say(message("assistant", {"type": "text", "text": "Looking at the code."},
+            {"type": "tool_use", "id": "toolu_1", "name": "Read", "input": {"file_path": "README.md"}}))
+say(message("user", {"type": "tool_result", "tool_use_id": "toolu_1", "content": "# A readme"}))
+if gate is not None:
+    gate.recv(1)
+error = os.environ.get("FAKE_ERROR")
+size = int(os.environ.get("FAKE_ANSWER_BYTES", "0"))
+answer = "x" * size if size else f"Read {len(prompt)} characters of prompt."
+if not error:
+    say(message("assistant", {"type": "text", "text": answer}))
+say({
+    "type": "result", "subtype": "success", "is_error": bool(error), "duration_ms": 1998, "num_turns": 2,
+    "result": error or answer, "stop_reason": "end_turn", "total_cost_usd": 0.0079825,
+    "usage": {"input_tokens": 3, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 15635,
+              "output_tokens": 6},
+    "modelUsage": {"claude-sonnet-4-6": {"inputTokens": 3, "outputTokens": 6, "costUSD": 0.0079825}},
+})
+sys.exit(1 if error else 0)
+"""
+
+# `codex exec --json` that says it is looking around, runs a command that never ends (a child, which
+# starts a grandchild), and hangs. Each process appends its pid to FAKE_PIDS; the agent message comes
+# only once all three have.
+CODEX_HANG = """
+import json, os, subprocess, sys, time
+role = os.environ.get("FAKE_ROLE", "codex")
+with open(os.environ["FAKE_PIDS"], "a") as pids:
+    pids.write(f"{os.getpid()}\\n")
+below = {"codex": "child", "child": "grandchild"}.get(role)
+if below is not None:
+    env = {**os.environ, "FAKE_ROLE": below}
+    started = subprocess.Popen([sys.executable, __file__], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+    started.stdout.readline()  # it is up, with its own children
+if role == "codex":
+    sys.stdin.read()
+    command = {"id": "item_1", "type": "command_execution", "command": "bash -lc 'make test'"}
+    for event in [
+        {"type": "thread.started", "thread_id": "0199a213-81c0-7800-8aa1-bbab2a035a53"},
+        {"type": "turn.started"},
+        {"type": "item.completed", "item": {"id": "item_0", "type": "agent_message", "text": "Running the tests."}},
+        {"type": "item.started", "item": {**command, "status": "in_progress"}},
+    ]:
+        print(json.dumps(event), flush=True)
+else:
+    print("up", flush=True)
+while True:
+    time.sleep(3600)
 """
 
 # Prints a megabyte before it reads stdin: a caller that wrote all of stdin before reading stdout would

@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from anyio.abc import SocketAttribute, SocketListener
 from pydantic import ValidationError
 
 from fanout_mcp.server import (
@@ -18,6 +19,7 @@ from fanout_mcp.server import (
     Settings,
     SpawnRequest,
     SubagentRequest,
+    SubagentResult,
     TaskFailure,
     TaskRequest,
     TaskState,
@@ -175,23 +177,127 @@ CLAUDE_RESULT = {
 }
 
 
-async def test_claude_answers_with_its_usage_and_cost_and_gets_the_prompt_on_stdin(
+CLAUDE_SAID = "Looking at the code.\n· Read README.md"  #: the fake claude's partial output before its answer
+CLAUDE_USAGE = ("claude-sonnet-4-6", Tokens(3, 6, cache_write_tokens=0, cache_read_tokens=15635), 0.0079825)
+
+
+class Gate:
+    """Holds the fake ``claude`` (through its FAKE_GATE) before its answer, until ``open`` is called."""
+
+    def __init__(self, listener: SocketListener) -> None:
+        self._listener = listener
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"FAKE_GATE": str(self._listener.extra(SocketAttribute.local_port))}
+
+    async def open(self) -> None:
+        async with await self._listener.accept() as stream:
+            await stream.send(b"go")
+
+
+@pytest.fixture
+async def gate() -> AsyncIterator[Gate]:
+    listeners = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    async with listeners:
+        (listener,) = listeners.listeners
+        assert isinstance(listener, SocketListener)
+        yield Gate(listener)
+
+
+async def test_claude_streams_its_text_and_tool_uses_while_it_runs_then_answers_with_usage_and_cost(
+    bin_dir: Path, root: Path, gate: Gate
+) -> None:
+    fake_clis.install(bin_dir, "claude", fake_clis.CLAUDE)
+    backend = CommandBackend("claude", command_from_config("claude", {"env": gate.env}), (root,))
+    sink, results = RecordingSink(), list[SubagentResult]()
+
+    async def run_it() -> None:
+        results.append(await backend.run(request(), sink))
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as group:
+            group.start_soon(run_it)
+            await sink.wait_for(lambda: sink.text == CLAUDE_SAID)
+            assert results == [] and sink.usage == []  # still running: the fake waits at the gate
+            await gate.open()
+
+    answer = "Read 22 characters of prompt."  # "You are terse.\n\nSay hi", on stdin
+    assert (results[0].text, results[0].model, results[0].stop_reason) == (
+        answer,
+        "claude-sonnet-4-6",
+        "end_turn",
+    )
+    assert sink.text == f"{CLAUDE_SAID}\n\n{answer}" and sink.statuses == [] and sink.started == 1
+    assert sink.usage == [CLAUDE_USAGE]
+
+
+async def test_the_claude_preset_asks_for_stream_json_read_only_and_passes_a_model_only_when_asked(
     bin_dir: Path, root: Path, tmp_path: Path, replay: Callable[..., dict[str, str]]
 ) -> None:
     fake_clis.install(bin_dir, "claude", fake_clis.REPLAY)
-    spec = command_from_config("claude", {"env": replay(json.dumps(CLAUDE_RESULT))})
+    spec = command_from_config("claude", {"env": replay(json.dumps(CLAUDE_RESULT) + "\n")})
+    backend = CommandBackend("claude", spec, (root,))
+
+    await run(backend)
+    argv = recorded(tmp_path)["argv"]
+    assert argv[:4] == ["-p", "--output-format", "stream-json", "--verbose"] and "--model" not in argv
+    assert argv[argv.index("--disallowedTools") + 1] == "Bash,Edit,MultiEdit,Write,NotebookEdit"
+
+    await run(backend, request(model="opus"))
+    assert recorded(tmp_path)["argv"][-2:] == ["--model", "opus"]
+
+
+async def test_claudes_single_json_result_is_read_at_the_end_with_its_usage_and_cost(
+    bin_dir: Path, root: Path, tmp_path: Path, replay: Callable[..., dict[str, str]]
+) -> None:
+    fake_clis.install(bin_dir, "claude", fake_clis.REPLAY)
+    spec = command_from_config(
+        "claude",
+        {
+            "argv": ["claude", "-p", "--output-format", "json"],
+            "env": replay(json.dumps(CLAUDE_RESULT, indent=2)),
+        },
+    )
     sink = RecordingSink()
 
     result = await run(CommandBackend("claude", spec, (root,)), request(), sink)
 
     assert (result.text, result.model, result.stop_reason) == ("Hello", "claude-sonnet-4-6", "end_turn")
-    assert sink.usage == [
-        ("claude-sonnet-4-6", Tokens(3, 6, cache_write_tokens=0, cache_read_tokens=15635), 0.0079825)
-    ]
-    seen = recorded(tmp_path)
-    assert seen["stdin"] == "You are terse.\n\nSay hi"
-    assert seen["argv"] == list(spec.argv[1:])  # no --model: none was asked for, so Claude Code picks
-    assert sink.started == 1 and sink.appended == [] and sink.statuses[0].startswith("running: ")
+    assert sink.usage == [CLAUDE_USAGE]
+    assert recorded(tmp_path)["stdin"] == "You are terse.\n\nSay hi"
+    assert sink.appended == [] and sink.statuses[0].startswith("running: ")  # nothing streams from it
+
+
+async def test_claude_reporting_is_error_fails_the_task_with_its_message_and_its_cost_counts(
+    bin_dir: Path, root: Path
+) -> None:
+    fake_clis.install(bin_dir, "claude", fake_clis.CLAUDE)
+    spec = command_from_config("claude", {"env": {"FAKE_ERROR": "Invalid API key · Please run /login"}})
+    sink = RecordingSink()
+
+    with pytest.raises(TaskFailure) as caught:
+        await run(CommandBackend("claude", spec, (root,)), request(), sink)
+
+    assert caught.value.kind is ErrorKind.COMMAND_FAILED
+    assert "Claude Code failed (success): Invalid API key · Please run /login." in caught.value.message
+    assert sink.text == CLAUDE_SAID and sink.usage == [CLAUDE_USAGE]
+
+
+async def test_a_claude_answer_over_the_output_cap_fails_saying_so_and_the_cost_is_unknown(
+    bin_dir: Path, root: Path
+) -> None:
+    fake_clis.install(bin_dir, "claude", fake_clis.CLAUDE)
+    spec = command_from_config("claude", {"env": {"FAKE_ANSWER_BYTES": str(MAX_OUTPUT_BYTES + 1)}})
+    sink = RecordingSink()
+
+    with pytest.raises(TaskFailure) as caught:
+        await run(CommandBackend("claude", spec, (root,)), request(), sink)
+
+    assert caught.value.kind is ErrorKind.COMMAND_FAILED
+    assert "longer than the 4 MiB" in caught.value.message and "shorter answer" in caught.value.message
+    assert sink.text == CLAUDE_SAID  # the lines too long to read are dropped, not shown in part
+    assert sink.usage == [("claude", Tokens(), None)]
 
 
 async def test_claude_reporting_an_error_fails_the_task_with_its_message_even_when_it_exits_1(
@@ -357,7 +463,22 @@ async def test_a_jsonl_command_answers_with_the_field_of_the_last_line_that_has_
     result = await run(CommandBackend("mytool", spec, (root,)), request(), sink)
 
     assert result.text == "last"
-    assert sink.appended == [] and sink.statuses and all(s.startswith("running: ") for s in sink.statuses)
+    assert sink.text == "first\n\nlast"  # each message streams into the partial output as it comes
+
+
+async def test_the_partial_output_of_a_streaming_format_stops_at_the_cap_with_a_note(
+    bin_dir: Path, root: Path, replay: Callable[..., dict[str, str]]
+) -> None:
+    fake_clis.install(bin_dir, "mytool", fake_clis.REPLAY)
+    lines = "".join(json.dumps({"result": f"{i:05} " + "z" * 1000}) + "\n" for i in range(5000))  # ~5 MB
+    spec = CommandSpec(argv=("mytool",), output="jsonl", env=replay(lines))
+    sink = RecordingSink()
+
+    result = await run(CommandBackend("mytool", spec, (root,)), request(), sink)
+
+    assert result.text.startswith("04999 ")
+    assert sink.text.endswith("\n\n[partial output cut at 4 MiB]")
+    assert len(sink.text.encode()) <= MAX_OUTPUT_BYTES + 100
 
 
 @pytest.mark.parametrize("output", ["text", "json", "jsonl", "claude", "codex"])
@@ -776,8 +897,8 @@ def hang(bin_dir: Path, tmp_path: Path) -> Callable[..., CommandBackend]:
     return make
 
 
-async def cancel_once_ready(backend: CommandBackend) -> list[str]:
-    """Run ``backend`` until its CLI says "ready", then cancel it from outside; return how run() ended."""
+async def cancel_once_ready(backend: CommandBackend, said: str = "ready") -> list[str]:
+    """Run ``backend`` until its CLI says ``said``, then cancel it from outside; return how run() ended."""
     sink, ended = RecordingSink(), list[str]()
 
     async def run_it() -> None:
@@ -790,9 +911,9 @@ async def cancel_once_ready(backend: CommandBackend) -> list[str]:
     with anyio.fail_after(30):
         async with anyio.create_task_group() as group:
             group.start_soon(run_it)
-            await sink.wait_for(lambda: "ready" in sink.text)
+            await sink.wait_for(lambda: said in sink.text)
             group.cancel_scope.cancel()
-    assert sink.usage == [("hang", Tokens(), None)]  # it ran, and said nothing of tokens: cost unknown
+    assert sink.usage == [(backend.name, Tokens(), None)]  # it ran, and said nothing of tokens: cost unknown
     return ended
 
 
@@ -805,6 +926,20 @@ async def test_a_hanging_cli_and_its_children_are_gone_after_cancel(
     leader, *descendants = read_pids(tmp_path / "pids")  # the leader wrote first
     assert len(descendants) == 2
     await wait_until_gone([leader, *descendants], reaped=leader)
+
+
+async def test_a_hanging_codex_and_the_command_it_runs_are_all_gone_after_cancel(
+    bin_dir: Path, root: Path, tmp_path: Path
+) -> None:
+    fake_clis.install(bin_dir, "codex", fake_clis.CODEX_HANG)
+    spec = command_from_config("codex", {"env": {"FAKE_PIDS": str(tmp_path / "pids")}, "grace_s": 0.5})
+
+    ended = await cancel_once_ready(CommandBackend("codex", spec, (root,)), "Running the tests.")
+
+    assert ended == ["cancelled"]
+    pids = read_pids(tmp_path / "pids")
+    assert len(pids) == 3  # codex, the command it ran, and that command's child
+    await wait_until_gone(pids, reaped=pids[0])
 
 
 async def test_a_cli_that_ignores_sigterm_is_killed_after_the_grace_period(
