@@ -159,7 +159,7 @@ class FileReader:
         if not candidate.is_absolute():
             candidate = self._roots[0] / candidate
         real = Path(os.path.realpath(candidate))
-        self._check_inside(raw, real)
+        self._check_inside(raw, real, "directory")
         if not real.is_dir():
             raise InvalidInput(f"{raw!r} is not a directory (relative paths start at {self._roots[0]})")
         return real
@@ -194,12 +194,15 @@ class FileReader:
         """A path as a task should name it: relative to the first root when inside it."""
         return str(path.relative_to(self._roots[0])) if path.is_relative_to(self._roots[0]) else str(path)
 
-    def _check_inside(self, raw: str, real: Path) -> None:
+    def _check_inside(self, raw: str, real: Path, what: str = "file") -> None:
         if not any(real.is_relative_to(root) for root in self._roots):
             roots = ", ".join(str(root) for root in self._roots)
+            only = (
+                "files inside them can be read" if what == "file" else "directories inside them can be used"
+            )
             raise InvalidInput(
-                f"file {raw!r} is outside the allowed roots ({roots}); only files inside them can be "
-                "read. Use a path inside a root, or ask the operator to add one with --root."
+                f"{what} {raw!r} is outside the allowed roots ({roots}); only {only}. Use a path inside a "
+                "root, or ask the operator to add one with --root."
             )
 
 

@@ -12,11 +12,13 @@ import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anyio
 
 from fanout_mcp.server.backends import Backend
+from fanout_mcp.server.backends.cli import CommandBackend
 from fanout_mcp.server.backends.roster import Roster
 from fanout_mcp.server.errors import BackendUnavailable, InvalidInput
 from fanout_mcp.server.files import FileReader, FileText
@@ -58,16 +60,20 @@ async def prepare(request: SpawnRequest, settings: Settings, reader: FileReader,
     _check_size(request, settings)
     backends = _choose_backends(request, roster)
     _check_tools(request, backends, warnings)
+    _check_cwd_backends(request.tasks, backends)
     max_concurrency = _check_concurrency(request.max_concurrency, settings, warnings)
     files: dict[str, FileText] = {}
     if any(task.files for task in request.tasks):
         files = await anyio.to_thread.run_sync(_load_files, request.tasks, reader, settings)
+    cwds: list[Path | None] = [None] * len(request.tasks)
+    if any(task.cwd is not None for task in request.tasks):
+        cwds = await anyio.to_thread.run_sync(_resolve_cwds, request.tasks, reader)
     depends = resolve_dependencies(request.tasks)
     schemas = _resolve_schemas(request)
     system = build_system(request.shared_context)
     cache = bool(request.shared_context) and estimate_tokens(system) >= settings.cache_min_tokens
     planned = [
-        _plan(i, task, files, system, cache, settings, backends[i], schemas[i], depends[i])
+        _plan(i, task, files, system, cache, settings, backends[i], schemas[i], depends[i], cwds[i])
         for i, task in enumerate(_with_spawn_tools(request, backends))
     ]
     warnings += _warn_shared_files(request.tasks, files) + _warn_duplicates(request.tasks)
@@ -114,6 +120,34 @@ def _check_tools(request: SpawnRequest, backends: Sequence[Backend], warnings: l
             f"tasks {', '.join(without[:10])}{' ...' if len(without) > 10 else ''} run without the "
             "spawn's tools: their backends do not run them."
         )
+
+
+def _check_cwd_backends(tasks: Sequence[TaskRequest], backends: Sequence[Backend]) -> None:
+    """Refuse a ``cwd`` for a backend that runs in no directory: ignored, it would mislead the caller."""
+    for index, (task, backend) in enumerate(zip(tasks, backends, strict=True)):
+        if task.cwd is not None and not isinstance(backend, CommandBackend):
+            raise InvalidInput(
+                f"task {index + 1} ({_name(task, index)}) sets cwd, but backend {backend.name!r} runs in no "
+                "working directory: only agent CLIs (claude, codex, configured commands) do. Give it such a "
+                "backend, or leave cwd out and name the files it needs in files."
+            )
+
+
+def _resolve_cwds(tasks: Sequence[TaskRequest], reader: FileReader) -> list[Path | None]:
+    """Each task's working directory, checked to be a directory inside the roots (in a worker thread)."""
+    resolved: list[Path | None] = []
+    for index, task in enumerate(tasks):
+        if task.cwd is None:
+            resolved.append(None)
+            continue
+        try:
+            resolved.append(reader.check_directory(task.cwd))
+        except InvalidInput as exc:
+            raise InvalidInput(
+                f"task {index + 1} ({_name(task, index)}) cwd: {str(exc).rstrip('.')}. Leave cwd out to run "
+                "in the command's own directory, else the first root."
+            ) from None
+    return resolved
 
 
 def _choose_backends(request: SpawnRequest, roster: Roster) -> list[Backend]:
@@ -198,6 +232,7 @@ def _plan(
     backend: Backend,
     schema: Mapping[str, Any] | None,
     depends_on: tuple[int, ...],
+    cwd: Path | None,
 ) -> PlannedTask:
     model = backend.model_for(task.model, settings.model)
     spec = TaskSpec(
@@ -220,6 +255,7 @@ def _plan(
         cache_system=cache,
         output_schema=schema,
         tools=bool(task.tools),
+        cwd=cwd,
     )
     return PlannedTask(spec, request, backend)
 
@@ -344,6 +380,7 @@ def _warn_duplicates(tasks: Sequence[TaskRequest]) -> list[str]:
             task.output_format,
             tuple(task.focus_areas),
             task.model,
+            task.cwd,
         )
         seen[key].append(index)
     return [

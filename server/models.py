@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -128,6 +129,19 @@ class TaskRequest(BaseModel):
             "backend, else the server's default.",
         ),
     ] = None
+    cwd: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            max_length=4096,
+            description="Working directory of a task on an agent CLI backend ('claude', 'codex' or another "
+            "configured command): where the CLI runs and looks around, e.g. 'services/billing' to review "
+            "that service. It must be an existing directory inside the server's allowed roots; a relative "
+            "path starts at the first root. Default: the command's configured directory, else the first "
+            "root. Refused for tasks on 'anthropic', 'batch' or 'sampling', which run in no directory: "
+            "give those files instead.",
+        ),
+    ] = None
     depends_on: Annotated[
         list[str | int],
         Field(
@@ -217,6 +231,7 @@ class SubagentRequest:
     output_schema: Mapping[str, Any] | None = None  #: ask the provider for schema-constrained output
     follow_up: tuple[str, str] | None = None  #: (the previous answer, what to say about it): a repair turn
     tools: bool = False  #: offer the read-only workspace tools (the backend runs the tool loop)
+    cwd: Path | None = None  #: where an agent CLI runs (a real directory inside the roots); None: its default
 
 
 @dataclass(frozen=True, slots=True)

@@ -121,7 +121,7 @@ class CommandBackend:
         stdin = prompt.encode() if self._spec.prompt_on_stdin else None
         try:
             argv = _argv(self._spec, prompt, model)
-            outcome = await self._execute(argv, stdin, stdout, reading.process_started)
+            outcome = await self._execute(argv, stdin, stdout, reading.process_started, request.cwd)
             return reading.result(outcome)
         finally:
             reading.settle()  # killed, timed out or failed before its usage: the cost is unknown, not $0
@@ -132,9 +132,10 @@ class CommandBackend:
         stdin: bytes | None,
         stdout: Stdout,
         started: Callable[[], None] | None = None,
+        cwd: Path | None = None,
     ) -> Outcome:
         stderr = Tail(STDERR_TAIL_CHARS)
-        with self._workdir() as cwd:
+        with self._workdir(cwd) as cwd:
             env = self._child_env()
             async with _spawned(argv, cwd, env, self._spec, with_stdin=stdin is not None) as process:
                 if started is not None:
@@ -160,11 +161,12 @@ class CommandBackend:
         return env
 
     @contextlib.contextmanager
-    def _workdir(self) -> Generator[Path, None, None]:
-        """The command's cwd, else the first root, else a private directory for this run only: never
-        wherever the server happened to start (``/`` or the home directory)."""
-        if self._spec.cwd is not None or self._roots:
-            yield self._spec.cwd or self._roots[0]
+    def _workdir(self, asked: Path | None) -> Generator[Path, None, None]:
+        """The task's cwd, else the command's, else the first root, else a private directory for this run
+        only: never wherever the server happened to start (``/`` or the home directory)."""
+        chosen = asked or self._spec.cwd or (self._roots[0] if self._roots else None)
+        if chosen is not None:
+            yield chosen
             return
         with tempfile.TemporaryDirectory(prefix="fanout-cli-", ignore_cleanup_errors=True) as scratch:
             yield Path(scratch)

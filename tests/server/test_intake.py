@@ -286,3 +286,66 @@ async def test_a_commands_timeout_is_the_default_of_its_tasks_and_a_tasks_own_wi
     intake = await prepare(request, settings, reader, Roster.single(slow))
 
     assert [task.spec.timeout_s for task in intake.tasks] == [1800, 30]
+
+
+def cli_roster(root: Path) -> Roster:
+    """A roster whose default is an agent CLI command, and which also has a backend that runs in no
+    directory ('scripted')."""
+    cli = CommandBackend("mycli", CommandSpec(argv=(sys.executable,)), (root,))
+    return Roster({"mycli": cli, "scripted": ScriptedBackend()}, default="mycli")
+
+
+async def test_a_tasks_cwd_is_resolved_inside_the_roots_for_its_cli(
+    make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    (tmp_path / "services" / "billing").mkdir(parents=True)
+    settings = make_settings()
+    reader = FileReader(settings.roots, max_file_bytes=settings.max_file_bytes)
+    request = SpawnRequest(
+        tasks=[
+            TaskRequest(task="review", cwd="services/billing"),
+            TaskRequest(task="review", cwd=str(tmp_path / "services")),
+            TaskRequest(task="review"),
+        ]
+    )
+
+    intake = await prepare(request, settings, reader, cli_roster(tmp_path))
+
+    cwds = [task.request.cwd for task in intake.tasks]
+    assert cwds == [(tmp_path / "services" / "billing").resolve(), (tmp_path / "services").resolve(), None]
+    assert not any("identical" in warning for warning in intake.warnings)
+
+
+@pytest.mark.parametrize(
+    ("cwd", "says"),
+    [
+        ("..", "directory '..' is outside the allowed roots"),
+        ("/", "outside the allowed roots"),
+        ("missing", "'missing' is not a directory"),
+        ("notes.txt", "'notes.txt' is not a directory"),
+    ],
+)
+async def test_a_cwd_outside_the_roots_missing_or_not_a_directory_is_refused_saying_what_to_do(
+    make_settings: MakeSettings, tmp_path: Path, cwd: str, says: str
+) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "notes.txt").write_text("not a directory\n")
+    settings = make_settings(roots=(root,))
+    reader = FileReader(settings.roots, max_file_bytes=settings.max_file_bytes)
+
+    with pytest.raises(InvalidInput) as caught:
+        await prepare(one(cwd=cwd, label="api"), settings, reader, cli_roster(root))
+
+    assert str(caught.value).startswith("task 1 ('api') cwd: ") and says in str(caught.value)
+    assert "leave cwd out" in str(caught.value).lower()
+
+
+async def test_a_cwd_for_a_backend_that_runs_in_no_directory_is_refused_with_guidance(
+    make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    settings = make_settings()
+    reader = FileReader(settings.roots, max_file_bytes=settings.max_file_bytes)
+
+    with pytest.raises(InvalidInput, match=r"task 1 \(#1\) sets cwd, but backend 'scripted' runs in no"):
+        await prepare(one(cwd=".", backend="scripted"), settings, reader, cli_roster(tmp_path))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -741,6 +742,41 @@ async def test_it_runs_in_the_commands_cwd_else_the_first_root(
 
     await run(CommandBackend("mytool", CommandSpec(argv=("mytool",), env=env, cwd=other), (root,)))
     assert recorded(tmp_path)["cwd"] == str(other.resolve())
+
+
+async def test_tasks_of_one_spawn_run_each_in_its_own_cwd_else_the_first_root(
+    tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    for name in ("api", "web"):
+        (tmp_path / name).mkdir()
+    pwd = CommandSpec(argv=(sys.executable, "-c", "import os; print(os.getcwd())", "{prompt}"))
+    backend = CommandBackend("pwd", pwd, (tmp_path,))
+    tasks = [
+        TaskRequest(task="where?", cwd="api"),
+        TaskRequest(task="where?", cwd="web"),
+        TaskRequest(task="?"),
+    ]
+
+    with anyio.fail_after(30):
+        async with open_registry(make_settings(), backend) as registry:
+            ids = [task.task_id for task in (await registry.spawn(SpawnRequest(tasks=tasks))).tasks]
+            await registry.wait(ids)
+            outputs = [snapshot.output for snapshot in registry.snapshots(ids)]
+
+    assert outputs == [str((tmp_path / "api").resolve()), str((tmp_path / "web").resolve()), str(tmp_path)]
+
+
+async def test_a_tasks_cwd_beats_the_commands(
+    bin_dir: Path, root: Path, tmp_path: Path, replay: Callable[..., dict[str, str]]
+) -> None:
+    fake_clis.install(bin_dir, "mytool", fake_clis.REPLAY)
+    other = tmp_path / "other"
+    other.mkdir()
+    spec = CommandSpec(argv=("mytool",), env=replay("ok"), cwd=other)
+
+    await run(CommandBackend("mytool", spec, (root,)), request(cwd=root))
+
+    assert recorded(tmp_path)["cwd"] == str(root)
 
 
 async def test_without_roots_it_runs_in_a_private_directory_removed_afterwards(
