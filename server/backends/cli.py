@@ -135,9 +135,9 @@ class CommandBackend:
         cwd: Path | None = None,
     ) -> Outcome:
         stderr = Tail(STDERR_TAIL_CHARS)
-        with self._workdir(cwd) as cwd:
+        with self._workdir(cwd) as workdir:
             env = self._child_env()
-            async with _spawned(argv, cwd, env, self._spec, with_stdin=stdin is not None) as process:
+            async with _spawned(argv, workdir, env, self._spec, with_stdin=stdin is not None) as process:
                 if started is not None:
                     started()
                 status = await _communicate(process, stdin, stdout, stderr)
