@@ -119,7 +119,9 @@ class Entry:
         self.output_tokens += tokens.output_tokens
         self.cache_write_tokens += tokens.cache_write_tokens
         self.cache_read_tokens += tokens.cache_read_tokens
-        cost = cost_usd if cost_usd is not None else self.prices.cost(model, tokens)
+        cost = cost_usd
+        if cost is None and tokens != Tokens():  # no tokens, no cost said: a call whose cost is unknown
+            cost = self.prices.cost(model, tokens)
         self.cost_usd = None if cost is None or self.cost_usd is None else self.cost_usd + cost
         if cost is not None:
             self.group.spent_usd += cost

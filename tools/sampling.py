@@ -6,7 +6,8 @@ it. Sampling needs a channel from the server to the client outside a request, wh
 sessions have and 2026-07-28 sessions do not (sampling is deprecated there), and a client that declares
 the capability; anywhere else the backend is unavailable, with a message that says what to use instead.
 
-The client runs the model and pays for it; it reports no tokens, so a sampling task's usage is zero.
+The client runs the model and pays for it; it reports no tokens, so a sampling task's usage is zero
+tokens at an unknown (null) cost.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.session import ServerSession
 from mcp.shared.exceptions import MCPError, NoBackChannelError
 
-from fanout_mcp.server import ErrorKind, SubagentRequest, SubagentResult, TaskFailure, TaskSink
+from fanout_mcp.server import ErrorKind, SubagentRequest, SubagentResult, TaskFailure, TaskSink, Tokens
 
 NAME: Final = "sampling"
 # Requests one client is asked to answer at once: a client runs them on its user's model and quota.
@@ -107,6 +108,7 @@ class SamplingBackend:
                 "Spawn the task again.",
             ) from None
         sink.response_started()
+        sink.add_usage(result.model, Tokens())  # the client reports no tokens: the cost is unknown, not $0
         content = result.content
         if not isinstance(content, types.TextContent):
             raise TaskFailure(

@@ -75,3 +75,20 @@ async def test_a_budget_warns_when_a_models_price_is_unknown(make_settings: Make
             SpawnRequest(tasks=[TaskRequest(task="x", model="my-own-model")], budget_usd=1.0)
         )
     assert any("my-own-model is unknown" in w for w in receipt.warnings)
+
+
+async def test_a_call_with_no_tokens_and_no_cost_said_makes_the_cost_unknown_even_for_a_priced_model(
+    make_settings: MakeSettings,
+) -> None:
+    # What a killed agent CLI or the client's model (sampling) reports: it ran, and nobody said the cost.
+    async def silent(request: SubagentRequest, sink: TaskSink) -> SubagentResult:
+        sink.add_usage("claude-sonnet-5-5", Tokens())
+        return SubagentResult(text="ok", model=request.model, stop_reason="end_turn")
+
+    async with open_registry(make_settings(), ScriptedBackend(silent)) as registry:
+        receipt = await registry.spawn(SpawnRequest(tasks=[TaskRequest(task="t")]))
+        ids = [t.task_id for t in receipt.tasks]
+        with anyio.fail_after(5):
+            await registry.wait(ids)
+        (snap,) = registry.snapshots(ids)
+    assert snap.state is TaskState.COMPLETED and snap.usage.cost_usd is None

@@ -117,11 +117,13 @@ def test_a_missing_file_is_named(tmp_path: Path) -> None:
 def test_a_bad_command_table_never_shows_a_commands_environment(tmp_path: Path, bad: str) -> None:
     text = '[commands.claude]\nargv = ["claude"]\nenv = {ANTHROPIC_API_KEY = "sk-ant-SECRET"}\n' + bad
     config = write(tmp_path / "c.toml", text)
-    with pytest.raises(SettingsError, match="c.toml") as caught:
+    with pytest.raises(SettingsError, match=r"c\.toml") as caught:
         load_settings({"config_file": str(config), "roots": [str(tmp_path)]}, environ={})
     assert "sk-ant-SECRET" not in str(caught.value)
 
 
 def test_batch_can_be_the_default_backend(tmp_path: Path) -> None:
     config = write(tmp_path / "c.toml", 'backend = "batch"\n')
-    assert load_settings({"config_file": str(config), "roots": [str(tmp_path)]}, environ={}).backend == "batch"
+    assert (
+        load_settings({"config_file": str(config), "roots": [str(tmp_path)]}, environ={}).backend == "batch"
+    )

@@ -56,6 +56,7 @@ async def test_tasks_on_sampling_are_answered_by_the_clients_model_in_a_2025_ses
     assert {(v["backend"], v["model"], v["state"]) for v in collected["tasks"]} == {
         ("sampling", "client-llm-1", "completed")
     }
+    assert all(v["usage"]["cost_usd"] is None for v in collected["tasks"])  # the client pays: unknown
     assert len(model.requests) == 3
     assert all(r.system_prompt and "the shared part" in r.system_prompt for r in model.requests)
 
