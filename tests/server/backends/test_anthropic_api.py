@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
@@ -246,7 +247,8 @@ async def test_permanent_errors_fail_at_once_with_a_message_that_says_what_to_do
     assert snap.state is TaskState.FAILED
     assert snap.error is not None and snap.error.kind is kind
     assert words in snap.error.message
-    assert len(fake_api.requests) == 1
+    # Counted by content: a request an earlier test left on the wire may still land after the reset.
+    assert sum(fault in json.dumps(r.body) for r in fake_api.requests) == 1
 
 
 async def test_an_unreachable_api_is_retried_until_the_deadline(
