@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final
 
 from fanout_mcp.server.errors import InvalidInput
 
@@ -130,13 +130,28 @@ class FileReader:
             InvalidInput: unreadable, or no longer the file that was checked.
         """
         try:
-            with info.real.open("rb") as handle:
-                opened = _opened_path(handle.fileno())
-                if opened is not None:
-                    self._check_inside(info.path, opened)
+            with self.open(info) as handle:
                 return handle.read(limit)
         except OSError as exc:
             raise InvalidInput(f"file {info.path!r} cannot be read: {exc.strerror}") from None
+
+    def open(self, info: FileInfo) -> BinaryIO:
+        """Open a checked file for reading, checked again once open: a path swapped for a symlink since
+        the check cannot lead out of the roots.
+
+        Raises:
+            InvalidInput: the file opened is outside every root.
+            OSError: it cannot be opened.
+        """
+        handle = info.real.open("rb")
+        try:
+            opened = _opened_path(handle.fileno())
+            if opened is not None:
+                self._check_inside(info.path, opened)
+        except BaseException:
+            handle.close()
+            raise
+        return handle
 
     def read_files(self, infos: Iterable[FileInfo]) -> dict[str, FileText]:
         """Read each checked file once, keyed by the path as written."""

@@ -18,7 +18,6 @@ from typing import Any
 import anyio
 
 from fanout_mcp.server.backends import Backend
-from fanout_mcp.server.backends.cli import CommandBackend
 from fanout_mcp.server.backends.roster import Roster
 from fanout_mcp.server.errors import BackendUnavailable, InvalidInput
 from fanout_mcp.server.files import FileReader, FileText
@@ -125,7 +124,7 @@ def _check_tools(request: SpawnRequest, backends: Sequence[Backend], warnings: l
 def _check_cwd_backends(tasks: Sequence[TaskRequest], backends: Sequence[Backend]) -> None:
     """Refuse a ``cwd`` for a backend that runs in no directory: ignored, it would mislead the caller."""
     for index, (task, backend) in enumerate(zip(tasks, backends, strict=True)):
-        if task.cwd is not None and not isinstance(backend, CommandBackend):
+        if task.cwd is not None and not backend.runs_in_directory:
             raise InvalidInput(
                 f"task {index + 1} ({_name(task, index)}) sets cwd, but backend {backend.name!r} runs in no "
                 "working directory: only agent CLIs (claude, codex, configured commands) do. Give it such a "

@@ -24,7 +24,6 @@ from typing import Any, BinaryIO, Final
 
 from fanout_mcp.server.errors import InvalidInput
 from fanout_mcp.server.files import FileInfo, FileReader
-from fanout_mcp.server.files import _opened_path as opened_path  # pyright: ignore[reportPrivateUsage]
 
 MAX_ANSWER_CHARS: Final = 20_000  #: one tool answer; the subagent pages on with start_line
 MAX_READ_BYTES: Final = 5 * 1024 * 1024  #: larger files are refused, not read in part
@@ -190,7 +189,7 @@ class Workspace:
             return
         try:
             info = self._reader.check(path)
-            with self._open(info) as handle:
+            with self._reader.open(info) as handle:
                 shown = self._reader.shown(info.real)
                 head = handle.read(_SNIFF)
                 if b"\0" in head:
@@ -201,18 +200,6 @@ class Workspace:
                 search.scan(shown, handle)
         except (InvalidInput, OSError):
             search.unreadable.append(self._reader.shown(Path(path)))
-
-    def _open(self, info: FileInfo) -> BinaryIO:
-        """Open a checked file, checked again once open (a path swapped since cannot lead out)."""
-        handle = info.real.open("rb")
-        try:
-            opened = opened_path(handle.fileno())
-            if opened is not None:
-                self._reader.check(str(opened))
-        except BaseException:
-            handle.close()
-            raise
-        return handle
 
     def _text_of(self, info: FileInfo) -> str:
         data = self._reader.read_bytes(info, MAX_READ_BYTES)

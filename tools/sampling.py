@@ -66,6 +66,10 @@ class SamplingBackend:
         return True
 
     @property
+    def runs_in_directory(self) -> bool:
+        return False
+
+    @property
     def offers_tools(self) -> bool:
         return False
 

@@ -80,6 +80,11 @@ class Backend(Protocol):
         ...
 
     @property
+    def runs_in_directory(self) -> bool:
+        """Whether a task's ``cwd`` means anything to it (an agent CLI runs in a working directory)."""
+        ...
+
+    @property
     def offers_tools(self) -> bool:
         """Whether it runs the workspace tool loop for a request with ``tools`` set."""
         ...

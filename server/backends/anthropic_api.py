@@ -88,6 +88,10 @@ class AnthropicBackend:
         return True
 
     @property
+    def runs_in_directory(self) -> bool:
+        return False
+
+    @property
     def offers_tools(self) -> bool:
         return self._workspace is not None
 

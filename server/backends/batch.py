@@ -131,6 +131,10 @@ class BatchBackend:
         return False  # a request queued at the provider for hours must not hold one of the server's slots
 
     @property
+    def runs_in_directory(self) -> bool:
+        return False
+
+    @property
     def offers_tools(self) -> bool:
         return False  # a tool loop would be one batch, a day long, per turn
 

@@ -77,6 +77,10 @@ class CommandBackend:
         return True
 
     @property
+    def runs_in_directory(self) -> bool:
+        return True
+
+    @property
     def offers_tools(self) -> bool:
         return False
 

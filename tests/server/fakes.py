@@ -58,6 +58,10 @@ class ScriptedBackend:
         return True
 
     @property
+    def runs_in_directory(self) -> bool:
+        return False
+
+    @property
     def offers_tools(self) -> bool:
         return self._tools
 
