@@ -22,17 +22,28 @@ from tests.tools.test_tasks import call, error
 
 MakeSettings = Callable[..., Settings]
 
-# Claude Code's `claude -p --output-format json`, answering with the first line of its task.
+# Claude Code's `claude -p --output-format stream-json --verbose`, answering with the first line of its
+# task: an init event, the assistant's message, then the result event with usage and cost. Like the real
+# CLI, it refuses stream-json without --verbose.
 FAKE_CLAUDE = """
 import json, sys
+args = sys.argv[1:]
+if "stream-json" in args and "--verbose" not in args:
+    sys.exit("Error: When using --print, --output-format=stream-json requires --verbose")
 task = sys.stdin.read().split("Task", 1)[-1].strip(": \\n").splitlines()[0]
-print(json.dumps({
-    "type": "result", "subtype": "success", "is_error": False, "result": f"claude did: {task}",
-    "stop_reason": "end_turn", "total_cost_usd": 0.0123,
-    "usage": {"input_tokens": 12, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 300,
-              "output_tokens": 7},
-    "modelUsage": {"claude-sonnet-4-6": {}},
-}))
+answer = f"claude did: {task}"
+for event in (
+    {"type": "system", "subtype": "init", "model": "claude-sonnet-4-6", "tools": ["Read", "Grep", "Glob"]},
+    {"type": "assistant", "message": {"role": "assistant", "content": [{"type": "text", "text": answer}]}},
+    {
+        "type": "result", "subtype": "success", "is_error": False, "result": answer,
+        "stop_reason": "end_turn", "total_cost_usd": 0.0123, "num_turns": 1,
+        "usage": {"input_tokens": 12, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 300,
+                  "output_tokens": 7},
+        "modelUsage": {"claude-sonnet-4-6": {}},
+    },
+):
+    print(json.dumps(event), flush=True)
 """
 
 
