@@ -12,6 +12,7 @@ tell the shared ``Throttle`` to send fewer requests for a while. Provider except
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 import math
 import random
@@ -120,16 +121,19 @@ class AnthropicBackend:
     ) -> SubagentResult:
         """The tool loop: turns until an answer asks for no tool (the last turn may not ask)."""
         history: list[dict[str, Any]] = []
+        history_chars = 0
         loop_sink = LoopSink(sink)
         for turn in range(1, MAX_TURNS + 1):
-            reply = await self._call(request, loop_sink, {"history": history, **tool_params(turn)})
-            if not reply.uses:
+            params = tool_params(turn, history_chars)
+            reply = await self._call(request, loop_sink, {"history": history, **params})
+            if not reply.uses or "tool_choice" in params:
                 return reply.result
             for use in reply.uses:
                 loop_sink.append(describe(use))
             loop_sink.keep()
             answers = await run_uses(workspace, reply.uses)
             history += [reply.assistant_turn(), answers]
+            history_chars += len(json.dumps(answers))
         raise AssertionError("unreachable: the last turn allows no tool use")
 
     async def _call(self, request: SubagentRequest, sink: TaskSink, extra: dict[str, Any]) -> Reply:
@@ -241,7 +245,19 @@ def _messages(request: SubagentRequest, history: list[dict[str, Any]]) -> Any:
     if request.follow_up is not None:
         answer, feedback = request.follow_up
         messages += [{"role": "assistant", "content": answer}, {"role": "user", "content": feedback}]
-    return messages + history
+    return messages + _cached_history(history)
+
+
+def _cached_history(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The tool turns, with a cache breakpoint after the newest tool answer: the next turn reads the
+    conversation so far from the prompt cache instead of paying for all of it again. Copies: the
+    stored history keeps no breakpoint, so a call never carries more than one of them."""
+    if not history or not isinstance(history[-1].get("content"), list):
+        return history
+    last = history[-1]
+    blocks: list[dict[str, Any]] = list(last["content"])
+    blocks[-1] = {**blocks[-1], "cache_control": {"type": "ephemeral"}}
+    return [*history[:-1], {**last, "content": blocks}]
 
 
 def _output_config(request: SubagentRequest) -> dict[str, Any]:

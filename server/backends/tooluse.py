@@ -28,6 +28,9 @@ from fanout_mcp.server.state import ErrorKind
 from fanout_mcp.server.workspace import TOOLS, Stopped, ToolAnswer, Workspace
 
 MAX_TURNS: Final = 20
+# Every turn resends the tool answers so far: once they pass this (about 100k tokens), the next turn is
+# the last, so that a long look around ends in an answer, not in a request the API refuses as too large.
+MAX_HISTORY_CHARS: Final = 400_000
 
 
 @dataclass(slots=True)
@@ -121,10 +124,11 @@ class LoopSink:
         self._turn.clear()
 
 
-def tool_params(turn: int) -> dict[str, Any]:
-    """The tools of a turn; the last one may not use them."""
+def tool_params(turn: int, history_chars: int = 0) -> dict[str, Any]:
+    """The tools of a turn; the last one (by count, or by the size of the answers so far) may not use
+    them."""
     params: dict[str, Any] = {"tools": TOOLS}
-    if turn >= MAX_TURNS:
+    if turn >= MAX_TURNS or history_chars >= MAX_HISTORY_CHARS:
         params["tool_choice"] = {"type": "none"}
     return params
 

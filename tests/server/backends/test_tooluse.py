@@ -255,3 +255,33 @@ async def reached(fake: FakeApi, *, requests: int) -> None:
     one has left the gate by then: the next request is only sent once it is answered)."""
     assert await anyio.to_thread.run_sync(fake.wait_requests, requests, 10.0), "too few requests"
     assert await anyio.to_thread.run_sync(fake.wait_held, 1, 10.0), "no request at the gate"
+
+
+async def test_each_turn_reads_the_conversation_so_far_from_the_cache_through_one_breakpoint(
+    fake_api: FakeApi, make_settings: MakeSettings, root: Path
+) -> None:
+    task = TaskRequest(
+        task=f"{tools([use('list_files')], [use('list_files')])} [[reply:done]]", tools=["read"]
+    )
+    async with api_runtime(make_settings(roots=(root,))) as runtime:
+        (snap,) = await run_tasks(runtime, task)
+    assert (snap.state, snap.output) == (TaskState.COMPLETED, "done")
+    calls = [r for r in fake_api.requests if r.path == "/v1/messages"]
+    marked = [
+        [i for i, m in enumerate(c.body["messages"]) if "cache_control" in json.dumps(m)] for c in calls
+    ]
+    assert marked == [[], [2], [4]]  # the newest tool answer only, never an older one as well
+    assert calls[-1].body["messages"][-1]["content"][-1]["cache_control"] == {"type": "ephemeral"}
+
+
+async def test_a_long_look_around_makes_the_next_turn_the_last(
+    fake_api: FakeApi, make_settings: MakeSettings, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("fanout_mcp.server.backends.tooluse.MAX_HISTORY_CHARS", 1)
+    endless = [[use("list_files")] for _ in range(5)]
+    task = TaskRequest(task=f"{tools(*endless)} [[reply:what I found]]", tools=["read"])
+    async with api_runtime(make_settings(roots=(root,))) as runtime:
+        (snap,) = await run_tasks(runtime, task)
+    assert (snap.state, snap.output) == (TaskState.COMPLETED, "what I found")
+    calls = [r for r in fake_api.requests if r.path == "/v1/messages"]
+    assert len(calls) == 2 and calls[-1].body["tool_choice"] == {"type": "none"}
