@@ -1,6 +1,7 @@
 """What ``fanout-mcp doctor`` reports: which backends can run here, and what to do about the others.
 
-Nothing here spends tokens: the API key is looked for, not tried, and a CLI is asked for its version.
+Nothing here spends tokens: the API key is looked for, not tried, and a CLI is asked for its version
+(and a preset's CLI for its help, to see that it knows the flags the preset passes).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import anyio
 
 from fanout_mcp.server.backends.cli import CommandBackend
 from fanout_mcp.server.backends.roster import AUTO, NOT_HERE, Roster
+from fanout_mcp.server.commands import PRESETS
 from fanout_mcp.server.errors import BackendUnavailable, InvalidInput
 from fanout_mcp.server.runtime import make_client, make_roster
 from fanout_mcp.server.settings import Settings
@@ -72,7 +74,17 @@ async def _check_one(roster: Roster, name: str, reason: str | None) -> BackendCh
         if version is None:
             return BackendCheck(name, False, f"{where} is there but `{backend.program} --version` failed: "
                                 "check that it runs in a terminal")  # fmt: skip
-        return BackendCheck(name, True, f"{version} ({where})")
+        # A preset's flags are known to be in its CLI's help; a command of the operator's own may not
+        # even understand --help (run as a task, it might do work), so it is not asked.
+        preset = PRESETS.get(name)
+        unknown = await backend.unknown_flags() if preset and preset.program == backend.program else []
+        if unknown:
+            return BackendCheck(name, False, f"{version} ({where}) is too old: its --help does not list "
+                                f"{', '.join(unknown)}, which fanout-mcp passes. Update it"
+                                f"{f' ({backend.install_hint})' if backend.install_hint else ''}, or change "
+                                f"the command's argv in the configuration file")  # fmt: skip
+        checked = "" if unknown is not None else "; its --help could not be read, so its flags are unchecked"
+        return BackendCheck(name, True, f"{version} ({where}){checked}")
     endpoint = os.environ.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com"
     return BackendCheck(name, True, f"credentials found; endpoint {endpoint} (not called: that would "
                         "cost a request)")  # fmt: skip

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import logging
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -96,6 +98,11 @@ class CommandBackend:
     def program(self) -> str:
         return self._spec.program
 
+    @property
+    def install_hint(self) -> str:
+        """What to do to install (or update) it; "" for a command without a hint."""
+        return self._spec.install_hint
+
     def model_for(self, asked: str | None, server_default: str) -> str:
         """The task's own model, else the command's, else "" (the CLI's choice). Never the server's
         default: that names an API model, which another vendor's CLI would not know."""
@@ -116,6 +123,28 @@ class CommandBackend:
             return None
         lines = outcome.stdout.strip().splitlines()
         return lines[0].strip() if outcome.status == 0 and lines else None
+
+    async def unknown_flags(self) -> list[str] | None:
+        """The long flags this command passes that its ``--help`` does not list (a CLI too old for
+        them), or None when the help cannot be read. Spends no tokens.
+
+        The help asked for is the program's, or its subcommand's (``codex exec --help``): the words of
+        ``argv`` before the first option."""
+        words = list(
+            itertools.takewhile(lambda arg: not arg.startswith("-") and PROMPT not in arg, self._spec.argv)
+        )
+        stdout = Stdout()
+        try:
+            with anyio.fail_after(_VERSION_TIMEOUT_S):
+                outcome = await self._execute([*words, "--help"], None, stdout)
+        except (TimeoutError, TaskFailure):
+            return None
+        text = outcome.stdout
+        if outcome.status != 0 or not text.strip():
+            return None
+        flags = [arg.split("=", 1)[0] for arg in (*self._spec.argv, *self._spec.model_args)]
+        flags = [flag for flag in dict.fromkeys(flags) if flag.startswith("--") and PROMPT not in flag]
+        return [flag for flag in flags if not re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", text)]
 
     async def run(self, request: SubagentRequest, sink: TaskSink) -> SubagentResult:
         model = request.model or self._spec.model  # "" from the registry: the command's model, or the CLI's

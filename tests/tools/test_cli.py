@@ -184,3 +184,41 @@ def test_doctor_finds_a_logged_in_cli_and_its_version_without_spending_tokens(tm
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"2.1.300 (Claude Code) ({tmp_path / 'claude'})" in done.stdout
     assert "tasks that name no backend run on: claude (--backend auto)" in done.stdout
+
+
+# A CLI that answers --version, and --help (of the program, or of `codex exec`) with the options given.
+HELPFUL = """
+import sys
+args = sys.argv[1:]
+if args == ["--version"]:
+    print({version!r})
+elif args and args[-1] == "--help":
+    print("Usage: ...\\nOptions:\\n" + "\\n".join("  " + option for option in {options!r}))
+else:
+    sys.exit(3)
+"""
+
+
+def test_doctor_checks_that_a_presets_cli_knows_the_flags_it_will_be_given(tmp_path: Path) -> None:
+    claude_options = [
+        "-p, --print",
+        "--output-format <format>",
+        "--verbose",
+        "--allowedTools, --allowed-tools <tools...>",
+        "--disallowedTools, --disallowed-tools <tools...>",
+        "--model <model>",
+    ]
+    old_codex_options = ["-m, --model <MODEL>", "-s, --sandbox <SANDBOX_MODE>", "--skip-git-repo-check"]
+    helpful = HELPFUL.format(version="2.1.300 (Claude Code)", options=claude_options)
+    fake_clis.install(tmp_path, "claude", helpful)
+    fake_clis.install(tmp_path, "codex", HELPFUL.format(version="codex-cli 0.1.0", options=old_codex_options))
+    done = doctor(tmp_path)
+    lines = {line.split()[0]: line for line in done.stdout.splitlines() if line.startswith("  ")}
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert lines["claude"].split()[1] == "ok" and "unchecked" not in lines["claude"]
+    assert lines["codex"].split()[1] == "missing"
+    assert (
+        "codex-cli 0.1.0" in lines["codex"]
+        and "is too old: its --help does not list --json" in lines["codex"]
+    )
+    assert "npm install -g @openai/codex" in lines["codex"]
