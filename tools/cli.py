@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[after],
         help="say which backends can run here, and what to install or set for the others",
         description="Check every backend: the Anthropic API key, each agent CLI (found on PATH, its "
-        "version, and whether a preset's CLI knows the flags the preset passes) and the default backend. Spends no tokens. Exit status 0 when a task that names no "
+        "version, and whether a preset's CLI knows the flags the preset passes) and the default "
+        "backend. Spends no tokens. Exit status 0 when a task that names no "
         "backend could run.",
     )
     return parser
