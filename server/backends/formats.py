@@ -2,11 +2,10 @@
 
 ``Stdout`` keeps the first ``MAX_OUTPUT_BYTES`` of a CLI's stdout (and hands every chunk and ended line
 on as it arrives); ``Tail`` keeps the end of its stderr. A ``Format`` shows the run on the task's sink
-while it runs and reads the ``Outcome`` into a ``SubagentResult``: ``text``, ``jsonl``, ``claude`` and
-``codex`` stream what the CLI says into the partial output as it comes (at most ``MAX_OUTPUT_BYTES`` of
-it); ``json``, one document read at the end, shows a status line with the bytes so far instead. It
-returns a ``SubagentResult``
-or a ``TaskFailure`` that says what went wrong. A run that started its CLI and reported no usage (a format
+while it runs and reads the ``Outcome`` into a ``SubagentResult``, or a ``TaskFailure`` that says what
+went wrong. ``text``, ``jsonl``, ``claude`` and ``codex`` stream what the CLI says into the partial
+output as it comes (at most ``MAX_OUTPUT_BYTES`` of it); ``json``, one document read at the end, shows a
+status line with the bytes so far instead. A run that started its CLI and reported no usage (a format
 without usage in its output, or a CLI killed, timed out or failed before printing it) reports zero tokens
 at its end (``settle``), so that its cost shows as unknown rather than free.
 """
