@@ -189,11 +189,11 @@ class FileReader:
     def files_under(self, directory: Path, limit: int) -> tuple[list[str], int]:
         """Up to ``limit`` regular files below ``directory`` (shown relative to the first root when inside
         it), sorted, without hidden or generated directories; and how many there are (counted up to
-        ``_COUNT_LIMIT``, where the walk stops)."""
+        ``COUNT_LIMIT``, where the walk stops)."""
         found: list[str] = []
         total = 0
         for folder, dirs, names in os.walk(directory):
-            if total >= _COUNT_LIMIT:
+            if total >= COUNT_LIMIT:
                 break
             dirs[:] = sorted(d for d in dirs if not _skipped(d))
             for name in sorted(names):
@@ -221,7 +221,7 @@ class FileReader:
             )
 
 
-_COUNT_LIMIT: Final = 10_000
+COUNT_LIMIT: Final = 10_000  #: files_under counts this many at most (then the walk stops)
 _GENERATED: Final = frozenset({"node_modules", "__pycache__", "venv", "dist", "build", "target", "vendor"})
 
 

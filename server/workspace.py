@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Final
 
 from fanout_mcp.server.errors import InvalidInput
-from fanout_mcp.server.files import FileInfo, FileReader
+from fanout_mcp.server.files import COUNT_LIMIT, FileInfo, FileReader
 
 MAX_ANSWER_CHARS: Final = 20_000  #: one tool answer; the subagent pages on with start_line
 MAX_READ_BYTES: Final = 5 * 1024 * 1024  #: larger files are refused, not read in part
@@ -133,7 +133,7 @@ class Workspace:
     def _list(self, arguments: Mapping[str, Any]) -> str:
         directory = self._reader.check_directory(_text(arguments, "path", "."))
         found, total = self._reader.files_under(directory, MAX_LISTED)
-        more = f"\n... and {total - len(found)} more: list a subdirectory" if total > len(found) else ""
+        more = f"\n... and {_more(total, found)} more: list a subdirectory" if total > len(found) else ""
         return ("\n".join(found) or "(no files)") + more
 
     def _read(self, arguments: Mapping[str, Any]) -> str:
@@ -174,14 +174,14 @@ class Workspace:
         search.beyond = beyond
         return search.answer()
 
-    def _searched_paths(self, where: str) -> tuple[list[str], int]:
+    def _searched_paths(self, where: str) -> tuple[list[str], str]:
         """The files to search (a file, or those below a directory), and how many more were left out."""
         try:
-            return [self._reader.check(where).path], 0
+            return [self._reader.check(where).path], ""
         except InvalidInput:
             directory = self._reader.check_directory(where)
         shown, total = self._reader.files_under(directory, MAX_SEARCHED_FILES)
-        return [str(self._reader.roots[0] / path) for path in shown], total - len(shown)
+        return [str(self._reader.roots[0] / path) for path in shown], _more(total, shown)
 
     def _search_file(self, path: str, search: _Search) -> None:
         if search.budget <= 0:
@@ -225,7 +225,7 @@ class _Search:
     unreadable: list[str] = field(default_factory=list[str])
     cut: str | None = None  #: the file the budget ran out in, and from which line
     over_budget: list[str] = field(default_factory=list[str])  #: files not opened: no budget left
-    beyond: int = 0  #: files past the file cap
+    beyond: str = ""  #: how many files are past the file cap ("" for none; "at least N" when uncounted)
     _wanted: bytes = field(init=False, default=b"")
     _wanted_lower: str = field(init=False, default="")
 
@@ -296,11 +296,19 @@ class _Search:
         if self.unreadable:
             said.append(f"{_files(len(self.unreadable), 'unreadable')} ({_names(self.unreadable)})")
         if self.beyond:
+            files = f"{self.beyond} file{'' if self.beyond == '1' else 's'}"
             cap = f"{MAX_SEARCHED_FILES:,}"
-            said.append(
-                f"{_files(self.beyond)} past the first {cap} below {self.where} (search a narrower path)"
-            )
+            said.append(f"{files} past the first {cap} below {self.where} (search a narrower path)")
         return said
+
+
+def _more(total: int, shown: list[str]) -> str:
+    """How many files of ``total`` are not in ``shown``, said as a count ("" for none): the walk stops
+    counting at ``COUNT_LIMIT``, so from there it is a lower bound."""
+    left = total - len(shown)
+    if left <= 0:
+        return ""
+    return f"at least {left:,}" if total >= COUNT_LIMIT else f"{left:,}"
 
 
 def _lines(text: str) -> list[str]:

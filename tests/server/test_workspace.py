@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from fanout_mcp.server import files as files_module
 from fanout_mcp.server import workspace as workspace_module
 from fanout_mcp.server.files import FileReader
 from fanout_mcp.server.workspace import MAX_ANSWER_CHARS, Workspace
@@ -183,3 +184,20 @@ def test_no_roots_means_no_reading(tmp_path: Path) -> None:
     answer = Workspace(FileReader([], max_file_bytes=1000)).call("list_files", {})
     assert answer.is_error and "no allowed roots" in answer.text
     assert not os.listdir(tmp_path)
+
+
+def test_past_the_count_limit_the_files_left_out_are_said_as_a_lower_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for folder in "abc":
+        (tmp_path / folder).mkdir()
+        for i in range(3):
+            (tmp_path / folder / f"{i}.txt").write_text("nothing here\n")
+    monkeypatch.setattr(workspace_module, "MAX_SEARCHED_FILES", 2)
+    monkeypatch.setattr(workspace_module, "COUNT_LIMIT", 4)
+    monkeypatch.setattr(files_module, "COUNT_LIMIT", 4)  # the walk stops counting after the folder at 4
+    workspace = Workspace(FileReader((tmp_path,), max_file_bytes=1_000_000))
+    searched = workspace.call("search_text", {"text": "TODO", "path": "."})
+    listed = workspace.call("list_files", {"path": "."})
+    assert "at least 4 files past the first 2 below ." in searched.text
+    assert len(listed.text.splitlines()) == 6 and "at least" not in listed.text  # 6 < 500 listed: all
