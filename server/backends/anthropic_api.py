@@ -131,7 +131,7 @@ class AnthropicBackend:
             for use in reply.uses:
                 loop_sink.append(describe(use))
             loop_sink.keep()
-            answers = await run_uses(workspace, reply.uses)
+            answers = await run_uses(workspace, reply.uses, history_chars)
             history += [reply.assistant_turn(), answers]
             history_chars += len(json.dumps(answers))
         raise AssertionError("unreachable: the last turn allows no tool use")

@@ -31,6 +31,10 @@ MAX_TURNS: Final = 20
 # Every turn resends the tool answers so far: once they pass this (about 100k tokens), the next turn is
 # the last, so that a long look around ends in an answer, not in a request the API refuses as too large.
 MAX_HISTORY_CHARS: Final = 400_000
+_FULL: Final = (
+    f"not run: this task's tool answers reached their limit ({MAX_HISTORY_CHARS:,} characters); answer "
+    "now with what you have found"
+)
 
 
 @dataclass(slots=True)
@@ -133,19 +137,28 @@ def tool_params(turn: int, history_chars: int = 0) -> dict[str, Any]:
     return params
 
 
-async def run_uses(workspace: Workspace, uses: list[ToolUse]) -> dict[str, Any]:
-    """The user turn with the results of ``uses``, answered in a worker thread that stops on cancel."""
+async def run_uses(workspace: Workspace, uses: list[ToolUse], history_chars: int = 0) -> dict[str, Any]:
+    """The user turn with the results of ``uses``, answered in a worker thread that stops on cancel;
+    ``history_chars`` is how much of ``MAX_HISTORY_CHARS`` earlier turns' answers took."""
+    room = MAX_HISTORY_CHARS - history_chars
     stop = threading.Event()
     try:
-        return await anyio.to_thread.run_sync(answer_uses, workspace, uses, stop, abandon_on_cancel=True)
+        return await anyio.to_thread.run_sync(
+            answer_uses, workspace, uses, stop, room, abandon_on_cancel=True
+        )
     finally:
         stop.set()  # after a cancel the thread is abandoned: this is what ends its work
 
 
 def answer_uses(
-    workspace: Workspace, uses: list[ToolUse], stop: threading.Event | None = None
+    workspace: Workspace,
+    uses: list[ToolUse],
+    stop: threading.Event | None = None,
+    room: int = MAX_HISTORY_CHARS,
 ) -> dict[str, Any]:
-    """Run each tool use (blocking: call from a worker thread); the user turn with their results.
+    """Run each tool use (blocking: call from a worker thread); the user turn with their results. Once
+    the answers fill ``room`` characters, the uses left are answered with a refusal, not run: many uses
+    in one turn must not make the next request too large.
 
     Raises:
         Stopped: ``stop`` was set; the results would go nowhere.
@@ -156,10 +169,13 @@ def answer_uses(
         if stop.is_set():
             raise Stopped
         arguments = use.arguments()
-        if arguments is None:
+        if room <= 0:
+            answer = ToolAnswer(_FULL, is_error=True)
+        elif arguments is None:
             answer = ToolAnswer(f"the input of {use.name} was not a JSON object; try again", is_error=True)
         else:
             answer = workspace.call(use.name, arguments, stop)
+        room -= len(answer.text)
         result: dict[str, Any] = {"type": "tool_result", "tool_use_id": use.id, "content": answer.text}
         if answer.is_error:
             result["is_error"] = True

@@ -285,3 +285,18 @@ async def test_a_long_look_around_makes_the_next_turn_the_last(
     assert (snap.state, snap.output) == (TaskState.COMPLETED, "what I found")
     calls = [r for r in fake_api.requests if r.path == "/v1/messages"]
     assert len(calls) == 2 and calls[-1].body["tool_choice"] == {"type": "none"}
+
+
+async def test_tool_uses_past_the_answers_limit_in_one_turn_are_refused_not_run(
+    fake_api: FakeApi, make_settings: MakeSettings, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("fanout_mcp.server.backends.tooluse.MAX_HISTORY_CHARS", 20)
+    many = [use("read_file", path="src/app.py") for _ in range(4)]  # each answer is 17 characters
+    task = TaskRequest(task=f"{tools(many)} [[tool_echo]]", tools=["read"])
+    async with api_runtime(make_settings(roots=(root,))) as runtime:
+        (snap,) = await run_tasks(runtime, task)
+    results = json.loads(snap.output or "")
+    assert [r["content"] for r in results[:2]] == ["1: print('hello')"] * 2  # 17, then 34: past 20
+    assert all(r["is_error"] and "reached their limit" in r["content"] for r in results[2:])
+    calls = [r for r in fake_api.requests if r.path == "/v1/messages"]
+    assert len(calls) == 2 and calls[-1].body["tool_choice"] == {"type": "none"}
