@@ -19,6 +19,13 @@ from fanout_mcp.server.errors import BackendUnavailable, InvalidInput
 from fanout_mcp.server.runtime import make_client, make_roster
 from fanout_mcp.server.settings import Settings
 
+# The variables a preset's CLI may be set up through (a provider, a gateway, a model): doctor names those
+# set here that the command does not get, since only what its pass_env names reaches it.
+_SETUP_PREFIXES = {
+    "claude": ("CLAUDE_CODE_", "ANTHROPIC_", "AWS_", "CLOUD_ML_", "VERTEX_", "GOOGLE_"),
+    "codex": ("CODEX_", "OPENAI_", "AZURE_OPENAI"),
+}
+
 # Backends that depend on something doctor cannot see from here.
 _ELSEWHERE = {
     **NOT_HERE,
@@ -84,6 +91,13 @@ async def _check_one(roster: Roster, name: str, reason: str | None) -> BackendCh
                                 f"{f' ({backend.install_hint})' if backend.install_hint else ''}, or change "
                                 f"the command's argv in the configuration file")  # fmt: skip
         checked = "" if unknown is not None else "; its --help could not be read, so its flags are unchecked"
+        withheld = backend.withheld(_SETUP_PREFIXES.get(name, ())) if preset else []
+        if withheld:
+            checked += (
+                f"; set here but not passed to it: {', '.join(withheld)} (name those it needs in "
+                f"[commands.{name}] pass_env; a CLI set up through them, e.g. on Bedrock or Vertex, fails "
+                "without them)"
+            )
         return BackendCheck(name, True, f"{version} ({where}){checked}")
     endpoint = os.environ.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com"
     return BackendCheck(name, True, f"credentials found; endpoint {endpoint} (not called: that would "

@@ -177,6 +177,14 @@ class CommandBackend:
         text = stdout.close()
         return Outcome(self._spec.program, status, text, stdout.cut, stderr.text, stdout.long_lines)
 
+    def withheld(self, prefixes: tuple[str, ...]) -> list[str]:
+        """The names (never the values) of the server's variables that start with one of ``prefixes``
+        and do not reach this command: a CLI set up through them (Claude Code on Bedrock, say) would
+        fail without them, so ``doctor`` names them."""
+        env, _ = _harmless_env(os.environ)
+        passed = env.keys() | set(self._spec.pass_env) | self._spec.env.keys()
+        return sorted(name for name in os.environ if name.startswith(prefixes) and name not in passed)
+
     def _child_env(self) -> dict[str, str]:
         """The harmless part of the server's environment, plus ``pass_env``, plus ``env``. Never log it."""
         env, withheld = _harmless_env(os.environ)

@@ -198,18 +198,19 @@ else:
     sys.exit(3)
 """
 
+CLAUDE_OPTIONS = [
+    "-p, --print",
+    "--output-format <format>",
+    "--verbose",
+    "--allowedTools, --allowed-tools <tools...>",
+    "--disallowedTools, --disallowed-tools <tools...>",
+    "--model <model>",
+]
+
 
 def test_doctor_checks_that_a_presets_cli_knows_the_flags_it_will_be_given(tmp_path: Path) -> None:
-    claude_options = [
-        "-p, --print",
-        "--output-format <format>",
-        "--verbose",
-        "--allowedTools, --allowed-tools <tools...>",
-        "--disallowedTools, --disallowed-tools <tools...>",
-        "--model <model>",
-    ]
     old_codex_options = ["-m, --model <MODEL>", "-s, --sandbox <SANDBOX_MODE>", "--skip-git-repo-check"]
-    helpful = HELPFUL.format(version="2.1.300 (Claude Code)", options=claude_options)
+    helpful = HELPFUL.format(version="2.1.300 (Claude Code)", options=CLAUDE_OPTIONS)
     fake_clis.install(tmp_path, "claude", helpful)
     fake_clis.install(tmp_path, "codex", HELPFUL.format(version="codex-cli 0.1.0", options=old_codex_options))
     done = doctor(tmp_path)
@@ -222,3 +223,16 @@ def test_doctor_checks_that_a_presets_cli_knows_the_flags_it_will_be_given(tmp_p
         and "is too old: its --help does not list --json" in lines["codex"]
     )
     assert "npm install -g @openai/codex" in lines["codex"]
+
+
+def test_doctor_names_set_up_variables_a_preset_does_not_get_never_their_values(tmp_path: Path) -> None:
+    fake_clis.install(
+        tmp_path, "claude", HELPFUL.format(version="2.1.300 (Claude Code)", options=CLAUDE_OPTIONS)
+    )
+    done = doctor(
+        tmp_path, CLAUDE_CODE_USE_BEDROCK="1", AWS_SECRET_ACCESS_KEY="supersecret", UNRELATED_TOKEN="other"
+    )
+    (claude,) = [line for line in done.stdout.splitlines() if line.startswith("  claude")]
+    assert "set here but not passed to it: AWS_SECRET_ACCESS_KEY, CLAUDE_CODE_USE_BEDROCK" in claude
+    assert "[commands.claude] pass_env" in claude
+    assert "supersecret" not in done.stdout + done.stderr and "UNRELATED_TOKEN" not in done.stdout
