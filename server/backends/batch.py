@@ -50,8 +50,9 @@ MAX_REQUESTS: Final = 100_000  #: the API's limit per batch
 MAX_BYTES: Final = 200 * 2**20  #: the API takes 256 MB per batch; this leaves room for the envelope
 _CANCEL_GRACE_S: Final = 5.0
 _MINE_KEPT: Final = 1_000
-# How much earlier than our clock the provider may date a batch we created (clock skew).
-_CLOCK_SKEW: Final = timedelta(minutes=5)
+# How much earlier than our clock the provider may date a batch we created (clock skew): small, so that
+# a batch another program sent before ours is not taken for it.
+_CLOCK_SKEW: Final = timedelta(seconds=60)
 _CLOSE_GRACE_S: Final = 2.0
 # Error types of an errored request that the task itself caused: it must change before it can work.
 _INVALID: Final = frozenset({"invalid_request_error", "request_too_large", "not_found_error"})
@@ -84,6 +85,8 @@ class _Batch:
     size: int = 0
     id: str | None = None  #: the provider's id, once created
     ended: bool = False  #: the provider has finished processing it
+    found: bool = False  #: taken from the list after its create's answer was lost (likely, not surely, ours)
+    answered: int = 0  #: result lines that matched a task of this batch
     abandoned: anyio.Event = field(default_factory=anyio.Event)  #: sent, and no task waits for it any more
 
 
@@ -101,12 +104,17 @@ class BatchBackend:
         window_s: float = 0.2,
         poll_min_s: float = 1.0,
         poll_max_s: float = 60.0,
+        settle_s: float = 10.0,
     ) -> None:
         self._client = client
         self._prices = prices
         self._window_s = window_s
         self._poll_min_s = poll_min_s
         self._poll_max_s = poll_max_s
+        self._settle_s = settle_s  #: after a lost create, how long a batch may take to show in the list
+        # Creating a batch and looking for a lost one take turns, so that a look never sees a batch this
+        # backend is creating at that moment as a stranger's.
+        self._creating = anyio.Lock()
         self._group: TaskGroup | None = None
         self._open: _Batch | None = None  #: the batch new tasks join, until its window closes
         self._mine: deque[str] = deque(maxlen=_MINE_KEPT)  #: ids of batches this backend sent, newest last
@@ -257,11 +265,14 @@ class BatchBackend:
         if await self._wait_until_ended(batch, batch_id):
             reading = f"read the results of batch {batch_id}"
             await self._call(batch, reading, lambda: self._read_results(batch, batch_id))
-            self._fail_all(
-                batch,
-                ErrorKind.API_ERROR,
-                f"batch {batch_id} ended without a result for this task's request; spawn the task again",
-            )
+            missing = f"batch {batch_id} ended without a result for this task's request"
+            if batch.found and not batch.answered:
+                missing = (
+                    f"batch {batch_id}, taken for this task's batch when the answer to creating it was "
+                    "lost, holds none of its requests: it was another program's, and this one was never "
+                    "sent"
+                )
+            self._fail_all(batch, ErrorKind.API_ERROR, f"{missing}; spawn the task again")
 
     async def _create(self, batch: _Batch) -> str | None:
         """Create the batch from the tasks still waiting; its id, or None if it was not created."""
@@ -269,35 +280,46 @@ class BatchBackend:
         sending = _Sending(datetime.now(UTC))
         created = await self._call(batch, "create the batch", lambda: self._send(batch, sending))
         if created is None:
+            if sending.unsure_counts:  # its tasks left or failed, but a lost create may have made it
+                await self._cancel_lost(sending)
             return None
-        self._mine.append(created.id)
+        batch.found = sending.found
         batch.id = created.id
         _report(batch, created)
         return created.id
 
     async def _send(self, batch: _Batch, sending: _Sending) -> MessageBatch:
         """One try at creating the batch. After a failure that leaves open whether the provider created
-        it (a timeout, a dropped connection, a 5xx other than 529), look for it first: sending it again
-        would make a second batch, billed in full, that nobody reads or cancels."""
+        it (a timeout, a dropped connection, a 5xx other than 529), look for it first, twice, ``settle_s``
+        apart (a batch being committed may not be listed yet): sending it again would make a second
+        batch, billed in full, that nobody reads or cancels."""
         if sending.unsure_counts:
             found = await self._find_sent(sending)
+            if found is None:
+                await _pause(batch, self._settle_s)
+                found = await self._find_sent(sending)
             if found is not None:
                 logger.warning("batch %s was created although its create call failed; using it", found.id)
+                sending.found = True
                 return found
         requests = _requests(batch)
-        try:
-            return await self._client.messages.batches.create(requests=requests)
-        except Exception as exc:
-            fault = classify(exc)
-            if isinstance(fault, Transient) and not fault.pushback:  # 429/529: refused, nothing made
-                sending.unsure_counts.add(len(requests))
-            raise
+        async with self._creating:
+            try:
+                created = await self._client.messages.batches.create(requests=requests)
+            except Exception as exc:
+                fault = classify(exc)
+                if isinstance(fault, Transient) and not fault.pushback:  # 429/529: refused, nothing made
+                    sending.unsure_counts.add(len(requests))
+                raise
+            self._mine.append(created.id)
+            return created
 
     async def _find_sent(self, sending: _Sending) -> MessageBatch | None:
         """The batch an unsure create made, from the newest batches of this key: created since the first
         try, of a size that was sent, not one of this backend's. Several such: the tasks fail (taking one
         could be another program's batch), naming them all."""
-        page = await self._client.messages.batches.list(limit=100)
+        async with self._creating:
+            page = await self._client.messages.batches.list(limit=100)
         since = sending.started - _CLOCK_SKEW
         found = [
             b
@@ -312,7 +334,20 @@ class BatchBackend:
                 "be this one. It is not sent again, so as not to pay twice: look at them in the Console, "
                 "then spawn the tasks again.",
             )
+        if found:
+            self._mine.append(found[0].id)
         return found[0] if found else None
+
+    async def _cancel_lost(self, sending: _Sending) -> None:
+        """No task waits for a batch whose create's answer was lost: cancel it if it was made after all."""
+        with anyio.move_on_after(_CANCEL_GRACE_S * 2, shield=True):
+            try:
+                found = await self._find_sent(sending)
+            except Exception as exc:  # several candidates, or the list failed: say so, guess nothing
+                logger.warning("could not tell whether a batch whose create failed was made: %s", exc)
+                return
+            if found is not None:
+                await self._cancel_remote(found.id)
 
     async def _wait_until_ended(self, batch: _Batch, batch_id: str) -> bool:
         """Poll until the batch has ended (True), or no task waits any more (False)."""
@@ -336,6 +371,7 @@ class BatchBackend:
             async for line in lines:
                 waiter = batch.waiters.pop(line.custom_id, None)
                 if waiter is not None:  # None: a task that left, or one completed by an earlier read
+                    batch.answered += 1
                     waiter.finish(self._outcome(batch_id, waiter.sink, line.result))
         finally:
             with anyio.move_on_after(_CLOSE_GRACE_S, shield=True):
@@ -419,6 +455,7 @@ class _Sending:
 
     started: datetime
     unsure_counts: set[int] = field(default_factory=set[int])
+    found: bool = False  #: the batch was taken from the list, not from a create's answer
 
 
 def _size(current: MessageBatch) -> int:

@@ -11,6 +11,7 @@ from typing import Any
 
 import anyio
 import pytest
+from anthropic.types.message_create_params import MessageCreateParamsNonStreaming
 
 from fanout_mcp.server import (
     ErrorKind,
@@ -41,7 +42,7 @@ WAIT = 10.0  # upper bound for every wait; no test relies on timing
 @asynccontextmanager
 async def batch_registry(settings: Settings, **options: Any) -> AsyncGenerator[TaskRegistry, None]:
     """A registry whose only backend is a running batch backend that polls every few ms."""
-    options = {"poll_min_s": 0.01, "poll_max_s": 0.05} | options
+    options = {"poll_min_s": 0.01, "poll_max_s": 0.05, "settle_s": 0.01} | options
     client = make_client(settings)
     try:
         async with (
@@ -402,29 +403,15 @@ async def test_a_create_that_failed_before_making_anything_is_sent_again_after_l
         snaps = await finished(registry, await spawn(registry, "[[reply:a]]"))
     assert [(s.state, s.output) for s in snaps] == [(TaskState.COMPLETED, "a")]
     stats = fake_api.stats()
-    assert stats.batches == 1 and stats.batch_calls["create"] == 2 and stats.batch_calls["list"] == 1
+    assert stats.batches == 1 and stats.batch_calls["create"] == 2
+    assert stats.batch_calls["list"] == 2  # looked twice, settle_s apart, before sending it again
 
 
 async def test_when_several_new_batches_could_be_the_lost_one_none_is_taken_and_none_is_sent_again(
     fake_api: FakeApi, make_settings: MakeSettings
 ) -> None:
     settings = make_settings()
-    client = make_client(settings)
-    try:  # another program with the same key sends a batch of the same size
-        await client.messages.batches.create(
-            requests=[
-                {
-                    "custom_id": "theirs",
-                    "params": {
-                        "model": "claude-sonnet-5-5",
-                        "max_tokens": 5,
-                        "messages": [{"role": "user", "content": "[[reply:x]]"}],
-                    },
-                }
-            ]
-        )
-    finally:
-        await client.close()
+    await their_batch(settings)  # of the same size as the spawn's
     fake_api.config.batch_failures = {"create_after": [502]}
     async with batch_registry(settings) as registry:
         (snap,) = await finished(registry, await spawn(registry, "[[reply:a]]"))
@@ -432,3 +419,44 @@ async def test_when_several_new_batches_could_be_the_lost_one_none_is_taken_and_
     assert snap.error.kind is ErrorKind.API_ERROR
     assert "2 new batches of this size exist" in snap.error.message and "not sent again" in snap.error.message
     assert fake_api.stats().batches == 2  # theirs and the lost one: no third
+
+
+async def their_batch(settings: Settings) -> None:
+    """Another program with the same key sends a batch of one request."""
+    client = make_client(settings)
+    try:
+        params: MessageCreateParamsNonStreaming = {
+            "model": "claude-sonnet-5-5",
+            "max_tokens": 5,
+            "messages": [{"role": "user", "content": "x"}],
+        }
+        await client.messages.batches.create(requests=[{"custom_id": "theirs", "params": params}])
+    finally:
+        await client.close()
+
+
+async def test_a_batch_taken_for_a_lost_one_that_holds_none_of_its_requests_is_called_another_programs(
+    fake_api: FakeApi, make_settings: MakeSettings
+) -> None:
+    settings = make_settings()
+    await their_batch(settings)
+    fake_api.config.batch_failures = {"create": [500]}  # nothing made, but the answer cannot tell
+    async with batch_registry(settings) as registry:
+        (snap,) = await finished(registry, await spawn(registry, "[[reply:a]]"))
+    assert snap.state is TaskState.FAILED and snap.error is not None
+    assert "holds none of its requests: it was another program's" in snap.error.message
+    assert "spawn the task again" in snap.error.message
+
+
+async def test_a_batch_a_lost_create_made_is_cancelled_when_its_tasks_leave_before_it_is_found(
+    fake_api: FakeApi, make_settings: MakeSettings
+) -> None:
+    fake_api.config.batch_failures = {"create_after": [500]}  # made, but the answer is lost
+    async with batch_registry(make_settings(), poll_min_s=30, poll_max_s=60) as registry:
+        ids = await spawn(registry, "a", "b")
+        await calls(fake_api, "create")  # the next try, and its look, are 20 s or more away
+        registry.cancel(ids)
+        snaps = await finished(registry, ids)
+        await calls(fake_api, "cancel")
+    assert [s.state for s in snaps] == [TaskState.CANCELLED] * 2
+    assert fake_api.stats().batch_calls == {"create": 1, "list": 1, "cancel": 1}
