@@ -22,7 +22,15 @@ from mcp.server.mcpserver import Context
 from mcp.server.session import ServerSession
 from mcp.shared.exceptions import MCPError, NoBackChannelError
 
-from fanout_mcp.server import ErrorKind, SubagentRequest, SubagentResult, TaskFailure, TaskSink, Tokens
+from fanout_mcp.server import (
+    Backend,
+    ErrorKind,
+    SubagentRequest,
+    SubagentResult,
+    TaskFailure,
+    TaskSink,
+    Tokens,
+)
 
 NAME: Final = "sampling"
 # Requests one client is asked to answer at once: a client runs them on its user's model and quota.
@@ -34,7 +42,7 @@ _INSTEAD: Final = (
 )
 
 
-class SamplingBackend:
+class SamplingBackend(Backend):
     """Asks the model of the client behind one MCP session."""
 
     def __init__(self, session: ServerSession, protocol_version: str | None) -> None:
@@ -56,26 +64,6 @@ class SamplingBackend:
     @property
     def name(self) -> str:
         return NAME
-
-    @property
-    def caches_prompts(self) -> bool:
-        return False
-
-    @property
-    def shares_server_limit(self) -> bool:
-        return True
-
-    @property
-    def runs_in_directory(self) -> bool:
-        return False
-
-    @property
-    def offers_tools(self) -> bool:
-        return False
-
-    @property
-    def default_timeout_s(self) -> float | None:
-        return None
 
     @property
     def limiter(self) -> anyio.CapacityLimiter:

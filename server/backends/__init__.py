@@ -49,7 +49,11 @@ class TaskSink(Protocol):
 
 
 class Backend(Protocol):
-    """Runs subagents on one kind of provider."""
+    """Runs subagents on one kind of provider.
+
+    The traits below have the defaults most backends want; a backend that subclasses ``Backend``
+    inherits them and overrides only what differs.
+    """
 
     @property
     def name(self) -> str: ...
@@ -57,37 +61,37 @@ class Backend(Protocol):
     @property
     def caches_prompts(self) -> bool:
         """Whether a warm-first start pays off (the provider caches a shared prompt prefix)."""
-        ...
+        return False
 
     def model_for(self, asked: str | None, server_default: str) -> str:
         """The model a task runs with, given the one it asked for; "" leaves the choice to the backend."""
-        ...
+        return asked or server_default
 
     @property
     def limiter(self) -> anyio.CapacityLimiter | None:
         """This backend's own bound on calls at once (taken before a task starts running), or None."""
-        ...
+        return None
 
     @property
     def shares_server_limit(self) -> bool:
         """Whether a running task takes one of the server's ``max_concurrency`` slots (False for work
         that waits on the provider's side, such as a batch request)."""
-        ...
+        return True
 
     @property
     def default_timeout_s(self) -> float | None:
         """A task's timeout when it gives none; None: the server's task timeout."""
-        ...
+        return None
 
     @property
     def runs_in_directory(self) -> bool:
         """Whether a task's ``cwd`` means anything to it (an agent CLI runs in a working directory)."""
-        ...
+        return False
 
     @property
     def offers_tools(self) -> bool:
         """Whether it runs the workspace tool loop for a request with ``tools`` set."""
-        ...
+        return False
 
     def unavailable_reason(self) -> str | None:
         """Why this backend cannot run anything here (for the calling model), or None if it can."""

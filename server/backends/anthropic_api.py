@@ -23,7 +23,7 @@ import anthropic
 import anyio
 import httpx2
 
-from fanout_mcp.server.backends import TaskSink
+from fanout_mcp.server.backends import Backend, TaskSink
 from fanout_mcp.server.backends.tooluse import (
     MAX_TURNS,
     LoopSink,
@@ -55,7 +55,7 @@ class Transient(Exception):
         self.pushback = pushback
 
 
-class AnthropicBackend:
+class AnthropicBackend(Backend):
     """Runs subagents through one shared ``AsyncAnthropic`` client."""
 
     def __init__(
@@ -73,6 +73,8 @@ class AnthropicBackend:
         self._retry_cap_s = retry_cap_s
         self._backoff_base_s = backoff_base_s
 
+    # Inherited: limiter None (the throttle bounds requests in flight, adapting to the provider).
+
     @property
     def name(self) -> str:
         return NAME
@@ -81,28 +83,9 @@ class AnthropicBackend:
     def caches_prompts(self) -> bool:
         return True
 
-    def model_for(self, asked: str | None, server_default: str) -> str:
-        return asked or server_default
-
-    @property
-    def shares_server_limit(self) -> bool:
-        return True
-
-    @property
-    def runs_in_directory(self) -> bool:
-        return False
-
     @property
     def offers_tools(self) -> bool:
         return self._workspace is not None
-
-    @property
-    def default_timeout_s(self) -> float | None:
-        return None
-
-    @property
-    def limiter(self) -> anyio.CapacityLimiter | None:
-        return None  # the throttle bounds requests in flight, adapting to the provider
 
     @property
     def throttle(self) -> Throttle:

@@ -35,7 +35,7 @@ from anthropic.types.messages import MessageBatch, MessageBatchResult
 from anthropic.types.messages.batch_create_params import Request
 from anyio.abc import TaskGroup
 
-from fanout_mcp.server.backends import TaskSink
+from fanout_mcp.server.backends import Backend, TaskSink
 from fanout_mcp.server.backends.anthropic_api import Transient, classify, credentials_problem, message_params
 from fanout_mcp.server.errors import TaskFailure
 from fanout_mcp.server.models import SubagentRequest, SubagentResult, Tokens
@@ -90,7 +90,7 @@ class _Batch:
     abandoned: anyio.Event = field(default_factory=anyio.Event)  #: sent, and no task waits for it any more
 
 
-class BatchBackend:
+class BatchBackend(Backend):
     """Runs subagents as requests of Message Batches, through the shared ``AsyncAnthropic`` client.
 
     Tasks can run only while ``running()`` is entered (the server's runtime does that).
@@ -119,32 +119,16 @@ class BatchBackend:
         self._open: _Batch | None = None  #: the batch new tasks join, until its window closes
         self._mine: deque[str] = deque(maxlen=_MINE_KEPT)  #: ids of batches this backend sent, newest last
 
+    # Inherited: caches_prompts False (a batch's requests run in any order, so warming a shared prefix
+    # first gains nothing) and offers_tools False (a tool loop would be one batch, a day long, per turn).
+
     @property
     def name(self) -> str:
         return NAME
 
     @property
-    def caches_prompts(self) -> bool:
-        return False  # a batch's requests run in any order: warming a shared prefix first gains nothing
-
-    def model_for(self, asked: str | None, server_default: str) -> str:
-        return asked or server_default
-
-    @property
-    def limiter(self) -> anyio.CapacityLimiter | None:
-        return None
-
-    @property
     def shares_server_limit(self) -> bool:
         return False  # a request queued at the provider for hours must not hold one of the server's slots
-
-    @property
-    def runs_in_directory(self) -> bool:
-        return False
-
-    @property
-    def offers_tools(self) -> bool:
-        return False  # a tool loop would be one batch, a day long, per turn
 
     @property
     def default_timeout_s(self) -> float | None:

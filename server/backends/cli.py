@@ -28,7 +28,7 @@ from typing import Final
 import anyio
 from anyio.abc import ByteReceiveStream, ByteSendStream, Process, TaskGroup
 
-from fanout_mcp.server.backends import TaskSink
+from fanout_mcp.server.backends import Backend, TaskSink
 from fanout_mcp.server.backends.formats import FORMATS, STDERR_TAIL_CHARS, Outcome, Stdout, Tail
 from fanout_mcp.server.commands import MODEL, PROMPT, CommandSpec
 from fanout_mcp.server.errors import TaskFailure
@@ -56,7 +56,7 @@ _VERSION_TIMEOUT_S: Final = 10.0
 _DRAIN_AFTER_EXIT_S: Final = 2.0  #: how long the pipes may stay open once the CLI and its group are gone
 
 
-class CommandBackend:
+class CommandBackend(Backend):
     """Runs each subagent as one run of an agent CLI."""
 
     def __init__(self, name: str, spec: CommandSpec, roots: tuple[Path, ...]) -> None:
@@ -66,25 +66,16 @@ class CommandBackend:
         self._limiter = anyio.CapacityLimiter(spec.max_concurrency)
         self._warned_proxy = False
 
+    # Inherited: caches_prompts False (every run is a fresh process, so warming a shared prefix first
+    # gains nothing) and offers_tools False (an agent CLI looks around its working directory itself).
+
     @property
     def name(self) -> str:
         return self._name
 
     @property
-    def caches_prompts(self) -> bool:
-        return False  # every run is a fresh process: warming a shared prefix first gains nothing
-
-    @property
-    def shares_server_limit(self) -> bool:
-        return True
-
-    @property
     def runs_in_directory(self) -> bool:
         return True
-
-    @property
-    def offers_tools(self) -> bool:
-        return False
 
     @property
     def default_timeout_s(self) -> float | None:

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
-from fanout_mcp.server import SubagentRequest, SubagentResult, TaskSink
+from fanout_mcp.server import Backend, SubagentRequest, SubagentResult, TaskSink
 
 Handler = Callable[[SubagentRequest, TaskSink], Awaitable[SubagentResult]]
 
@@ -20,7 +20,7 @@ async def echo(request: SubagentRequest, sink: TaskSink) -> SubagentResult:
     return SubagentResult(text=text, model=request.model, stop_reason="end_turn")
 
 
-class ScriptedBackend:
+class ScriptedBackend(Backend):
     """Runs ``handler`` for every task and records what it was asked and how many ran at once."""
 
     def __init__(
@@ -50,28 +50,9 @@ class ScriptedBackend:
     def caches_prompts(self) -> bool:
         return self.caches
 
-    def model_for(self, asked: str | None, server_default: str) -> str:
-        return asked or server_default
-
-    @property
-    def shares_server_limit(self) -> bool:
-        return True
-
-    @property
-    def runs_in_directory(self) -> bool:
-        return False
-
     @property
     def offers_tools(self) -> bool:
         return self._tools
-
-    @property
-    def default_timeout_s(self) -> float | None:
-        return None
-
-    @property
-    def limiter(self) -> anyio.CapacityLimiter | None:
-        return None
 
     def unavailable_reason(self) -> str | None:
         return self.unavailable
