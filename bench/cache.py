@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 import time
@@ -23,7 +22,20 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MODEL, SCRIPT, Fake, log, median, rotations, run_contender, server_env, spread, table
+from common import (
+    MODEL,
+    SCRIPT,
+    Fake,
+    add_contender_flags,
+    log,
+    median,
+    ran_contender,
+    rotations,
+    run_contender,
+    server_env,
+    spread,
+    table,
+)
 
 TASKS = 20
 SHARED = (
@@ -129,11 +141,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tasks", type=int, default=TASKS)
     parser.add_argument("--latency", type=float, default=1.0)
-    parser.add_argument("--contender", choices=sorted(CONTENDERS), help=argparse.SUPPRESS)
-    parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    add_contender_flags(parser, CONTENDERS)
     args = parser.parse_args()
-    if args.contender:
-        print(json.dumps(asyncio.run(CONTENDERS[args.contender](args.n))))
+    if ran_contender(args, CONTENDERS):
         return
     with Fake(args.latency) as fake:
         print(scenario(fake, args.rounds, args.tasks)["markdown"])

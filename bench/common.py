@@ -7,13 +7,15 @@ line, and exit, so that no run inherits another's warm pool, caches or heap.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import json
 import os
 import statistics
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -127,3 +129,20 @@ def table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+Contenders = Mapping[str, Callable[[int], Coroutine[Any, Any, Any]]]
+
+
+def add_contender_flags(parser: argparse.ArgumentParser, contenders: Contenders) -> None:
+    """The hidden flags ``run_contender`` gives a scenario's script to run one contender."""
+    parser.add_argument("--contender", choices=sorted(contenders), help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+
+
+def ran_contender(args: argparse.Namespace, contenders: Contenders) -> bool:
+    """In a contender's own process: run it and print its one JSON line (True); else False."""
+    if not args.contender:
+        return False
+    print(json.dumps(asyncio.run(contenders[args.contender](args.n))))
+    return True

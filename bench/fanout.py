@@ -28,9 +28,11 @@ from common import (
     MODEL,
     SCRIPT,
     Fake,
+    add_contender_flags,
     children_cpu,
     log,
     median,
+    ran_contender,
     rotations,
     run_contender,
     server_env,
@@ -211,11 +213,9 @@ def main() -> None:
     parser.add_argument(
         "--peer", action="store_true", help="include mcp-agent (run bench/peer/setup.py first)"
     )
-    parser.add_argument("--contender", choices=sorted(CONTENDERS), help=argparse.SUPPRESS)
-    parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    add_contender_flags(parser, CONTENDERS)
     args = parser.parse_args()
-    if args.contender:
-        print(json.dumps(asyncio.run(CONTENDERS[args.contender](args.n))))
+    if ran_contender(args, CONTENDERS):
         return
     with Fake(args.latency) as fake:
         result = scenario(fake, [int(n) for n in args.ns.split(",")], args.rounds, args.latency, args.seq_max_n,

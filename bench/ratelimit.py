@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import sys
 import threading
@@ -25,7 +24,19 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MODEL, SCRIPT, Fake, log, rotations, run_contender, server_env, spread, table
+from common import (
+    MODEL,
+    SCRIPT,
+    Fake,
+    add_contender_flags,
+    log,
+    ran_contender,
+    rotations,
+    run_contender,
+    server_env,
+    spread,
+    table,
+)
 
 TASKS = 300
 
@@ -147,11 +158,9 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=TASKS)
     parser.add_argument("--limit", type=int, default=50)
     parser.add_argument("--window", type=float, default=3.0)
-    parser.add_argument("--contender", choices=sorted(CONTENDERS), help=argparse.SUPPRESS)
-    parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    add_contender_flags(parser, CONTENDERS)
     args = parser.parse_args()
-    if args.contender:
-        print(json.dumps(asyncio.run(CONTENDERS[args.contender](args.n))))
+    if ran_contender(args, CONTENDERS):
         return
     with Fake(1.0) as fake:
         print(scenario(fake, args.rounds, args.tasks, args.limit, args.window)["markdown"])
