@@ -34,8 +34,11 @@ _FINDINGS = Draft202012Validator(FINDINGS_SCHEMA)
 def merge(snapshots: Sequence[TaskSnapshot], quorum: Quorum = "any", notes: Sequence[str] = ()) -> Synthesis:
     """Merge the answers of ``snapshots`` without a model."""
     answered, missing = split_answers(snapshots)
-    with_findings = [s for s in answered if has_findings(s.structured)]
-    free_text = [s for s in answered if not has_findings(s.structured)]
+    with_findings: list[TaskSnapshot] = []
+    free_text: list[TaskSnapshot] = []
+    for snapshot in answered:  # one schema check per answer
+        (with_findings if has_findings(snapshot.structured) else free_text).append(snapshot)
+    structured = {s.task_id for s in with_findings}
     found = merge_findings(
         [(s.task_id, cast(dict[str, Any], s.structured)["findings"]) for s in with_findings], quorum
     )
@@ -46,7 +49,9 @@ def merge(snapshots: Sequence[TaskSnapshot], quorum: Quorum = "any", notes: Sequ
         title, summary, found.findings, found.conflicts, found.actions, text_parts, missing
     )
     sources = [
-        Source(task_id=s.task_id, label=s.label, chars=len(s.output or ""), structured=s in with_findings)
+        Source(
+            task_id=s.task_id, label=s.label, chars=len(s.output or ""), structured=s.task_id in structured
+        )
         for s in answered
     ]
     all_notes = list(notes)

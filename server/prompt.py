@@ -53,13 +53,14 @@ def build_prompt(
     if task.files:
         parts.append(_section("Files to work with", _render_files([files[p] for p in task.files])))
     if task.output_format or schema is not None:
-        parts.append(_section("Output format", _output_format(task.output_format, schema)))
+        parts.append(_section("Output format", output_format(task.output_format, schema)))
     if task.focus_areas:
         parts.append(_section("Focus areas", "\n".join(f"- {area}" for area in task.focus_areas)))
     return "\n\n".join(parts)
 
 
-def _output_format(text: str | None, schema: Mapping[str, Any] | None) -> str:
+def output_format(text: str | None, schema: Mapping[str, Any] | None) -> str:
+    """The Output format section: the caller's text, and the schema an answer must match."""
     if schema is None:
         return text or ""
     wanted = (

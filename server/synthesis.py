@@ -11,7 +11,6 @@ falls back to a merge and says so.
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from fanout_mcp.server.intake import PlannedTask
 from fanout_mcp.server.merge import merge
 from fanout_mcp.server.models import SubagentRequest, TaskSnapshot, TaskSpec, Usage
 from fanout_mcp.server.outputs import FINDINGS_SCHEMA, SEVERITIES
+from fanout_mcp.server.prompt import output_format
 from fanout_mcp.server.registry import TaskRegistry
 from fanout_mcp.server.report import Missing, Source, Synthesis, name_missing, render_markdown, split_answers
 from fanout_mcp.server.state import TaskState
@@ -118,6 +118,7 @@ The answers were too long to synthesise at once, so they were synthesised in gro
 syntheses are below, as JSON, under "Results of the tasks this task depends on". Merge them into one
 synthesis of the same shape: the same finding from several groups appears once with all its sources,
 conflicts keep every side, priorities are renumbered. Cite only the task ids the groups cite."""
+_ANSWER_IN_SCHEMA: Final = output_format(None, SYNTHESIS_SCHEMA)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +200,7 @@ class Synthesizer:
         settings = self._registry.settings
         header = _header(instructions, missing)
         # The budget is for answers: the fixed text of every synthesis prompt comes off it first.
-        fixed = len(SYSTEM) + len(header) + len(_answer_in_schema()) + len(_MERGE_PARTIALS)
+        fixed = len(SYSTEM) + len(header) + len(_ANSWER_IN_SCHEMA) + len(_MERGE_PARTIALS)
         budget = max(settings.synthesis_input_chars - fixed, _MIN_ANSWER_BUDGET)
         pieces = [piece for snap in answered for piece in _pieces(snap, budget)]
         groups = _pack(pieces, budget)
@@ -216,6 +217,7 @@ class Synthesizer:
         # as many as fit in one call, level by level, until one is left.
         fan_in = max(2, budget // (settings.synthesis_max_tokens * 4))
         level = list(range(len(planned)))
+        merging = f"{header}\n\n{_MERGE_PARTIALS}\n\n{_ANSWER_IN_SCHEMA}"
         while len(level) > 1:
             upper: list[int] = []
             for start in range(0, len(level), fan_in):
@@ -224,10 +226,9 @@ class Synthesizer:
                     upper.append(children[0])
                     continue
                 known = frozenset[str]().union(*(planned[c].spec.known_sources or () for c in children))
-                prompt = f"{header}\n\n{_MERGE_PARTIALS}\n\n{_answer_in_schema()}"
                 label = "synthesis of the parts" if len(level) <= fan_in else f"merge of parts {children}"
                 upper.append(len(planned))
-                planned.append(self._task(len(planned), label, prompt, known, children))
+                planned.append(self._task(len(planned), label, merging, known, children))
             level = upper
         return planned
 
@@ -320,11 +321,7 @@ def _prompt(header: str, pieces: Sequence[_Piece], answered: int, group: int = 0
         f" (group {group + 1} of {groups}; the other groups are synthesised separately)" if groups > 1 else ""
     )
     body = f"{answered} answer(s){which}:\n\n" + "\n\n".join(blocks) if blocks else "No task has answered."
-    return "\n\n".join(p for p in (header, body, _answer_in_schema()) if p)
-
-
-def _answer_in_schema() -> str:
-    return f"Answer with only a JSON value matching this JSON Schema:\n{json.dumps(SYNTHESIS_SCHEMA)}"
+    return "\n\n".join(p for p in (header, body, _ANSWER_IN_SCHEMA) if p)
 
 
 def _attr(text: str) -> str:
