@@ -54,6 +54,20 @@ class Transient(Exception):
         self.retry_after = retry_after
         self.pushback = pushback
 
+    @property
+    def kind(self) -> ErrorKind:
+        """What the task fails as if its time runs out on this fault."""
+        return ErrorKind.RATE_LIMITED if self.pushback else ErrorKind.API_ERROR
+
+
+def backoff_delay(fault: Transient, attempt: int, base_s: float, cap_s: float) -> float:
+    """How long to wait before try ``attempt + 1``: the provider's retry-after if it gave one, else
+    exponential back-off from ``base_s`` with jitter; never more than ``cap_s``."""
+    if fault.retry_after is not None and fault.retry_after > 0:
+        return min(fault.retry_after, cap_s)
+    backoff = base_s * 2 ** min(attempt - 1, 16)
+    return min(backoff, cap_s) * random.uniform(0.75, 1.0)  # jitter, not crypto
+
 
 class AnthropicBackend(Backend):
     """Runs subagents through one shared ``AsyncAnthropic`` client."""
@@ -96,7 +110,7 @@ class AnthropicBackend(Backend):
 
     async def run(self, request: SubagentRequest, sink: TaskSink) -> SubagentResult:
         if not request.tools or self._workspace is None:
-            return (await self._call(request, sink, {})).result
+            return (await self._call(message_params(request), request.model, sink)).result
         return await self._converse(request, sink, self._workspace)
 
     async def _converse(
@@ -107,9 +121,9 @@ class AnthropicBackend(Backend):
         history_chars = 0
         loop_sink = LoopSink(sink)
         for turn in range(1, MAX_TURNS + 1):
-            params = tool_params(turn, history_chars)
-            reply = await self._call(request, loop_sink, {"history": history, **params})
-            if not reply.uses or "tool_choice" in params:
+            tools = tool_params(turn, history_chars)
+            reply = await self._call(message_params(request, history) | tools, request.model, loop_sink)
+            if not reply.uses or "tool_choice" in tools:
                 return reply.result
             for use in reply.uses:
                 loop_sink.append(describe(use))
@@ -119,35 +133,33 @@ class AnthropicBackend(Backend):
             history_chars += len(json.dumps(answers))
         raise AssertionError("unreachable: the last turn allows no tool use")
 
-    async def _call(self, request: SubagentRequest, sink: TaskSink, extra: dict[str, Any]) -> Reply:
-        """One Messages call, retried on transient faults for as long as the deadline allows."""
+    async def _call(self, params: dict[str, Any], model: str, sink: TaskSink) -> Reply:
+        """One Messages call with ``params``, retried on transient faults for as long as the deadline
+        allows."""
         attempt = 0
         started = anyio.current_time()
         while True:
             attempt += 1
             try:
                 async with self._throttle.slot():
-                    result = await self._attempt(request, sink, extra)
+                    result = await self._attempt(params, model, sink)
             except Transient as fault:
-                delay = self._delay(fault, attempt)
+                delay = backoff_delay(fault, attempt, self._backoff_base_s, self._retry_cap_s)
                 if fault.pushback:
                     self._throttle.pushback(delay)
                 if anyio.current_time() + delay >= anyio.current_effective_deadline():
                     raise _give_up(fault, attempt, anyio.current_time() - started) from None
-                cause = ErrorKind.RATE_LIMITED if fault.pushback else ErrorKind.API_ERROR
-                sink.restart(f"{fault.what}; retrying in {delay:.1f} s (attempt {attempt + 1})", cause)
+                sink.restart(f"{fault.what}; retrying in {delay:.1f} s (attempt {attempt + 1})", fault.kind)
                 await anyio.sleep(delay)
             else:
                 self._throttle.success()
                 return result
 
-    async def _attempt(self, request: SubagentRequest, sink: TaskSink, extra: dict[str, Any]) -> Reply:
+    async def _attempt(self, params: dict[str, Any], model: str, sink: TaskSink) -> Reply:
         chunks: list[str] = []
         usage = _UsageReading()
         tools = ToolBlocks()
-        model, stop_reason, ended = request.model, None, False
-        history: list[dict[str, Any]] = extra.get("history", [])
-        params = message_params(request, history) | {k: v for k, v in extra.items() if k != "history"}
+        stop_reason, ended = None, False
         try:
             stream = await self._client.messages.create(**params, stream=True)
             try:
@@ -186,12 +198,6 @@ class AnthropicBackend(Backend):
                 sink.add_usage(model, usage.tokens())
         result = SubagentResult(text="".join(chunks), model=model, stop_reason=stop_reason)
         return Reply(result, tools.uses() if stop_reason == "tool_use" else [])
-
-    def _delay(self, fault: Transient, attempt: int) -> float:
-        if fault.retry_after is not None and fault.retry_after > 0:
-            return min(fault.retry_after, self._retry_cap_s)
-        backoff = self._backoff_base_s * 2 ** min(attempt - 1, 16)
-        return min(backoff, self._retry_cap_s) * random.uniform(0.75, 1.0)  # jitter, not crypto
 
 
 def credentials_problem(client: anthropic.AsyncAnthropic) -> str | None:
@@ -290,6 +296,16 @@ def _system_block(request: SubagentRequest) -> Any:
     return block
 
 
+def tokens_of(usage: Any) -> Tokens:
+    """A provider ``Usage`` (of a message, or of a message's start) as ``Tokens``."""
+    return Tokens(
+        usage.input_tokens or 0,
+        usage.output_tokens or 0,
+        usage.cache_creation_input_tokens or 0,
+        usage.cache_read_input_tokens or 0,
+    )
+
+
 class _UsageReading:
     """Usage from ``message_start`` and the cumulative counts in ``message_delta``."""
 
@@ -301,10 +317,9 @@ class _UsageReading:
 
     def start(self, usage: Any) -> None:
         self.seen = True
-        self.input = usage.input_tokens or 0
-        self.output = usage.output_tokens or 0
-        self.cache_write = usage.cache_creation_input_tokens or 0
-        self.cache_read = usage.cache_read_input_tokens or 0
+        tokens = tokens_of(usage)
+        self.input, self.output = tokens.input_tokens, tokens.output_tokens
+        self.cache_write, self.cache_read = tokens.cache_write_tokens, tokens.cache_read_tokens
 
     def delta(self, usage: Any) -> None:
         self.seen = True
@@ -432,14 +447,13 @@ def _cause(exc: Exception) -> str:
 
 
 def _give_up(fault: Transient, attempts: int, elapsed: float) -> TaskFailure:
-    kind = ErrorKind.RATE_LIMITED if fault.pushback else ErrorKind.API_ERROR
     advice = (
         "Its siblings kept their results. Spawn this task again later, or with a lower max_concurrency."
         if fault.pushback
         else "Spawn this task again later; if it keeps failing, check the provider's status."
     )
     return TaskFailure(
-        kind,
+        fault.kind,
         f"gave up after {attempts} attempts over {elapsed:.0f} s: {fault.what}; the task's timeout leaves "
         f"no time for another try. {advice}",
     )

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import re
 import secrets
 from collections import deque
@@ -36,9 +35,16 @@ from anthropic.types.messages.batch_create_params import Request
 from anyio.abc import TaskGroup
 
 from fanout_mcp.server.backends import Backend, TaskSink
-from fanout_mcp.server.backends.anthropic_api import Transient, classify, credentials_problem, message_params
+from fanout_mcp.server.backends.anthropic_api import (
+    Transient,
+    backoff_delay,
+    classify,
+    credentials_problem,
+    message_params,
+    tokens_of,
+)
 from fanout_mcp.server.errors import TaskFailure
-from fanout_mcp.server.models import SubagentRequest, SubagentResult, Tokens
+from fanout_mcp.server.models import SubagentRequest, SubagentResult
 from fanout_mcp.server.pricing import PriceTable
 from fanout_mcp.server.state import ErrorKind
 
@@ -267,7 +273,6 @@ class BatchBackend(Backend):
             if sending.unsure_counts:  # its tasks left or failed, but a lost create may have made it
                 await self._cancel_lost(sending)
             return None
-        batch.found = sending.found
         batch.id = created.id
         _report(batch, created)
         return created.id
@@ -284,7 +289,7 @@ class BatchBackend(Backend):
                 found = await self._find_sent(sending)
             if found is not None:
                 logger.warning("batch %s was created although its create call failed; using it", found.id)
-                sending.found = True
+                batch.found = True
                 return found
         requests = _requests(batch)
         async with self._creating:
@@ -374,16 +379,10 @@ class BatchBackend(Backend):
                     self._fail_all(batch, fault.kind, fault.message)
                     return None
                 failures += 1
-                delay = self._delay(fault, failures)
+                delay = backoff_delay(fault, failures, self._poll_min_s, self._poll_max_s)
                 _tell(batch, f"{fault.what} trying to {doing}; retrying in {delay:.1f} s")
                 await _pause(batch, delay)
         return None
-
-    def _delay(self, fault: Transient, failures: int) -> float:
-        if fault.retry_after is not None and fault.retry_after > 0:
-            return min(fault.retry_after, self._poll_max_s)
-        backoff = self._poll_min_s * 2 ** min(failures - 1, 16)
-        return min(backoff, self._poll_max_s) * random.uniform(0.75, 1.0)  # jitter, not crypto
 
     # --- results -----------------------------------------------------------------------------------
 
@@ -394,13 +393,7 @@ class BatchBackend(Backend):
             if result.type == "succeeded":
                 message = result.message
                 text = "".join(block.text for block in message.content if block.type == "text")
-                usage = message.usage
-                tokens = Tokens(
-                    usage.input_tokens,
-                    usage.output_tokens,
-                    usage.cache_creation_input_tokens or 0,
-                    usage.cache_read_input_tokens or 0,
-                )
+                tokens = tokens_of(message.usage)
                 sink.response_started()
                 sink.append(text)
                 sink.add_usage(message.model, tokens, self._prices.batch_cost(message.model, tokens))
@@ -439,7 +432,6 @@ class _Sending:
 
     started: datetime
     unsure_counts: set[int] = field(default_factory=set[int])
-    found: bool = False  #: the batch was taken from the list, not from a create's answer
 
 
 def _size(current: MessageBatch) -> int:

@@ -106,14 +106,8 @@ class CommandBackend(Backend):
 
     async def version(self) -> str | None:
         """The first line ``<program> --version`` prints, or None if that fails. Spends no tokens."""
-        stdout = Stdout()
-        try:
-            with anyio.fail_after(_VERSION_TIMEOUT_S):
-                outcome = await self._execute([self._spec.program, "--version"], None, stdout)
-        except (TimeoutError, TaskFailure):
-            return None
-        lines = outcome.stdout.strip().splitlines()
-        return lines[0].strip() if outcome.status == 0 and lines else None
+        lines = (await self._probe([self._spec.program, "--version"]) or "").strip().splitlines()
+        return lines[0].strip() if lines else None
 
     async def unknown_flags(self) -> list[str] | None:
         """The long flags this command passes that its ``--help`` does not list (a CLI too old for
@@ -124,18 +118,21 @@ class CommandBackend(Backend):
         words = list(
             itertools.takewhile(lambda arg: not arg.startswith("-") and PROMPT not in arg, self._spec.argv)
         )
-        stdout = Stdout()
-        try:
-            with anyio.fail_after(_VERSION_TIMEOUT_S):
-                outcome = await self._execute([*words, "--help"], None, stdout)
-        except (TimeoutError, TaskFailure):
-            return None
-        text = outcome.stdout
-        if outcome.status != 0 or not text.strip():
+        text = await self._probe([*words, "--help"])
+        if text is None or not text.strip():
             return None
         flags = [arg.split("=", 1)[0] for arg in (*self._spec.argv, *self._spec.model_args)]
         flags = [flag for flag in dict.fromkeys(flags) if flag.startswith("--") and PROMPT not in flag]
         return [flag for flag in flags if not re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", text)]
+
+    async def _probe(self, argv: list[str]) -> str | None:
+        """What ``argv`` prints (no prompt, no tokens spent), or None if it fails or hangs."""
+        try:
+            with anyio.fail_after(_VERSION_TIMEOUT_S):
+                outcome = await self._execute(argv, None, Stdout())
+        except (TimeoutError, TaskFailure):
+            return None
+        return outcome.stdout if outcome.status == 0 else None
 
     async def run(self, request: SubagentRequest, sink: TaskSink) -> SubagentResult:
         model = request.model or self._spec.model  # "" from the registry: the command's model, or the CLI's

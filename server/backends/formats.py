@@ -168,12 +168,14 @@ class Format:
         room = MAX_OUTPUT_BYTES - self._shown
         if room <= 0 or not text:
             return
-        data = (separator + text if self._shown else text).encode()
-        self._shown += len(data)
-        if len(data) > room:
-            self._sink.append(data[:room].decode(errors="ignore") + "\n\n[partial output cut at 4 MiB]")
+        said = separator + text if self._shown else text
+        size = len(said.encode())
+        self._shown += size
+        if size > room:
+            cut = said.encode()[:room].decode(errors="ignore")
+            self._sink.append(cut + "\n\n[partial output cut at 4 MiB]")
         else:
-            self._sink.append(data.decode())
+            self._sink.append(said)
 
     def report(self, model: str, tokens: Tokens, cost_usd: float | None = None) -> None:
         self._reported = True

@@ -128,7 +128,7 @@ class LoopSink:
         self._turn.clear()
 
 
-def tool_params(turn: int, history_chars: int = 0) -> dict[str, Any]:
+def tool_params(turn: int, history_chars: int) -> dict[str, Any]:
     """The tools of a turn; the last one (by count, or by the size of the answers so far) may not use
     them."""
     params: dict[str, Any] = {"tools": TOOLS}
@@ -153,8 +153,8 @@ async def run_uses(workspace: Workspace, uses: list[ToolUse], history_chars: int
 def answer_uses(
     workspace: Workspace,
     uses: list[ToolUse],
-    stop: threading.Event | None = None,
-    room: int = MAX_HISTORY_CHARS,
+    stop: threading.Event,
+    room: int,
 ) -> dict[str, Any]:
     """Run each tool use (blocking: call from a worker thread); the user turn with their results. Once
     the answers fill ``room`` characters, the uses left are answered with a refusal, not run: many uses
@@ -163,7 +163,6 @@ def answer_uses(
     Raises:
         Stopped: ``stop`` was set; the results would go nowhere.
     """
-    stop = stop or threading.Event()
     results: list[dict[str, Any]] = []
     for use in uses:
         if stop.is_set():
