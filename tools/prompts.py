@@ -2,7 +2,7 @@
 start it with spawn_parallel, collect it and synthesise it, with the checks to make first."""
 
 import json
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import anyio
 from mcp import MCPError
@@ -11,7 +11,8 @@ from mcp.server.mcpserver.prompts.base import Prompt
 from mcp_types import INVALID_PARAMS
 from pydantic import Field
 
-from fanout_mcp.server import FanoutError, Runtime
+from fanout_mcp.server import FanoutError
+from fanout_mcp.tools.tasks import runtime_of
 
 _FILES_PER_DIRECTORY = 40
 _DEFAULT_PERSPECTIVES = "security, performance, testing, architecture"
@@ -34,10 +35,6 @@ Then collect and merge:
 def _invalid(message: str) -> MCPError:
     # An MCPError reaches the client as it is; any other exception becomes "Error rendering prompt".
     return MCPError(code=INVALID_PARAMS, message=message)
-
-
-def _runtime(ctx: Context) -> Runtime:
-    return cast(Runtime, ctx.request_context.lifespan_context)
 
 
 def parallel_tasks(
@@ -77,13 +74,13 @@ async def parallel_directories(
     ctx: Context,
 ) -> str:
     """One subagent per directory of a path (inside the server's roots), with the files each will read."""
-    files = _runtime(ctx).registry.files
+    files = runtime_of(ctx).registry.files
     try:
         root = files.check_directory(path)
     except FanoutError as exc:
         raise _invalid(str(exc)) from None
     directories = await anyio.to_thread.run_sync(files.subdirectories, root) or [root]
-    limit = _runtime(ctx).settings.max_tasks_per_spawn
+    limit = runtime_of(ctx).settings.max_tasks_per_spawn
     skipped = ""
     if len(directories) > limit:
         skipped = (

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from fanout_mcp.server import (
     BackendUnavailable,
+    Counts,
     ErrorKind,
     FanoutError,
     Runtime,
@@ -25,6 +26,7 @@ from fanout_mcp.server import (
     TaskRegistry,
     TaskRequest,
     TaskState,
+    Usage,
     fair_shares,
 )
 from fanout_mcp.tools import shape
@@ -60,7 +62,8 @@ TaskIds = Annotated[
 GroupId = Annotated[str | None, Field(description="A group_id from spawn_parallel: all of its tasks.")]
 
 
-def _runtime(ctx: Context) -> Runtime:
+def runtime_of(ctx: Context) -> Runtime:
+    """The server's runtime, which its lifespan opened, from a tool's or a prompt's context."""
     return cast(Runtime, ctx.request_context.lifespan_context)
 
 
@@ -213,7 +216,7 @@ async def spawn_parallel(
     server's concurrency limit). Next: call task_output(group_id=...) to collect the results (it waits
     for them), then synthesize(group_id=...) to merge them into one answer.
     """
-    runtime = _runtime(ctx)
+    runtime = runtime_of(ctx)
     with _as_tool_errors():
         receipt = await runtime.registry.spawn(
             SpawnRequest(
@@ -259,13 +262,13 @@ async def task_output(
     characters by default), shared fairly. When a task's truncated is true, call again with
     task_ids=[that id] and offset=next_offset. When all are done, call synthesize to merge the answers.
     """
-    runtime = _runtime(ctx)
+    runtime = runtime_of(ctx)
     with _as_tool_errors():
         ids = runtime.registry.select(task_ids, group_id)
     waited = await _wait(runtime, ids, _wait_budget(runtime, wait_s), ctx)
     registry = runtime.registry
-    counts = registry.counts(ids)
-    snaps = registry.snapshots(ids)
+    snaps = registry.snapshots(ids)  # one read of the tasks: counts and usage come from it too
+    counts = Counts.of([s.state for s in snaps])
     # Every task gets up to max_chars, and all of them together at most the server's budget, shared
     # fairly: a result a client would cut or save to a file helps nobody. The rest is paged.
     wanted = [min(max(0, len(s.output or "") - offset), max_chars) for s in snaps]
@@ -274,7 +277,7 @@ async def task_output(
         done=shape.finished_count(counts) == len(ids),
         counts=counts,
         tasks=[shape.task_view(snap, offset, share) for snap, share in zip(snaps, shares, strict=True)],
-        usage=registry.usage(ids),
+        usage=sum((s.usage for s in snaps), Usage()),
         groups=_groups(registry, ids),
         waited_s=waited,
     )
@@ -319,7 +322,7 @@ async def synthesize(
     synthesis runs as a task of its own; if it has not finished within wait_s, done is false and the
     next identical call picks up the same synthesis.
     """
-    runtime = _runtime(ctx)
+    runtime = runtime_of(ctx)
     registry = runtime.registry
     with _as_tool_errors():
         ids = registry.select(task_ids, group_id)
@@ -362,7 +365,7 @@ async def list_tasks(
 
     Use it to find ids again, or to see what is still running. Read outputs with task_output.
     """
-    registry = _runtime(ctx).registry
+    registry = runtime_of(ctx).registry
     with _as_tool_errors():
         listing = registry.list(group_id, state, limit)
     result = ListResult(
@@ -381,7 +384,7 @@ async def cancel_tasks(
     Tasks that already finished are left as they are and listed under already_finished. Outputs of
     finished tasks stay available to task_output and synthesize.
     """
-    registry = _runtime(ctx).registry
+    registry = runtime_of(ctx).registry
     with _as_tool_errors():
         ids = registry.select(task_ids, group_id)
     outcome = registry.cancel(ids)
