@@ -52,6 +52,7 @@ _OPPOSITES: Final = (
     ("allow", "deny"), ("allow", "block"), ("keep", "remove"), ("keep", "delete"), ("add", "delete"),
     ("use", "avoid"), ("expose", "hide"), ("sync", "async"), ("shorten", "lengthen"), ("widen", "narrow"),
 )  # fmt: skip
+_OPPOSITE_WORDS: Final = frozenset(word for pair in _OPPOSITES for word in pair)
 _NEGATIONS: Final = frozenset({"not", "never", "no", "don't", "dont", "avoid", "stop"})
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?")  # words in any script
 _OPPOSED_OVERLAP: Final = 0.34  # opposite verbs: the rest of the two recommendations must overlap this much
@@ -353,8 +354,7 @@ def _span(group: Sequence[_Report]) -> tuple[int, int] | None:
 def _contradict(first: str, second: str) -> bool:
     """Opposite verbs about a shared subject, or one negating what the other says."""
     a, b = _content(first), _content(second)
-    opposite = {w for pair in _OPPOSITES for w in pair}
-    plain_a, plain_b = a - _NEGATIONS - opposite, b - _NEGATIONS - opposite
+    plain_a, plain_b = a - _NEGATIONS - _OPPOSITE_WORDS, b - _NEGATIONS - _OPPOSITE_WORDS
     if not plain_a & plain_b:
         return False
     if any((x in a and y in b and y not in a) or (y in a and x in b and x not in a) for x, y in _OPPOSITES):
@@ -377,18 +377,16 @@ def _normalise_text(text: str) -> str:
 
 
 def _actions(findings: Sequence[MergedFinding]) -> list[Action]:
-    actions: list[Action] = []
-    seen: dict[str, Action] = {}
+    actions: dict[str, Action] = {}  # normalised text -> action, in first-seen order
     for finding in findings:
         text = finding.recommendation.strip()
         if not text:
             continue
         key = _normalise_text(text)
-        if key in seen:
-            known = seen[key]
+        known = actions.get(key)
+        if known is not None:
             merged = list(dict.fromkeys([*known.sources, *finding.sources]))
-            actions[actions.index(known)] = seen[key] = known.model_copy(update={"sources": merged})
+            actions[key] = known.model_copy(update={"sources": merged})
             continue
-        seen[key] = Action(action=text, priority=len(actions) + 1, sources=list(finding.sources))
-        actions.append(seen[key])
-    return actions
+        actions[key] = Action(action=text, priority=len(actions) + 1, sources=list(finding.sources))
+    return list(actions.values())
