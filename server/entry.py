@@ -37,7 +37,7 @@ class Group:
     live: int = 0  #: tasks of the group not yet evicted
     budget_usd: float | None = None
     spent_usd: float = 0.0  #: the known cost of every call of the group's tasks so far
-    stopping: bool = False  #: the registry is ending the group's queued tasks for its budget
+    budget_stopped: bool = False  #: its budget was spent and its queued tasks ended (once: none can join)
 
     @property
     def over_budget(self) -> bool:

@@ -135,12 +135,15 @@ def _check_cwd_backends(tasks: Sequence[TaskRequest], backends: Sequence[Backend
 def _resolve_cwds(tasks: Sequence[TaskRequest], reader: FileReader) -> list[Path | None]:
     """Each task's working directory, checked to be a directory inside the roots (in a worker thread)."""
     resolved: list[Path | None] = []
+    checked: dict[str, Path] = {}  # each directory checked once, however many tasks name it
     for index, task in enumerate(tasks):
         if task.cwd is None:
             resolved.append(None)
             continue
         try:
-            resolved.append(reader.check_directory(task.cwd))
+            if task.cwd not in checked:
+                checked[task.cwd] = reader.check_directory(task.cwd)
+            resolved.append(checked[task.cwd])
         except InvalidInput as exc:
             raise InvalidInput(
                 f"task {index + 1} ({_name(task, index)}) cwd: {str(exc).rstrip('.')}. Leave cwd out to run "
@@ -209,7 +212,8 @@ def _check_concurrency(value: int | None, settings: Settings, warnings: list[str
 
 def _load_files(tasks: Sequence[TaskRequest], reader: FileReader, settings: Settings) -> dict[str, FileText]:
     """Check every path and every task's byte budget before reading anything (in a worker thread)."""
-    infos = {path: reader.check(path) for task in tasks for path in task.files}
+    paths = dict.fromkeys(path for task in tasks for path in task.files)  # each file checked once
+    infos = {path: reader.check(path) for path in paths}
     limit = settings.max_task_file_bytes
     for index, task in enumerate(tasks):
         total = sum(reader.shown_size(infos[path]) for path in dict.fromkeys(task.files))

@@ -197,7 +197,6 @@ class TaskRegistry:
         group.live = len(group.task_ids)
         self._groups[group.id] = group
         self._unfinished += group.live
-        entries = [self._tasks[task_id] for task_id in group.task_ids]
         self._tg.start_soon(self._dispatch, entries, name=f"fanout dispatch {group.id}")
         return group
 
@@ -389,22 +388,21 @@ class TaskRegistry:
         ended.task_id, ended.next = entry.id, self._ending
         ended.event.set()
         self._evict()
-        if entry.group.over_budget and not entry.group.stopping:
+        if entry.group.over_budget and not entry.group.budget_stopped:
             self._stop_queued_for_budget(entry.group)
 
     def _stop_queued_for_budget(self, group: Group) -> None:
         """The budget is spent: every task of the group that has not started ends now, not at its turn."""
-        group.stopping = True  # ending them runs _move, which must not start this again
-        try:
-            for task_id in group.task_ids:
-                entry = self._tasks.get(task_id)
-                if entry is not None and entry.state is TaskState.QUEUED:
-                    scope = entry.scope
-                    self._stop_for_budget(entry)
-                    if scope is not None:
-                        scope.cancel()
-        finally:
-            group.stopping = False
+        # Set first: ending them runs _move, which must not start this again. Once is enough, since no
+        # task joins a group after it was registered and spending only grows.
+        group.budget_stopped = True
+        for task_id in group.task_ids:
+            entry = self._tasks.get(task_id)
+            if entry is not None and entry.state is TaskState.QUEUED:
+                scope = entry.scope
+                self._stop_for_budget(entry)
+                if scope is not None:
+                    scope.cancel()
 
     # --- reading -----------------------------------------------------------------------------------
 
