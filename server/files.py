@@ -20,7 +20,7 @@ from typing import BinaryIO, Final
 
 from fanout_mcp.server.errors import InvalidInput
 
-_SNIFF_BYTES = 8_192
+SNIFF_BYTES: Final = 8_192  #: how much of a file is looked at to tell text from binary
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,15 +106,12 @@ class FileReader:
         """
         raw = info.path
         try:
-            with info.real.open("rb") as handle:
-                opened = _opened_path(handle.fileno())
-                if opened is not None:
-                    self._check_inside(raw, opened)
+            with self.open(info) as handle:
                 size = os.fstat(handle.fileno()).st_size
                 data = handle.read(self._max_file_bytes + 1)
         except OSError as exc:
             raise InvalidInput(f"file {raw!r} cannot be read: {exc.strerror}") from None
-        if b"\0" in data[:_SNIFF_BYTES]:
+        if looks_binary(data):
             raise InvalidInput(f"file {raw!r} looks binary; only text files can be put in a prompt")
         if len(data) > self._max_file_bytes:
             data = _cut_at_line(data[: self._max_file_bytes])
@@ -227,6 +224,11 @@ _GENERATED: Final = frozenset({"node_modules", "__pycache__", "venv", "dist", "b
 
 def _skipped(name: str) -> bool:
     return name.startswith(".") or name in _GENERATED or name.endswith(".egg-info")
+
+
+def looks_binary(data: bytes) -> bool:
+    """Whether a file that starts with ``data`` is binary (a NUL byte in its first ``SNIFF_BYTES``)."""
+    return b"\0" in data[:SNIFF_BYTES]
 
 
 def _opened_path(fd: int) -> Path | None:

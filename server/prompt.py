@@ -73,10 +73,10 @@ def output_format(text: str | None, schema: Mapping[str, Any] | None) -> str:
 def with_dependencies(prompt: str, results: Sequence[tuple[str, str, str]], budget: int) -> str:
     """The prompt with the answers of the tasks it depends on, as (task id, label, answer); together
     they get at most ``budget`` characters, shared fairly, and a cut answer says so."""
-    shares = fair_shares([len(answer.strip()) for _, _, answer in results], budget)
+    texts = [answer.strip() for _, _, answer in results]
+    shares = fair_shares([len(text) for text in texts], budget)
     blocks: list[str] = []
-    for (task_id, label, answer), share in zip(results, shares, strict=True):
-        text = answer.strip()
+    for (task_id, label, _), text, share in zip(results, texts, shares, strict=True):
         note = ""
         if len(text) > share:
             note = f' note="cut: the first {share} of {len(text)} characters"'

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Final
 
 from fanout_mcp.server.errors import InvalidInput
-from fanout_mcp.server.files import COUNT_LIMIT, FileInfo, FileReader
+from fanout_mcp.server.files import COUNT_LIMIT, SNIFF_BYTES, FileInfo, FileReader, looks_binary
 
 MAX_ANSWER_CHARS: Final = 20_000  #: one tool answer; the subagent pages on with start_line
 MAX_READ_BYTES: Final = 5 * 1024 * 1024  #: larger files are refused, not read in part
@@ -31,7 +31,6 @@ MAX_LISTED: Final = 500
 MAX_HITS: Final = 100
 SEARCH_BUDGET_BYTES: Final = 32 * 1024 * 1024  #: bytes one search_text call reads, over all its files
 MAX_SEARCHED_FILES: Final = 5_000  #: files one search_text call looks at
-_SNIFF: Final = 8_192
 _PIECE: Final = 64 * 1024  #: a longer line is searched in pieces of this size, overlapping by the needle
 _HITS_CHARS: Final = MAX_ANSWER_CHARS - 2_000  #: room left for the note on what was not searched
 _NAMED: Final = 5  #: files named in that note, per reason
@@ -191,8 +190,8 @@ class Workspace:
             info = self._reader.check(path)
             with self._reader.open(info) as handle:
                 shown = self._reader.shown(info.real)
-                head = handle.read(_SNIFF)
-                if b"\0" in head:
+                head = handle.read(SNIFF_BYTES)
+                if looks_binary(head):
                     search.budget -= len(head)
                     search.binary.append(shown)
                     return
@@ -203,7 +202,7 @@ class Workspace:
 
     def _text_of(self, info: FileInfo) -> str:
         data = self._reader.read_bytes(info, MAX_READ_BYTES)
-        if b"\0" in data[:_SNIFF]:
+        if looks_binary(data):
             raise InvalidInput(f"{info.path!r} looks binary; only text files can be read")
         return data.decode("utf-8", errors="replace")
 
