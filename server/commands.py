@@ -113,8 +113,11 @@ PRESETS: Final[Mapping[str, CommandSpec]] = {
     ),
 }
 
-# Names a command may not take: they mean something else in a task's ``backend``.
-RESERVED: Final = frozenset({"auto", "anthropic", "cli", "batch", "sampling"})
+# Names a command may not take: they mean something else in a task's ``backend`` (``api`` and ``cli`` are
+# aliases of anthropic and claude).
+RESERVED: Final = frozenset({"auto", "anthropic", "api", "cli", "batch", "sampling"})
+# What the server's default backend may be, besides a command: sampling needs a client, so never.
+DEFAULTABLE: Final = RESERVED - {"sampling"}
 
 
 def command_from_config(name: str, raw: Mapping[str, object]) -> CommandSpec:

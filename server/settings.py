@@ -17,7 +17,7 @@ from typing import Annotated, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from fanout_mcp.server.commands import PRESETS, RESERVED, CommandSpec
+from fanout_mcp.server.commands import DEFAULTABLE, PRESETS, RESERVED, CommandSpec
 from fanout_mcp.server.config import ConfigError, read_config
 from fanout_mcp.server.pricing import PriceTable
 
@@ -97,7 +97,7 @@ class Settings(BaseModel):
     @classmethod
     def _backend_exists(cls, backend: str, info: ValidationInfo) -> str:
         commands: Mapping[str, CommandSpec] = info.data.get("commands", PRESETS)
-        known = {"auto", "anthropic", "api", "cli", "batch", *commands}
+        known = {*DEFAULTABLE, *commands}
         if backend not in known:
             raise ValueError(f"backend {backend!r} is not one of {sorted(known)}")
         return backend

@@ -86,6 +86,7 @@ def test_the_file_can_be_named_by_the_environment(tmp_path: Path) -> None:
         ('[commands.mine]\nargv = ["x"]\ncolour = "red"\n', r"commands\.mine\.colour: "),
         ('[commands.mine]\nargv = ["x", "{model}"]\n', r"commands\.mine\.argv: .*model_args"),
         ('[commands.auto]\nargv = ["x"]\n', r"command name 'auto'"),
+        ('[commands.api]\nargv = ["x"]\n', r"command name 'api'"),  # an alias: it would be shadowed
         (
             '[commands.mine]\nargv = ["x"]\ncwd = "nowhere"\n',
             r"commands\.mine\.cwd: .*not an existing directory",
