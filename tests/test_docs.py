@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from fanout_mcp.server import OPTIONS
 from fanout_mcp.server import __all__ as server_names
@@ -27,6 +31,28 @@ def test_ci_runs_exactly_the_readmes_test_command() -> None:
     assert match is not None
     ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
     assert match.group(1).strip() in ci.splitlines()
+
+
+def test_every_install_command_in_the_readme_uses_the_lock() -> None:
+    installs = re.findall(r"pip install [^\n]*-e [^\n]*", README)
+    assert len(installs) >= 3
+    assert all("-c requirements.lock" in command for command in installs), installs
+
+
+def test_the_lock_pins_every_dependency_inside_its_range() -> None:
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    wanted = [Requirement(r) for r in pyproject["dependencies"]]
+    wanted += [Requirement(r) for extra in pyproject["optional-dependencies"].values() for r in extra]
+    pinned: dict[str, str] = {}
+    for line in (REPO / "requirements.lock").read_text(encoding="utf-8").splitlines():
+        if match := re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)", line):
+            pinned[canonicalize_name(match.group(1))] = match.group(2)
+    for requirement in wanted:
+        if canonicalize_name(requirement.name) == "fanout-mcp":  # an extra naming another extra
+            continue
+        version = pinned.get(canonicalize_name(requirement.name))
+        assert version is not None, f"{requirement.name} is not in requirements.lock: run .ci/lock"
+        assert requirement.specifier.contains(version), f"{requirement} but the lock has {version}"
 
 
 def test_mcp_json_is_a_client_entry_that_runs_the_console_script() -> None:
