@@ -2,8 +2,8 @@
 
 An entry is also the ``TaskSink`` its backend reports to. Its state is written only by
 ``TaskRegistry._move``; everything else here records what the backend says or reads the entry out as a
-frozen ``TaskSnapshot``. Large things (the prompt, the cancel scope, the partial-output chunks) are
-dropped when the task ends, so a finished entry stays small.
+frozen ``TaskSnapshot``. Large things (the planned request, the cancel scope, the partial-output chunks)
+are dropped when the task ends, so a finished entry stays small.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 import anyio
 
 from fanout_mcp.server.backends import Backend
+from fanout_mcp.server.intake import PlannedTask
 from fanout_mcp.server.models import (
-    SubagentRequest,
     TaskError,
     TaskSnapshot,
     TaskSpec,
@@ -35,6 +35,8 @@ class Group:
     task_ids: list[str]
     limiter: anyio.CapacityLimiter | None
     live: int = 0  #: tasks of the group not yet evicted
+    unfinished: int = 0  #: tasks of the group not yet ended
+    shared_bytes: int = 0  #: what its tasks share (shared context, file texts) until the last one ends
     budget_usd: float | None = None
     spent_usd: float = 0.0  #: the known cost of every call of the group's tasks so far
     budget_stopped: bool = False  #: its budget was spent and its queued tasks ended (once: none can join)
@@ -53,7 +55,8 @@ class Entry:
     spec: TaskSpec
     backend: Backend | None  #: dropped when the task ends
     prices: PriceTable
-    request: SubagentRequest | None
+    planned: PlannedTask | None  #: its request, prompt not yet written; dropped when the task ends
+    held_bytes: int = 0  #: what ``planned`` holds of its own (the group's shared part is apart)
     scope: anyio.CancelScope | None = field(default_factory=anyio.CancelScope)
     done: anyio.Event = field(default_factory=anyio.Event)
     state: TaskState = TaskState.QUEUED

@@ -14,7 +14,7 @@ import os
 import stat
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, Final
 
@@ -151,8 +151,17 @@ class FileReader:
         return handle
 
     def read_files(self, infos: Iterable[FileInfo]) -> dict[str, FileText]:
-        """Read each checked file once, keyed by the path as written."""
-        return {info.path: self.read(info) for info in infos}
+        """Read each checked file once, keyed by the path as written: two paths to one file share its
+        text (one string object), each keeping the path its caller wrote."""
+        read: dict[Path, FileText] = {}
+        texts: dict[str, FileText] = {}
+        for info in infos:
+            first = read.get(info.real)
+            if first is None:
+                texts[info.path] = read[info.real] = self.read(info)
+            else:
+                texts[info.path] = replace(first, path=info.path)
+        return texts
 
     def check_directory(self, raw: str) -> Path:
         """The real path of a directory inside a root.

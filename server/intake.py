@@ -23,7 +23,7 @@ from fanout_mcp.server.errors import BackendUnavailable, InvalidInput
 from fanout_mcp.server.files import FileReader, FileText
 from fanout_mcp.server.models import SpawnRequest, SubagentRequest, TaskRequest, TaskSpec
 from fanout_mcp.server.outputs import resolve_schema
-from fanout_mcp.server.prompt import build_prompt, build_system, estimate_tokens
+from fanout_mcp.server.prompt import TaskPrompt, build_system, estimate_tokens
 from fanout_mcp.server.settings import Settings
 
 _MAX_WARNINGS = 12
@@ -32,8 +32,17 @@ _MAX_WARNINGS = 12
 @dataclass(frozen=True, slots=True)
 class PlannedTask:
     spec: TaskSpec
-    request: SubagentRequest
+    request: SubagentRequest  #: everything a backend needs but the prompt ("" here): see ``prompt``
     backend: Backend  #: the one named by ``spec.backend`` (a spawn's own backends are in no roster)
+    prompt: TaskPrompt | str  #: the task's prompt, or how to write it when the task starts
+
+    def write_prompt(self) -> str:
+        return self.prompt if isinstance(self.prompt, str) else self.prompt.write()
+
+    @property
+    def held_bytes(self) -> int:
+        """About what the task holds until it ends, apart from what its whole spawn shares."""
+        return len(self.prompt) if isinstance(self.prompt, str) else self.prompt.own_bytes()
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +54,19 @@ class Intake:
     max_concurrency: int | None
     warnings: list[str]
     budget_usd: float | None = None
+    shared_bytes: int = 0  #: what the spawn's tasks share while any is unfinished: shared context, files
 
 
-async def prepare(request: SpawnRequest, settings: Settings, reader: FileReader, roster: Roster) -> Intake:
-    """Validate a spawn, choose each task's backend, read its files (in a worker thread) and build every
-    task's prompt.
+async def prepare(
+    request: SpawnRequest,
+    settings: Settings,
+    reader: FileReader,
+    roster: Roster,
+    room_bytes: int | None = None,
+) -> Intake:
+    """Validate a spawn, choose each task's backend and read its files (in a worker thread, each file
+    once; refused unread if they take more than ``room_bytes``, by default the server's whole
+    ``max_queued_bytes``). Prompts are written when tasks start.
 
     Raises:
         InvalidInput: the message names the argument and the fix.
@@ -63,7 +80,8 @@ async def prepare(request: SpawnRequest, settings: Settings, reader: FileReader,
     max_concurrency = _check_concurrency(request.max_concurrency, settings, warnings)
     files: dict[str, FileText] = {}
     if any(task.files for task in request.tasks):
-        files = await anyio.to_thread.run_sync(_load_files, request.tasks, reader, settings)
+        room = settings.max_queued_bytes if room_bytes is None else room_bytes
+        files = await anyio.to_thread.run_sync(_load_files, request.tasks, reader, settings, room)
     cwds: list[Path | None] = [None] * len(request.tasks)
     if any(task.cwd is not None for task in request.tasks):
         cwds = await anyio.to_thread.run_sync(_resolve_cwds, request.tasks, reader)
@@ -81,7 +99,8 @@ async def prepare(request: SpawnRequest, settings: Settings, reader: FileReader,
         warnings = [*warnings[:_MAX_WARNINGS], f"... and {len(warnings) - _MAX_WARNINGS} more warnings"]
     budget = _check_budget(request.budget_usd)
     warm = cache and len(planned) > 1 and any(b.caches_prompts for b in backends)
-    return Intake(planned, warm, max_concurrency, warnings, budget)
+    shared = len(system) + sum({file.real: file.shown for file in files.values()}.values())
+    return Intake(planned, warm, max_concurrency, warnings, budget, shared)
 
 
 def _with_spawn_tools(request: SpawnRequest, backends: Sequence[Backend]) -> list[TaskRequest]:
@@ -210,8 +229,11 @@ def _check_concurrency(value: int | None, settings: Settings, warnings: list[str
     return value
 
 
-def _load_files(tasks: Sequence[TaskRequest], reader: FileReader, settings: Settings) -> dict[str, FileText]:
-    """Check every path and every task's byte budget before reading anything (in a worker thread)."""
+def _load_files(
+    tasks: Sequence[TaskRequest], reader: FileReader, settings: Settings, room_bytes: int
+) -> dict[str, FileText]:
+    """Check every path, every task's byte budget and the server's room before reading anything (in a
+    worker thread). Each file is read once, however many tasks name it."""
     paths = dict.fromkeys(path for task in tasks for path in task.files)  # each file checked once
     infos = {path: reader.check(path) for path in paths}
     limit = settings.max_task_file_bytes
@@ -222,7 +244,22 @@ def _load_files(tasks: Sequence[TaskRequest], reader: FileReader, settings: Sett
                 f"task {index + 1} ({_name(task, index)}) names {total} bytes of files, more than "
                 f"{limit} per task; split it into tasks that each read fewer files."
             )
+    distinct = {info.real: reader.shown_size(info) for info in infos.values()}
+    if sum(distinct.values()) > room_bytes:
+        raise InvalidInput(
+            f"the spawn's files take {sum(distinct.values())} bytes, and only {max(room_bytes, 0)} more fit "
+            f"now. {queued_bytes_hint(settings)}"
+        )
     return reader.read_files(infos.values())
+
+
+def queued_bytes_hint(settings: Settings) -> str:
+    """What to do when a spawn would hold more than the server's ``max_queued_bytes``."""
+    return (
+        f"Unfinished tasks may hold at most {settings.max_queued_bytes} bytes of task text, shared context "
+        "and files in all (--max-queued-bytes): wait for tasks to finish (task_output) or cancel some, "
+        "or name fewer or smaller files."
+    )
 
 
 def _plan(
@@ -254,13 +291,13 @@ def _plan(
         model=model,
         max_tokens=task.max_tokens or settings.max_tokens,
         system=system,
-        prompt=build_prompt(task, files, schema),
+        prompt="",  # written when the task starts, from TaskPrompt
         cache_system=cache,
         output_schema=schema,
         tools=bool(task.tools),
         cwd=cwd,
     )
-    return PlannedTask(spec, request, backend)
+    return PlannedTask(spec, request, backend, TaskPrompt(task, files, schema))
 
 
 def _resolve_schemas(request: SpawnRequest) -> list[Mapping[str, Any] | None]:

@@ -363,3 +363,4 @@ class Statistics:
     running: int
     finished: int
     capacity: int
+    held_bytes: int = 0  #: what unfinished tasks hold (``max_queued_bytes`` bounds it)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 from fanout_mcp.server.budget import fair_shares
@@ -36,6 +37,26 @@ def build_system(shared_context: str | None) -> str:
 
 def estimate_tokens(text: str) -> int:
     return len(text) // CHARS_PER_TOKEN
+
+
+@dataclass(frozen=True, slots=True)
+class TaskPrompt:
+    """A task's own prompt, not yet written: it is written when the task starts. Until then the task
+    holds its spawn's file texts by reference (one copy for every task that names a file), never a copy
+    of its own, so what a queued spawn costs does not grow with the number of tasks sharing its files."""
+
+    task: TaskRequest
+    files: Mapping[str, FileText]  #: the spawn's files, the same mapping for every task of the spawn
+    schema: Mapping[str, Any] | None
+
+    def write(self) -> str:
+        return build_prompt(self.task, self.files, self.schema)
+
+    def own_bytes(self) -> int:
+        """About what the task's own text takes (its files are the spawn's, counted once per spawn)."""
+        task = self.task
+        texts = (task.task, task.role, task.context, task.output_format, *task.focus_areas, *task.files)
+        return sum(len(text) for text in texts if text)
 
 
 def build_prompt(

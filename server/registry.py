@@ -33,7 +33,7 @@ from fanout_mcp.server.errors import (
 )
 from fanout_mcp.server.failures import InvalidOutput, crashed, dependency_failed, over_budget, timed_out
 from fanout_mcp.server.files import FileReader
-from fanout_mcp.server.intake import Intake, PlannedTask, prepare
+from fanout_mcp.server.intake import Intake, PlannedTask, prepare, queued_bytes_hint
 from fanout_mcp.server.models import (
     CancelOutcome,
     Counts,
@@ -103,6 +103,7 @@ class TaskRegistry:
         self._groups: dict[str, Group] = {}
         self._finished: deque[tuple[str, float]] = deque()
         self._unfinished = 0
+        self._held_bytes = 0  #: what unfinished tasks hold: their own text, their spawns' shared part
         self._running = 0
         self._ending = _Ending()
         self._closed = False
@@ -137,8 +138,10 @@ class TaskRegistry:
         """
         self._check_accepting(len(request.tasks))
         roster = self._backends.with_extra(extra_backends or {})
-        intake = await prepare(request, self._settings, self._reader, roster)
+        room = self._settings.max_queued_bytes - self._held_bytes
+        intake = await prepare(request, self._settings, self._reader, roster, room)
         self._check_accepting(len(intake.tasks))  # the file reads awaited: check again
+        self._check_room(intake)
         if intake.budget_usd is not None:
             unpriced = sorted(
                 {m for p in intake.tasks if (m := p.spec.model) and self._prices.price(m) is None}
@@ -171,9 +174,25 @@ class TaskRegistry:
                 f"server's limit of {limit} unfinished tasks; collect or cancel some first."
             )
 
+    def _check_room(self, intake: Intake) -> None:
+        spawn = intake.shared_bytes + sum(planned.held_bytes for planned in intake.tasks)
+        limit = self._settings.max_queued_bytes
+        if self._held_bytes + spawn > limit:
+            raise InvalidInput(
+                f"this spawn's tasks, shared context and files take {spawn} bytes, and unfinished tasks "
+                f"already hold {self._held_bytes}. {queued_bytes_hint(self._settings)}"
+            )
+
     def _register(self, intake: Intake) -> Group:
         limiter = anyio.CapacityLimiter(intake.max_concurrency) if intake.max_concurrency else None
-        group = Group(id=_new_id("g"), task_ids=[], limiter=limiter, budget_usd=intake.budget_usd)
+        group = Group(
+            id=_new_id("g"),
+            task_ids=[],
+            limiter=limiter,
+            budget_usd=intake.budget_usd,
+            shared_bytes=intake.shared_bytes,
+        )
+        self._held_bytes += intake.shared_bytes
         leads: dict[tuple[str, str], anyio.Event] = {}
         entries: list[Entry] = []
         for planned in intake.tasks:
@@ -183,8 +202,10 @@ class TaskRegistry:
                 spec=planned.spec,
                 backend=planned.backend,
                 prices=self._prices,
-                request=planned.request,
+                planned=planned,
+                held_bytes=planned.held_bytes,
             )
+            self._held_bytes += entry.held_bytes
             entries.append(entry)
         for entry in entries:
             entry.deps = tuple(entries[i] for i in entry.spec.depends_on)
@@ -194,7 +215,7 @@ class TaskRegistry:
                 self._link_warmup(entry, leads)
             group.task_ids.append(entry.id)
             self._tasks[entry.id] = entry
-        group.live = len(group.task_ids)
+        group.live = group.unfinished = len(group.task_ids)
         self._groups[group.id] = group
         self._unfinished += group.live
         self._tg.start_soon(self._dispatch, entries, name=f"fanout dispatch {group.id}")
@@ -255,14 +276,16 @@ class TaskRegistry:
                 await stack.enter_async_context(backend.limiter)
             if backend.shares_server_limit:
                 await stack.enter_async_context(self._limiter)
-            request = entry.request
-            if request is None:  # cancelled while it waited; the cancellation arrives at the next await
+            planned = entry.planned
+            if planned is None:  # cancelled while it waited; the cancellation arrives at the next await
                 await anyio.lowlevel.checkpoint()
                 return
             if entry.group.over_budget:
                 self._stop_for_budget(entry)
                 return
             self._move(entry, TaskState.RUNNING)
+            # Written now, not when queued: a running task's prompt is the only copy of its file texts.
+            request = self._write_request(entry, planned)
             try:
                 with anyio.fail_after(entry.spec.timeout_s):
                     result, structured = await self._answer(entry, backend, request)
@@ -294,13 +317,15 @@ class TaskRegistry:
         if failed is not None:
             self._move(entry, TaskState.FAILED, error=dependency_failed(failed))
             return False
-        request = entry.request
-        if request is None:
-            return False
-        answers = [(dep.id, dep.spec.label, dep.output or "") for dep in entry.deps]
-        budget = self._settings.synthesis_input_chars
-        entry.request = replace(request, prompt=with_dependencies(request.prompt, answers, budget))
-        return True
+        return entry.planned is not None  # None: it ended (cancelled) while it waited
+
+    def _write_request(self, entry: Entry, planned: PlannedTask) -> SubagentRequest:
+        """The task's request with its prompt written, and its dependencies' answers (all completed)."""
+        prompt = planned.write_prompt()
+        if entry.deps:
+            answers = [(dep.id, dep.spec.label, dep.output or "") for dep in entry.deps]
+            prompt = with_dependencies(prompt, answers, self._settings.synthesis_input_chars)
+        return replace(planned.request, prompt=prompt)
 
     async def _answer(
         self, entry: Entry, backend: Backend, request: SubagentRequest
@@ -377,8 +402,9 @@ class TaskRegistry:
         entry.stop_reason, entry.error = stop_reason, error
         entry.note = note if note is not None else (entry.note if target is not TaskState.COMPLETED else None)
         # The prompt and buffers are not needed any more, nor the backend (a sampling one holds a session).
-        entry.request = entry.scope = entry.chunks = entry.backend = None
+        entry.planned = entry.scope = entry.chunks = entry.backend = None
         entry.deps = ()
+        self._release(entry)
         if entry.opens is not None:
             entry.opens.set()  # a lead that ended without answering still lets its siblings go
         entry.done.set()
@@ -390,6 +416,12 @@ class TaskRegistry:
         self._evict()
         if entry.group.over_budget and not entry.group.budget_stopped:
             self._stop_queued_for_budget(entry.group)
+
+    def _release(self, entry: Entry) -> None:
+        """An ended task's bytes, and its spawn's shared ones once the spawn's last task has ended."""
+        group = entry.group
+        group.unfinished -= 1
+        self._held_bytes -= entry.held_bytes + (group.shared_bytes if group.unfinished == 0 else 0)
 
     def _stop_queued_for_budget(self, group: Group) -> None:
         """The budget is spent: every task of the group that has not started ends now, not at its turn."""
@@ -501,6 +533,7 @@ class TaskRegistry:
             running=running,
             finished=len(self._finished),
             capacity=int(self._limiter.total_tokens),
+            held_bytes=self._held_bytes,
         )
 
     # --- waiting and cancelling ----------------------------------------------------------------------

@@ -45,6 +45,7 @@ class Settings(BaseModel):
     max_concurrency: Annotated[int, Field(ge=1, le=10_000)] = 20
     max_tasks_per_spawn: Annotated[int, Field(ge=1, le=100_000)] = 100
     max_unfinished: Annotated[int, Field(ge=1, le=1_000_000)] = 5_000
+    max_queued_bytes: Annotated[int, Field(ge=1)] = 512 * 1024 * 1024
     task_timeout_s: Annotated[float, Field(gt=0, le=86_400)] = 600.0
     default_wait_s: Annotated[float, Field(ge=0, le=3_600)] = 25.0
     max_wait_s: Annotated[float, Field(gt=0, le=3_600)] = 50.0
@@ -153,6 +154,13 @@ OPTIONS: Final[Mapping[str, Option]] = {
         "--max-unfinished",
         "FANOUT_MAX_UNFINISHED",
         "most queued+running tasks at once; further spawns are refused until some finish (default: 5000)",
+    ),
+    "max_queued_bytes": Option(
+        "--max-queued-bytes",
+        "FANOUT_MAX_QUEUED_BYTES",
+        "most bytes of task text, shared context and file contents that unfinished tasks may hold; a "
+        "spawn that would pass it is refused until some finish (default: 536870912, 512 MiB)",
+        metavar="BYTES",
     ),
     "task_timeout_s": Option(
         "--task-timeout",

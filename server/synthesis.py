@@ -255,11 +255,11 @@ class Synthesizer:
             model=model,
             max_tokens=settings.synthesis_max_tokens,
             system=SYSTEM,
-            prompt=prompt,
+            prompt="",  # the planned task carries it
             cache_system=False,
             output_schema=SYNTHESIS_SCHEMA,
         )
-        return PlannedTask(spec, request, backend)
+        return PlannedTask(spec, request, backend, prompt)
 
 
 # --- prompts --------------------------------------------------------------------------------------------

@@ -68,7 +68,7 @@ async def test_files_are_read_into_the_prompt_following_the_template(
         label="auth",
     )
     intake = await intake_of(request, make_settings())
-    prompt = intake.tasks[0].request.prompt
+    prompt = intake.tasks[0].write_prompt()
     assert prompt.startswith("You are a security reviewer specialist for this specific task.")
     order = [
         "Task:\nReview the login flow",
@@ -119,7 +119,7 @@ async def test_dotdot_that_stays_inside_a_root_is_fine(make_settings: MakeSettin
     (tmp_path / "a").mkdir()
     (tmp_path / "b.txt").write_text("inside")
     intake = await intake_of(one(files=["a/../b.txt"]), make_settings())
-    assert "inside" in intake.tasks[0].request.prompt
+    assert "inside" in intake.tasks[0].write_prompt()
 
 
 async def test_missing_files_directories_and_binaries_are_refused(
@@ -144,7 +144,7 @@ async def test_an_oversized_file_is_cut_at_a_line_with_a_note_and_a_warning(
     content = "".join(f"line {i}\n" for i in range(1000))
     (tmp_path / "big.txt").write_text(content)
     intake = await intake_of(one(files=["big.txt"]), make_settings(max_file_bytes=100))
-    prompt = intake.tasks[0].request.prompt
+    prompt = intake.tasks[0].write_prompt()
     assert f'note="cut: the first 94 of {len(content)} bytes are shown"' in prompt
     assert "line 0\n" in prompt and "line 999" not in prompt
     assert any("big.txt" in w and "only the first" in w for w in intake.warnings)

@@ -50,7 +50,7 @@ async def test_answers_that_fit_get_one_synthesis_that_may_cite_them_all(make_se
     planned, ids = await plan_for(make_settings, 3, 500)
     assert len(planned) == 1
     assert planned[0].spec.known_sources == frozenset(ids) and planned[0].spec.depends_on == ()
-    assert all(f'task_id="{i}"' in planned[0].request.prompt for i in ids)
+    assert all(f'task_id="{i}"' in planned[0].write_prompt() for i in ids)
 
 
 async def test_too_much_for_one_call_becomes_a_tree_whose_leaves_hold_every_answer(
@@ -73,11 +73,11 @@ async def test_too_much_for_one_call_becomes_a_tree_whose_leaves_hold_every_answ
     assert reachable == {p.spec.index for p in planned}  # one tree: the final task depends on everything
     for leaf in leaves:  # a leaf may cite only the answers it was given
         assert leaf.spec.known_sources and all(
-            f'task_id="{i}"' in leaf.request.prompt for i in leaf.spec.known_sources
+            f'task_id="{i}"' in leaf.write_prompt() for i in leaf.spec.known_sources
         )
     for task_id in ids:
-        assert any(f'task_id="{task_id}"' in leaf.request.prompt for leaf in leaves)
-    text = "".join(leaf.request.prompt for leaf in leaves)  # every answer in full: each line is in some leaf
+        assert any(f'task_id="{task_id}"' in leaf.write_prompt() for leaf in leaves)
+    text = "".join(leaf.write_prompt() for leaf in leaves)  # every answer in full: each line is in some leaf
     for i in range(8):
         for line in range(40):
             assert f"t{i} line {line} " in text
