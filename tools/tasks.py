@@ -106,6 +106,8 @@ def _wait_budget(runtime: Runtime, wait_s: float | None) -> float:
 
 async def _wait(runtime: Runtime, task_ids: Sequence[str], seconds: float, ctx: Context) -> float:
     """Wait up to ``seconds`` for the tasks, reporting progress; return the seconds waited."""
+    if seconds <= 0:  # a look, not a wait: no task group, no heartbeat
+        return 0.0
     registry = runtime.registry
     total = len(task_ids)
     started = anyio.current_time()
