@@ -2,6 +2,9 @@
 
 spawn       spawn_parallel of 100 tasks over stdio: the call's latency, median over rounds
 rtt         a task_output round trip over stdio (finished task, wait_s=0), median of 200 calls
+poll        a group of 5,000 tasks over stdio (100 completed, 100 running, the rest queued): a "done
+            yet?" poll with include="status", the same poll of full results (max_chars=1), task_output
+            of one task of the group (median of 200) and list_tasks of the group (its default limit)
 memory      the engine in process with an instant backend: Python heap per finished task (tracemalloc,
             outputs empty so none is counted) and the process's resident memory after 10,000 finished tasks
 cpu         the engine's CPU per task with the instant backend (no HTTP): what the registry, intake and
@@ -25,6 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SCRIPT, Fake, log, run_contender, server_env, table
 
 SPAWN_TASKS = 100
+POLL_TASKS = 5_000
+POLL_SLOTS = 100  # the server's concurrency: the first this many answer at once, the next hold
 
 
 async def measure_stdio(rounds: int) -> dict[str, Any]:
@@ -57,6 +62,51 @@ async def measure_stdio(rounds: int) -> dict[str, Any]:
             rtts.append(time.perf_counter() - started)
     return {"first_spawn_ms": spawns[0] * 1000, "spawn_ms": [s * 1000 for s in spawns[1:]],
             "rtt_ms": statistics.median(rtts) * 1000}  # fmt: skip
+
+
+async def measure_poll() -> dict[str, Any]:
+    import os
+
+    from mcp import Client, StdioServerParameters
+
+    args = ["--max-concurrency", str(POLL_SLOTS), "--max-tasks", str(POLL_TASKS)]
+    params = StdioServerParameters(
+        command=str(SCRIPT), args=args, env=server_env(os.environ["ANTHROPIC_BASE_URL"])
+    )
+    tasks = [{"task": f"[[latency:0]] [[reply:ok]] item {i}" if i < POLL_SLOTS else
+              f"[[latency:0]] [[hold]] item {i}"} for i in range(POLL_TASKS)]  # fmt: skip
+    async with Client(params) as client:
+        spawned: Any = (await client.call_tool("spawn_parallel", {"tasks": tasks})).structured_content
+        group, first = spawned["group_id"], spawned["task_ids"][:POLL_SLOTS]
+        await client.call_tool("task_output", {"task_ids": first, "wait_s": 30, "max_chars": 1})
+        status_ms, status_bytes = await _timed(
+            client, 20, {"group_id": group, "wait_s": 0, "include": "status"}
+        )
+        full_ms, full_bytes = await _timed(client, 3, {"group_id": group, "wait_s": 0, "max_chars": 1})
+        one_ms, _ = await _timed(client, 200, {"task_ids": [first[0]], "wait_s": 0, "max_chars": 100})
+        list_ms, list_bytes = await _timed(client, 20, {"group_id": group}, tool="list_tasks")
+    return {"tasks": POLL_TASKS, "status_ms": status_ms, "status_bytes": status_bytes, "full_ms": full_ms,
+            "full_bytes": full_bytes, "one_ms": one_ms, "list_ms": list_ms, "list_bytes": list_bytes}  # fmt: skip
+
+
+async def _timed(
+    client: Any, calls: int, arguments: dict[str, Any], tool: str = "task_output"
+) -> tuple[float, int]:
+    """The median milliseconds of ``calls`` identical calls, and the bytes of the last answer."""
+    times: list[float] = []
+    size = 0
+    for _ in range(calls):
+        started = time.perf_counter()
+        result = await client.call_tool(tool, arguments)
+        times.append(time.perf_counter() - started)
+        size = len(json.dumps(result.structured_content)) + sum(
+            len(getattr(b, "text", "")) for b in result.content
+        )
+    return statistics.median(times) * 1000, size
+
+
+def verdict(measured: float, limit: float) -> str:
+    return "met" if measured < limit else "not met"
 
 
 class InstantBackend:
@@ -127,18 +177,36 @@ def scenario(fake: Fake, rounds: int, tasks: int) -> dict[str, Any]:
     heap = run_contender(script, ["--part", "memory", "--tasks", str(tasks)], fake)
     cpu = run_contender(script, ["--part", "cpu", "--tasks", str(tasks)], fake)
     log(f"overhead: {heap['heap_per_task']:.0f} B/task heap, {cpu['cpu_ms_per_task']:.3f} ms CPU/task")
-    spawn = stdio["spawn_ms"]
+    fake.reset()
+    poll = run_contender(script, ["--part", "poll"], fake)
+    fake.reset()  # lets the requests still held go
+    log(f"overhead: status poll of {poll['tasks']:,} tasks {poll['status_ms']:.1f} ms, "
+        f"one task of them {poll['one_ms']:.2f} ms")  # fmt: skip
+    spawn, n = stdio["spawn_ms"], f"{poll['tasks']:,}"
+    spawn_ms = statistics.median(spawn)
     rows = [
-        [f"spawn_parallel, {SPAWN_TASKS} tasks, over stdio", f"{statistics.median(spawn):.1f} ms "
+        [f"spawn_parallel, {SPAWN_TASKS} tasks, over stdio", f"{spawn_ms:.1f} ms "
          f"[{min(spawn):.1f}-{max(spawn):.1f}], {len(spawn)} calls after a first (cold) call of "
-         f"{stdio['first_spawn_ms']:.0f} ms", "under 50 ms"],
-        ["task_output round trip over stdio (median of 200)", f"{stdio['rtt_ms']:.2f} ms", "under 5 ms"],
-        ["heap per finished task, outputs excluded", f"{heap['heap_per_task']:.0f} B", "under 4 KB"],
-        [f"resident memory after {heap['finished']:,} finished tasks", f"+{cpu['rss_kb'] / 1024:.1f} MiB", "-"],
-        ["engine CPU per task (instant backend, no HTTP)", f"{cpu['cpu_ms_per_task']:.3f} ms", "-"],
+         f"{stdio['first_spawn_ms']:.0f} ms", "under 50 ms", verdict(spawn_ms, 50)],
+        ["task_output round trip over stdio (median of 200)", f"{stdio['rtt_ms']:.2f} ms", "under 5 ms",
+         verdict(stdio["rtt_ms"], 5)],
+        [f'task_output(include="status") of a {n}-task group, over stdio (median of 20)',
+         f"{poll['status_ms']:.1f} ms, {poll['status_bytes'] / poll['tasks']:.0f} B per task", "under 50 ms",
+         verdict(poll["status_ms"], 50)],
+        [f"task_output of one task of a {n}-task group, over stdio (median of 200)", f"{poll['one_ms']:.2f} ms",
+         "under 3 ms", verdict(poll["one_ms"], 3)],
+        [f"task_output(max_chars=1) of a {n}-task group, over stdio (median of 3)",
+         f"{poll['full_ms']:.0f} ms, {poll['full_bytes'] / poll['tasks']:.0f} B per task", "-", "-"],
+        [f"list_tasks of a {n}-task group (limit 100), over stdio (median of 20)",
+         f"{poll['list_ms']:.1f} ms, {poll['list_bytes'] / 1024:.0f} KiB", "-", "-"],
+        ["heap per finished task, outputs excluded", f"{heap['heap_per_task']:.0f} B", "under 4 KB",
+         verdict(heap["heap_per_task"], 4096)],
+        [f"resident memory after {heap['finished']:,} finished tasks", f"+{cpu['rss_kb'] / 1024:.1f} MiB", "-",
+         "-"],
+        ["engine CPU per task (instant backend, no HTTP)", f"{cpu['cpu_ms_per_task']:.3f} ms", "-", "-"],
     ]  # fmt: skip
-    return {"runs": {"stdio": stdio, "memory": heap, "cpu": cpu},
-            "markdown": table(["measure", "measured", "target"], rows)}  # fmt: skip
+    return {"runs": {"stdio": stdio, "memory": heap, "cpu": cpu, "poll": poll},
+            "markdown": table(["measure", "measured", "target", ""], rows)}  # fmt: skip
 
 
 def main() -> None:
@@ -148,10 +216,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--latency", type=float, default=1.0)
-    parser.add_argument("--part", choices=["stdio", "memory", "cpu"], help=argparse.SUPPRESS)
+    parser.add_argument("--part", choices=["stdio", "poll", "memory", "cpu"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.part == "stdio":
         print(json.dumps(asyncio.run(measure_stdio(args.rounds))))
+    elif args.part == "poll":
+        print(json.dumps(asyncio.run(measure_poll())))
     elif args.part:
         print(json.dumps(asyncio.run(measure_engine(args.tasks, trace=args.part == "memory"))))
     else:

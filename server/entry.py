@@ -27,6 +27,37 @@ from fanout_mcp.server.pricing import PriceTable
 from fanout_mcp.server.state import ErrorKind, TaskState
 
 
+@dataclass(slots=True)
+class Spend:
+    """Tokens and cost, added up call by call.
+
+    The cost is None once the cost of any call added is unknown: a total that silently left a call out
+    would look complete and be too low.
+    """
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
+    cost_usd: float | None = 0.0
+
+    def add(self, tokens: Tokens | Spend, cost_usd: float | None) -> None:
+        self.input_tokens += tokens.input_tokens
+        self.output_tokens += tokens.output_tokens
+        self.cache_write_tokens += tokens.cache_write_tokens
+        self.cache_read_tokens += tokens.cache_read_tokens
+        self.cost_usd = None if cost_usd is None or self.cost_usd is None else self.cost_usd + cost_usd
+
+    def usage(self) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            cache_write_tokens=self.cache_write_tokens,
+            cache_read_tokens=self.cache_read_tokens,
+            cost_usd=self.cost_usd,
+        )
+
+
 @dataclass(slots=True, eq=False)
 class Group:
     """The tasks of one spawn."""
@@ -35,15 +66,30 @@ class Group:
     task_ids: list[str]
     limiter: anyio.CapacityLimiter | None
     live: int = 0  #: tasks of the group not yet evicted
-    unfinished: int = 0  #: tasks of the group not yet ended
+    #: tasks of the group not yet evicted, per state (kept by the registry, which moves and evicts them)
+    per_state: dict[TaskState, int] = field(default_factory=lambda: dict.fromkeys(TaskState, 0))
     shared_bytes: int = 0  #: what its tasks share (shared context, file texts) until the last one ends
     budget_usd: float | None = None
+    #: every call of every task the group ever had, evicted ones too: written only by ``add_usage``, so
+    #: reading a group's totals costs the same for one task as for thousands
+    spend: Spend = field(default_factory=Spend)
     spent_usd: float = 0.0  #: the known cost of every call of the group's tasks so far
     budget_stopped: bool = False  #: its budget was spent and its queued tasks ended (once: none can join)
 
     @property
+    def unfinished(self) -> int:
+        """Its tasks not yet ended (an unfinished task is never evicted)."""
+        return self.per_state[TaskState.QUEUED] + self.per_state[TaskState.RUNNING]
+
+    @property
     def over_budget(self) -> bool:
         return self.budget_usd is not None and self.spent_usd >= self.budget_usd
+
+    def add_usage(self, tokens: Tokens, cost_usd: float | None) -> None:
+        """One call of one of its tasks, as that task's entry recorded it."""
+        self.spend.add(tokens, cost_usd)
+        if cost_usd is not None:
+            self.spent_usd += cost_usd
 
 
 @dataclass(slots=True, eq=False)
@@ -74,11 +120,7 @@ class Entry:
     started: float | None = None  #: monotonic, when it began running
     ended: float | None = None  #: monotonic
     finished_at: float | None = None  #: wall clock, for retention
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_write_tokens: int = 0
-    cache_read_tokens: int = 0
-    cost_usd: float | None = 0.0
+    spend: Spend = field(default_factory=Spend)  #: every call of this task
     warm_gate: anyio.Event | None = None  #: wait for this before queueing for a slot
     opens: anyio.Event | None = None  #: set when this task's answer begins (its siblings may start)
     deps: tuple[Entry, ...] = ()  #: tasks that must complete before this one starts
@@ -118,16 +160,11 @@ class Entry:
 
     def add_usage(self, model: str, tokens: Tokens, cost_usd: float | None = None) -> None:
         self.model = model
-        self.input_tokens += tokens.input_tokens
-        self.output_tokens += tokens.output_tokens
-        self.cache_write_tokens += tokens.cache_write_tokens
-        self.cache_read_tokens += tokens.cache_read_tokens
         cost = cost_usd
         if cost is None and tokens != Tokens():  # no tokens, no cost said: a call whose cost is unknown
             cost = self.prices.cost(model, tokens)
-        self.cost_usd = None if cost is None or self.cost_usd is None else self.cost_usd + cost
-        if cost is not None:
-            self.group.spent_usd += cost
+        self.spend.add(tokens, cost)
+        self.group.add_usage(tokens, cost)
 
     # --- reading -----------------------------------------------------------------------------------
 
@@ -141,13 +178,7 @@ class Entry:
         return "".join(self.chunks) if self.chunks else None
 
     def usage(self) -> Usage:
-        return Usage(
-            input_tokens=self.input_tokens,
-            output_tokens=self.output_tokens,
-            cache_write_tokens=self.cache_write_tokens,
-            cache_read_tokens=self.cache_read_tokens,
-            cost_usd=self.cost_usd,
-        )
+        return self.spend.usage()
 
     def elapsed(self) -> float | None:
         if self.started is None:

@@ -323,6 +323,10 @@ class Counts(BaseModel):
         tally = dict.fromkeys(TaskState, 0)
         for state in states:
             tally[state] += 1
+        return Counts.of_tally(tally)
+
+    @staticmethod
+    def of_tally(tally: Mapping[TaskState, int]) -> Counts:
         return Counts(**{state.value: n for state, n in tally.items()})
 
 
@@ -339,8 +343,10 @@ class CancelOutcome:
 
 @dataclass(frozen=True, slots=True)
 class GroupSummary:
+    """A spawn's totals: every task it started, evicted ones included (as the budget counts them)."""
+
     group_id: str
-    tasks: int
+    tasks: int  #: how many tasks the spawn started
     usage: Usage
     budget_usd: float | None
     spent_usd: float

@@ -13,7 +13,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Reversible, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 from typing import Any
@@ -24,7 +24,7 @@ import anyio.lowlevel
 
 from fanout_mcp.server.backends import Backend
 from fanout_mcp.server.backends.roster import Roster
-from fanout_mcp.server.entry import Entry, Group
+from fanout_mcp.server.entry import Entry, Group, Spend
 from fanout_mcp.server.errors import (
     InvalidInput,
     RegistryClosed,
@@ -102,6 +102,7 @@ class TaskRegistry:
         self._tasks: dict[str, Entry] = {}
         self._groups: dict[str, Group] = {}
         self._finished: deque[tuple[str, float]] = deque()
+        self._per_state = dict.fromkeys(TaskState, 0)  #: tasks kept, per state (see _recount)
         self._unfinished = 0
         self._held_bytes = 0  #: what unfinished tasks hold: their own text, their spawns' shared part
         self._running = 0
@@ -215,7 +216,9 @@ class TaskRegistry:
                 self._link_warmup(entry, leads)
             group.task_ids.append(entry.id)
             self._tasks[entry.id] = entry
-        group.live = group.unfinished = len(group.task_ids)
+        group.live = len(group.task_ids)
+        group.per_state[TaskState.QUEUED] = group.live
+        self._per_state[TaskState.QUEUED] += group.live
         self._groups[group.id] = group
         self._unfinished += group.live
         self._tg.start_soon(self._dispatch, entries, name=f"fanout dispatch {group.id}")
@@ -386,6 +389,7 @@ class TaskRegistry:
         """The one place a task's state changes."""
         if not can_move(entry.state, target):
             raise RuntimeError(f"task {entry.id}: illegal transition {entry.state} -> {target}")
+        self._recount(entry.group, entry.state, target)
         was_running = entry.state is TaskState.RUNNING
         entry.state = target
         if target is TaskState.RUNNING:
@@ -420,8 +424,15 @@ class TaskRegistry:
     def _release(self, entry: Entry) -> None:
         """An ended task's bytes, and its spawn's shared ones once the spawn's last task has ended."""
         group = entry.group
-        group.unfinished -= 1
         self._held_bytes -= entry.held_bytes + (group.shared_bytes if group.unfinished == 0 else 0)
+
+    def _recount(self, group: Group, old: TaskState, new: TaskState | None) -> None:
+        """One task moved from ``old`` to ``new`` (None: evicted). The per-state counts are kept as
+        tasks move, so that a listing's counts cost nothing however many tasks are kept."""
+        for tally in (self._per_state, group.per_state):
+            tally[old] -= 1
+            if new is not None:
+                tally[new] += 1
 
     def _stop_queued_for_budget(self, group: Group) -> None:
         """The budget is spent: every task of the group that has not started ends now, not at its turn."""
@@ -464,6 +475,9 @@ class TaskRegistry:
         return list(dict.fromkeys(task_ids))
 
     def _group_tasks(self, group_id: str) -> list[str]:
+        return [task_id for task_id in self._group(group_id).task_ids if task_id in self._tasks]
+
+    def _group(self, group_id: str) -> Group:
         group = self._groups.get(group_id)
         if group is None:
             hint = " That is a task id: pass it in task_ids." if group_id in self._tasks else ""
@@ -471,7 +485,7 @@ class TaskRegistry:
                 f"no group with id {group_id!r}.{hint} Call list_tasks to see the current groups; finished "
                 f"tasks are kept for {self._settings.retention_s:g} s."
             )
-        return [task_id for task_id in group.task_ids if task_id in self._tasks]
+        return group
 
     def _unknown_message(self, unknown: list[str]) -> str:
         shown = ", ".join(repr(task_id) for task_id in unknown[:5])
@@ -496,35 +510,65 @@ class TaskRegistry:
     def list(
         self, group_id: str | None = None, state: TaskState | None = None, limit: int | None = None
     ) -> Listing:
-        """Tasks in spawn order, optionally of one group and/or in one state; the newest ``limit``."""
+        """Tasks in spawn order, optionally of one group and/or in one state; the newest ``limit``.
+
+        The counts are kept as tasks move, and the tasks are read newest first until ``limit`` are found,
+        so a listing costs what it returns, not what the registry holds (with a ``state``, what it skips
+        to find them too).
+        """
         self._evict()
-        ids = self._group_tasks(group_id) if group_id is not None else list(self._tasks)
-        entries = [e for e in (self._tasks[i] for i in ids) if state is None or e.state is state]
-        shown = entries if limit is None else entries[len(entries) - limit :] if limit > 0 else []
-        return Listing([e.snapshot() for e in shown], len(entries), Counts.of([e.state for e in entries]))
+        ids: Reversible[str] = self._tasks
+        tally = self._per_state
+        if group_id is not None:
+            group = self._group(group_id)
+            ids, tally = group.task_ids, group.per_state
+        counts = Counts.of_tally(tally if state is None else {state: tally[state]})
+        total = sum(tally.values()) if state is None else tally[state]
+        wanted = total if limit is None else max(0, min(limit, total))
+        shown: list[Entry] = []
+        for task_id in reversed(ids):
+            if len(shown) == wanted:
+                break
+            entry = self._tasks.get(task_id)  # a group's evicted tasks are skipped
+            if entry is not None and (state is None or entry.state is state):
+                shown.append(entry)
+        return Listing([e.snapshot() for e in reversed(shown)], total, counts)
 
     def counts(self, task_ids: Sequence[str]) -> Counts:
         return Counts.of([self._tasks[i].state for i in task_ids if i in self._tasks])
 
+    def ids_by_state(self, task_ids: Sequence[str]) -> dict[TaskState, list[str]]:
+        """The known ids of ``task_ids`` per state (every state, in their order), without a snapshot."""
+        by_state: dict[TaskState, list[str]] = {state: [] for state in TaskState}
+        for task_id in task_ids:
+            entry = self._tasks.get(task_id)
+            if entry is not None:
+                by_state[entry.state].append(task_id)
+        return by_state
+
     def group_summary(self, group_id: str) -> GroupSummary:
-        """A group's tasks, its total usage and its budget (for the tasks not yet evicted)."""
+        """A spawn's size, the usage of every call of its tasks (evicted ones too) and its budget.
+
+        Kept as tasks report usage, so it costs the same for a group of one or of thousands.
+        """
         group = self._groups.get(group_id)
         if group is None:
             raise UnknownTask(f"no group with id {group_id!r}")
-        ids = [task_id for task_id in group.task_ids if task_id in self._tasks]
-        return GroupSummary(group_id, len(ids), self.usage(ids), group.budget_usd, round(group.spent_usd, 6))
+        return GroupSummary(
+            group_id, len(group.task_ids), group.spend.usage(), group.budget_usd, round(group.spent_usd, 6)
+        )
 
     def groups_of(self, task_ids: Sequence[str]) -> list[str]:
         """The groups these tasks belong to, in order of first appearance."""
         return list(dict.fromkeys(self._tasks[i].group.id for i in task_ids if i in self._tasks))
 
     def usage(self, task_ids: Sequence[str]) -> Usage:
-        total = Usage()
+        total = Spend()
         for task_id in task_ids:
             entry = self._tasks.get(task_id)
             if entry is not None:
-                total = total + entry.usage()
-        return total
+                total.add(entry.spend, entry.spend.cost_usd)
+        return total.usage()
 
     def statistics(self) -> Statistics:
         running = self._running
@@ -600,6 +644,7 @@ class TaskRegistry:
             if entry is None:
                 continue
             group = entry.group
+            self._recount(group, entry.state, None)
             group.live -= 1
             if group.live == 0:
                 del self._groups[group.id]

@@ -20,7 +20,9 @@ INSTRUCTIONS: Final = (
     "fanout runs independent subtasks as parallel subagents in the background. Split a job into parts "
     "that do not depend on each other, start them all with one spawn_parallel call, collect the results "
     "with task_output (it waits, but never past a client's timeout: call again while done is false), "
-    "then merge them with synthesize. list_tasks and cancel_tasks manage what is running."
+    'then merge them with synthesize. Wait on a big group with task_output(include="status") (counts and '
+    "ids, not outputs) and read outputs by task_ids, a few at a time. list_tasks and cancel_tasks manage "
+    "what is running."
 )
 
 

@@ -68,23 +68,45 @@ class TaskView(BaseModel):
 
 
 class GroupView(BaseModel):
-    """A spawn's totals: every task of it, not only those named in the call."""
+    """A spawn's totals: every task of it, not only those named in the call (and tasks since evicted)."""
 
     group_id: str
-    tasks: int
-    usage: Usage
+    tasks: Annotated[int, Field(description="How many tasks the spawn started.")]
+    usage: Annotated[
+        Usage,
+        Field(description="Every call of the spawn's tasks; cost_usd is null if any call's is unknown."),
+    ]
     budget_usd: float | None
     spent_usd: Annotated[float, Field(description="What the group's calls cost so far (priced models).")]
 
 
+class IdsByState(BaseModel):
+    """Task ids per state, each list in spawn order."""
+
+    queued: list[str] = []
+    running: list[str] = []
+    completed: list[str] = []
+    failed: list[str] = []
+    cancelled: list[str] = []
+
+
 class TaskOutputResult(BaseModel):
-    """Returned by task_output."""
+    """Returned by task_output: with include='output' the tasks, with include='status' their ids by state."""
 
     done: Annotated[
         bool, Field(description="Every named task has finished. If false, call task_output again.")
     ]
     counts: Counts
-    tasks: list[TaskView]
+    tasks: Annotated[
+        list[TaskView],
+        Field(
+            description="Each named task with a page of its output (include='output'; empty with 'status')."
+        ),
+    ] = []
+    ids_by_state: Annotated[
+        IdsByState | None,
+        Field(description="The named tasks' ids by state (include='status' only; null with 'output')."),
+    ] = None
     usage: Annotated[Usage, Field(description="Total over the named tasks.")]
     groups: Annotated[list[GroupView], Field(description="Totals and budget of the groups they belong to.")]
     waited_s: float

@@ -6,10 +6,13 @@ errors and the next call to make, not only the structured content.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from fanout_mcp.server import Counts, Synthesis, TaskSnapshot, TaskState, Usage
 from fanout_mcp.tools.schemas import (
     CancelResult,
     GroupView,
+    IdsByState,
     ListResult,
     SpawnResult,
     SynthesisResult,
@@ -63,6 +66,10 @@ def task_summary(snap: TaskSnapshot) -> TaskSummary:
     )
 
 
+def ids_by_state(by_state: Mapping[TaskState, Sequence[str]]) -> IdsByState:
+    return IdsByState(**{state.value: list(ids) for state, ids in by_state.items()})
+
+
 def finished_count(counts: Counts) -> int:
     return counts.completed + counts.failed + counts.cancelled
 
@@ -93,36 +100,76 @@ def describe_usage(usage: Usage) -> str:
 # --- text renderings ------------------------------------------------------------------------------------
 
 
+# From this many tasks on, a group is polled with include="status" (counts and ids, a few bytes per task)
+# rather than read whole: all outputs of one task_output call share the server's character budget.
+BIG_GROUP = 20
+
+
 def render_spawn(result: SpawnResult, waited: bool) -> str:
     lines = [f"Started {len(result.tasks)} task(s) in group {result.group_id}:"]
     lines += [f"- {t.task_id}  {t.label}  ({t.state.value})" for t in result.tasks]
     if result.warnings:
         lines.append("\nWarnings:")
         lines += [f"- {w}" for w in result.warnings]
-    if not waited or any(not t.state.terminal for t in result.tasks):
-        lines.append(
-            f'\nThey run in the background. Next: task_output(group_id="{result.group_id}") to collect the '
-            f'results (it waits for them), then synthesize(group_id="{result.group_id}") to merge them.'
-        )
-    else:
-        lines.append(f'\nAll finished. Next: task_output(group_id="{result.group_id}") to read the results.')
+    lines.append("\n" + _next_after_spawn(result, waited))
     return "\n".join(lines)
 
 
+def _next_after_spawn(result: SpawnResult, waited: bool) -> str:
+    group = result.group_id
+    running = not waited or any(not t.state.terminal for t in result.tasks)
+    if len(result.tasks) < BIG_GROUP:
+        if running:
+            return (
+                f'They run in the background. Next: task_output(group_id="{group}") to collect the results '
+                f'(it waits for them), then synthesize(group_id="{group}") to merge them.'
+            )
+        return f'All finished. Next: task_output(group_id="{group}") to read the results.'
+    read = (
+        f'synthesize(group_id="{group}") to merge their answers, or task_output(task_ids=[...]) with a few '
+        "ids at a time to read them"
+    )
+    if running:
+        return (
+            f'They run in the background. Next: task_output(group_id="{group}", include="status") to wait '
+            f"for them (counts and ids by state, not outputs; call again while done is false), then {read}."
+        )
+    return f"All finished. Next: {read}."
+
+
 def render_output(result: TaskOutputResult, max_chars: int) -> str:
-    finished = finished_count(result.counts)
-    total = len(result.tasks)
-    head = f"{finished}/{total} task(s) finished ({describe_counts(result.counts)})."
+    blocks = _render_progress(result, "running tasks show their partial output")
+    blocks += [_render_view(view, max_chars) for view in result.tasks]
+    return "\n\n".join(blocks)
+
+
+def render_status(result: TaskOutputResult) -> str:
+    """As compact as the structured answer: the ids by state, no output."""
+    blocks = _render_progress(result, "only counts and ids come back, not outputs")
+    by_state = result.ids_by_state or IdsByState()
+    lines = [
+        f"{state.value}: {' '.join(ids)}" for state in TaskState if (ids := getattr(by_state, state.value))
+    ]
+    blocks.append("\n".join(lines))
+    blocks.append(
+        "Read outputs with task_output(task_ids=[...]) a few ids at a time (one call's outputs share the "
+        "server's character budget), or merge them with synthesize without reading them all."
+    )
+    return "\n\n".join(blocks)
+
+
+def _render_progress(result: TaskOutputResult, while_waiting: str) -> list[str]:
+    counts = result.counts
+    finished, total = finished_count(counts), sum(getattr(counts, state.value) for state in TaskState)
+    head = f"{finished}/{total} task(s) finished ({describe_counts(counts)})."
     if result.done:
         head += " All done."
     else:
         head += (
             f" Not done after waiting {result.waited_s:g} s: call task_output again with the same arguments "
-            "to keep waiting (running tasks show their partial output)."
+            f"to keep waiting ({while_waiting})."
         )
-    blocks = [head, f"Usage so far: {describe_usage(result.usage)}.", *map(describe_group, result.groups)]
-    blocks += [_render_view(view, max_chars) for view in result.tasks]
-    return "\n\n".join(blocks)
+    return [head, f"Usage so far: {describe_usage(result.usage)}.", *map(describe_group, result.groups)]
 
 
 def _render_view(view: TaskView, max_chars: int) -> str:

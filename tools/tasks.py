@@ -106,6 +106,8 @@ def _wait_budget(runtime: Runtime, wait_s: float | None) -> float:
 
 async def _wait(runtime: Runtime, task_ids: Sequence[str], seconds: float, ctx: Context) -> float:
     """Wait up to ``seconds`` for the tasks, reporting progress; return the seconds waited."""
+    if seconds <= 0:  # a look, not a wait: no task group, no heartbeat
+        return 0.0
     registry = runtime.registry
     total = len(task_ids)
     started = anyio.current_time()
@@ -214,7 +216,9 @@ async def spawn_parallel(
 
     Returns group_id and task_ids immediately; the tasks run in the background (queued beyond the
     server's concurrency limit). Next: call task_output(group_id=...) to collect the results (it waits
-    for them), then synthesize(group_id=...) to merge them into one answer.
+    for them), then synthesize(group_id=...) to merge them into one answer. For 20 tasks or more, wait
+    with task_output(group_id=..., include="status") instead (counts and ids, not outputs), then
+    synthesize, or read outputs with task_output(task_ids=[...]) a few ids at a time.
     """
     runtime = runtime_of(ctx)
     with _as_tool_errors():
@@ -252,6 +256,14 @@ async def task_output(
     max_chars: Annotated[
         int, Field(ge=1, le=1_000_000, description="Characters of each task's output to return.")
     ] = 20_000,
+    include: Annotated[
+        Literal["output", "status"],
+        Field(
+            description="'output' (default): each task with its output, errors and usage. 'status': only "
+            "done, counts, totals and the task ids by state, a few bytes per task: use it to wait on a "
+            f"group of {shape.BIG_GROUP} or more tasks, then read outputs by task_ids."
+        ),
+    ] = "output",
 ) -> Annotated[types.CallToolResult, TaskOutputResult]:
     """Collect spawned tasks' results by id: state, output (partial while running), errors and usage.
 
@@ -261,12 +273,19 @@ async def task_output(
     paged: each task returns at most max_chars, and all together at most the server's budget (40,000
     characters by default), shared fairly. When a task's truncated is true, call again with
     task_ids=[that id] and offset=next_offset. When all are done, call synthesize to merge the answers.
+
+    For a big group (20 tasks or more), wait with include="status": it returns done, counts, totals
+    and the ids by state instead of the tasks, a few bytes per task however many there are. Once done,
+    merge with synthesize, or read outputs with task_ids, a few ids per call.
     """
     runtime = runtime_of(ctx)
     with _as_tool_errors():
         ids = runtime.registry.select(task_ids, group_id)
     waited = await _wait(runtime, ids, _wait_budget(runtime, wait_s), ctx)
     registry = runtime.registry
+    if include == "status":
+        result = _status(registry, ids, waited)
+        return _result(result, shape.render_status(result))
     snaps = registry.snapshots(ids)  # one read of the tasks: counts and usage come from it too
     counts = Counts.of([s.state for s in snaps])
     # Every task gets up to max_chars, and all of them together at most the server's budget, shared
@@ -282,6 +301,20 @@ async def task_output(
         waited_s=waited,
     )
     return _result(result, shape.render_output(result, max_chars))
+
+
+def _status(registry: TaskRegistry, ids: Sequence[str], waited: float) -> TaskOutputResult:
+    """task_output's include="status": ids by state and totals, no snapshot of any task."""
+    by_state = registry.ids_by_state(ids)
+    counts = Counts.of_tally({state: len(state_ids) for state, state_ids in by_state.items()})
+    return TaskOutputResult(
+        done=shape.finished_count(counts) == len(ids),
+        counts=counts,
+        ids_by_state=shape.ids_by_state(by_state),
+        usage=registry.usage(ids),
+        groups=_groups(registry, ids),
+        waited_s=waited,
+    )
 
 
 async def synthesize(
@@ -363,7 +396,9 @@ async def list_tasks(
     """List tasks (newest spawns last, at most limit of them) with their state, label, errors and usage,
     but not their outputs.
 
-    Use it to find ids again, or to see what is still running. Read outputs with task_output.
+    Use it to find ids again, or to see what is still running. Read outputs with task_output. For the
+    states of every task of a big group, task_output(group_id=..., include="status") is smaller: ids
+    by state, a few bytes per task.
     """
     registry = runtime_of(ctx).registry
     with _as_tool_errors():

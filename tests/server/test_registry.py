@@ -530,3 +530,123 @@ async def test_siblings_start_anyway_when_the_lead_never_answers(
         release.set()
         with anyio.fail_after(5):
             await registry.wait(ids)
+
+
+class Puppet:
+    """A backend whose task ``part i`` does what the test says, one step at a time: report a call's
+    usage, then wait for the next step; ``"end"`` completes the task, ``"fail"`` fails it."""
+
+    def __init__(self, n: int) -> None:
+        streams = [anyio.create_memory_object_stream[tuple[Any, anyio.Event]](1) for _ in range(n)]
+        self.senders = [send for send, _ in streams]
+        self.receivers = [receive for _, receive in streams]
+
+    async def handler(self, request: SubagentRequest, sink: TaskSink) -> SubagentResult:
+        index = int(request.prompt.split("part ", 1)[1].split()[0])
+        async for step, applied in self.receivers[index]:
+            if step == "end":
+                return SubagentResult(text="ok", model=request.model, stop_reason="end_turn")
+            if step == "fail":
+                raise TaskFailure(ErrorKind.API_ERROR, "it broke")
+            sink.add_usage(*step)
+            applied.set()
+        raise AssertionError("the test stopped driving this task")
+
+    def close(self) -> None:
+        for stream in [*self.senders, *self.receivers]:
+            stream.close()
+
+    async def step(self, index: int, step: Any) -> None:
+        applied = anyio.Event()
+        await self.senders[index].send((step, applied))
+        if step not in ("end", "fail"):
+            with anyio.fail_after(5):
+                await applied.wait()
+
+
+async def test_a_groups_totals_are_the_sum_of_its_tasks_usage_at_every_step(
+    make_settings: MakeSettings,
+) -> None:
+    from fanout_mcp.server import Tokens, Usage
+
+    puppet = Puppet(4)
+    backend = ScriptedBackend(puppet.handler)
+    seen: dict[str, Usage] = {}  # each task's usage as last seen, kept after the task is evicted
+    spent = 0.0
+    async with running(backend, make_settings(max_finished=2)) as registry:
+        receipt = await registry.spawn(spawn_of(4))
+        ids = [t.task_id for t in receipt.tasks]
+        with anyio.fail_after(5):
+            await backend.wait_calls(4)
+
+        def check() -> None:
+            seen.update({snap.task_id: snap.usage for snap in registry.snapshots(ids)})
+            summary = registry.group_summary(receipt.group_id)
+            assert summary.usage == sum(seen.values(), Usage())
+            assert (summary.tasks, summary.spent_usd) == (4, spent)
+            assert registry.list(receipt.group_id, limit=0).counts == registry.counts(ids)
+
+        async def end(index: int, how: str) -> None:
+            await puppet.step(index, how)
+            with anyio.fail_after(5):
+                await registry.wait([ids[index]])
+
+        check()
+        await puppet.step(0, ("claude-sonnet-5-5", Tokens(input_tokens=100), 0.5))
+        spent += 0.5
+        check()
+        await puppet.step(1, ("claude-sonnet-5-5", Tokens(output_tokens=10, cache_read_tokens=7), 0.25))
+        spent += 0.25
+        check()
+        await end(0, "end")
+        check()
+        await puppet.step(2, ("claude-sonnet-5-5", Tokens()))  # ran, and nobody said what it cost
+        check()
+        assert registry.group_summary(receipt.group_id).usage.cost_usd is None
+        await puppet.step(1, ("my-own-model", Tokens(cache_write_tokens=5), 0.125))
+        spent += 0.125
+        await end(1, "fail")
+        check()
+        await end(2, "end")  # three finished, two kept: the first is evicted
+        with pytest.raises(UnknownTask):
+            registry.snapshot(ids[0])
+        check()
+        await puppet.step(3, ("claude-sonnet-5-5", Tokens(input_tokens=1), 0.0625))
+        spent += 0.0625
+        registry.cancel([ids[3]])
+        with anyio.fail_after(5):
+            await registry.wait([ids[3]])
+        check()
+        total = registry.group_summary(receipt.group_id).usage
+        assert (total.input_tokens, total.output_tokens, total.cache_read_tokens) == (101, 10, 7)
+        assert total.cache_write_tokens == 5 and total.cost_usd is None
+    puppet.close()
+
+
+async def test_a_listing_reads_only_the_tasks_it_shows(make_settings: MakeSettings) -> None:
+    reads: list[str] = []
+
+    class Watched(dict[str, Any]):
+        def __getitem__(self, key: str) -> Any:
+            reads.append(key)
+            return super().__getitem__(key)
+
+        def get(self, key: str, default: Any = None) -> Any:
+            reads.append(key)
+            return super().get(key, default)
+
+    async with running(ScriptedBackend(), make_settings(max_tasks_per_spawn=200)) as registry:
+        first = await registry.spawn(spawn_of(200))
+        mine = await registry.spawn(spawn_of(100))
+        with anyio.fail_after(5):
+            await registry.wait([t.task_id for t in [*first.tasks, *mine.tasks]])
+        registry._tasks = Watched(registry._tasks)  # pyright: ignore[reportPrivateUsage]
+        listing = registry.list(limit=3)
+        assert [s.task_id for s in listing.tasks] == [t.task_id for t in mine.tasks[-3:]]
+        assert (listing.total, listing.counts.completed) == (300, 300)
+        assert len(reads) == 3
+        reads.clear()
+        listing = registry.list(first.group_id, TaskState.COMPLETED, limit=2)
+        assert [s.task_id for s in listing.tasks] == [t.task_id for t in first.tasks[-2:]]
+        assert (listing.total, listing.counts.completed, listing.counts.queued) == (200, 200, 0)
+        assert len(reads) == 2

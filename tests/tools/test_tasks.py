@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
+import jsonschema
 import pytest
 from mcp import Client
 from mcp_types import CallToolResult, TextContent
 
-from fanout_mcp.server import Settings
+from fanout_mcp.server import ErrorKind, Settings, SubagentRequest, SubagentResult, TaskFailure, TaskSink
+from fanout_mcp.server.entry import Entry
 from fanout_mcp.tools import create_server
 from tests.answers import reply, synthesis
 from tests.fake_api import FakeApi
+from tests.server.fakes import ScriptedBackend, echo
 
 MakeSettings = Callable[..., Settings]
 MODES = ["auto", "legacy"]  # auto: the 2026-07-28 protocol in process; legacy: the 2025-11-25 handshake
@@ -61,6 +66,8 @@ async def test_tools_are_listed_with_descriptions_schemas_and_hints(
         assert tool.description and len(tool.description) > 100
         assert tool.output_schema is not None
     assert "task_output" in (tools["spawn_parallel"].description or "")
+    for name in ("spawn_parallel", "task_output"):  # how to wait on a big group
+        assert 'include="status"' in (tools[name].description or "")
     assert tools["task_output"].annotations is not None and tools["task_output"].annotations.read_only_hint
     assert (
         tools["cancel_tasks"].annotations is not None and tools["cancel_tasks"].annotations.destructive_hint
@@ -371,6 +378,9 @@ async def test_a_model_synthesis_waits_for_every_task_and_costs_nothing_until_th
             client, "spawn_parallel", tasks=[{"task": "[[reply:one]]"}, {"task": "[[hold]]"}]
         )
         await held(fake_api, 1)
+        # The other task must have ended too (it answers at once, but may not have yet under load).
+        first = await call(client, "task_output", task_ids=spawned["task_ids"][:1], wait_s=20)
+        assert first["done"]
         arguments = {"group_id": spawned["group_id"], "mode": "llm", "instructions": reply(synthesis())}
         result = await client.call_tool("synthesize", {**arguments, "wait_s": 0})
         assert result.structured_content is not None
@@ -441,3 +451,105 @@ async def test_a_budget_stops_a_spawn_and_every_result_reports_the_groups_totals
         merged = await call(client, "synthesize", group_id=spawned["group_id"], mode="merge")
         assert merged["groups"][0]["spent_usd"] == group["spent_usd"]
     assert len(fake_api.requests) == 1
+
+
+def instant(release: anyio.Event) -> Any:
+    """Answers at once: "<fail>" in the task fails it, "<hold>" waits for ``release`` first."""
+
+    async def handler(request: SubagentRequest, sink: TaskSink) -> SubagentResult:
+        if "<fail>" in request.prompt:
+            raise TaskFailure(ErrorKind.API_ERROR, "it broke")
+        if "<hold>" in request.prompt:
+            await release.wait()
+        return await echo(request, sink)
+
+    return handler
+
+
+async def poll_until(
+    client: Client, arguments: dict[str, Any], ready: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    """Call task_output with ``arguments`` until its answer is ``ready``; that answer."""
+    with anyio.fail_after(30):
+        while not ready(answer := await call(client, "task_output", **arguments)):
+            pass
+    return answer
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_status_poll_of_a_big_group_returns_ids_by_state_in_a_few_bytes_a_task(
+    make_settings: MakeSettings, mode: str
+) -> None:
+    n = 2_000
+    release = anyio.Event()
+    settings = make_settings(max_tasks_per_spawn=n, max_concurrency=100)
+    tasks = [
+        {"task": f"part {i}" + (" <fail>" if i % 10 == 1 else " <hold>" if i >= n - 3 else "")}
+        for i in range(n)
+    ]
+    async with Client(create_server(settings, ScriptedBackend(instant(release))), mode=mode) as client:  # type: ignore[arg-type]
+        schema = next(t for t in (await client.list_tools()).tools if t.name == "task_output").output_schema
+        spawn = await client.call_tool("spawn_parallel", {"tasks": tasks})
+        spawned: Any = spawn.structured_content
+        ids: list[str] = spawned["task_ids"]
+        poll = {"group_id": spawned["group_id"], "include": "status", "wait_s": 0.5}
+        assert f'task_output(group_id="{spawned["group_id"]}", include="status")' in text(spawn)
+        status = await poll_until(
+            client, poll, lambda s: s["counts"]["running"] == 3 and not s["counts"]["queued"]
+        )
+        assert status["done"] is False and status["tasks"] == []
+        assert status["counts"] == {
+            "queued": 0,
+            "running": 3,
+            "completed": n - 203,
+            "failed": 200,
+            "cancelled": 0,
+        }
+        assert status["ids_by_state"] == {
+            "queued": [],
+            "running": ids[-3:],
+            "completed": [t for i, t in enumerate(ids[:-3]) if i % 10 != 1],
+            "failed": ids[1::10],
+            "cancelled": [],
+        }
+        assert status["groups"][0]["tasks"] == n and status["waited_s"] >= 0
+        # A few bytes a task, where the full answer takes hundreds (ids are 18 characters).
+        assert len(json.dumps(status)) < 25 * n
+        result = await client.call_tool("task_output", poll)
+        assert len(text(result)) < 25 * n
+        assert "call task_output again with the same arguments" in text(result)
+        assert f"failed: {' '.join(ids[1::10])}" in text(result)
+        release.set()
+        status = await poll_until(client, poll, lambda s: s["done"])
+        assert status["counts"]["completed"] == n - 200
+        full = await call(client, "task_output", task_ids=ids[:2])
+        assert full["ids_by_state"] is None and [t["task_id"] for t in full["tasks"]] == ids[:2]
+    assert schema is not None  # the client checked every answer against it; so does this, for both shapes
+    for content in (status, full):
+        jsonschema.validate(content, schema)
+
+
+async def test_task_output_of_one_task_reads_that_task_not_its_whole_group(
+    make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: Counter[str] = Counter()
+    for name in ("snapshot", "usage"):
+        original = getattr(Entry, name)
+
+        def counted(self: Entry, _original: Any = original, _name: str = name) -> Any:
+            reads[_name] += 1
+            return _original(self)
+
+        monkeypatch.setattr(Entry, name, counted)
+    settings = make_settings(max_tasks_per_spawn=50)
+    async with Client(create_server(settings, ScriptedBackend())) as client:  # type: ignore[arg-type]
+        spawned = await call(client, "spawn_parallel", tasks=[{"task": f"part {i}"} for i in range(50)])
+        with anyio.fail_after(30):
+            await call(client, "task_output", group_id=spawned["group_id"], wait_s=20, include="status")
+        reads.clear()
+        one = await call(client, "task_output", task_ids=spawned["task_ids"][:1], wait_s=0)
+        assert one["groups"][0]["tasks"] == 50
+        assert reads == {"snapshot": 1, "usage": 1}  # its own snapshot, which holds its usage
+        reads.clear()
+        status = await call(client, "task_output", group_id=spawned["group_id"], include="status")
+        assert status["done"] and reads == {}  # the whole group, and not one snapshot
