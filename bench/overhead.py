@@ -9,6 +9,8 @@ memory      the engine in process with an instant backend: Python heap per finis
             outputs empty so none is counted) and the process's resident memory after 10,000 finished tasks
 cpu         the engine's CPU per task with the instant backend (no HTTP): what the registry, intake and
             runner cost; the HTTP and SDK cost per task is in the fan-out scenario's CPU column
+queued      the engine in process: 2,000 queued tasks (20 spawns of 100, one running at a time) that all
+            name the same five 199 KB files; the process's resident memory after the spawns
 """
 
 from __future__ import annotations
@@ -162,6 +164,62 @@ async def measure_engine(tasks: int, trace: bool) -> dict[str, Any]:
             "cpu_ms_per_task": cpu * 1000 / tasks}  # fmt: skip
 
 
+QUEUED_SPAWNS, QUEUED_PER_SPAWN, QUEUED_FILES, QUEUED_FILE_BYTES = 20, 100, 5, 199_000
+
+
+class HeldBackend(InstantBackend):
+    """Never answers: every task but the running one stays queued while the memory is read."""
+
+    name = "held"
+
+    def __init__(self) -> None:
+        import anyio
+
+        self.running = anyio.Event()
+
+    async def run(self, request: Any, sink: Any) -> Any:
+        import anyio
+
+        self.running.set()
+        await anyio.sleep_forever()
+
+
+def measure_queued() -> dict[str, Any]:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as root:
+        names = [f"f{i}.txt" for i in range(QUEUED_FILES)]
+        for name in names:
+            Path(root, name).write_text(("x" * 99 + "\n") * (QUEUED_FILE_BYTES // 100))
+        return asyncio.run(_queued(root, names))
+
+
+async def _queued(root: str, names: list[str]) -> dict[str, Any]:
+    from fanout_mcp.server import SpawnRequest, TaskRequest, load_settings, open_runtime
+
+    tasks = QUEUED_SPAWNS * QUEUED_PER_SPAWN
+    settings = load_settings({"max_unfinished": str(tasks), "max_concurrency": "1", "roots": [root]})
+    backend = HeldBackend()
+    async with open_runtime(settings, backend) as runtime:  # type: ignore[arg-type]
+        gc.collect()
+        base = _rss_kb()
+        for spawn in range(QUEUED_SPAWNS):
+            request = SpawnRequest(tasks=[TaskRequest(task=f"item {spawn}.{i}", files=names)
+                                          for i in range(QUEUED_PER_SPAWN)])  # fmt: skip
+            await runtime.registry.spawn(request)
+        await backend.running.wait()
+        gc.collect()
+        grown = _rss_kb() - base
+        stats = runtime.registry.statistics()
+        runtime.registry.close()
+    return {
+        "tasks": tasks,
+        "queued": stats.queued,
+        "rss_kb": grown,
+        "held_bytes": getattr(stats, "held_bytes", None),
+    }
+
+
 def _rss_kb() -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -177,6 +235,10 @@ def scenario(fake: Fake, rounds: int, tasks: int) -> dict[str, Any]:
     heap = run_contender(script, ["--part", "memory", "--tasks", str(tasks)], fake)
     cpu = run_contender(script, ["--part", "cpu", "--tasks", str(tasks)], fake)
     log(f"overhead: {heap['heap_per_task']:.0f} B/task heap, {cpu['cpu_ms_per_task']:.3f} ms CPU/task")
+    queued = run_contender(script, ["--part", "queued"], fake)
+    log(
+        f"overhead: {queued['tasks']:,} queued tasks naming the same files: +{queued['rss_kb'] / 1024:.0f} MiB"
+    )
     fake.reset()
     poll = run_contender(script, ["--part", "poll"], fake)
     fake.reset()  # lets the requests still held go
@@ -204,8 +266,11 @@ def scenario(fake: Fake, rounds: int, tasks: int) -> dict[str, Any]:
         [f"resident memory after {heap['finished']:,} finished tasks", f"+{cpu['rss_kb'] / 1024:.1f} MiB", "-",
          "-"],
         ["engine CPU per task (instant backend, no HTTP)", f"{cpu['cpu_ms_per_task']:.3f} ms", "-", "-"],
+        [f"resident memory of {queued['tasks']:,} queued tasks naming the same {QUEUED_FILES} files of "
+         f"{QUEUED_FILE_BYTES // 1000} KB", f"+{queued['rss_kb'] / 1024:.1f} MiB", "under 100 MB",
+         verdict(queued["rss_kb"] * 1024, 100e6)],
     ]  # fmt: skip
-    return {"runs": {"stdio": stdio, "memory": heap, "cpu": cpu, "poll": poll},
+    return {"runs": {"stdio": stdio, "memory": heap, "cpu": cpu, "poll": poll, "queued": queued},
             "markdown": table(["measure", "measured", "target", ""], rows)}  # fmt: skip
 
 
@@ -216,12 +281,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--latency", type=float, default=1.0)
-    parser.add_argument("--part", choices=["stdio", "poll", "memory", "cpu"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--part", choices=["stdio", "poll", "memory", "cpu", "queued"], help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.part == "stdio":
         print(json.dumps(asyncio.run(measure_stdio(args.rounds))))
     elif args.part == "poll":
         print(json.dumps(asyncio.run(measure_poll())))
+    elif args.part == "queued":
+        print(json.dumps(measure_queued()))
     elif args.part:
         print(json.dumps(asyncio.run(measure_engine(args.tasks, trace=args.part == "memory"))))
     else:
