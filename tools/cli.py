@@ -25,6 +25,7 @@ from fanout_mcp.server import (
 from fanout_mcp.server.checkup import check
 from fanout_mcp.server.commands import CommandSpec
 from fanout_mcp.server.plan import PlanOutcome, load_plan, run_plan
+from fanout_mcp.server.secrecy import seal
 from fanout_mcp.tools.app import create_server, package_version
 from fanout_mcp.tools.shape import describe_usage
 
@@ -100,6 +101,7 @@ def _add_setting_flags(parser: argparse.ArgumentParser, default: Any = None) -> 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    seal()  # before anything can start a subagent: none may read this process's key or memory
     args = build_parser().parse_args(argv)
     overrides = {name: getattr(args, name, None) for name in OPTIONS}
     try:
