@@ -16,10 +16,14 @@ output:
   terminal, temporary directories, proxies whose URL has no credentials, CA certificates: see
   ``backends/cli.py``), plus the names in ``pass_env``, plus ``env``. An API key or a token reaches a
   command only if its configuration names it.
+* ``user`` (a name or a uid) runs the command as that user, with that user's group and no supplementary
+  groups: only a server running as root may name a user other than its own.
 """
 
 from __future__ import annotations
 
+import os
+import pwd
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Final, Literal
@@ -49,6 +53,7 @@ class CommandSpec(BaseModel):
     grace_s: Annotated[float, Field(ge=0, le=60)] = 2.0  #: between SIGTERM and SIGKILL on cancel
     timeout_s: Annotated[float | None, Field(gt=0, le=86_400)] = None  #: a task's default; else the server's
     install_hint: str = ""  #: what to do when the executable is missing (presets set it)
+    user: str | int | None = None  #: run as this user (name or uid); default: the server's own user
 
     @field_validator("argv")
     @classmethod
@@ -79,6 +84,26 @@ class CommandSpec(BaseModel):
             raise ValueError("model_args must contain {model}")
         return model_args
 
+    @field_validator("user")
+    @classmethod
+    def _user_is_allowed(cls, user: str | int | None) -> str | int | None:
+        if user is not None:
+            uid, _ = _identity(user)
+            if uid != os.geteuid() and os.geteuid() != 0:
+                raise ValueError(
+                    f"the server runs as uid {os.geteuid()}, not as root, so it cannot run a command as "
+                    f"another user ({user!r}): remove user, or run the server as root"
+                )
+        return user
+
+    @property
+    def run_as(self) -> tuple[int, int] | None:
+        """The uid and gid to run as, or None to run as the server's own user."""
+        if self.user is None:
+            return None
+        uid, gid = _identity(self.user)
+        return None if uid == os.geteuid() else (uid, gid)
+
     @property
     def program(self) -> str:
         return self.argv[0]
@@ -86,6 +111,17 @@ class CommandSpec(BaseModel):
     @property
     def prompt_on_stdin(self) -> bool:
         return not any(PROMPT in arg for arg in self.argv)
+
+
+def _identity(user: str | int) -> tuple[int, int]:
+    """A user's uid and primary gid; a uid with no account has the group of the same number."""
+    try:
+        entry = pwd.getpwuid(int(user)) if str(user).isdigit() else pwd.getpwnam(str(user))
+    except KeyError:
+        if str(user).isdigit():
+            return int(user), int(user)
+        raise ValueError(f"no user named {user!r} on this system") from None
+    return entry.pw_uid, entry.pw_gid
 
 
 # Read-only by default: Claude Code may look around the working directory but not change it or run

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -24,9 +25,12 @@ from fanout_mcp.server import (
 )
 from fanout_mcp.server.checkup import check
 from fanout_mcp.server.commands import CommandSpec
-from fanout_mcp.server.plan import PlanOutcome, load_plan, run_plan
+from fanout_mcp.server.plan import Plan, PlanOutcome, load_plan, run_plan
+from fanout_mcp.server.secrecy import seal
 from fanout_mcp.tools.app import create_server, package_version
 from fanout_mcp.tools.shape import describe_usage
+from fanout_mcp.tools.signals import Stopped, until_signalled
+from fanout_mcp.tools.stdin import closable_stdin
 
 _ENVIRONMENT_HELP = """\
 environment:
@@ -43,7 +47,8 @@ configuration file (--config FILE, TOML or JSON):
   A preset (claude, codex) can be changed the same way. The README's "Backends" section
   explains each key; a bad file stops the server with the file, the key and the problem.
 
-Logs go to stderr only: stdout carries the MCP protocol.
+Logs go to stderr only: stdout carries the MCP protocol. Closing stdin, SIGTERM, SIGINT and SIGHUP
+stop the server alike: every unfinished task is cancelled and every agent CLI ended with all it started.
 """
 
 
@@ -100,6 +105,7 @@ def _add_setting_flags(parser: argparse.ArgumentParser, default: Any = None) -> 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    seal()  # before anything can start a subagent: none may read this process's key or memory
     args = build_parser().parse_args(argv)
     overrides = {name: getattr(args, name, None) for name in OPTIONS}
     try:
@@ -111,7 +117,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return anyio.run(_run, settings, args.plan, args.json)
     if args.command == "doctor":
         return anyio.run(_doctor, settings)
-    create_server(settings).run()
+    server = create_server(settings)
+    # A client may stop its server with a signal instead of closing stdin (the MCP spec's stdio shutdown
+    # sends SIGTERM): the same shutdown, and the same status.
+    with closable_stdin() as close_stdin, contextlib.suppress(Stopped):
+        anyio.run(until_signalled, server.run_stdio_async, close_stdin)
     return 0
 
 
@@ -119,13 +129,20 @@ async def _run(settings: Settings, plan_path: Path, as_json: bool) -> int:
     _configure_logging(settings)
     try:
         plan = load_plan(plan_path)
-        async with open_runtime(settings) as runtime:
-            outcome = await run_plan(runtime, plan, on_finish=_progress(len(plan.tasks)))
+        outcome = await until_signalled(lambda: _run_plan(settings, plan))
     except FanoutError as exc:
         print(f"fanout-mcp: {exc}", file=sys.stderr)
         return 2
+    except Stopped as stop:
+        print(f"fanout-mcp: {stop}: every task was cancelled", file=sys.stderr)
+        return stop.exit_status
     print(_as_json(outcome) if as_json else _as_markdown(outcome))
     return 0 if all(t.state == "completed" for t in outcome.tasks) else 1
+
+
+async def _run_plan(settings: Settings, plan: Plan) -> PlanOutcome:
+    async with open_runtime(settings) as runtime:
+        return await run_plan(runtime, plan, on_finish=_progress(len(plan.tasks)))
 
 
 async def _doctor(settings: Settings) -> int:

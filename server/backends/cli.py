@@ -3,10 +3,11 @@
 A task runs its command once: an agent CLI retries on its own, and a second run could repeat its side
 effects. The prompt goes in as an argument or on stdin; stdout is read as it arrives (the first
 ``MAX_OUTPUT_BYTES`` kept, the rest drained and dropped so that the CLI never blocks) and becomes the
-answer as ``CommandSpec.output`` says. The CLI leads its own process group, with only the harmless part
-of the server's environment plus what its configuration names. However ``run`` ends (an answer, a
-failure, a cancellation or a timeout), the whole group is terminated, killed after ``grace_s`` if need
-be, and reaped. OS errors become ``TaskFailure`` here and nowhere else.
+answer as ``CommandSpec.output`` says. The CLI runs with only the harmless part of the server's
+environment plus what its configuration names, as its configured ``user`` if any. However ``run`` ends
+(an answer, a failure, a cancellation or a timeout), the CLI and everything it started are terminated,
+killed after ``grace_s`` if need be, and reaped (see ``spawn.py``). OS errors become ``TaskFailure``
+here and nowhere else.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import signal
 import tempfile
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from pathlib import Path
-from subprocess import DEVNULL, PIPE
 from typing import Final
 
 import anyio
@@ -30,6 +30,7 @@ from anyio.abc import ByteReceiveStream, ByteSendStream, Process, TaskGroup
 
 from fanout_mcp.server.backends import Backend, TaskSink
 from fanout_mcp.server.backends.formats import FORMATS, STDERR_TAIL_CHARS, Outcome, Stdout, Tail
+from fanout_mcp.server.backends.spawn import signal_group, spawned
 from fanout_mcp.server.commands import MODEL, PROMPT, CommandSpec
 from fanout_mcp.server.errors import TaskFailure
 from fanout_mcp.server.models import SubagentRequest, SubagentResult
@@ -198,6 +199,8 @@ class CommandBackend(Backend):
             yield chosen
             return
         with tempfile.TemporaryDirectory(prefix="fanout-cli-", ignore_cleanup_errors=True) as scratch:
+            if self._spec.run_as is not None:  # the command's user must be able to work in it
+                os.chown(scratch, *self._spec.run_as)
             yield Path(scratch)
 
 
@@ -208,42 +211,17 @@ class CommandBackend(Backend):
 async def _spawned(
     argv: list[str], cwd: Path, env: dict[str, str], spec: CommandSpec, *, with_stdin: bool
 ) -> AsyncGenerator[Process, None]:
-    """The CLI, leading a new process group that is ended and reaped however the block exits."""
-    try:
-        process = await anyio.open_process(
-            argv,
-            stdin=PIPE if with_stdin else DEVNULL,
-            cwd=cwd,
-            env=env,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        raise _start_failure(exc, spec, cwd) from exc
-    try:
+    """The CLI and all it starts, ended and reaped however the block exits (see ``spawn.py``)."""
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            process = await stack.enter_async_context(
+                spawned(
+                    argv, cwd=cwd, env=env, grace_s=spec.grace_s, with_stdin=with_stdin, run_as=spec.run_as
+                )
+            )
+        except OSError as exc:
+            raise _start_failure(exc, spec, cwd) from exc
         yield process
-    finally:
-        with anyio.CancelScope(shield=True):
-            await _end_group(process, spec.grace_s)
-
-
-async def _end_group(process: Process, grace_s: float) -> None:
-    """SIGTERM the group, SIGKILL it after ``grace_s``, reap the leader and close its pipes."""
-    group = process.pid  # a new session's leader: its pid is the group's id
-    if process.returncode is None:
-        _signal_group(group, signal.SIGTERM)
-        with anyio.move_on_after(grace_s):
-            await process.wait()
-        if process.returncode is None:
-            _signal_group(group, signal.SIGKILL)
-            await process.wait()
-    # Always, once more: grandchildren that outlived the leader or ignored SIGTERM are still in the group.
-    _signal_group(group, signal.SIGKILL)
-    await process.aclose()
-
-
-def _signal_group(group: int, signum: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone already
-        os.killpg(group, signum)
 
 
 async def _communicate(process: Process, stdin: bytes | None, stdout: Stdout, stderr: Tail) -> int:
@@ -255,9 +233,10 @@ async def _communicate(process: Process, stdin: bytes | None, stdout: Stdout, st
         out_done = _start_pump(group, process.stdout, stdout.feed)
         err_done = _start_pump(group, process.stderr, stderr.feed)
         await process.wait()
-        # A child the CLI left running would hold the pipes open: end the group so they reach EOF. Bound
-        # the rest in case something escaped the group (setsid) with a pipe.
-        _signal_group(process.pid, signal.SIGKILL)
+        # The supervisor has ended all the CLI left running; without one, a child left running would hold
+        # the pipes open: end the group so they reach EOF, and bound the rest in case something escaped
+        # the group (setsid) with a pipe.
+        signal_group(process.pid, signal.SIGKILL)
         with anyio.move_on_after(_DRAIN_AFTER_EXIT_S):
             await out_done.wait()
             await err_done.wait()

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ from fanout_mcp.server import OPTIONS
 from tests.answers import finding, reply, synthesis
 from tests.fake_api import FakeApi
 from tests.server.backends import fake_clis
+from tests.tools.served import as_nobody, command_line, env_for, served
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = Path(sys.executable).with_name("fanout-mcp")
@@ -236,3 +240,42 @@ def test_doctor_names_set_up_variables_a_preset_does_not_get_never_their_values(
     assert "set here but not passed to it: AWS_SECRET_ACCESS_KEY, CLAUDE_CODE_USE_BEDROCK" in claude
     assert "[commands.claude] pass_env" in claude
     assert "supersecret" not in done.stdout + done.stderr and "UNRELATED_TOKEN" not in done.stdout
+
+
+CANARY = "sk-ant-CANARY-5b2d9e71"
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory every user can read (the tests' own temporary directories are root's alone)."""
+    path = Path(tempfile.mkdtemp(prefix="fanout-shared-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path)
+
+
+async def test_no_task_of_a_server_run_by_an_ordinary_user_can_read_its_secrets(shared_dir: Path) -> None:
+    assert os.geteuid() == 0, "this test runs the server as nobody: run the tests as root (CI does)"
+    python = fake_clis.python_runnable_by(65534)
+    config = shared_dir / "fanout.json"
+    snoop = [python, "-c", fake_clis.SNOOP, str(os.getpid())]  # up to this test, and no further
+    config.write_text(json.dumps({"commands": {"snoop": {"argv": snoop}}}))
+    argv = as_nobody(command_line("--config", str(config), "--root", str(shared_dir), python=python))
+
+    with anyio.fail_after(60):
+        async with served(argv, env_for(shared_dir, ANTHROPIC_API_KEY=CANARY)) as server:
+            spawned = await server.call_tool("spawn_parallel", {"tasks": [{"task": "x", "backend": "snoop"}]})
+            answer: Any = {"done": False}
+            while not answer["done"]:
+                answer = await server.call_tool(
+                    "task_output", {"task_ids": spawned["task_ids"], "wait_s": 20}
+                )
+
+    (task,) = answer["tasks"]
+    said = task["output"]
+    assert task["state"] == "completed" and said.startswith("uid 65534 gid 65534 groups []")
+    for what in ("environ", "maps", "mem", "fd"):  # the server's, as its own user's task sees them
+        assert f"{server.pid} {what}: denied" in said
+    assert CANARY not in json.dumps(answer)

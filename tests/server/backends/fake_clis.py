@@ -15,6 +15,7 @@ act out one situation: a big prompt, a huge answer, a hang, children left behind
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -137,18 +138,108 @@ while True:
     time.sleep(3600)
 """
 
-# `leave-child <pid file> <holds-pipes|detached>`: starts a child that sleeps for good (holding the
-# caller's stdout and stderr, or not), writes its pid, prints an answer and exits 0 at once.
+# `leave-child <pid file> <holds-pipes|detached|setsid>`: starts a child that sleeps for good (holding the
+# caller's stdout and stderr; or not; or not and in a session of its own), writes its pid, prints an
+# answer and exits 0 at once.
 LEAVE_CHILD = """
 import subprocess, sys
 pid_file, mode = sys.argv[1], sys.argv[2]
 quiet = {} if mode == "holds-pipes" else {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
 child = subprocess.Popen(
-    [sys.executable, "-c", "import time\\nwhile True: time.sleep(3600)"], stdin=subprocess.DEVNULL, **quiet
+    [sys.executable, "-c", "import time\\nwhile True: time.sleep(3600)"],
+    stdin=subprocess.DEVNULL,
+    start_new_session=mode == "setsid",
+    **quiet,
 )
 with open(pid_file, "w") as pids:
     pids.write(f"{child.pid}\\n")
 print("the answer", flush=True)
+"""
+
+# `family <pid file>`: the leader starts a child, which starts a grandchild and a daemon (a grandchild in a
+# session of its own, as `setsid` makes) and then exits, leaving both to whoever adopts orphans. Each
+# writes its pid to the file, the leader first; once all four have, the leader prints "ready". All but
+# the child sleep for good.
+FAMILY = """
+import os, subprocess, sys, time
+pid_file = sys.argv[1]
+role = sys.argv[2] if len(sys.argv) > 2 else "leader"
+with open(pid_file, "a") as pids:
+    pids.write(f"{os.getpid()}\\n")
+def start(role, **how):
+    below = subprocess.Popen(
+        [sys.executable, __file__, pid_file, role], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, **how
+    )
+    below.stdout.readline()  # it is up, with its own children
+if role == "leader":
+    start("child")
+elif role == "child":
+    start("grandchild")
+    start("daemon", start_new_session=True)
+    sys.exit(0)
+print("ready" if role == "leader" else "up", flush=True)
+while True:
+    time.sleep(3600)
+"""
+
+# `snoop TOP`: walks up from itself through every ancestor up to the process TOP (no further: above it
+# are the test's own ancestors) and prints, for each, what it can read of it: its environ, cmdline, maps,
+# where its file descriptors point and what the regular files among them hold, and whatever looks like
+# an Anthropic key ("sk-ant-") in its memory; "denied" where it cannot. First it says who it runs as.
+SNOOP = """
+import os, sys
+
+def parent(pid):
+    with open(f"/proc/{pid}/stat", "rb") as stat:
+        return int(stat.read().rsplit(b")", 1)[1].split()[1])
+
+def keys_in_memory(pid):
+    hits = []
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+        for line in maps:
+            span, perms = line.split()[:2]
+            start, end = (int(x, 16) for x in span.split("-"))
+            if not perms.startswith("r") or end - start > 1 << 30:
+                continue
+            try:
+                mem.seek(start)
+                data = mem.read(end - start)
+            except (OSError, OverflowError, ValueError):
+                continue
+            at = data.find(b"sk-ant-")
+            while at >= 0:
+                hits.append(data[at : at + 40])
+                at = data.find(b"sk-ant-", at + 1)
+    return hits
+
+def files(pid):
+    seen = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        seen[fd] = target
+        if target.startswith("/") and os.path.isfile(target):
+            try:
+                with open(f"/proc/{pid}/fd/{fd}", "rb") as held:
+                    seen[fd] += " holds " + repr(held.read(4096))
+            except OSError:
+                pass
+    return seen
+
+def attempt(pid, what, read):
+    try:
+        print(f"{pid} {what}: {read()!r}")
+    except OSError as exc:
+        print(f"{pid} {what}: denied ({type(exc).__name__})")
+
+print(f"uid {os.getuid()} gid {os.getgid()} groups {os.getgroups()}")
+top, pid = int(sys.argv[-1]), os.getpid()
+while pid not in (top, 1):
+    pid = parent(pid)
+    attempt(pid, "environ", lambda: open(f"/proc/{pid}/environ", "rb").read())
+    attempt(pid, "cmdline", lambda: open(f"/proc/{pid}/cmdline", "rb").read())
+    attempt(pid, "maps", lambda: len(open(f"/proc/{pid}/maps").read()))
+    attempt(pid, "mem", lambda: keys_in_memory(pid))
+    attempt(pid, "fd", lambda: files(pid))
 """
 
 # Prints a partial answer, then dies of SIGTERM it sends itself.
@@ -184,3 +275,28 @@ def is_gone(pid: int) -> bool:
 
 def read_pids(path: Path) -> list[int]:
     return [int(line) for line in path.read_text().split()]
+
+
+def python_runnable_by(uid: int) -> str:
+    """A Python of this version that ``uid`` (and its group of the same number) can run: this one, else the
+    system's (this one may live where only root can reach, such as under /root)."""
+    name = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    for candidate in (sys.executable, f"/usr/local/bin/{name}", f"/usr/bin/{name}"):
+        try:
+            subprocess.run(
+                [candidate, "-I", "-c", "pass"],
+                user=uid,
+                group=uid,
+                extra_groups=[],
+                capture_output=True,
+                check=True,
+                timeout=60,
+            )
+        except (OSError, subprocess.SubprocessError):
+            continue
+        return candidate
+    raise AssertionError(f"no {name} that uid {uid} can run")
+
+
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])

@@ -729,6 +729,48 @@ async def test_the_claude_preset_gets_no_api_key_unless_configured_to(
     assert recorded(tmp_path)["env"]["ANTHROPIC_API_KEY"] == "sk-ant-hunter2"
 
 
+CANARY = "sk-ant-CANARY-0f7e4c1d"
+
+
+async def test_a_command_run_as_another_user_reads_nothing_of_a_root_servers_secrets(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert os.geteuid() == 0, "this test runs a command as nobody: run the tests as root (CI does)"
+    monkeypatch.setenv("ANTHROPIC_API_KEY", CANARY)  # in this process, which plays the server
+    python = fake_clis.python_runnable_by(65534)
+    spec = CommandSpec(argv=(python, "-c", fake_clis.SNOOP, str(os.getpid())), user="nobody")
+
+    said = (await run(CommandBackend("snoop", spec, (root,)))).text
+
+    assert said.startswith("uid 65534 gid 65534 groups []")
+    for what in ("environ", "maps", "mem", "fd"):
+        assert f"{os.getpid()} {what}: denied" in said
+    assert CANARY not in said
+
+
+async def test_a_command_run_as_another_user_without_roots_works_in_a_private_directory_of_its_own() -> None:
+    assert os.geteuid() == 0, "this test runs a command as nobody: run the tests as root (CI does)"
+    write_here = (
+        "import os; open('note', 'w').write('x'); print(os.stat('.').st_uid, oct(os.stat('.').st_mode))"
+    )
+    spec = CommandSpec(argv=(fake_clis.python_runnable_by(65534), "-c", write_here), user="nobody")
+
+    said = (await run(CommandBackend("writer", spec, ()))).text
+
+    assert said.strip() == "65534 0o40700"
+
+
+def test_only_a_root_server_may_run_a_command_as_another_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValidationError, match="no user named 'no-such-user'"):
+        CommandSpec(argv=("c",), user="no-such-user")
+    assert CommandSpec(argv=("c",), user=54321).run_as == (54321, 54321)  # a uid needs no account
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+
+    with pytest.raises(ValidationError, match="not as root, so it cannot run a command as another user"):
+        CommandSpec(argv=("c",), user="nobody")
+    assert CommandSpec(argv=("c",), user=1000).run_as is None  # its own user: nothing to change
+
+
 async def test_it_runs_in_the_commands_cwd_else_the_first_root(
     bin_dir: Path, root: Path, tmp_path: Path, replay: Callable[..., dict[str, str]]
 ) -> None:
@@ -978,6 +1020,20 @@ async def test_a_hanging_codex_and_the_command_it_runs_are_all_gone_after_cancel
     await wait_until_gone(pids, reaped=pids[0])
 
 
+async def test_a_cli_and_all_it_started_are_gone_after_cancel_orphans_in_their_own_session_included(
+    bin_dir: Path, root: Path, tmp_path: Path
+) -> None:
+    fake_clis.install(bin_dir, "family", fake_clis.FAMILY)
+    spec = CommandSpec(argv=("family", str(tmp_path / "pids")), grace_s=0.5)
+
+    ended = await cancel_once_ready(CommandBackend("family", spec, (root,)))
+
+    assert ended == ["cancelled"]
+    pids = read_pids(tmp_path / "pids")
+    assert len(pids) == 4  # the CLI, its child (gone already), a grandchild, and one that called setsid
+    await wait_until_gone(pids, reaped=pids[0])
+
+
 async def test_a_cli_that_ignores_sigterm_is_killed_after_the_grace_period(
     hang: Callable[..., CommandBackend], tmp_path: Path
 ) -> None:
@@ -1015,7 +1071,7 @@ async def test_a_timeout_around_run_leaves_nothing_alive(
     await wait_until_gone(pids, reaped=pids[0])
 
 
-@pytest.mark.parametrize("mode", ["holds-pipes", "detached"])
+@pytest.mark.parametrize("mode", ["holds-pipes", "detached", "setsid"])
 async def test_a_child_left_behind_by_a_cli_that_exited_normally_is_killed(
     bin_dir: Path, root: Path, tmp_path: Path, mode: str
 ) -> None:

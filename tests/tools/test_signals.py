@@ -1,0 +1,151 @@
+"""Stop signals against the installed ``fanout-mcp``: real processes, real signals, stdin held open."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+from pathlib import Path
+
+import anyio
+import pytest
+
+from fanout_mcp.server import FanoutError
+from fanout_mcp.tools.signals import Stopped, until_signalled
+from tests.server.backends import fake_clis
+from tests.server.backends.fake_clis import is_gone, read_pids
+from tests.tools.served import SCRIPT, command_line, env_for, served
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def family(tmp_path: Path) -> Path:
+    """A configuration file with one command, ``family`` (see ``fake_clis.FAMILY``), whose four processes
+    write their pids to ``tmp_path/pids``."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    program = fake_clis.install(bin_dir, "family", fake_clis.FAMILY)
+    config = tmp_path / "fanout.toml"
+    config.write_text(
+        f"[commands.family]\nargv = [{json.dumps(str(program))}, {json.dumps(str(tmp_path / 'pids'))}]\n"
+        "grace_s = 1\n"
+    )
+    return config
+
+
+async def started_family(pid_file: Path) -> list[int]:
+    """The supervisor and the four processes of the family, once all are up. Polled, bounded: the
+    processes are outside facts with no event to wait on."""
+    with anyio.fail_after(30):
+        while True:
+            if (processes := family_up(pid_file)) is not None:
+                return processes
+            await anyio.sleep(0.05)
+
+
+def family_up(pid_file: Path) -> list[int] | None:
+    pids = read_pids(pid_file) if pid_file.exists() else []
+    return [fake_clis.parent_of(pids[0]), *pids] if len(pids) == 4 else None
+
+
+async def all_gone(pids: list[int]) -> None:
+    with anyio.fail_after(5):
+        while True:
+            if all(is_gone(pid) for pid in pids):
+                return
+            await anyio.sleep(0.05)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGKILL])
+async def test_a_signal_ends_the_server_and_every_process_its_tasks_started(
+    family: Path, tmp_path: Path, signum: signal.Signals
+) -> None:
+    argv = command_line("--config", str(family), "--root", str(tmp_path))
+
+    async with served(argv, env_for(tmp_path)) as server:
+        await server.call_tool("spawn_parallel", {"tasks": [{"task": "x", "backend": "family"}]})
+        processes = await started_family(tmp_path / "pids")
+        os.kill(server.pid, signum)
+        with anyio.fail_after(15):
+            status = await server.exit_status()
+            stderr = await server.stderr()
+
+    assert status == (-signal.SIGKILL if signum is signal.SIGKILL else 0), stderr
+    assert "Traceback" not in stderr
+    if signum is not signal.SIGKILL:
+        assert f"{signum.name}: stopping" in stderr
+    await all_gone(
+        processes
+    )  # the supervisor, the CLI, its child, its grandchild and the one in its own session
+
+
+async def test_a_signal_stops_a_plan_run_cancelling_its_tasks_and_exits_128_plus_its_number(
+    family: Path, tmp_path: Path
+) -> None:
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"tasks": [{"task": "x", "backend": "family"}]}))
+    argv = [str(SCRIPT), "run", str(plan), "--config", str(family), "--root", str(tmp_path)]
+
+    async with await anyio.open_process(argv, env=env_for(tmp_path)) as process:
+        processes = await started_family(tmp_path / "pids")
+        process.send_signal(signal.SIGINT)
+        with anyio.fail_after(15):
+            status = await process.wait()
+        assert process.stderr is not None and process.stdout is not None
+        stderr = (await process.stderr.receive()).decode()
+        stdout = b"".join([chunk async for chunk in process.stdout])
+
+    assert status == 128 + signal.SIGINT
+    assert "stopped by SIGINT: every task was cancelled" in stderr and "Traceback" not in stderr
+    assert stdout == b""
+    await all_gone(processes)
+
+
+async def test_until_signalled_returns_what_the_work_returns_and_raises_its_error_as_it_is() -> None:
+    async def answer() -> int:
+        return 42
+
+    async def fail() -> None:
+        raise FanoutError("no such plan")
+
+    assert await until_signalled(answer) == 42
+    with pytest.raises(FanoutError, match="no such plan"):  # not wrapped in an exception group
+        await until_signalled(fail)
+
+
+class Heard(logging.Handler):
+    """Sets ``event`` when a log record says ``text`` (logged on the event loop's thread)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text, self.event = text, anyio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.event.set()
+
+
+async def test_a_stop_signal_cancels_the_work_lets_its_shutdown_finish_then_raises_stopped() -> None:
+    shut_down, stopped, second = list[str](), list[str](), Heard("SIGINT: already stopping")
+    logging.getLogger("fanout_mcp.tools.signals").addHandler(second)
+
+    async def work() -> None:
+        try:
+            os.kill(os.getpid(), signal.SIGHUP)  # to this process, where until_signalled catches it
+            await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                os.kill(os.getpid(), signal.SIGINT)  # a second one, during the shutdown: caught, ignored
+                await second.event.wait()
+                shut_down.append("done")
+
+    try:
+        with anyio.fail_after(10), pytest.raises(Stopped) as caught:
+            await until_signalled(work, lambda: stopped.append("on_stop"))
+    finally:
+        logging.getLogger("fanout_mcp.tools.signals").removeHandler(second)
+
+    assert caught.value.signum is signal.SIGHUP and caught.value.exit_status == 129
+    assert shut_down == ["done"] and stopped == ["on_stop"]
