@@ -12,10 +12,11 @@ import pytest
 from mcp import Client
 from mcp_types import CallToolResult, TextContent
 
-from fanout_mcp.server import Settings
+from fanout_mcp.server import Settings, outputs
 from fanout_mcp.tools import create_server
 from tests.answers import reply, synthesis
 from tests.fake_api import FakeApi
+from tests.gates import ThreadGate
 
 MakeSettings = Callable[..., Settings]
 MODES = ["auto", "legacy"]  # auto: the 2026-07-28 protocol in process; legacy: the 2025-11-25 handshake
@@ -261,6 +262,25 @@ async def test_bad_input_gets_an_error_that_says_what_to_do_and_the_server_keeps
         assert [t["task_id"] for t in listed["tasks"]] == [task_id]
         ok = await call(client, "spawn_parallel", tasks=[{"task": "x", "files": ["inside.txt"]}])
         assert len(ok["task_ids"]) == 1
+
+
+async def test_list_tasks_is_answered_while_an_answer_is_being_checked(
+    fake_api: FakeApi, make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    schema = {"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}}
+    with ThreadGate(outputs.parse_json) as gate:
+        monkeypatch.setattr(outputs, "parse_json", gate)  # the check of the answer holds here
+        async with connect(make_settings()) as client:
+            spawned = await call(
+                client, "spawn_parallel", tasks=[{"task": '[[reply:{"n": 1}]]'}], output_schema=schema
+            )
+            await gate.entered()
+            with anyio.fail_after(5):
+                listed = await call(client, "list_tasks")
+            assert [t["state"] for t in listed["tasks"]] == ["running"]  # answered mid-check
+            gate.open()
+            done = await call(client, "task_output", group_id=spawned["group_id"], wait_s=20)
+    assert done["tasks"][0]["state"] == "completed" and done["tasks"][0]["structured"] == {"n": 1}
 
 
 @pytest.mark.parametrize("mode", MODES)
