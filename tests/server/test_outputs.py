@@ -216,7 +216,7 @@ async def test_a_pattern_that_backtracks_for_ages_in_python_fails_the_answer_at_
 
 
 async def test_an_answer_of_blank_lines_after_a_fence_is_read_at_once(make_settings: MakeSettings) -> None:
-    answer = "```\n" + "\n" * 5_000  # Python's re took n**3 steps to look for the fence's end
+    answer = "```\n" + "\n" * 5_000 + "x"  # Python's re took n**3 steps to look for the fence's end
     backend = ScriptedBackend(replies(answer, answer))
     snap = await run_one(make_settings, backend, TaskRequest(task="review", output_schema="findings"))
     assert snap.error is not None and snap.error.kind is ErrorKind.INVALID_OUTPUT
@@ -226,23 +226,27 @@ async def test_an_answer_of_blank_lines_after_a_fence_is_read_at_once(make_setti
 @pytest.mark.parametrize(
     ("schema", "words"),
     [
-        (
+        pytest.param(
             {"type": "object", "properties": {"word": {"type": "string", "pattern": "^(?!re)"}}},
             "the pattern '^(?!re)' at $.properties.word.pattern cannot be used: invalid perl operator: (?!: "
             "RE2 has no lookahead or lookbehind",
+            id="lookahead",
         ),
-        (
+        pytest.param(
             {"type": "object", "properties": {"list": {"type": "array", "items": {"pattern": "(a)\\1"}}}},
             "the pattern '(a)\\\\1' at $.properties.list.items.pattern cannot be used: invalid escape "
             "sequence: \\1: RE2 has no backreferences",
+            id="backreference",
         ),
-        (
+        pytest.param(
             {"type": "object", "patternProperties": {"^(?<=x)y$": {"type": "integer"}}},
             "the pattern '^(?<=x)y$' as a key of $.patternProperties cannot be used",
+            id="lookbehind-in-patternProperties",
         ),
-        (
+        pytest.param(
             {"type": "object", "propertyNames": {"pattern": "a{1001}"}},
             "RE2 counts repetitions up to {1000}",
+            id="long-repetition",
         ),
     ],
 )

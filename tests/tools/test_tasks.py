@@ -241,6 +241,11 @@ async def test_bad_input_gets_an_error_that_says_what_to_do_and_the_server_keeps
             ("spawn_parallel", {"tasks": [{"task": "x", "timeout_s": -5}]}, "timeout_s"),
             ("spawn_parallel", {"tasks": [{"task": "x", "max_tokens": 10**9}]}, "max_tokens"),
             ("spawn_parallel", {"tasks": [{"task": "x"}], "max_concurrency": 0}, "max_concurrency"),
+            (
+                "spawn_parallel",
+                {"tasks": [{"task": "x"}], "output_schema": {"type": "object", "pattern": "(?=a)"}},
+                "the pattern '(?=a)' at $.pattern cannot be used",
+            ),
             ("task_output", {}, "not neither"),
             ("task_output", {"task_ids": [task_id], "group_id": group_id}, "not both"),
             ("task_output", {"task_ids": ["t-doesnotexist"]}, "Call list_tasks"),
