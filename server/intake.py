@@ -86,7 +86,7 @@ async def prepare(
     if any(task.cwd is not None for task in request.tasks):
         cwds = await anyio.to_thread.run_sync(_resolve_cwds, request.tasks, reader)
     depends = resolve_dependencies(request.tasks)
-    schemas = _resolve_schemas(request)
+    schemas = await anyio.to_thread.run_sync(_resolve_schemas, request, abandon_on_cancel=True)
     system = build_system(request.shared_context)
     cache = bool(request.shared_context) and estimate_tokens(system) >= settings.cache_min_tokens
     planned = [

@@ -104,6 +104,7 @@ class TaskRequest(BaseModel):
             description="The answer's shape: a JSON Schema (of an object), or a built-in name: 'findings' "
             "(a list of {title, severity, location, detail, recommendation, confidence}, which synthesize "
             "can merge without a model). The answer is validated and returned parsed as 'structured'. "
+            "Its patterns may not use lookaround or backreferences (they run on RE2). "
             "Default: the spawn's output_schema, else free text."
         ),
     ] = None

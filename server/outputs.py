@@ -3,22 +3,28 @@
 An answer is validated here whatever backend produced it. The text may be bare JSON (what a provider's
 schema-constrained decoding returns) or JSON inside a markdown code fence (what a model asked in
 prose tends to write); anything else does not match.
+
+Nothing here may take time out of proportion to its input: every pattern (``pattern``,
+``patternProperties``, the code fence) is matched by RE2 (``patterns.py``), a schema with a pattern RE2
+refuses is refused when it is given, and ``check_answer_in_worker`` keeps the event loop free while a
+big answer is checked.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final, cast
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError, ValidationError
+import anyio.to_thread
+from jsonschema.exceptions import ValidationError
 from referencing import Registry, Resource
 from referencing._core import Resolver
 from referencing.jsonschema import DRAFT202012
 
 from fanout_mcp.server.errors import InvalidInput
+from fanout_mcp.server.patterns import PatternError, Regex
+from fanout_mcp.server.validator import Validator, check_schema, keywords, where
 
 SEVERITIES: Final = ("critical", "high", "medium", "low", "info")
 
@@ -60,8 +66,7 @@ FINDINGS_SCHEMA: Final[dict[str, Any]] = {
 
 BUILTIN_SCHEMAS: Final[Mapping[str, dict[str, Any]]] = {"findings": FINDINGS_SCHEMA}
 
-_VALIDATOR: Final = Draft202012Validator
-_FENCE = re.compile(r"```(?:json)?\s*\n(.*?)\n\s*```", re.DOTALL)
+_FENCE: Final = Regex(r"(?s)```(?:json)?\s*\n(.*?)\n\s*```")  # Python's re takes n**3 steps on blank lines
 _MAX_PROBLEMS = 5
 
 
@@ -80,10 +85,7 @@ def resolve_schema(spec: Mapping[str, Any] | str) -> dict[str, Any]:
             )
         return schema
     schema = dict(spec)
-    try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as exc:
-        raise InvalidInput(f"output_schema is not a valid JSON Schema: {exc.message}") from None
+    check_schema(schema)
     if schema.get("type") != "object":
         raise InvalidInput('output_schema must describe a JSON object (its "type" must be "object")')
     _check_refs(schema)
@@ -97,7 +99,7 @@ def _check_refs(schema: Mapping[str, Any]) -> None:
     registry: Registry[Any] = Registry()
     resource: Resource[Any] = DRAFT202012.create_resource(dict(schema))
     resolver: Resolver[Any] = registry.with_resource(base, resource).resolver(base_uri=base)
-    for key, value in _references(schema):
+    for key, value in ((k, v) for k, v in keywords(schema) if k in {"$ref", "$dynamicRef"}):
         if not isinstance(value, str) or not value.startswith("#"):
             raise InvalidInput(
                 f"output_schema: {key} {value!r} is not a local reference; only '#/...' references into the "
@@ -107,18 +109,6 @@ def _check_refs(schema: Mapping[str, Any]) -> None:
             resolver.lookup(value)
         except Exception:  # the referencing library's Unresolvable and its kin
             raise InvalidInput(f"output_schema: {key} {value!r} does not resolve within the schema") from None
-
-
-def _references(node: Any) -> Iterable[tuple[str, Any]]:
-    if isinstance(node, dict):
-        for key, value in cast(dict[str, Any], node).items():
-            if key in {"$ref", "$dynamicRef"}:
-                yield key, value
-            else:
-                yield from _references(value)
-    elif isinstance(node, list):
-        for item in cast(list[Any], node):
-            yield from _references(item)
 
 
 def parse_json(text: str) -> Any:
@@ -131,10 +121,10 @@ def parse_json(text: str) -> Any:
     try:
         return json.loads(stripped, parse_constant=_no_constants)
     except ValueError:
-        match = _FENCE.search(stripped)
-        if match is None:
+        fenced = _FENCE.first(stripped, 1)
+        if fenced is None:
             raise
-        return json.loads(match.group(1), parse_constant=_no_constants)
+        return json.loads(fenced, parse_constant=_no_constants)
 
 
 def _no_constants(name: str) -> Any:
@@ -154,14 +144,16 @@ def check_answer(
     except (ValueError, RecursionError) as exc:
         return None, f"the answer is not JSON ({type(exc).__name__}: {str(exc)[:200]})"
     # No registry retrieval: references resolve within the schema only, never over the network or disk.
-    validator = _VALIDATOR(schema, registry=Registry[Any]())
+    validator = Validator(schema, registry=Registry[Any]())
     try:
         found: list[ValidationError] = list(validator.iter_errors(value))  # pyright: ignore[reportUnknownMemberType]
     except RecursionError:
         return None, "the answer is nested too deeply to check"
+    except PatternError as exc:  # only a pattern check_schema could not see (see validator._matches)
+        return None, f"the output schema has a pattern that cannot be run: {exc}"
     errors = sorted(found, key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
-        problems = [f"at {_where(e.absolute_path)}: {e.message}" for e in errors[:_MAX_PROBLEMS]]
+        problems = [f"at {where(e.absolute_path)}: {e.message}" for e in errors[:_MAX_PROBLEMS]]
         more = f" (and {len(errors) - _MAX_PROBLEMS} more)" if len(errors) > _MAX_PROBLEMS else ""
         return None, "the answer does not match the schema: " + "; ".join(problems) + more
     if known_sources is not None:
@@ -171,17 +163,21 @@ def check_answer(
     return value, None
 
 
+async def check_answer_in_worker(
+    text: str, schema: Mapping[str, Any], known_sources: Iterable[str] | None = None
+) -> tuple[Any, str | None]:
+    """``check_answer`` in a worker thread: parsing and checking a big answer takes a while, and the event
+    loop goes on serving every session meanwhile. A cancelled caller does not wait for it: the check only
+    reads its arguments, and RE2 bounds its time by the answer's size, so the abandoned thread ends."""
+    return await anyio.to_thread.run_sync(check_answer, text, schema, known_sources, abandon_on_cancel=True)
+
+
 def repair_request(problem: str, schema: Mapping[str, Any]) -> str:
     """What to tell a model whose answer did not fit, for its one second chance."""
     return (
         f"Your answer cannot be used: {problem}. Answer again with only a JSON value that matches this "
         f"JSON Schema, and nothing else:\n{json.dumps(schema)}"
     )
-
-
-def _where(path: Iterable[Any]) -> str:
-    parts = [f"[{p}]" if isinstance(p, int) else f".{p}" for p in path]
-    return "$" + "".join(parts)
 
 
 def _cited(value: Any) -> Iterable[str]:

@@ -18,13 +18,13 @@ Message Batch costs ``BATCH_DISCOUNT`` times as much (``batch_cost``).
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, cast
 
 from fanout_mcp.server.models import Tokens
+from fanout_mcp.server.patterns import Regex
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +77,9 @@ PRICES: Final[Mapping[str, Price]] = {
 BATCH_DISCOUNT: Final = 0.5
 
 
-# A dated snapshot ("-20251001") or a context variant ("[1m]") is priced as its model.
-_SNAPSHOT = re.compile(r"^(.+?)(?:-\d{8})?(?:\[[^\]]*\])?$")
+# A dated snapshot ("-20251001") or a context variant ("[1m]") is priced as its model. RE2, since a model
+# name can come from a client (sampling) and Python's re takes n**2 steps on "[[[[...".
+_SNAPSHOT: Final = Regex(r"^(.+?)(?:-\d{8})?(?:\[[^\]]*\])?$")
 
 
 class PriceTable:
@@ -100,8 +101,7 @@ class PriceTable:
         return cls(prices)
 
     def price(self, model: str) -> Price | None:
-        match = _SNAPSHOT.match(model)
-        return self._prices.get(match.group(1) if match else model)
+        return self._prices.get(_SNAPSHOT.first(model, 1) or model)
 
     def cost(self, model: str, tokens: Tokens) -> float | None:
         """Dollars for one call, or ``None`` when the model's price is unknown."""

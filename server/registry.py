@@ -49,7 +49,7 @@ from fanout_mcp.server.models import (
     TaskSnapshot,
     Usage,
 )
-from fanout_mcp.server.outputs import check_answer, repair_request
+from fanout_mcp.server.outputs import check_answer_in_worker, repair_request
 from fanout_mcp.server.pricing import PriceTable
 from fanout_mcp.server.prompt import with_dependencies
 from fanout_mcp.server.settings import Settings
@@ -338,7 +338,7 @@ class TaskRegistry:
         schema, known = entry.spec.output_schema, entry.spec.known_sources
         if schema is None:
             return result, None
-        value, problem = check_answer(result.text, schema, known)
+        value, problem = await check_answer_in_worker(result.text, schema, known)
         if problem is None:
             return result, value
         entry.begin_repair(
@@ -347,7 +347,7 @@ class TaskRegistry:
         # An empty assistant turn is refused by the API: say that there was none.
         follow_up = (result.text.strip() or "(no answer)", repair_request(problem, schema))
         repaired = await backend.run(replace(request, follow_up=follow_up), entry)
-        value, problem = check_answer(repaired.text, schema, known)
+        value, problem = await check_answer_in_worker(repaired.text, schema, known)
         if problem is not None:
             raise InvalidOutput(repaired.text, problem)
         return repaired, value

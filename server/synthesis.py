@@ -19,6 +19,7 @@ from typing import Any, Final, cast
 import anyio
 import anyio.to_thread
 
+from fanout_mcp.server.backends import Backend
 from fanout_mcp.server.errors import UnknownTask
 from fanout_mcp.server.findings import Action, Conflict, ConflictSide, Location, MergedFinding, Quorum
 from fanout_mcp.server.intake import PlannedTask
@@ -151,7 +152,11 @@ class Synthesizer:
             self._jobs.move_to_end(key)
             return known.final
         answered, missing = split_answers(self._registry.snapshots(task_ids))
-        planned = self._plan(answered, missing, instructions)
+        backend = self._registry.backends.choose(None)
+        # Cutting and packing every answer into prompts takes time in proportion to them: off the loop.
+        planned = await anyio.to_thread.run_sync(
+            self._plan, answered, missing, instructions, backend, abandon_on_cancel=True
+        )
         ids = await self._registry.spawn_planned(planned)
         self._jobs[key] = _Job(final=ids[-1], tasks=tuple(ids))
         while len(self._jobs) > _MAX_REMEMBERED:
@@ -184,7 +189,10 @@ class Synthesizer:
             if answer.stop_reason == "max_tokens"
             else []
         )
-        return from_structured(cast(dict[str, Any], structured), answered, missing, usage, notes)
+        value = cast(dict[str, Any], structured)
+        return await anyio.to_thread.run_sync(
+            from_structured, value, answered, missing, usage, notes, abandon_on_cancel=True
+        )
 
     def _reusable(self, task_id: str) -> bool:
         try:
@@ -194,9 +202,14 @@ class Synthesizer:
         return state in {TaskState.QUEUED, TaskState.RUNNING, TaskState.COMPLETED}
 
     def _plan(
-        self, answered: Sequence[TaskSnapshot], missing: Sequence[Missing], instructions: str | None
+        self,
+        answered: Sequence[TaskSnapshot],
+        missing: Sequence[Missing],
+        instructions: str | None,
+        backend: Backend,
     ) -> list[PlannedTask]:
-        """One task if the answers fit; else a tree: groups of answers, then merges of merges."""
+        """One task if the answers fit; else a tree: groups of answers, then merges of merges. (Runs in a
+        worker thread: it only reads its arguments and the settings.)"""
         settings = self._registry.settings
         header = _header(instructions, missing)
         # The budget is for answers: the fixed text of every synthesis prompt comes off it first.
@@ -207,10 +220,11 @@ class Synthesizer:
         everyone = frozenset(s.task_id for s in answered)
         if len(groups) <= 1:
             prompt = _prompt(header, groups[0] if groups else [], len(answered))
-            return [self._task(0, f"synthesis of {len(answered)} answer(s)", prompt, everyone, ())]
+            return [self._task(backend, 0, f"synthesis of {len(answered)} answer(s)", prompt, everyone, ())]
         planned = [
-            self._task(i, f"synthesis part {i + 1} of {len(groups)}", _prompt(header, group, len(answered), i,
-                       len(groups)), frozenset(p.snap.task_id for p in group), ())
+            self._task(backend, i, f"synthesis part {i + 1} of {len(groups)}",
+                       _prompt(header, group, len(answered), i, len(groups)),
+                       frozenset(p.snap.task_id for p in group), ())
             for i, group in enumerate(groups)
         ]  # fmt: skip
         # Each partial synthesis is at most synthesis_max_tokens long (about 4 characters a token): merge
@@ -228,15 +242,20 @@ class Synthesizer:
                 known = frozenset[str]().union(*(planned[c].spec.known_sources or () for c in children))
                 label = "synthesis of the parts" if len(level) <= fan_in else f"merge of parts {children}"
                 upper.append(len(planned))
-                planned.append(self._task(len(planned), label, merging, known, children))
+                planned.append(self._task(backend, len(planned), label, merging, known, children))
             level = upper
         return planned
 
     def _task(
-        self, index: int, label: str, prompt: str, known: frozenset[str], deps: tuple[int, ...]
+        self,
+        backend: Backend,
+        index: int,
+        label: str,
+        prompt: str,
+        known: frozenset[str],
+        deps: tuple[int, ...],
     ) -> PlannedTask:
         settings = self._registry.settings
-        backend = self._registry.backends.choose(None)
         model = backend.model_for(None, settings.model)
         spec = TaskSpec(
             index=index,

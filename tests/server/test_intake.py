@@ -7,14 +7,16 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import anyio
 import pytest
 
-from fanout_mcp.server import InvalidInput, Settings, SpawnRequest, TaskRequest
+from fanout_mcp.server import InvalidInput, Settings, SpawnRequest, TaskRequest, intake
 from fanout_mcp.server.backends.cli import CommandBackend
 from fanout_mcp.server.backends.roster import Roster
 from fanout_mcp.server.commands import CommandSpec
 from fanout_mcp.server.files import FileReader
 from fanout_mcp.server.intake import Intake, prepare
+from tests.gates import ThreadGate
 from tests.server.fakes import ScriptedBackend
 
 MakeSettings = Callable[..., Settings]
@@ -349,3 +351,15 @@ async def test_a_cwd_for_a_backend_that_runs_in_no_directory_is_refused_with_gui
 
     with pytest.raises(InvalidInput, match=r"task 1 \(#1\) sets cwd, but backend 'scripted' runs in no"):
         await prepare(one(cwd=".", backend="scripted"), settings, reader, cli_roster(tmp_path))
+
+
+async def test_output_schemas_are_checked_in_a_worker_thread(
+    make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    with ThreadGate(intake.resolve_schema) as gate:
+        monkeypatch.setattr(intake, "resolve_schema", gate)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(intake_of, one(output_schema=schema), make_settings())
+            await gate.entered()  # the check is held, and this loop goes on
+            gate.open()

@@ -20,8 +20,10 @@ from fanout_mcp.server import (
     TaskSnapshot,
     TaskState,
     open_registry,
+    outputs,
 )
 from fanout_mcp.server.outputs import FINDINGS_SCHEMA, check_answer, resolve_schema
+from tests.gates import ThreadGate
 from tests.server.fakes import Handler, ScriptedBackend
 
 MakeSettings = Callable[..., Settings]
@@ -190,3 +192,105 @@ async def test_a_repair_that_fails_keeps_the_answer_it_was_repairing(make_settin
     backend2.handler = failing_repair
     snap = await run_one(make_settings, backend2, TaskRequest(task="review", output_schema="findings"))
     assert snap.output == '{"findings": "oops"}'
+
+
+# --- patterns, and the event loop ----------------------------------------------------------------------
+
+WORD = {
+    "type": "object",
+    "required": ["word"],
+    "properties": {"word": {"type": "string", "pattern": "^(a+)+$"}},
+}
+
+
+async def test_a_pattern_that_backtracks_for_ages_in_python_fails_the_answer_at_once(
+    make_settings: MakeSettings,
+) -> None:
+    # Python's re takes about 2**30 steps here (minutes, holding the GIL); RE2 takes 31.
+    answer = json.dumps({"word": "a" * 30 + "!"})
+    backend = ScriptedBackend(replies(answer, answer))
+    snap = await run_one(make_settings, backend, TaskRequest(task="spell", output_schema=WORD))
+    assert snap.state is TaskState.FAILED
+    assert snap.error is not None and snap.error.kind is ErrorKind.INVALID_OUTPUT
+    assert "at $.word: 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!' does not match '^(a+)+$'" in snap.error.message
+
+
+async def test_an_answer_of_blank_lines_after_a_fence_is_read_at_once(make_settings: MakeSettings) -> None:
+    answer = "```\n" + "\n" * 5_000 + "x"  # Python's re took n**3 steps to look for the fence's end
+    backend = ScriptedBackend(replies(answer, answer))
+    snap = await run_one(make_settings, backend, TaskRequest(task="review", output_schema="findings"))
+    assert snap.error is not None and snap.error.kind is ErrorKind.INVALID_OUTPUT
+    assert "not JSON" in snap.error.message
+
+
+@pytest.mark.parametrize(
+    ("schema", "words"),
+    [
+        pytest.param(
+            {"type": "object", "properties": {"word": {"type": "string", "pattern": "^(?!re)"}}},
+            "the pattern '^(?!re)' at $.properties.word.pattern cannot be used: invalid perl operator: (?!: "
+            "RE2 has no lookahead or lookbehind",
+            id="lookahead",
+        ),
+        pytest.param(
+            {"type": "object", "properties": {"list": {"type": "array", "items": {"pattern": "(a)\\1"}}}},
+            "the pattern '(a)\\\\1' at $.properties.list.items.pattern cannot be used: invalid escape "
+            "sequence: \\1: RE2 has no backreferences",
+            id="backreference",
+        ),
+        pytest.param(
+            {"type": "object", "patternProperties": {"^(?<=x)y$": {"type": "integer"}}},
+            "the pattern '^(?<=x)y$' as a key of $.patternProperties cannot be used",
+            id="lookbehind-in-patternProperties",
+        ),
+        pytest.param(
+            {"type": "object", "propertyNames": {"pattern": "a{1001}"}},
+            "RE2 counts repetitions up to {1000}",
+            id="long-repetition",
+        ),
+    ],
+)
+async def test_a_pattern_re2_cannot_run_is_refused_at_spawn_naming_it_and_where_it_is(
+    make_settings: MakeSettings, schema: dict[str, object], words: str
+) -> None:
+    backend = ScriptedBackend()
+    async with open_registry(make_settings(), backend) as registry:
+        with pytest.raises(InvalidInput) as spawn_level:
+            await registry.spawn(SpawnRequest(tasks=[TaskRequest(task="x")], output_schema=schema))
+        with pytest.raises(InvalidInput) as task_level:
+            await registry.spawn(SpawnRequest(tasks=[TaskRequest(task="x", output_schema=schema)]))
+    assert str(spawn_level.value).startswith("the spawn's output_schema: ")
+    assert str(task_level.value).startswith("task 1's output_schema: ")
+    for refused in (spawn_level.value, task_level.value):
+        assert words in str(refused) and "RE2, which never backtracks" in str(refused)
+    assert backend.calls == []
+
+
+def test_unevaluated_properties_beside_pattern_properties_is_refused() -> None:
+    schema = {"type": "object", "patternProperties": {"^x_": {}}, "unevaluatedProperties": False}
+    with pytest.raises(InvalidInput, match="use additionalProperties next to the patternProperties"):
+        resolve_schema(schema)
+
+
+def test_a_pattern_the_schema_check_cannot_see_is_a_problem_of_the_answer_not_a_crash() -> None:
+    # "#/x" is not a place for a subschema, so the schema check skips it; the $ref makes it one.
+    schema = {"type": "object", "properties": {"a": {"$ref": "#/x"}}, "x": {"pattern": "(?=a)"}}
+    assert resolve_schema(schema) == schema
+    value, problem = check_answer('{"a": "abc"}', schema)
+    assert value is None and problem is not None and "pattern that cannot be run" in problem
+
+
+async def test_cancelling_a_task_while_its_answer_is_checked_ends_it_at_once(
+    make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with ThreadGate(outputs.parse_json) as gate:
+        monkeypatch.setattr(outputs, "parse_json", gate)
+        backend = ScriptedBackend(replies(json.dumps({"findings": []})))
+        async with open_registry(make_settings(), backend) as registry:
+            request = SpawnRequest(tasks=[TaskRequest(task="review", output_schema="findings")])
+            task_id = (await registry.spawn(request)).tasks[0].task_id
+            await gate.entered()
+            registry.cancel([task_id])
+            with anyio.fail_after(5):  # the check is abandoned in its thread, not waited for
+                await registry.wait([task_id])
+            assert registry.snapshot(task_id).state is TaskState.CANCELLED

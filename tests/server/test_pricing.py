@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import anyio
+import anyio.to_thread
 import pytest
 
 from fanout_mcp.server import Tokens
@@ -79,3 +81,13 @@ def test_context_variants_are_priced_as_their_model() -> None:
     assert PriceTable.load(None).cost(
         "claude-sonnet-5-5[1m]", Tokens(input_tokens=1_000_000)
     ) == pytest.approx(2)
+
+
+async def test_a_model_name_a_client_made_up_is_priced_in_time_linear_in_it() -> None:
+    # A sampling client names the model its answer came from; Python's re took n**2 steps on this one
+    # (and held the GIL, so the loop could not even time out).
+    table = PriceTable.load(None)
+    with anyio.fail_after(5):
+        price = await anyio.to_thread.run_sync(table.price, "[" * 300_000, abandon_on_cancel=True)
+    assert price is None
+    assert table.price("claude-sonnet-5-20260101[1m]") == table.price("claude-sonnet-5")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import anyio
+import pytest
 
 from fanout_mcp.server import (
     Settings,
@@ -15,11 +18,15 @@ from fanout_mcp.server import (
     TaskSink,
     open_registry,
 )
+from fanout_mcp.server import synthesis as synthesis_module
 from fanout_mcp.server.report import split_answers
 from fanout_mcp.server.synthesis import Synthesizer
+from tests.answers import synthesis
+from tests.gates import ThreadGate
 from tests.server.fakes import ScriptedBackend
 
 MakeSettings = Callable[..., Settings]
+T = TypeVar("T")
 
 
 def answering(length: int) -> Callable[[SubagentRequest, TaskSink], object]:
@@ -43,7 +50,7 @@ async def plan_for(
         with anyio.fail_after(5):
             await registry.wait(ids)
         answered, missing = split_answers(registry.snapshots(ids))
-        return Synthesizer(registry)._plan(answered, missing, None), ids
+        return Synthesizer(registry)._plan(answered, missing, None, registry.backends.choose(None)), ids
 
 
 async def test_answers_that_fit_get_one_synthesis_that_may_cite_them_all(make_settings: MakeSettings) -> None:
@@ -81,3 +88,38 @@ async def test_too_much_for_one_call_becomes_a_tree_whose_leaves_hold_every_answ
     for i in range(8):
         for line in range(40):
             assert f"t{i} line {line} " in text
+
+
+async def while_held(monkeypatch: pytest.MonkeyPatch, name: str, work: Callable[[], Awaitable[T]]) -> T:
+    """What ``work`` returns; meanwhile ``synthesis.<name>`` is held in its thread, and this loop goes on."""
+    done: list[T] = []
+
+    async def run() -> None:
+        done.append(await work())
+
+    with ThreadGate(getattr(synthesis_module, name)) as gate:
+        monkeypatch.setattr(synthesis_module, name, gate)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run)
+            await gate.entered()
+            gate.open()
+    return done[0]
+
+
+async def test_a_model_synthesis_is_planned_and_read_in_worker_threads(
+    make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def handler(request: SubagentRequest, sink: TaskSink) -> SubagentResult:
+        text = json.dumps(synthesis("Done.")) if request.output_schema else "an answer"
+        return SubagentResult(text=text, model=request.model, stop_reason="end_turn")
+
+    async with open_registry(make_settings(), ScriptedBackend(handler)) as registry:
+        ids = [t.task_id for t in (await registry.spawn(SpawnRequest(tasks=[TaskRequest(task="a")]))).tasks]
+        with anyio.fail_after(5):
+            await registry.wait(ids)
+        synth = Synthesizer(registry)
+        final = await while_held(monkeypatch, "_pieces", lambda: synth.start_llm(ids, None))
+        with anyio.fail_after(5):
+            await registry.wait([final])
+        result = await while_held(monkeypatch, "from_structured", lambda: synth.result(final, ids))
+    assert result is not None and result.summary == "Done."

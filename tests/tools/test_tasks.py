@@ -15,11 +15,20 @@ import pytest
 from mcp import Client
 from mcp_types import CallToolResult, TextContent
 
-from fanout_mcp.server import ErrorKind, Settings, SubagentRequest, SubagentResult, TaskFailure, TaskSink
+from fanout_mcp.server import (
+    ErrorKind,
+    Settings,
+    SubagentRequest,
+    SubagentResult,
+    TaskFailure,
+    TaskSink,
+    outputs,
+)
 from fanout_mcp.server.entry import Entry
 from fanout_mcp.tools import create_server
 from tests.answers import reply, synthesis
 from tests.fake_api import FakeApi
+from tests.gates import ThreadGate
 from tests.server.fakes import ScriptedBackend, echo
 
 MakeSettings = Callable[..., Settings]
@@ -247,6 +256,11 @@ async def test_bad_input_gets_an_error_that_says_what_to_do_and_the_server_keeps
             ("spawn_parallel", {"tasks": [{"task": "x", "timeout_s": -5}]}, "timeout_s"),
             ("spawn_parallel", {"tasks": [{"task": "x", "max_tokens": 10**9}]}, "max_tokens"),
             ("spawn_parallel", {"tasks": [{"task": "x"}], "max_concurrency": 0}, "max_concurrency"),
+            (
+                "spawn_parallel",
+                {"tasks": [{"task": "x"}], "output_schema": {"type": "object", "pattern": "(?=a)"}},
+                "the pattern '(?=a)' at $.pattern cannot be used",
+            ),
             ("task_output", {}, "not neither"),
             ("task_output", {"task_ids": [task_id], "group_id": group_id}, "not both"),
             ("task_output", {"task_ids": ["t-doesnotexist"]}, "Call list_tasks"),
@@ -268,6 +282,25 @@ async def test_bad_input_gets_an_error_that_says_what_to_do_and_the_server_keeps
         assert [t["task_id"] for t in listed["tasks"]] == [task_id]
         ok = await call(client, "spawn_parallel", tasks=[{"task": "x", "files": ["inside.txt"]}])
         assert len(ok["task_ids"]) == 1
+
+
+async def test_list_tasks_is_answered_while_an_answer_is_being_checked(
+    fake_api: FakeApi, make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    schema = {"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}}
+    with ThreadGate(outputs.parse_json) as gate:
+        monkeypatch.setattr(outputs, "parse_json", gate)  # the check of the answer holds here
+        async with connect(make_settings()) as client:
+            spawned = await call(
+                client, "spawn_parallel", tasks=[{"task": '[[reply:{"n": 1}]]'}], output_schema=schema
+            )
+            await gate.entered()
+            with anyio.fail_after(5):
+                listed = await call(client, "list_tasks")
+            assert [t["state"] for t in listed["tasks"]] == ["running"]  # answered mid-check
+            gate.open()
+            done = await call(client, "task_output", group_id=spawned["group_id"], wait_s=20)
+    assert done["tasks"][0]["state"] == "completed" and done["tasks"][0]["structured"] == {"n": 1}
 
 
 @pytest.mark.parametrize("mode", MODES)
