@@ -27,6 +27,7 @@ from fanout_mcp.server.commands import CommandSpec
 from fanout_mcp.server.plan import PlanOutcome, load_plan, run_plan
 from fanout_mcp.tools.app import create_server, package_version
 from fanout_mcp.tools.shape import describe_usage
+from fanout_mcp.tools.stdio import serve_stdio
 
 _ENVIRONMENT_HELP = """\
 environment:
@@ -111,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return anyio.run(_run, settings, args.plan, args.json)
     if args.command == "doctor":
         return anyio.run(_doctor, settings)
-    create_server(settings).run()
+    anyio.run(serve_stdio, create_server(settings))
     return 0
 
 
