@@ -14,7 +14,7 @@ import logging
 import os
 from collections.abc import Generator
 from contextlib import contextmanager
-from typing import Any, BinaryIO, Final, Protocol, cast
+from typing import Any, Final, Protocol, cast
 
 import anyio
 from mcp.server.mcpserver import MCPServer
@@ -26,16 +26,13 @@ from fanout_mcp.tools.frames import Accepted, Refused, check_line, refuse_long_l
 logger = logging.getLogger(__name__)
 
 LINE_LIMIT: Final = 4 * 1024 * 1024
-# What is read at a time of a line past the limit (to drop it), and how much of it is searched for an id.
+# What is read at a time; also the most of a line past the limit searched for its id, and the longest
+# line checked on the event loop (a longer one is checked in a worker thread).
 _CHUNK: Final = 64 * 1024
 
 
 class _Writer(Protocol):
     async def send(self, item: SessionMessage, /) -> None: ...
-
-
-class _End:
-    """stdin is closed."""
 
 
 async def serve_stdio(server: MCPServer[Any]) -> None:
@@ -51,7 +48,7 @@ async def serve_stdio(server: MCPServer[Any]) -> None:
 
 
 @contextmanager
-def _claimed_stdin() -> Generator[BinaryIO, None, None]:
+def _claimed_stdin() -> Generator[int, None, None]:
     """stdin on a private descriptor, and fd 0 on /dev/null while serving: a child process or a library
     that reads stdin gets end-of-file, never a request (what ``stdio_server`` does for the stdin it opens
     itself, and skips for one it is given)."""
@@ -62,18 +59,26 @@ def _claimed_stdin() -> Generator[BinaryIO, None, None]:
     finally:
         os.close(null)
     try:
-        # closefd=False: a reader thread abandoned at shutdown may still block on it; it must not be reused.
-        yield os.fdopen(private, "rb", buffering=_CHUNK, closefd=False)
+        yield private
     finally:
+        # Left open: a worker thread abandoned at shutdown (stdin not pollable) may still read it.
         os.dup2(private, 0)
 
 
 class _CheckedLines:
-    """The lines of stdin the SDK can take, as text; every other line is answered (or dropped) here."""
+    """The lines of stdin the SDK can take, as text; every other line is answered (or dropped) here.
 
-    def __init__(self, wire: BinaryIO) -> None:
-        self._wire = wire
+    stdin is read on the event loop once it is readable, never by a thread blocked on it, so cancelling
+    the server never waits for a client that sends nothing more.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._pollable = True  # a regular file (or /dev/null) cannot be polled; reading it never blocks
+        self._buffer = bytearray()
+        self._searched = 0  # bytes of the buffer known to hold no newline
         self._skipping = False  # inside a line past the limit, dropping the rest of it
+        self._end = False
         self._writer: _Writer | None = None
         self._writer_set = anyio.Event()
 
@@ -85,29 +90,61 @@ class _CheckedLines:
         return self
 
     async def __anext__(self) -> str:
-        while True:
-            # In a worker thread: the read blocks, and checking a long line is CPU work. Abandoned on
-            # cancel, so a shutdown never waits for a client that sends nothing more.
-            verdict = await anyio.to_thread.run_sync(self._next_verdict, abandon_on_cancel=True)
-            if isinstance(verdict, _End):
-                raise StopAsyncIteration
+        while (line := await self._next_line()) is not None:
+            verdict = await self._check(line)
             if isinstance(verdict, Accepted):
                 return verdict.text
             if verdict is not None:
                 await self._answer(verdict)
+        raise StopAsyncIteration
 
-    def _next_verdict(self) -> Accepted | Refused | _End | None:
-        while self._skipping:
-            rest = self._wire.readline(_CHUNK)
-            self._skipping = rest != b"" and not rest.endswith(b"\n")
-        line = self._wire.readline(LINE_LIMIT + 1)
-        if not line:
-            return _End()
-        if len(line) > LINE_LIMIT and not line.endswith(b"\n"):
-            self._skipping = True
-            return refuse_long_line(line[:_CHUNK], LINE_LIMIT)
+    async def _next_line(self) -> bytes | Refused | None:
+        """The next whole line, the refusal of a line past the limit, or None at the end of stdin."""
+        while True:
+            if self._skipping:
+                end = self._buffer.find(b"\n")
+                if end >= 0:
+                    del self._buffer[: end + 1]
+                    self._skipping = False
+                    continue
+                self._buffer.clear()
+            else:
+                end = self._buffer.find(b"\n", self._searched, LINE_LIMIT + 1)
+                if end >= 0:
+                    line = bytes(self._buffer[: end + 1])
+                    del self._buffer[: end + 1]
+                    self._searched = 0
+                    return line
+                if len(self._buffer) > LINE_LIMIT:
+                    self._skipping, self._searched = True, 0  # what is left of the line is dropped next
+                    return refuse_long_line(bytes(self._buffer[:_CHUNK]), LINE_LIMIT)
+                self._searched = len(self._buffer)
+            if self._end:
+                last = bytes(self._buffer) or None  # a last line without its newline
+                self._buffer.clear()
+                return last
+            chunk = await self._read()
+            self._end = not chunk
+            self._buffer += chunk
+
+    async def _read(self) -> bytes:
+        if self._pollable:
+            try:
+                await anyio.wait_readable(self._fd)
+            except OSError:
+                self._pollable = False
+            else:
+                return os.read(self._fd, _CHUNK)
+        return await anyio.to_thread.run_sync(os.read, self._fd, _CHUNK, abandon_on_cancel=True)
+
+    async def _check(self, line: bytes | Refused) -> Accepted | Refused | None:
+        if isinstance(line, Refused):
+            return line
         try:
-            return check_line(line)
+            if len(line) < _CHUNK:
+                return check_line(line)
+            # checking a long line is CPU work proportional to its length: off the event loop
+            return await anyio.to_thread.run_sync(check_line, line, abandon_on_cancel=True)
         except Exception:  # a bug in the check must not end the connection: the SDK decides, as before
             logger.exception("checking a line of stdin failed; passing it to the SDK unchecked")
             return Accepted(line.decode("utf-8", errors="replace"))

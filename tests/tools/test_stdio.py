@@ -4,6 +4,7 @@ error, and the server keeps serving, in both protocol eras."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -157,16 +158,56 @@ async def test_a_line_past_the_limit_is_answered_and_never_held_whole(
         huge = "x" * (8 * LINE_LIMIT)
         line = {"jsonrpc": "2.0", "id": "big", "method": "tools/call",
                 "params": {"name": "list_tasks", "arguments": {"group_id": huge}}}  # fmt: skip
-        await wire.send(json.dumps(line).encode())
+        # The request after it comes in the same write: the end of the long line is dropped, not the next.
+        await wire.send(json.dumps(line).encode() + b'\n{"jsonrpc":"2.0","id":2,"method":"ping"}')
         answer = await wire.receive()
         assert (answer["id"], answer["error"]["code"]) == ("big", INVALID_REQUEST)
         assert str(LINE_LIMIT) in answer["error"]["message"]
-        listed = await wire.request(2, "tools/list")
-        assert listed["tools"]
+        assert await wire.receive() == {"jsonrpc": "2.0", "id": 2, "result": {}}
         # Held whole, the line grew the peak by 128 MiB (text, parsed value, the error echoing it); read
         # up to the limit, by about two limits (the read buffer and the line cut from it).
         growth_mib = (wire.peak_rss_kib() - before) / 1024
         assert growth_mib < 4 * LINE_LIMIT / 2**20, f"the peak grew by {growth_mib:.0f} MiB"
+
+
+async def test_lines_from_a_file_on_stdin_are_answered_too(fake_api: FakeApi, tmp_path: Path) -> None:
+    # A regular file cannot be polled for input like a pipe: it is read another way.
+    lines = tmp_path / "lines.jsonl"
+    lines.write_bytes(b'garbage\n[]\n{"jsonrpc":"2.0","id":"no newline","method":"x","params":1}')
+    with lines.open("rb") as stdin:
+        command = [str(SCRIPT), "--root", str(tmp_path)]
+        done = await anyio.run_process(command, stdin=stdin, env=script_env(fake_api), check=False)
+    answers = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(a["error"]["code"], a["id"]) for a in answers] == [
+        (PARSE_ERROR, None),
+        (INVALID_REQUEST, None),
+        (INVALID_REQUEST, "no newline"),
+    ]
+
+
+async def test_serving_ends_when_cancelled_though_stdin_stays_open(fake_api: FakeApi, tmp_path: Path) -> None:
+    # No thread is left blocked reading stdin: the process exits while the test still holds stdin open.
+    script = f"""
+import anyio
+from fanout_mcp.server import Settings
+from fanout_mcp.tools.app import create_server
+from fanout_mcp.tools.stdio import serve_stdio
+
+async def main():
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(serve_stdio, create_server(Settings(roots=({str(tmp_path)!r},))))
+        await anyio.wait_all_tasks_blocked()
+        tg.cancel_scope.cancel()
+    print("cancelled", flush=True)
+
+anyio.run(main)
+"""
+    command = [sys.executable, "-c", script]
+    async with await anyio.open_process(command, env=script_env(fake_api)) as process:
+        assert process.stdout is not None
+        with anyio.fail_after(60):
+            assert await process.wait() == 0
+        assert (await process.stdout.receive()).strip() == b"cancelled"
 
 
 async def test_in_the_2026_era_garbage_is_answered_and_enveloped_requests_are_still_served(
