@@ -48,14 +48,26 @@ class StrictServer(MCPServer[LifespanT]):
     """An ``MCPServer`` that refuses unknown tool and prompt arguments instead of dropping them, and
     advertises every tool's input schema closed."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Closed input schemas by tool name, read on a call to a tool not in it; emptied when a tool is
+        # removed (a tool is replaced by removing it first).
+        self._schemas: dict[str, dict[str, Any]] = {}
+
     async def list_tools(self) -> list[Tool]:
         tools = await super().list_tools()
         return [tool.model_copy(update={"input_schema": closed(tool.input_schema)}) for tool in tools]
 
+    def remove_tool(self, name: str) -> None:
+        super().remove_tool(name)
+        self._schemas = {}
+
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[LifespanT, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
-        schema = next((tool.input_schema for tool in await self.list_tools() if tool.name == name), None)
+        if name not in self._schemas:
+            self._schemas = {tool.name: tool.input_schema for tool in await self.list_tools()}
+        schema = self._schemas.get(name)
         if schema is not None and (unknown := unknown_arguments(arguments, schema)):
             raise ToolError(describe(name, unknown))
         return await super().call_tool(name, arguments, context)
@@ -115,9 +127,9 @@ def unknown_arguments(arguments: Mapping[str, Any], schema: Mapping[str, Any]) -
 
 def _walk(value: object, schema: Mapping[str, Any], root: Mapping[str, Any], path: str,
           found: list[Unknown], depth: int) -> None:  # fmt: skip
-    schema = _branch(value, _resolve(schema, root), root)
-    if depth > _DEPTH:
-        return
+    if not isinstance(value, dict | list) or depth > _DEPTH:
+        return  # a scalar has no names in it
+    schema = _branch(cast(object, value), _resolve(schema, root), root)
     if isinstance(value, dict) and _is_closed(schema):
         properties = cast(dict[str, Any], schema["properties"])
         for key, item in cast(dict[str, object], value).items():
@@ -126,14 +138,17 @@ def _walk(value: object, schema: Mapping[str, Any], root: Mapping[str, Any], pat
             else:
                 found.append(Unknown(path, key, tuple(properties)))
     elif isinstance(value, list) and isinstance(items := schema.get("items"), dict):
+        items = _resolve(cast(dict[str, Any], items), root)  # once for every item
         for index, item in enumerate(cast(list[object], value)):
-            _walk(item, cast(dict[str, Any], items), root, f"{path}[{index}]", found, depth + 1)
+            _walk(item, items, root, f"{path}[{index}]", found, depth + 1)
 
 
 def _branch(value: object, schema: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[str, Any]:
     """The alternative of an ``anyOf``/``oneOf`` that ``value`` is checked against: for an object, the
     closed object schema that knows most of its names; for an array, the first array schema."""
     options = [_resolve(option, root) for option in schema.get("anyOf", schema.get("oneOf", []))]
+    if not options:
+        return schema
     if isinstance(value, dict):
         names = set(cast(dict[str, object], value))
         objects = [option for option in options if _is_closed(option)]
