@@ -95,11 +95,19 @@ async def test_a_parameter_a_tool_gains_is_known_without_edits(make_settings: Ma
         """A tool added after the fact, as task_output gains `include`."""
         return f"{include} {max_chars}"
 
+    def probe_again(detail: str = "all") -> str:
+        """The same tool, replaced: its parameters changed."""
+        return detail
+
     server.add_tool(probe)
     async with Client(server) as client:
         message = await error(client, "probe", includ="status")
         assert_names(message, "includ", "include", ["include", "max_chars"])
         assert not (await client.call_tool("probe", {"include": "status"})).is_error
+        server.remove_tool("probe")
+        server.add_tool(probe_again, name="probe")
+        assert not (await client.call_tool("probe", {"detail": "some"})).is_error
+        assert "unknown argument 'include'; probe takes: detail." in await error(client, "probe", include="x")
 
 
 @pytest.mark.parametrize("mode", MODES)
