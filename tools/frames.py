@@ -13,8 +13,8 @@ that nothing answers: either way the caller waits for its own timeout. JSON-RPC 
   it is a string or an integer, else null;
 * a malformed notification (no ``id`` member) or response gets no answer: JSON-RPC answers neither.
 
-Blank lines are skipped. Everything here is pure and synchronous: the transport runs it in a worker
-thread, since checking a long line is CPU work proportional to its length.
+Blank lines are skipped. Everything here is pure and synchronous: the transport checks a long line in a
+worker thread, since that is CPU work proportional to its length.
 """
 
 from __future__ import annotations
