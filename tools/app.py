@@ -11,6 +11,7 @@ from typing import Final
 from mcp.server.mcpserver import MCPServer
 
 from fanout_mcp.server import Backend, Runtime, Settings, open_runtime
+from fanout_mcp.tools.arguments import StrictServer
 from fanout_mcp.tools.prompts import register_prompts
 from fanout_mcp.tools.tasks import register
 
@@ -44,7 +45,7 @@ def create_server(settings: Settings, backend: Backend | None = None) -> MCPServ
         async with open_runtime(settings, backend) as runtime:
             yield runtime
 
-    mcp: MCPServer[Runtime] = MCPServer(
+    mcp: MCPServer[Runtime] = StrictServer(
         "fanout",
         title="fanout: parallel subagents",
         version=package_version(),

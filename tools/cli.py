@@ -30,7 +30,7 @@ from fanout_mcp.server.secrecy import seal
 from fanout_mcp.tools.app import create_server, package_version
 from fanout_mcp.tools.shape import describe_usage
 from fanout_mcp.tools.signals import Stopped, until_signalled
-from fanout_mcp.tools.stdin import closable_stdin
+from fanout_mcp.tools.stdio import serve_stdio
 
 _ENVIRONMENT_HELP = """\
 environment:
@@ -119,9 +119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return anyio.run(_doctor, settings)
     server = create_server(settings)
     # A client may stop its server with a signal instead of closing stdin (the MCP spec's stdio shutdown
-    # sends SIGTERM): the same shutdown, and the same status.
-    with closable_stdin() as close_stdin, contextlib.suppress(Stopped):
-        anyio.run(until_signalled, server.run_stdio_async, close_stdin)
+    # sends SIGTERM): the same shutdown, and the same status. serve_stdio reads stdin on the event loop,
+    # so cancelling it never waits for the client to write.
+    with contextlib.suppress(Stopped):
+        anyio.run(until_signalled, lambda: serve_stdio(server))
     return 0
 
 

@@ -37,9 +37,8 @@ class Stopped(Exception):
         return 128 + self.signum
 
 
-async def until_signalled(work: Callable[[], Awaitable[T]], on_stop: Callable[[], None] = lambda: None) -> T:
-    """What ``work`` returns, unless a stop signal cancels it first (and calls ``on_stop``: what else must
-    end for ``work`` to end, such as a read of stdin no cancellation can interrupt).
+async def until_signalled(work: Callable[[], Awaitable[T]]) -> T:
+    """What ``work`` returns, unless a stop signal cancels it first.
 
     Raises:
         Stopped: a stop signal came; ``work`` was cancelled and its shutdown is over.
@@ -49,7 +48,7 @@ async def until_signalled(work: Callable[[], Awaitable[T]], on_stop: Callable[[]
     results: list[T] = []
     errors: list[Exception] = []
     async with anyio.create_task_group() as group:
-        await group.start(_watch, working, received, on_stop)
+        await group.start(_watch, working, received)
         with working:
             try:
                 results.append(await work())
@@ -66,7 +65,6 @@ async def until_signalled(work: Callable[[], Awaitable[T]], on_stop: Callable[[]
 async def _watch(
     working: anyio.CancelScope,
     received: list[signal.Signals],
-    on_stop: Callable[[], None],
     *,
     task_status: TaskStatus[None],
 ) -> None:
@@ -80,4 +78,3 @@ async def _watch(
             logger.warning("%s: stopping (cancelling every task, ending every agent CLI)", stop.name)
             received.append(stop)
             working.cancel()
-            on_stop()
