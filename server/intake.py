@@ -312,7 +312,7 @@ def _resolve_schemas(request: SpawnRequest) -> list[Mapping[str, Any] | None]:
                 resolved[key] = resolve_schema(spec)
             except InvalidInput as exc:
                 where = "the spawn's output_schema" if index < 0 else f"task {index + 1}'s output_schema"
-                raise InvalidInput(f"{where}: {exc}") from None
+                raise InvalidInput(f"{where}: {str(exc).removeprefix('output_schema: ')}") from None
         return resolved[key]
 
     default = resolve(-1, request.output_schema)
