@@ -81,6 +81,22 @@ async def test_a_signal_ends_the_server_and_every_process_its_tasks_started(
     )  # the supervisor, the CLI, its child, its grandchild and the one in its own session
 
 
+async def test_cancel_tasks_ends_every_process_the_task_started_the_one_in_its_own_session_too(
+    family: Path, tmp_path: Path
+) -> None:
+    argv = command_line("--config", str(family), "--root", str(tmp_path))
+
+    async with served(argv, env_for(tmp_path)) as server:
+        spawned = await server.call_tool("spawn_parallel", {"tasks": [{"task": "x", "backend": "family"}]})
+        processes = await started_family(tmp_path / "pids")
+        cancelled = await server.call_tool("cancel_tasks", {"group_id": spawned["group_id"]})
+        await all_gone(processes)
+        listed = await server.call_tool("list_tasks", {})  # and the server goes on serving
+
+    assert cancelled["cancelled"] == spawned["task_ids"]
+    assert listed["counts"]["cancelled"] == 1
+
+
 async def test_a_signal_stops_a_plan_run_cancelling_its_tasks_and_exits_128_plus_its_number(
     family: Path, tmp_path: Path
 ) -> None:
