@@ -1,13 +1,18 @@
 """Scenario 1, fan-out: N tasks of latency L, about 200 streamed output tokens each.
 
-Contenders, each in a fresh process, timed from the first request to the last answer collected
-(set-up excluded):
-  sequential  one messages.stream() after another over one AsyncAnthropic
-  gather      plain asyncio.gather of messages.stream() over one AsyncAnthropic (the floor)
-  engine      fanout's engine in process: registry.spawn, then registry.wait
-  stdio       the installed fanout-mcp over stdio with the MCP client: spawn_parallel, then task_output
-              until done (what a user's client does); CPU includes the server process
-  mcp-agent   mcp-agent 0.2.6's ParallelLLM (bench/peer/), when its virtual environment is set up
+Contenders, each in a fresh process, timed from the first request to the last answer collected and
+checked word for word (set-up excluded):
+  sequential      one raw messages.create(stream=True) after another over one AsyncAnthropic
+  gather          the fair floor: asyncio.gather of raw messages.create(stream=True) over one
+                  AsyncAnthropic, the text joined from its events (the cheapest correct path through the SDK)
+  gather-helper   the same with the SDK's messages.stream() helper and get_final_message() (more CPU)
+  gather-nostream the same with a plain messages.create(): the floor for a contender that does not stream
+  engine          fanout's engine in process: registry.spawn, registry.wait, then every task's output
+  stdio           the installed fanout-mcp over stdio with the MCP client, as a client uses it:
+                  spawn_parallel, task_output(include="status") until done, then every output paged
+                  back through task_output by task_ids; CPU includes the server process
+  mcp-agent       mcp-agent 0.2.6's ParallelLLM (bench/peer/), when its virtual environment is set up;
+                  it does not stream (compare it with gather-nostream)
 
 Run on its own: ``.venv/bin/python bench/fanout.py --ns 20,100 --rounds 3`` (bench/run.py runs it
 with the other scenarios).
@@ -45,8 +50,36 @@ PEER_PYTHON = Path(__file__).resolve().parent / "peer" / ".venv" / "bin" / "pyth
 PEER_CLIENT = Path(__file__).resolve().parent / "peer" / "mcpagent_client.py"
 
 
+EXPECTED = " ".join(f"w{i}" for i in range(1, WORDS + 1))  #: the fake's answer to task_text, exactly
+PAGE_IDS = 40  #: task ids per task_output page: about 40 answers of ~900 characters fit the 40,000 budget
+
+
 def task_text(i: int) -> str:
     return f"[[words:{WORDS}]] subtask {i}"
+
+
+def request(i: int) -> dict[str, Any]:
+    return {"model": MODEL, "max_tokens": 1024, "messages": [{"role": "user", "content": task_text(i)}]}
+
+
+async def raw_text(client: Any, i: int) -> str:
+    """One answer through raw stream events: the text deltas joined."""
+    stream = await client.messages.create(**request(i), stream=True)
+    async with stream:
+        parts = [event.delta.text async for event in stream
+                 if event.type == "content_block_delta" and event.delta.type == "text_delta"]  # fmt: skip
+    return "".join(parts)
+
+
+async def helper_text(client: Any, i: int) -> str:
+    async with client.messages.stream(**request(i)) as stream:
+        message = await stream.get_final_message()
+    return "".join(block.text for block in message.content if block.type == "text")
+
+
+async def whole_text(client: Any, i: int) -> str:
+    message = await client.messages.create(**request(i))
+    return "".join(block.text for block in message.content if block.type == "text")
 
 
 async def run_sequential(n: int) -> dict[str, Any]:
@@ -54,33 +87,24 @@ async def run_sequential(n: int) -> dict[str, Any]:
 
     client = anthropic.AsyncAnthropic(max_retries=2)
     started, cpu = time.perf_counter(), time.process_time()
-    ok = 0
-    for i in range(n):
-        async with client.messages.stream(
-            model=MODEL, max_tokens=1024, messages=[{"role": "user", "content": task_text(i)}]
-        ) as stream:
-            ok += (await stream.get_final_message()).usage.output_tokens == WORDS
+    texts = [await raw_text(client, i) for i in range(n)]
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     await client.close()
-    return {"wall": wall, "cpu": cpu, "ok": ok}
+    return {"wall": wall, "cpu": cpu, "ok": sum(text == EXPECTED for text in texts)}
 
 
-async def run_gather(n: int) -> dict[str, Any]:
-    import anthropic
+def gathered(answer: Any) -> Any:
+    async def run(n: int) -> dict[str, Any]:
+        import anthropic
 
-    client = anthropic.AsyncAnthropic(max_retries=2)
+        client = anthropic.AsyncAnthropic(max_retries=2)
+        started, cpu = time.perf_counter(), time.process_time()
+        texts = await asyncio.gather(*(answer(client, i) for i in range(n)))
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+        await client.close()
+        return {"wall": wall, "cpu": cpu, "ok": sum(text == EXPECTED for text in texts)}
 
-    async def one(i: int) -> int:
-        async with client.messages.stream(
-            model=MODEL, max_tokens=1024, messages=[{"role": "user", "content": task_text(i)}]
-        ) as stream:
-            return (await stream.get_final_message()).usage.output_tokens
-
-    started, cpu = time.perf_counter(), time.process_time()
-    tokens = await asyncio.gather(*(one(i) for i in range(n)))
-    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
-    await client.close()
-    return {"wall": wall, "cpu": cpu, "ok": sum(1 for t in tokens if t == WORDS)}
+    return run
 
 
 async def run_engine(n: int) -> dict[str, Any]:
@@ -94,9 +118,9 @@ async def run_engine(n: int) -> dict[str, Any]:
         receipt = await runtime.registry.spawn(request)
         ids = [t.task_id for t in receipt.tasks]
         await runtime.registry.wait(ids)
+        outputs = [s.output for s in runtime.registry.snapshots(ids) if s.state is TaskState.COMPLETED]
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu
-        ok = sum(1 for s in runtime.registry.snapshots(ids) if s.state is TaskState.COMPLETED)
-    return {"wall": wall, "cpu": cpu, "ok": ok}
+    return {"wall": wall, "cpu": cpu, "ok": sum(text == EXPECTED for text in outputs)}
 
 
 async def run_stdio(n: int) -> dict[str, Any]:
@@ -114,18 +138,46 @@ async def run_stdio(n: int) -> dict[str, Any]:
         spawned: Any = (await client.call_tool("spawn_parallel", {"tasks": tasks})).structured_content
         spawn_s = time.perf_counter() - started
         while True:
-            result: Any = await client.call_tool(
-                "task_output", {"group_id": spawned["group_id"], "wait_s": 30, "max_chars": 1}
+            status: Any = await client.call_tool(
+                "task_output", {"group_id": spawned["group_id"], "wait_s": 30, "include": "status"}
             )
-            if result.structured_content["done"]:
+            if status.structured_content["done"]:
                 break
+        outputs = await fetch_outputs(client, spawned["task_ids"])
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu
         server_cpu = children_cpu() - server
-        ok = result.structured_content["counts"]["completed"]
+    ok = sum(text == EXPECTED for text in outputs.values())
     return {"wall": wall, "cpu": cpu + server_cpu, "server_cpu": server_cpu, "ok": ok, "spawn_s": spawn_s}
 
 
-CONTENDERS = {"sequential": run_sequential, "gather": run_gather, "engine": run_engine, "stdio": run_stdio}
+async def fetch_outputs(client: Any, ids: list[str]) -> dict[str, str]:
+    """Every task's whole output, paged as a client pages it: task_ids a page at a time, and a task
+    whose output was cut (truncated) again from its next_offset."""
+    outputs: dict[str, str] = {}
+    for start in range(0, len(ids), PAGE_IDS):
+        page: Any = await client.call_tool(
+            "task_output", {"task_ids": ids[start : start + PAGE_IDS], "wait_s": 0}
+        )
+        for view in page.structured_content["tasks"]:
+            text = view["output"] or ""
+            while view["truncated"]:
+                more: Any = await client.call_tool(
+                    "task_output", {"task_ids": [view["task_id"]], "wait_s": 0, "offset": view["next_offset"]}
+                )
+                view = more.structured_content["tasks"][0]
+                text += view["output"] or ""
+            outputs[view["task_id"]] = text
+    return outputs
+
+
+CONTENDERS = {
+    "sequential": run_sequential,
+    "gather": gathered(raw_text),
+    "gather-helper": gathered(helper_text),
+    "gather-nostream": gathered(whole_text),
+    "engine": run_engine,
+    "stdio": run_stdio,
+}
 
 
 def names(with_peer: bool) -> list[str]:
@@ -169,10 +221,12 @@ def scenario(
     return {"runs": runs, "markdown": render(runs, ns, latency, seq_max_n, peer)}
 
 
+FLOOR = "gather"
+
+
 def render(runs: list[dict[str, Any]], ns: list[int], latency: float, seq_max_n: int, peer: bool) -> str:
     rows: list[list[object]] = []
     for n in ns:
-        floor = {r["round"]: r["wall"] for r in runs if r["n"] == n and r["contender"] == "gather"}
         for contender in names(peer):
             mine = [r for r in runs if r["n"] == n and r["contender"] == contender]
             if not mine:
@@ -184,22 +238,54 @@ def render(runs: list[dict[str, Any]], ns: list[int], latency: float, seq_max_n:
                 rows.append([n, contender, 0, why, "-", "-", "-", "-"])
                 continue
             walls = [r["wall"] for r in mine]
-            ratios = [r["wall"] / floor[r["round"]] for r in mine if r["round"] in floor]
-            ratio = "-" if contender == "gather" else (f"{median(ratios):.2f}" if ratios else "-")
+            ratio = "-" if contender == FLOOR else _ratio(runs, n, contender, FLOOR)
             cpu = median([r["cpu"] * 1000 / max(n, 1) for r in mine])
             rows.append([n, contender, len(mine), spread(walls), f"{median(walls) / latency:.2f}", ratio,
                          f"{cpu:.2f}", f"{min(r['ok'] for r in mine)}/{n}"])  # fmt: skip
-    header = [
-        "N",
-        "contender",
-        "runs",
-        "wall s median [min-max]",
-        "wall / L",
-        "vs gather",
-        "CPU ms / task",
-        "ok",
-    ]
-    return table(header, rows)
+    header = ["N", "contender", "runs", "wall s median [min-max]", "wall / L", "vs floor (gather)",
+              "CPU ms / task", "exact outputs"]  # fmt: skip
+    return table(header, rows) + "\n\n" + targets(runs)
+
+
+def _ratio(runs: list[dict[str, Any]], n: int, contender: str, base: str) -> str:
+    value = _median_ratio(runs, n, contender, base)
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _median_ratio(runs: list[dict[str, Any]], n: int, contender: str, base: str) -> float | None:
+    """The median over rounds of contender's wall ÷ base's wall in the same round."""
+    floor = {r["round"]: r["wall"] for r in runs if r["n"] == n and r["contender"] == base}
+    ratios = [r["wall"] / floor[r["round"]] for r in runs
+              if r["n"] == n and r["contender"] == contender and r["round"] in floor]  # fmt: skip
+    return median(ratios) if ratios else None
+
+
+def targets(runs: list[dict[str, Any]]) -> str:
+    """The fan-out targets, each with what this run measured and whether it met it."""
+    rows: list[list[object]] = []
+
+    def add(what: str, value: float | None, shown: str, target: str, met: bool) -> None:
+        rows.append([what, shown if value is not None else "not run", target,
+                     ("met" if met else "not met") if value is not None else "-"])  # fmt: skip
+
+    r100 = _median_ratio(runs, 100, "stdio", FLOOR)
+    add("N = 100 over stdio, outputs fetched and checked, vs the fair floor", r100, f"{r100 or 0:.2f} x",
+        "at most 1.05 x", (r100 or 0) <= 1.05)  # fmt: skip
+    r1000 = _median_ratio(runs, 1000, "stdio", FLOOR)
+    add("N = 1000, the same", r1000, f"{r1000 or 0:.2f} x", "at most 0.8 x", (r1000 or 0) <= 0.8)
+    mine = [r["cpu"] * 1000 / 1000 for r in runs if r["n"] == 1000 and r["contender"] == "stdio"]
+    cpu = median(mine) if mine else None
+    add("N = 1000 over stdio: CPU per task, server + client", cpu, f"{cpu or 0:.2f} ms", "at most 3 ms",
+        (cpu or 0) <= 3)  # fmt: skip
+    peer = _median_ratio(runs, 1000, "mcp-agent", "stdio")
+    add(
+        "N = 1000: mcp-agent's wall ÷ the server's",
+        peer,
+        f"{peer or 0:.2f} x",
+        "at least 4 x",
+        (peer or 0) >= 4,
+    )
+    return table(["fan-out target", "measured (median of rounds)", "target", ""], rows)
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ with no MCP servers, each with its own AnthropicAugmentedLLM, and a ParallelLLM 
 async function that returns the fan-out responses (no aggregator model call). Then it times only
 `ParallelLLM.generate("[[words:W]] subtask", ...)`, which makes N concurrent non-streamed
 `messages.create()` calls, and prints ONE JSON line on stdout:
-    {"wall": s, "cpu": process CPU s, "ok": answers with W words, "n": N, ...}
+    {"wall": s, "cpu": process CPU s, "ok": answers that are exactly the fake's W words, "n": N, ...}
 Everything else (mcp-agent's logging, warnings) goes to stderr.
 
 --agents prebuilt (default): the agents are entered and their LLMs attached before the clock, and
@@ -53,16 +53,16 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def answer_words(response: Any) -> int:
-    """Words of text in one agent's responses (a list of anthropic Messages); 0 for an error."""
+def answer_text(response: Any) -> str:
+    """The text of one agent's responses (a list of anthropic Messages); "" for an error."""
     if isinstance(response, BaseException) or not response:
-        return 0
-    words = 0
-    for message in response:
-        for block in getattr(message, "content", None) or []:
-            if getattr(block, "type", None) == "text":
-                words += len(block.text.split())
-    return words
+        return ""
+    return "".join(
+        block.text
+        for message in response
+        for block in getattr(message, "content", None) or []
+        if getattr(block, "type", None) == "text"
+    )
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -120,7 +120,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         responses = await parallel.generate(prompt, request_params=params)
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu
 
-    ok = sum(1 for r in responses.values() if answer_words(r) == args.words)
+    expected = " ".join(f"w{i}" for i in range(1, args.words + 1))  # the fake's answer, exactly
+    ok = sum(1 for r in responses.values() if answer_text(r) == expected)
     errors = [repr(r)[:300] for r in responses.values() if isinstance(r, BaseException)]
     for error in errors[:3]:
         print(f"mcpagent_client: fan-out error: {error}", file=sys.stderr)
