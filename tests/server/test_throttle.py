@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import anyio
 
-from fanout_mcp.server.throttle import Throttle
+from fanout_mcp.server.throttle import Headroom, Throttle
 
 
 class Clock:
@@ -71,3 +73,58 @@ async def test_no_new_request_starts_during_the_cool_down() -> None:
         async with throttle.slot():
             waited = anyio.current_time() - started
     assert waited > 0  # it did wait for the cool-down rather than going straight through
+
+
+NOW = datetime(2026, 12, 6, 12, 0, 0, tzinfo=UTC)
+
+
+def headers(requests: int, tokens: int = 1_000_000, reset_s: float = 30) -> dict[str, str]:
+    reset = (NOW + timedelta(seconds=reset_s)).isoformat().replace("+00:00", "Z")
+    return {
+        "anthropic-ratelimit-requests-limit": "1000",
+        "anthropic-ratelimit-requests-remaining": str(requests),
+        "anthropic-ratelimit-requests-reset": reset,
+        "anthropic-ratelimit-input-tokens-remaining": str(tokens),
+        "anthropic-ratelimit-input-tokens-reset": reset,
+        "anthropic-ratelimit-output-tokens-remaining": str(tokens * 2),
+        "anthropic-ratelimit-output-tokens-reset": reset,
+    }
+
+
+def test_headroom_reads_requests_and_the_scarcest_tokens_left_and_when_they_reset() -> None:
+    headroom = Headroom.of(headers(requests=40, tokens=5_000, reset_s=12), NOW)
+
+    assert headroom == Headroom(requests=40, requests_reset_s=12.0, tokens=5_000, tokens_reset_s=12.0)
+    assert headroom.exhausted_for_s is None
+    assert Headroom.of({"anthropic-ratelimit-requests-remaining": "many"}, NOW) == Headroom()
+
+
+async def test_plenty_left_raises_the_limit_from_its_start_to_the_ceiling_before_any_success() -> None:
+    throttle = Throttle(200, start=50, clock=Clock())
+    assert throttle.limit == 50
+
+    throttle.observe(Headroom.of(headers(requests=900), NOW))
+    assert throttle.limit == 100
+    throttle.observe(Headroom.of(headers(requests=900), NOW))
+    throttle.observe(Headroom.of(headers(requests=900), NOW))
+    assert throttle.limit == 200
+
+
+async def test_little_left_lowers_the_limit_to_what_is_left_before_any_429() -> None:
+    throttle = Throttle(100, clock=Clock())
+
+    throttle.observe(Headroom.of(headers(requests=7), NOW))
+
+    assert throttle.limit == 7
+
+
+async def test_nothing_left_holds_new_requests_until_the_window_resets() -> None:
+    clock = Clock()
+    throttle = Throttle(10, clock=clock)
+
+    throttle.observe(Headroom.of(headers(requests=5, tokens=0, reset_s=20), NOW))
+
+    assert throttle.held_s == 20.0  # slot() waits this out, as it does a 429's retry-after
+    assert throttle.limit == 10  # the window ran out, not the concurrency: the limit is kept
+    clock.now += 20
+    assert throttle.held_s == 0.0
