@@ -7,8 +7,9 @@ Three kinds, by the schema's shape:
   prompt shows (``<file path="...">``, at most three files). Which problem a file has, its title and its
   lines come from the file's path, so every task that reviews the same file reports the same problem at
   about the same lines and the merge has something to merge; its severity, its confidence and which of
-  two opposed recommendations it makes come from the whole prompt, so tasks with other roles or other
-  files tend to disagree about it, and the merge has conflicts to show. No file: no finding.
+  two opposed recommendations it makes come from the rest of the prompt (its role, task and file names,
+  not the files' text), so tasks with other roles or other files tend to disagree about it, and the
+  merge has conflicts to show. No file: no finding.
 * **synthesis** (``SYNTHESIS_SCHEMA``): a real merge of the findings in the prompt's answers
   (``<answer task_id=...>``, or the partial syntheses of ``<result task_id=...>``): one finding per path
   and title citing every task that reported it, a conflict for each finding the tasks rate differently or
@@ -114,14 +115,17 @@ def _node(value: Any, root: dict[str, Any]) -> dict[str, Any]:
 def _findings(prompt: str) -> list[dict[str, Any]]:
     role = _ROLE.search(prompt)
     perspective = f" (seen as {role.group(1)})" if role else ""
+    # The prompt without the files' text: a review of the same task reads the same whatever the files hold
+    # today, so the README's demo shows the same findings from one commit to the next.
+    asked = _FILE.sub("", prompt)
     found: list[dict[str, Any]] = []
     for path, text in _FILE.findall(prompt)[:_MAX_FILES]:
         lines = text.count("\n")
         per_file = _digest(path)
-        count = 1 + _digest(prompt, path, "count") % 2  # a second problem for about half the prompts
+        count = 1 + _digest(asked, path, "count") % 2  # a second problem for about half the prompts
         for which in range(count):
             title, wrong, advice = _PROBLEMS[(per_file + which * 3) % len(_PROBLEMS)]
-            mine = _digest(prompt, path, title)
+            mine = _digest(asked, path, title)
             start = 1 + (per_file // 7 + which * 40) % max(1, lines) if lines else None
             if start is not None:
                 start = min(lines, start + mine % 3)  # about the same lines as another task's report

@@ -83,6 +83,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -103,13 +104,15 @@ except ModuleNotFoundError:  # run as a script (python tests/fake_api.py): tests
     from fake_batches import BatchStore  # pyright: ignore[reportMissingImports]
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable
 
     from starlette.types import Receive, Scope, Send
 
 __all__ = ["DroppedConnection", "FakeApi", "FakeConfig", "FakeStats", "RecordedRequest", "serve_in_thread"]
 
 _T = TypeVar("_T")
+#: plays the model: a request's body -> the answer's text, tool calls, or None (see FakeApi.script)
+Script = Callable[[dict[str, Any]], str | list[dict[str, Any]] | None]
 
 ERROR_TYPES: dict[int, str] = {
     400: "invalid_request_error",
@@ -390,10 +393,15 @@ class FakeApi:
     Attributes:
         base_url: `http://127.0.0.1:PORT`, without a trailing slash.
         config: the live `FakeConfig`; tests assign its fields between requests.
+        script: None, or a function that plays the model: given a request's body (called on the server's
+            loop, under the fake's lock: keep it quick), it returns the answer's text, or a list of tool
+            calls `{"name": ..., "input": {...}}` to answer with (stop_reason "tool_use"), or None to
+            answer as usual. Errors and latency directives still apply first. `reset()` removes it.
     """
 
     def __init__(self, config: FakeConfig | None = None, *, port: int = 0) -> None:
         self.config = config or FakeConfig()
+        self.script: Script | None = None
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -464,7 +472,7 @@ class FakeApi:
         """
         with self._lock:
             self._clear()
-            self.config = FakeConfig()
+            self.config, self.script = FakeConfig(), None
             stale, self._gate, self._gate_open = self._gate, asyncio.Event(), False
             self._changed.notify_all()
         self._wake(stale)
@@ -713,6 +721,9 @@ class FakeApi:
         results = _tool_results(messages)
         rounds = _tool_rounds(found)
         answered = sum(1 for m in messages if m.get("role") == "user" and _has(m["content"], "tool_result"))
+        scripted = self.script(body) if self.script is not None else None
+        if isinstance(scripted, list):
+            rounds, answered = [scripted], 0
         if answered < len(rounds) and (body.get("tool_choice") or {}).get("type") != "none":
             plan.tool_uses = [
                 {
@@ -727,7 +738,9 @@ class FakeApi:
             plan.usage = self._input_usage(plan, system, messages, config) | {"output_tokens": 10}
             return
         turns = sum(1 for message in messages if message.get("role") == "user")
-        if "tool_echo" in found:
+        if isinstance(scripted, str):
+            text = scripted
+        elif "tool_echo" in found:
             text = json.dumps(results)
         elif turns > 1 and ("then" in found or "then64" in found):
             text = found["then"] if "then" in found else _unbase64("then64", found["then64"])
