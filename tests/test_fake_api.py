@@ -933,3 +933,33 @@ def test_command_line_runs_a_command_against_the_fake_and_exits_with_its_status(
     assert done.returncode == 3
     assert done.stdout == "fake hi from the fake\n"
     assert re.match(r"FAKE_API_URL=http://127\.0\.0\.1:\d+\n", done.stderr)
+
+
+async def test_a_script_plays_the_model_with_tool_calls_then_text_and_leaves_other_requests_alone(
+    client: anthropic.AsyncAnthropic, fake: FakeApi
+) -> None:
+    def play(body: dict[str, Any]) -> str | list[dict[str, Any]] | None:
+        if not body.get("tools"):
+            return None
+        answered = any(m["role"] == "user" and isinstance(m["content"], list) for m in body["messages"])
+        return "all done" if answered else [{"name": "look", "input": {"at": "here"}}]
+
+    fake.script = play
+    tools: Any = [{"name": "look", "input_schema": {"type": "object"}}]
+    asked = user("go")
+    first = await client.messages.create(model=MODEL, max_tokens=50, messages=asked, tools=tools)
+    (use,) = first.content
+    assert use.type == "tool_use"
+    followed: Any = [
+        *asked,
+        {"role": "assistant", "content": [use.model_dump()]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "seen"}]},
+    ]
+    second = await client.messages.create(model=MODEL, max_tokens=50, messages=followed, tools=tools)
+    plain = await create(client, "[[reply:as usual]]")
+    fake.reset()
+
+    assert (first.stop_reason, use.name, use.input) == ("tool_use", "look", {"at": "here"})
+    assert (second.stop_reason, text_of(second)) == ("end_turn", "all done")
+    assert text_of(plain) == "as usual"
+    assert fake.script is None
