@@ -1,7 +1,9 @@
 """A fake Anthropic Messages API served over real HTTP on 127.0.0.1, for tests.
 
 A Starlette app run by uvicorn in a background thread with its own event loop (`serve_in_thread`), or
-as its own process (`python tests/fake_api.py --port 0`, which prints `FAKE_API_URL=...`). The real
+as its own process (`python tests/fake_api.py --port 0`, which prints `FAKE_API_URL=...`), or around one
+command (`python tests/fake_api.py -- COMMAND ...`: it runs COMMAND with `ANTHROPIC_BASE_URL` pointed at
+the fake and `ANTHROPIC_API_KEY=fake`, then stops, with COMMAND's exit status). The real
 `anthropic` SDK reaches it through `base_url`.
 
 Endpoints: `POST /v1/messages` (JSON, or SSE when `"stream": true`), `GET /v1/models`, the Message
@@ -20,7 +22,10 @@ Directives, written anywhere in the text of the request's user messages (later m
                         round's tool_use blocks (stop_reason "tool_use"); after that, the reply as usual.
     [[tool_echo]]       the reply (once the rounds are used) is the JSON list of every tool_result so far,
                         [{"is_error": bool, "content": str}, ...], so a test sees what the tools answered.
-    [[words:N]]         reply `w1 w2 ... wN`. Without either: `FakeConfig.default_words` words.
+    [[words:N]]         reply `w1 w2 ... wN`. Without either: `FakeConfig.default_words` words, or, for a
+                        request that asks for a JSON Schema (`output_config.format`), a valid instance of
+                        it chosen by the prompt (tests/fake_answers.py: findings for the files the prompt
+                        shows, a synthesis that merges the answers it holds, or a generic instance).
     [[fail:STATUS;count=N;retry-after=S;retry-after-ms=MS;should-retry=BOOL;type=T;message=M]]
                         the first N attempts (default: all) answer STATUS with that error.
     [[stream_error:after=K;count=N;type=T]]  streamed: K text deltas, then `event: error` of type T
@@ -68,14 +73,17 @@ import hashlib
 import json
 import logging
 import math
+import os
 import re
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -89,18 +97,22 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 try:
+    from tests.fake_answers import schema_answer, wanted_schema
     from tests.fake_batches import BatchStore
 except ModuleNotFoundError:  # run as a script (python tests/fake_api.py): tests/ itself is on sys.path
+    from fake_answers import schema_answer, wanted_schema  # pyright: ignore[reportMissingImports]
     from fake_batches import BatchStore  # pyright: ignore[reportMissingImports]
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable
 
     from starlette.types import Receive, Scope, Send
 
 __all__ = ["DroppedConnection", "FakeApi", "FakeConfig", "FakeStats", "RecordedRequest", "serve_in_thread"]
 
 _T = TypeVar("_T")
+#: plays the model: a request's body -> the answer's text, tool calls, or None (see FakeApi.script)
+Script = Callable[[dict[str, Any]], str | list[dict[str, Any]] | None]
 
 ERROR_TYPES: dict[int, str] = {
     400: "invalid_request_error",
@@ -381,10 +393,15 @@ class FakeApi:
     Attributes:
         base_url: `http://127.0.0.1:PORT`, without a trailing slash.
         config: the live `FakeConfig`; tests assign its fields between requests.
+        script: None, or a function that plays the model: given a request's body (called on the server's
+            loop, under the fake's lock: keep it quick), it returns the answer's text, or a list of tool
+            calls `{"name": ..., "input": {...}}` to answer with (stop_reason "tool_use"), or None to
+            answer as usual. Errors and latency directives still apply first. `reset()` removes it.
     """
 
     def __init__(self, config: FakeConfig | None = None, *, port: int = 0) -> None:
         self.config = config or FakeConfig()
+        self.script: Script | None = None
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -455,7 +472,7 @@ class FakeApi:
         """
         with self._lock:
             self._clear()
-            self.config = FakeConfig()
+            self.config, self.script = FakeConfig(), None
             stale, self._gate, self._gate_open = self._gate, asyncio.Event(), False
             self._changed.notify_all()
         self._wake(stale)
@@ -704,6 +721,9 @@ class FakeApi:
         results = _tool_results(messages)
         rounds = _tool_rounds(found)
         answered = sum(1 for m in messages if m.get("role") == "user" and _has(m["content"], "tool_result"))
+        scripted = self.script(body) if self.script is not None else None
+        if isinstance(scripted, list):
+            rounds, answered = [scripted], 0
         if answered < len(rounds) and (body.get("tool_choice") or {}).get("type") != "none":
             plan.tool_uses = [
                 {
@@ -718,7 +738,9 @@ class FakeApi:
             plan.usage = self._input_usage(plan, system, messages, config) | {"output_tokens": 10}
             return
         turns = sum(1 for message in messages if message.get("role") == "user")
-        if "tool_echo" in found:
+        if isinstance(scripted, str):
+            text = scripted
+        elif "tool_echo" in found:
             text = json.dumps(results)
         elif turns > 1 and ("then" in found or "then64" in found):
             text = found["then"] if "then" in found else _unbase64("then64", found["then64"])
@@ -726,6 +748,9 @@ class FakeApi:
             text = _unbase64("reply64", found["reply64"])
         elif "reply" in found:
             text = found["reply"]
+        elif (schema := wanted_schema(body)) is not None and not {"words", "then", "then64"} & found.keys():
+            prompt = "\n".join(t for m in messages if m.get("role") == "user" for t in _texts(m["content"]))
+            text = schema_answer(schema, prompt)
         else:
             words = _number("words", found["words"], int) if "words" in found else config.default_words
             text = " ".join(f"w{i}" for i in range(1, words + 1))
@@ -1018,8 +1043,9 @@ def serve_in_thread(config: FakeConfig | None = None, *, port: int = 0) -> FakeA
     return fake
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Command line: print `FAKE_API_URL=...`, then serve until SIGTERM or SIGINT."""
+def main(argv: list[str] | None = None) -> int:
+    """Command line: print `FAKE_API_URL=...`, then serve until SIGTERM or SIGINT; or, given a command
+    after `--`, run it against the fake and exit with its status."""
     parser = argparse.ArgumentParser(description="A fake Anthropic Messages API on 127.0.0.1.")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.0)
@@ -1029,6 +1055,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chunk-delay", type=float, default=0.0)
     parser.add_argument("--chunk-words", type=int, default=3)
     parser.add_argument("--no-auth", action="store_true", help="accept requests without credentials")
+    parser.add_argument(
+        "command",
+        nargs="*",
+        help="after --: a command to run with ANTHROPIC_BASE_URL set to the fake and ANTHROPIC_API_KEY=fake; "
+        "the fake stops when it ends, with its exit status",
+    )
     args = parser.parse_args(argv)
     stop = threading.Event()
 
@@ -1047,13 +1079,29 @@ def main(argv: list[str] | None = None) -> None:
         require_auth=not args.no_auth,
     )
     fake = serve_in_thread(config, port=args.port)
-    sys.stdout.write(f"FAKE_API_URL={fake.base_url}\n")
-    sys.stdout.flush()
     try:
+        if args.command:
+            return _run_against(fake, args.command)
+        sys.stdout.write(f"FAKE_API_URL={fake.base_url}\n")
+        sys.stdout.flush()
         stop.wait()
+        return 0
     finally:
         fake.stop()
 
 
+def _run_against(fake: FakeApi, command: list[str]) -> int:
+    """Run `command` with the Anthropic SDK's variables pointing at the fake (a key of the caller's
+    never goes to it); its output is its own, the fake's address goes to stderr."""
+    sys.stderr.write(f"FAKE_API_URL={fake.base_url}\n")
+    env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_AUTH_TOKEN"}
+    env |= {"ANTHROPIC_BASE_URL": fake.base_url, "ANTHROPIC_API_KEY": "fake"}
+    try:
+        return subprocess.run(command, env=env, check=False).returncode
+    except OSError as exc:
+        sys.stderr.write(f"fake_api: cannot run {command[0]}: {exc}\n")
+        return 127
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

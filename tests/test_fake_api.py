@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -19,6 +21,13 @@ import pytest
 from anthropic.types import Message, MessageParam
 from anyio.streams.buffered import BufferedByteReceiveStream
 
+from fanout_mcp.server.backends.anthropic_api import message_params
+from fanout_mcp.server.files import FileText
+from fanout_mcp.server.findings import merge_findings
+from fanout_mcp.server.models import SubagentRequest, TaskRequest
+from fanout_mcp.server.outputs import FINDINGS_SCHEMA, check_answer
+from fanout_mcp.server.prompt import build_prompt
+from fanout_mcp.server.synthesis import SYNTHESIS_SCHEMA
 from tests.fake_api import FakeApi, FakeConfig, serve_in_thread
 
 pytestmark = pytest.mark.anyio
@@ -755,3 +764,202 @@ async def test_batch_endpoints_require_credentials(http: httpx2.AsyncClient, fak
 
     assert response.status_code == 401 and response.json()["error"]["type"] == "authentication_error"
     assert fake.stats().batches == 0
+
+
+# --------------------------------------------------------------------------- schema-constrained answers
+
+SHARED_FILES = {
+    "app/cache.py": "".join(f"line {n}\n" for n in range(1, 121)),
+    "app/http.py": "".join(f"call {n}\n" for n in range(1, 61)),
+}
+ROLES = ("security", "performance", "testing", "architecture")
+
+
+def review_prompt(role: str, paths: list[str]) -> str:
+    """A task's prompt exactly as the server writes it (server/prompt.py), asking for findings."""
+    texts = {path: SHARED_FILES[path] for path in paths}
+    files = {p: FileText(path=p, real=p, text=t, size=len(t), shown=len(t)) for p, t in texts.items()}
+    task = TaskRequest(task="Review these files.", role=role, files=paths)
+    return build_prompt(task, files, FINDINGS_SCHEMA)
+
+
+def schema_request(prompt: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """The Messages parameters the Anthropic backend sends for a prompt and an output schema."""
+    request = SubagentRequest(
+        model=MODEL, max_tokens=4000, system="s", prompt=prompt, cache_system=False, output_schema=schema
+    )
+    params = message_params(request)
+    assert params["output_config"]["format"]["type"] == "json_schema"
+    return params
+
+
+async def answer(client: anthropic.AsyncAnthropic, prompt: str, schema: dict[str, Any]) -> str:
+    """The fake's streamed answer, joined, as the backend reads it."""
+    deltas: list[str] = []
+    stream = await client.messages.create(**schema_request(prompt, schema), stream=True)
+    await collect_text(stream, deltas)
+    return "".join(deltas)
+
+
+async def test_a_findings_request_gets_valid_findings_about_the_files_in_its_prompt(
+    client: anthropic.AsyncAnthropic,
+) -> None:
+    prompt = review_prompt("security", ["app/cache.py", "app/http.py"])
+    text = await answer(client, prompt, FINDINGS_SCHEMA)
+    again = await answer(client, prompt, FINDINGS_SCHEMA)
+    other = await answer(client, review_prompt("testing", ["app/cache.py", "app/http.py"]), FINDINGS_SCHEMA)
+
+    value, problem = check_answer(text, FINDINGS_SCHEMA)
+    assert problem is None
+    assert {f["location"]["path"] for f in value["findings"]} == {"app/cache.py", "app/http.py"}
+    assert all(f["location"]["end_line"] <= 120 for f in value["findings"])
+    assert again == text  # deterministic from the prompt ...
+    assert other != text  # ... and varied by it
+
+
+async def test_tasks_reviewing_the_same_file_report_problems_the_merge_joins_and_disagree_on_some(
+    client: anthropic.AsyncAnthropic,
+) -> None:
+    answers: list[tuple[str, list[dict[str, Any]]]] = []
+    for role in ROLES:
+        text = await answer(client, review_prompt(role, ["app/cache.py"]), FINDINGS_SCHEMA)
+        value, problem = check_answer(text, FINDINGS_SCHEMA)
+        assert problem is None
+        answers.append((role, value["findings"]))
+
+    merged = merge_findings(answers)
+
+    assert max(f.support for f in merged.findings) == len(ROLES)
+    assert merged.conflicts  # different roles rate or fix the shared problem differently
+
+
+async def test_a_synthesis_request_merges_the_answers_in_its_prompt_citing_only_their_ids(
+    client: anthropic.AsyncAnthropic,
+) -> None:
+    texts = [await answer(client, review_prompt(role, ["app/cache.py"]), FINDINGS_SCHEMA) for role in ROLES]
+    ids = [f"t-{role}" for role in ROLES]
+    blocks = [f'<answer task_id="{i}" label="{i}">\n{t}\n</answer>' for i, t in zip(ids, texts, strict=True)]
+    prompt = f"{len(ids)} answer(s):\n\n" + "\n\n".join(blocks)
+
+    text = await answer(client, prompt, SYNTHESIS_SCHEMA)
+
+    value, problem = check_answer(text, SYNTHESIS_SCHEMA, known_sources=ids)
+    assert problem is None
+    assert max(len(f["sources"]) for f in value["findings"]) == len(ids)
+    assert value["conflicts"] and value["actions"]
+    cited = {s for f in value["findings"] for s in f["sources"]}
+    assert cited == set(ids)
+
+
+async def test_a_synthesis_of_no_answers_is_valid_and_says_so(client: anthropic.AsyncAnthropic) -> None:
+    text = await answer(client, "No task has answered.", SYNTHESIS_SCHEMA)
+
+    value, problem = check_answer(text, SYNTHESIS_SCHEMA, known_sources=[])
+    assert problem is None and value["findings"] == [] and value["summary"] == "No task has answered."
+
+
+OTHER_SCHEMAS: list[dict[str, Any]] = [
+    {"type": "object", "required": ["answer"], "properties": {"answer": {"type": "string"}}},
+    {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["score", "ratio", "verdict", "tags", "when", "note"],
+        "properties": {
+            "score": {"type": "integer", "minimum": 3, "maximum": 7},
+            "ratio": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+            "verdict": {"enum": ["yes", "no"]},
+            "tags": {
+                "type": "array",
+                "items": {"type": "string", "minLength": 3},
+                "minItems": 3,
+                "maxItems": 4,
+            },
+            "when": {"type": "string", "format": "date"},
+            "note": {"type": ["string", "null"]},
+        },
+    },
+    {
+        "type": "object",
+        "$defs": {"item": {"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}}},
+        "required": ["items", "choice"],
+        "properties": {
+            "items": {"type": "array", "items": {"$ref": "#/$defs/item"}},
+            "choice": {"anyOf": [{"type": "null"}, {"type": "boolean"}]},
+        },
+    },
+]
+
+
+@pytest.mark.parametrize("schema", OTHER_SCHEMAS, ids=["plain", "bounded", "refs"])
+async def test_any_other_schema_gets_a_valid_instance(
+    client: anthropic.AsyncAnthropic, schema: dict[str, Any]
+) -> None:
+    text = await answer(client, "Answer in the schema.", schema)
+
+    value, problem = check_answer(text, schema)
+    assert problem is None, problem
+    assert value == json.loads(await answer(client, "Answer in the schema.", schema))
+
+
+@pytest.mark.parametrize(
+    ("directive", "expected"), [("[[reply:not json]]", "not json"), ("[[words:3]]", "w1 w2 w3")]
+)
+async def test_a_directive_wins_over_the_requested_schema(
+    client: anthropic.AsyncAnthropic, directive: str, expected: str
+) -> None:
+    assert await answer(client, review_prompt("security", ["app/cache.py"]) + directive, FINDINGS_SCHEMA) == (
+        expected
+    )
+
+
+def test_command_line_runs_a_command_against_the_fake_and_exits_with_its_status() -> None:
+    client_code = (
+        "import os, sys, anthropic\n"
+        "client = anthropic.Anthropic(max_retries=0)\n"
+        "message = client.messages.create(model='m', max_tokens=9, messages=[{'role': 'user', 'content': "
+        "'[[reply:hi from the fake]]'}])\n"
+        "print(os.environ['ANTHROPIC_API_KEY'], message.content[0].text)\n"
+        "sys.exit(3)\n"
+    )
+    script = Path(__file__).with_name("fake_api.py")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
+    env["ANTHROPIC_API_KEY"] = "a-real-key"  # replaced: the fake never sees a caller's key
+
+    done = subprocess.run(
+        [sys.executable, str(script), "--", sys.executable, "-c", client_code],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+    assert done.returncode == 3
+    assert done.stdout == "fake hi from the fake\n"
+    assert re.match(r"FAKE_API_URL=http://127\.0\.0\.1:\d+\n", done.stderr)
+
+
+async def test_a_script_plays_the_model_with_tool_calls_then_text_and_leaves_other_requests_alone(
+    client: anthropic.AsyncAnthropic, fake: FakeApi
+) -> None:
+    def play(body: dict[str, Any]) -> str | list[dict[str, Any]] | None:
+        if not body.get("tools"):
+            return None
+        answered = any(m["role"] == "user" and isinstance(m["content"], list) for m in body["messages"])
+        return "all done" if answered else [{"name": "look", "input": {"at": "here"}}]
+
+    fake.script = play
+    tools: Any = [{"name": "look", "input_schema": {"type": "object"}}]
+    asked = user("go")
+    first = await client.messages.create(model=MODEL, max_tokens=50, messages=asked, tools=tools)
+    (use,) = first.content
+    assert use.type == "tool_use"
+    followed: Any = [
+        *asked,
+        {"role": "assistant", "content": [use.model_dump()]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "seen"}]},
+    ]
+    second = await client.messages.create(model=MODEL, max_tokens=50, messages=followed, tools=tools)
+    plain = await create(client, "[[reply:as usual]]")
+    fake.reset()
+
+    assert (first.stop_reason, use.name, use.input) == ("tool_use", "look", {"at": "here"})
+    assert (second.stop_reason, text_of(second)) == ("end_turn", "all done")
+    assert text_of(plain) == "as usual"
+    assert fake.script is None
