@@ -39,11 +39,11 @@ _WORST_ESCAPE: Final = 6  # one character of text is at most six in JSON (a cont
 class Refusal(ToolError):
     """A call that did nothing (or failed), with what went wrong and what to do instead."""
 
-    def __init__(self, kind: ErrorKind, message: str, next: str) -> None:
+    def __init__(self, kind: ErrorKind, message: str, next_call: str) -> None:
         super().__init__(message)
         self.kind: ErrorKind = kind
         self.message = message
-        self.next = next
+        self.next = next_call
 
 
 def call_again(tool: str, what: str = "the arguments") -> str:
