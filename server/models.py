@@ -38,37 +38,33 @@ class TaskRequest(BaseModel):
         str,
         Field(
             min_length=1,
-            description="What this subagent must do, complete on its own: it sees no other task and "
-            "no conversation, only what you put here, the shared context and the files.",
+            description="What this subagent must do, complete on its own: it sees only this, "
+            "shared_context and its files.",
         ),
     ]
     role: Annotated[
         str | None,
         Field(
             max_length=200,
-            description="Specialist role, e.g. 'security reviewer' or 'SQL performance'. The subagent is "
-            "told: 'You are a {role} specialist for this specific task.'",
+            description="Specialist role, e.g. 'security reviewer'.",
         ),
     ] = None
     context: Annotated[
         str | None,
-        Field(
-            description="Background only this task needs. Context every task needs goes in shared_context."
-        ),
+        Field(description="Background only this task needs."),
     ] = None
     files: Annotated[
         list[str],
         Field(
             max_length=200,
-            description="Paths of text files the server reads and puts in the prompt (relative paths are "
-            "taken from the server's first root). Only files inside the server's allowed roots can be read.",
+            description="Text files the server puts in the prompt (inside its roots).",
         ),
     ] = []
     output_format: Annotated[
         str | None,
         Field(
-            description="The shape of answer you want back, e.g. 'a markdown list: severity, file:line, "
-            "finding, fix'. A common format across tasks makes synthesis easier."
+            description="The answer's shape, e.g. 'markdown list: severity, file:line, fix'; the same for "
+            "all tasks."
         ),
     ] = None
     focus_areas: Annotated[
@@ -77,57 +73,44 @@ class TaskRequest(BaseModel):
     ] = []
     label: Annotated[
         str | None,
-        Field(max_length=120, description="Short name for this task in results, e.g. 'auth module'."),
+        Field(max_length=120, description="Its name in results."),
     ] = None
     model: Annotated[
         str | None,
-        Field(
-            min_length=1, max_length=200, description="Model id for this task; default: the server's model."
-        ),
+        Field(min_length=1, max_length=200, description="Model id (default: the server's)."),
     ] = None
     max_tokens: Annotated[
         int | None,
-        Field(ge=1, le=_MAX_TOKENS_CEILING, description="Cap on the answer's length in tokens."),
+        Field(ge=1, le=_MAX_TOKENS_CEILING, description="Cap on the answer's tokens."),
     ] = None
     timeout_s: Annotated[
         float | None,
         Field(
             gt=0,
             le=_TIMEOUT_CEILING_S,
-            description="Seconds this task may run (from when it starts, not while queued), retries "
-            "included. Default: the server's task timeout.",
+            description="Seconds it may run once started (default: the server's).",
         ),
     ] = None
     output_schema: Annotated[
         dict[str, Any] | str | None,
         Field(
-            description="The answer's shape: a JSON Schema (of an object), or a built-in name: 'findings' "
-            "(a list of {title, severity, location, detail, recommendation, confidence}, which synthesize "
-            "can merge without a model). The answer is validated and returned parsed as 'structured'. "
-            "Its patterns may not use lookaround or backreferences (they run on RE2). "
-            "Default: the spawn's output_schema, else free text."
+            description="A JSON Schema object, or 'findings' (synthesize merges those without a model): "
+            "the answer is checked and returned parsed as structured."
         ),
     ] = None
     tools: Annotated[
         list[Literal["read"]] | None,
         Field(
             max_length=1,
-            description="['read'] lets an 'anthropic' subagent look around the server's allowed roots "
-            "itself, read-only: list files, read a file by lines, search text (each use shows in its "
-            "output as a line). Use it when the task cannot name every file up front. Default: the "
-            "spawn's tools, else none; [] opts out of the spawn's tools.",
+            description="['read']: an 'anthropic' subagent may list, read and search the roots itself.",
         ),
     ] = None
     backend: Annotated[
         str | None,
         Field(
             max_length=100,
-            description="Where this subagent runs: 'auto' (the server's choice), 'anthropic' (the API), "
-            "'claude' or 'codex' (that agent CLI, run by the server, reading the working directory "
-            "read-only), 'batch' (the Message Batches API: half price, answers within 24 h, for big "
-            "fan-outs that can wait), or another command the server's operator configured. An unknown "
-            "or unusable name is refused with the list this server offers. Default: the spawn's "
-            "backend, else the server's default.",
+            description="'anthropic': the API; 'batch': half price, within 24 h; 'sampling': your client's "
+            "model; others: agent CLIs the server runs. Default: the spawn's.",
         ),
     ] = None
     cwd: Annotated[
@@ -135,21 +118,15 @@ class TaskRequest(BaseModel):
         Field(
             min_length=1,
             max_length=4096,
-            description="Working directory of a task on an agent CLI backend ('claude', 'codex' or another "
-            "configured command): where the CLI runs and looks around, e.g. 'services/billing' to review "
-            "that service. It must be an existing directory inside the server's allowed roots; a relative "
-            "path starts at the first root. Default: the command's configured directory, else the first "
-            "root. Refused for tasks on 'anthropic', 'batch' or 'sampling', which run in no directory: "
-            "give those files instead.",
+            description="Working directory of an agent CLI task, inside the roots.",
         ),
     ] = None
     depends_on: Annotated[
         list[str | int],
         Field(
             max_length=100,
-            description="Tasks of this spawn that must complete first, by label or by position in tasks "
-            "(0 is the first). This task starts once they have, with their answers added to its "
-            "context; if one fails, this one fails too. Leave empty for independent tasks.",
+            description="Labels or indexes of tasks of this spawn to complete first; their answers join its "
+            "context.",
         ),
     ] = []
 

@@ -50,7 +50,7 @@ class Settings(BaseModel):
     default_wait_s: Annotated[float, Field(ge=0, le=3_600)] = 25.0
     max_wait_s: Annotated[float, Field(gt=0, le=3_600)] = 50.0
     progress_interval_s: Annotated[float, Field(gt=0, le=600)] = 10.0
-    max_output_chars: Annotated[int, Field(ge=1_000, le=10_000_000)] = 40_000
+    max_output_chars: Annotated[int, Field(ge=1_000, le=10_000_000)] = 45_000
     retention_s: Annotated[float, Field(gt=0)] = 86_400.0
     max_finished: Annotated[int, Field(ge=1, le=10_000_000)] = 10_000
     max_file_bytes: Annotated[int, Field(ge=1)] = 200_000
@@ -190,8 +190,9 @@ OPTIONS: Final[Mapping[str, Option]] = {
     "max_output_chars": Option(
         "--max-output-chars",
         "FANOUT_MAX_OUTPUT_CHARS",
-        "characters of output one task_output call returns in all, shared fairly among its tasks; the "
-        "rest is paged (default: 40000; clients save or cut larger results)",
+        "characters one task_output result holds at most, its text and structured content together; "
+        "its tasks' outputs share what that leaves fairly, and the rest is paged (default: 45000: Claude "
+        "Code saves a result over 50,000 characters to a file)",
         metavar="CHARS",
     ),
     "retention_s": Option(

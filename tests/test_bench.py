@@ -34,3 +34,17 @@ def test_the_fanout_benchmark_runs_every_contender_to_completion() -> None:
     assert set(contenders) >= {"sequential", "gather", "gather-helper", "gather-nostream", "engine", "stdio"}
     for name, row in contenders.items():
         assert row.rstrip(" |").endswith("2/2"), f"{name}: {row}"
+
+
+def test_the_tool_list_benchmark_prints_both_sizes_within_their_targets() -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "toollist.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line for line in done.stdout.splitlines() if "at most" in line]
+    assert len(rows) == 2 and all(row.rstrip(" |").endswith("| met") for row in rows), done.stdout

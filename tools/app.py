@@ -13,17 +13,17 @@ from mcp.server.mcpserver import MCPServer
 from fanout_mcp.server import Backend, Runtime, Settings, open_runtime
 from fanout_mcp.tools.arguments import StrictServer
 from fanout_mcp.tools.prompts import register_prompts
-from fanout_mcp.tools.tasks import register
+from fanout_mcp.tools.sampling import NAME as SAMPLING
+from fanout_mcp.tools.tasks import register, tool_facts
 
 logger = logging.getLogger("fanout_mcp")
 
 INSTRUCTIONS: Final = (
-    "fanout runs independent subtasks as parallel subagents in the background. Split a job into parts "
-    "that do not depend on each other, start them all with one spawn_parallel call, collect the results "
-    "with task_output (it waits, but never past a client's timeout: call again while done is false), "
-    'then merge them with synthesize. Wait on a big group with task_output(include="status") (counts and '
-    "ids, not outputs) and read outputs by task_ids, a few at a time. list_tasks and cancel_tasks manage "
-    "what is running."
+    "fanout runs independent subtasks as parallel subagents in the background. Start them all with one "
+    "spawn_parallel call, collect the results with task_output (it waits, but returns before a client's "
+    "timeout: call again while done is false), then merge them with synthesize. On a big group, wait "
+    'with task_output(include="status") and read outputs by task_ids, a few at a time. Every result '
+    "says what to call next in next."
 )
 
 
@@ -32,6 +32,14 @@ def package_version() -> str:
         return version("fanout-mcp")
     except PackageNotFoundError:  # running from a source tree that is not installed
         return "0+unknown"
+
+
+def backend_names(settings: Settings, backend: Backend | None = None) -> list[str]:
+    """Every name a task's ``backend`` may give on this server (as ``runtime.make_roster`` builds the
+    roster from the settings), and ``sampling``, which every spawn of an MCP client adds."""
+    if backend is not None:
+        return ["auto", backend.name, SAMPLING]
+    return ["auto", "anthropic", *settings.commands, "batch", SAMPLING]
 
 
 def create_server(settings: Settings, backend: Backend | None = None) -> MCPServer[Runtime]:
@@ -52,8 +60,9 @@ def create_server(settings: Settings, backend: Backend | None = None) -> MCPServ
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         log_level=settings.log_level,  # type: ignore[arg-type]  # checked by Settings
+        facts=tool_facts(settings, backend_names(settings, backend)),
     )
-    register(mcp)
+    register(mcp, settings)
     register_prompts(mcp)
     if not settings.roots:
         logger.warning(

@@ -1,5 +1,11 @@
-"""Unknown arguments refused, at every level, naming each one, the closest valid name and the valid
-ones; and every tool's input schema advertised closed (``additionalProperties: false``) at every level.
+"""What a tool call may be given, and what a refused call answers.
+
+Unknown arguments are refused, at every level, naming each one, the closest valid name and the valid
+ones; every tool's input schema is advertised closed (``additionalProperties: false``) at every level,
+and lean (``lean.py``). Arguments that break their schema (one missing, a wrong type, a number out of
+range) are refused naming each argument, what is wrong with it and what it is for, not with pydantic's
+report. Every refusal, and every failure of a tool, is an ``isError`` result with the message and what
+to do next in its text and in its structured content (``results.error_result``).
 
 MCPServer (mcp 2.3) builds a tool's arguments model from the function's signature and drops what it
 does not know, so a misspelt optional argument (``shared_contxt``) was ignored and its value lost without
@@ -13,6 +19,7 @@ and corrects the call); an unknown prompt argument is an invalid-params error, a
 from __future__ import annotations
 
 import difflib
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,15 +28,16 @@ from typing import Any, Final, TypeVar, cast
 import pydantic_core
 from mcp import MCPError
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp_types import INVALID_PARAMS, CallToolResult, GetPromptResult, InputRequiredResult, Tool
+from pydantic import ValidationError
+
+from fanout_mcp.tools.lean import ServerFacts, each_schema, lean_tool
+from fanout_mcp.tools.results import Refusal, call_again, error_result
 
 LifespanT = TypeVar("LifespanT")
+logger = logging.getLogger(__name__)
 
-# Schema keywords whose values are schemas, by the shape of the value (JSON Schema 2020-12 applicators).
-_SCHEMA_MAPS: Final = ("properties", "$defs", "definitions", "patternProperties")
-_SCHEMA_LISTS: Final = ("anyOf", "oneOf", "allOf", "prefixItems")
-_SCHEMA_ONE: Final = ("items", "additionalProperties", "not", "if", "then", "else", "contains")
 _DEPTH: Final = 32  # levels of arguments walked at most (our schemas have three)
 _SHOWN: Final = 10  # unknown names shown per place, and paths per name
 _NAME_CHARS: Final = 60  # of a caller's name, quoted in the message
@@ -45,17 +53,19 @@ class Unknown:
 
 
 class StrictServer(MCPServer[LifespanT]):
-    """An ``MCPServer`` that refuses unknown tool and prompt arguments instead of dropping them, and
-    advertises every tool's input schema closed."""
+    """An ``MCPServer`` that refuses unknown tool and prompt arguments instead of dropping them,
+    advertises every tool lean and its input schema closed, and answers every refused or failed tool
+    call with an error result a model can act on."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, facts: ServerFacts | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._facts = facts or ServerFacts()
         # Closed input schemas by tool name, read on a call to a tool not in it; emptied when a tool is
         # removed (a tool is replaced by removing it first).
         self._schemas: dict[str, dict[str, Any]] = {}
 
     async def list_tools(self) -> list[Tool]:
-        tools = await super().list_tools()
+        tools = [lean_tool(tool, self._facts) for tool in await super().list_tools()]
         return [tool.model_copy(update={"input_schema": closed(tool.input_schema)}) for tool in tools]
 
     def remove_tool(self, name: str) -> None:
@@ -68,9 +78,22 @@ class StrictServer(MCPServer[LifespanT]):
         if name not in self._schemas:
             self._schemas = {tool.name: tool.input_schema for tool in await self.list_tools()}
         schema = self._schemas.get(name)
-        if schema is not None and (unknown := unknown_arguments(arguments, schema)):
-            raise ToolError(describe(name, unknown))
-        return await super().call_tool(name, arguments, context)
+        if schema is None:
+            return error_result(Refusal("invalid_input", f"Unknown tool: {name}", self._tool_names()))
+        if unknown := unknown_arguments(arguments, schema):
+            return error_result(Refusal("invalid_input", describe(name, unknown), call_again(name)))
+        try:
+            return await super().call_tool(name, arguments, context)
+        except UnexpectedToolError:
+            logger.exception("Tool %r raised an unexpected exception", name)
+            return error_result(_crash(name))
+        except ToolError as exc:
+            refusal = refusal_of(name, exc, schema)
+            logger.info("Tool %r refused: %s", name, refusal.kind)  # the message may hold the caller's data
+            return error_result(refusal)
+
+    def _tool_names(self) -> str:
+        return "One of this server's tools: " + ", ".join(sorted(self._schemas)) + "."
 
     async def get_prompt(
         self,
@@ -86,27 +109,36 @@ class StrictServer(MCPServer[LifespanT]):
         return await super().get_prompt(name, arguments, context)
 
 
+def refusal_of(tool: str, exc: ToolError, schema: Mapping[str, Any]) -> Refusal:
+    """What a ``ToolError`` the SDK raised for ``tool`` tells the caller: a tool's own ``Refusal`` as it
+    is, arguments that broke the schema argument by argument, any other message as it is."""
+    cause = exc.__cause__
+    if isinstance(cause, Refusal):
+        return cause
+    if isinstance(cause, ValidationError):
+        return invalid_arguments(tool, cause, schema)
+    message = str(cause) if isinstance(cause, ToolError) else str(exc)
+    return Refusal("invalid_input", message, call_again(tool))
+
+
+def _crash(tool: str) -> Refusal:
+    return Refusal(
+        "internal",
+        f"{tool} failed inside the server (a bug; the server logged it).",
+        f"{tool} again; if it fails the same way, carry on without it and report the bug.",
+    )
+
+
 def closed(schema: Mapping[str, Any]) -> dict[str, Any]:
     """``schema`` with ``additionalProperties: false`` on every object schema that lists its properties
     and says nothing of others (a free-form object, ``additionalProperties: true``, stays open)."""
-    copy = {keyword: _closed_inside(keyword, value) for keyword, value in schema.items()}
-    if "properties" in copy and "additionalProperties" not in copy:
-        copy["additionalProperties"] = False
-    return copy
 
+    def close(one: dict[str, Any]) -> dict[str, Any]:
+        if "properties" in one and "additionalProperties" not in one:
+            one["additionalProperties"] = False
+        return one
 
-def _closed_inside(keyword: str, value: object) -> object:
-    if keyword in _SCHEMA_MAPS and isinstance(value, dict):
-        return {key: _closed_if_schema(sub) for key, sub in cast(dict[str, object], value).items()}
-    if keyword in _SCHEMA_LISTS and isinstance(value, list):
-        return [_closed_if_schema(sub) for sub in cast(list[object], value)]
-    if keyword in _SCHEMA_ONE:
-        return _closed_if_schema(value)
-    return value
-
-
-def _closed_if_schema(value: object) -> object:
-    return closed(cast(dict[str, Any], value)) if isinstance(value, dict) else value
+    return each_schema(schema, close)
 
 
 def unknown_arguments(arguments: Mapping[str, Any], schema: Mapping[str, Any]) -> list[Unknown]:
@@ -197,7 +229,7 @@ def describe(owner: str, unknown: list[Unknown]) -> str:
         place = (re.sub(r"\[\d+\]", "[]", item.path), item.valid)
         places.setdefault(place, {}).setdefault(item.name, []).append(item.path)
     parts = [_describe_place(owner, pattern, valid, names) for (pattern, valid), names in places.items()]
-    return f"{owner} refused, nothing was done: " + "; ".join(parts) + ". Call it again with valid names."
+    return f"{owner} refused, nothing was done: " + "; ".join(parts) + "."
 
 
 def _describe_place(owner: str, pattern: str, valid: tuple[str, ...], names: dict[str, list[str]]) -> str:
@@ -222,3 +254,63 @@ def _describe_name(name: str, valid: tuple[str, ...], paths: list[str]) -> str:
     if close := difflib.get_close_matches(name, valid, n=1):
         notes.append(f"did you mean {close[0]!r}?")
     return quoted + (f" ({'; '.join(notes)})" if notes else "")
+
+
+# --- arguments that break their schema -------------------------------------------------------------
+
+
+def invalid_arguments(tool: str, error: ValidationError, schema: Mapping[str, Any]) -> Refusal:
+    """``error`` (pydantic's, for ``tool``'s arguments) told argument by argument: where, what is wrong
+    and, for one that is missing, what it is for. A value that may take several shapes fails once per
+    shape; their complaints are told together."""
+    problems: dict[str, list[str]] = {}
+    described: dict[str, str] = {}
+    for item in error.errors(include_url=False):
+        path, place = _place(item["loc"], schema)
+        if item["type"] == "missing":
+            problems.setdefault(path, []).append("missing")
+            described[path] = str(place.get("description", ""))
+        else:
+            problems.setdefault(path, []).append(f"{item['msg']} (got {_shown(item.get('input'))})")
+    parts = [_problem(path, complaints, described.get(path, "")) for path, complaints in problems.items()]
+    message = f"{tool} refused, nothing was done: " + "; ".join(parts) + "."
+    return Refusal("invalid_input", message, call_again(tool, ", ".join(problems)))
+
+
+def _place(loc: tuple[int | str, ...], root: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
+    """The argument ``loc`` names, as a path (``tasks[0].timeout_s``), and its schema; a part that
+    names no property (which of a union's shapes failed) ends the path."""
+    path = ""
+    schema: Mapping[str, Any] = root
+    for part in loc:
+        found = _step(schema, part, root)
+        if found is None:
+            break
+        path = f"{path}[{part}]" if isinstance(part, int) else f"{path}.{part}" if path else str(part)
+        schema = found
+    return path or "arguments", schema
+
+
+def _step(schema: Mapping[str, Any], part: int | str, root: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    schema = _resolve(schema, root)
+    for option in [schema, *(_resolve(o, root) for o in schema.get("anyOf", []))]:
+        if isinstance(part, int) and isinstance(option.get("items"), dict):
+            return cast(dict[str, Any], option["items"])
+        properties = option.get("properties")
+        if isinstance(part, str) and isinstance(properties, dict) and part in properties:
+            return cast(dict[str, Any], properties[part])
+    return None
+
+
+def _problem(path: str, complaints: list[str], description: str) -> str:
+    if complaints == ["missing"]:
+        return f"{path} is missing" + (f" ({description.rstrip('.')})" if description else "")
+    shape = "Input should be "
+    if len(complaints) > 1 and all(c.startswith(shape) for c in complaints):
+        return f"{path}: {shape}" + ", or ".join(c.removeprefix(shape) for c in complaints)
+    return f"{path}: {complaints[0]}"
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= _NAME_CHARS else text[:_NAME_CHARS] + "…"

@@ -26,8 +26,9 @@ If these do not hold, do the work one step after another instead."""
 
 COLLECT = """\
 Then collect and merge:
-1. Call task_output(group_id=...) and keep calling it while done is false (each call waits up to about
-   25 s, and running tasks show their partial output).
+1. Call task_output(group_id=...) and keep calling it while done is false (each call waits for them,
+   but returns before a client's timeout; running tasks show their partial output). Each result's
+   next says what to call next.
 2. Call synthesize(group_id=...) to merge the answers: duplicates once, conflicts with both sides,
    priorities, actions, and every task without an answer listed under missing."""
 

@@ -1,6 +1,9 @@
 """What the tools return: pydantic models, so every tool publishes an output schema.
 
-These are shaped for the calling model: ids first, states as plain strings, long outputs paged.
+The structured content is the answer a model reads (Claude Code hands it the JSON, not the text), so
+it holds everything the model needs, ``next`` included: what to call next, and why. It is shaped for a
+model: ids first, states as plain strings, long outputs paged, and nothing said twice (an absent field
+is null; a field that is null is left out).
 """
 
 from __future__ import annotations
@@ -22,6 +25,18 @@ from fanout_mcp.server import (
 )
 
 
+def _is_none(value: object) -> bool:
+    return value is None
+
+
+def _omitted_if_none() -> Any:
+    """A field's default that leaves it out of the structured content while it is null."""
+    return Field(default=None, exclude_if=_is_none)
+
+
+Next = Annotated[str, Field(description="What to call next, and why.")]
+
+
 class SpawnedTaskView(BaseModel):
     task_id: str
     label: str
@@ -37,6 +52,7 @@ class SpawnResult(BaseModel):
     task_ids: list[str]
     tasks: list[SpawnedTaskView]
     warnings: Annotated[list[str], Field(description="Things worth a second look, e.g. tasks sharing files.")]
+    next: Next
 
 
 class TaskView(BaseModel):
@@ -46,23 +62,25 @@ class TaskView(BaseModel):
     group_id: str
     label: str
     state: TaskState
-    output: Annotated[str | None, Field(description="The answer, or the part that fits this page.")]
+    output: Annotated[str | None, Field(description="The answer, or the part that fits this page.")] = (
+        _omitted_if_none()
+    )
     structured: Annotated[
         Any,
         Field(
             description="The parsed answer, for a task with an output_schema; only on a page that holds "
             "the whole output (page through output otherwise)."
         ),
-    ] = None
+    ] = _omitted_if_none()
     partial: Annotated[bool, Field(description="True while the task runs (or if it failed midway).")]
     truncated: Annotated[bool, Field(description="More output follows; call again with offset=next_offset.")]
-    next_offset: int | None
+    next_offset: int | None = _omitted_if_none()
     total_chars: int
-    error: TaskError | None
-    note: str | None
-    stop_reason: str | None
+    error: TaskError | None = _omitted_if_none()
+    note: str | None = _omitted_if_none()
+    stop_reason: str | None = _omitted_if_none()
     usage: Usage
-    elapsed_s: float | None
+    elapsed_s: float | None = _omitted_if_none()
     backend: str
     model: str
 
@@ -76,7 +94,7 @@ class GroupView(BaseModel):
         Usage,
         Field(description="Every call of the spawn's tasks; cost_usd is null if any call's is unknown."),
     ]
-    budget_usd: float | None
+    budget_usd: float | None = _omitted_if_none()
     spent_usd: Annotated[float, Field(description="What the group's calls cost so far (priced models).")]
 
 
@@ -105,11 +123,12 @@ class TaskOutputResult(BaseModel):
     ] = []
     ids_by_state: Annotated[
         IdsByState | None,
-        Field(description="The named tasks' ids by state (include='status' only; null with 'output')."),
-    ] = None
+        Field(description="The named tasks' ids by state (include='status' only)."),
+    ] = _omitted_if_none()
     usage: Annotated[Usage, Field(description="Total over the named tasks.")]
     groups: Annotated[list[GroupView], Field(description="Totals and budget of the groups they belong to.")]
     waited_s: float
+    next: Next
 
 
 class TaskSummary(BaseModel):
@@ -118,13 +137,13 @@ class TaskSummary(BaseModel):
     task_id: str
     group_id: str
     label: str
-    role: str | None
+    role: str | None = _omitted_if_none()
     state: TaskState
     output_chars: int
-    error: TaskError | None
-    note: str | None
+    error: TaskError | None = _omitted_if_none()
+    note: str | None = _omitted_if_none()
     usage: Usage
-    elapsed_s: float | None
+    elapsed_s: float | None = _omitted_if_none()
     backend: str
     model: str
 
@@ -135,6 +154,7 @@ class ListResult(BaseModel):
     counts: Annotated[Counts, Field(description="Over every task that matched, shown or not.")]
     total: int
     tasks: Annotated[list[TaskSummary], Field(description="The newest `limit` of them, in spawn order.")]
+    next: Next
 
 
 class FinishedTask(BaseModel):
@@ -152,6 +172,7 @@ class CancelResult(BaseModel):
         list[FinishedTask], Field(description="Ids that had already ended; untouched.")
     ]
     counts: Counts
+    next: Next
 
 
 class SynthesisResult(BaseModel):
@@ -172,9 +193,33 @@ class SynthesisResult(BaseModel):
         list[Missing], Field(description="Tasks with no answer in it (failed, cancelled, running).")
     ]
     sources: list[Source]
-    markdown: Annotated[str, Field(description="The whole merged answer, citing task ids.")]
+    markdown: Annotated[
+        str | None,
+        Field(
+            description="The merged answer as markdown, citing task ids: only when a source answered in "
+            "free text, whose merged paragraphs are nowhere else (findings are in findings)."
+        ),
+    ] = _omitted_if_none()
     usage: Annotated[Usage, Field(description="What the synthesis call itself used.")]
     total_usage: Annotated[Usage, Field(description="The source tasks plus the synthesis.")]
     groups: Annotated[list[GroupView], Field(description="Totals and budget of the sources' groups.")] = []
-    synthesis_task_id: str | None
+    synthesis_task_id: str | None = _omitted_if_none()
     notes: list[str]
+    next: Next
+
+
+ErrorKind = Literal["invalid_input", "not_found", "backend_unavailable", "shutting_down", "internal"]
+
+
+class CallError(BaseModel):
+    """Why a call did not do what it was asked."""
+
+    kind: ErrorKind
+    message: str
+
+
+class ErrorResult(BaseModel):
+    """What every tool returns (with isError) when it refused or failed a call."""
+
+    error: CallError
+    next: Next

@@ -1,7 +1,10 @@
-"""From engine snapshots to tool results: paging long outputs, and a readable text for each result.
+"""From engine snapshots to tool results: paging long outputs, the next call to make, and a readable
+text for each result.
 
-Many clients show the calling model only the text content, so every rendering carries the ids, states,
-errors and the next call to make, not only the structured content.
+The structured content is what a model reads (see ``results.py``), so ``next`` lives there; the text
+renders it for people and for clients that read only text. ``full`` says which text: every output in
+it (a client that reads only the text), or a compact one that leaves the outputs to the structured
+content. Both end with the same ``Next:``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from fanout_mcp.tools.schemas import (
     GroupView,
     IdsByState,
     ListResult,
+    SpawnedTaskView,
     SpawnResult,
     SynthesisResult,
     TaskOutputResult,
@@ -97,7 +101,7 @@ def describe_usage(usage: Usage) -> str:
     return f"{usage.input_tokens} in / {usage.output_tokens} out tokens{cache}, {cost}"
 
 
-# --- text renderings ------------------------------------------------------------------------------------
+# --- the next call ----------------------------------------------------------------------------------
 
 
 # From this many tasks on, a group is polled with include="status" (counts and ids, a few bytes per task)
@@ -105,57 +109,110 @@ def describe_usage(usage: Usage) -> str:
 BIG_GROUP = 20
 
 
-def render_spawn(result: SpawnResult, waited: bool) -> str:
+def spawn_next(group_id: str, tasks: Sequence[SpawnedTaskView], waited: bool) -> str:
+    group = f'group_id="{group_id}"'
+    running = not waited or any(not t.state.terminal for t in tasks)
+    if len(tasks) < BIG_GROUP:
+        if running:
+            return (
+                f"task_output({group}) to collect the results (it waits for them), then synthesize({group})."
+            )
+        return f"task_output({group}) to read the results, or synthesize({group}) to merge them."
+    read = f"synthesize({group}) to merge the answers, or task_output(task_ids=[...]) for a few at a time"
+    if running:
+        return f'task_output({group}, include="status") to wait (ids by state, not outputs), then {read}.'
+    return f"{read}."
+
+
+def output_next(counts: Counts, tasks: Sequence[TaskView], status: bool, selector: str) -> str:
+    """After task_output: wait on, read the rest of a truncated output, or merge. ``selector`` is how the
+    call named its tasks (``group_id="g-…"``, or the same task_ids)."""
+    if unfinished := counts.queued + counts.running:
+        return f"task_output again with the same arguments: {unfinished} task(s) still queued or running."
+    cut = [view for view in tasks if view.truncated]
+    if cut:
+        first = cut[0]
+        also = f" ({len(cut) - 1} more truncated the same way)" if len(cut) > 1 else ""
+        return (
+            f'task_output(task_ids=["{first.task_id}"], offset={first.next_offset}) for the rest of '
+            f"{first.label}{also}; or synthesize({selector}) to merge the answers."
+        )
+    if status:
+        return f"synthesize({selector}) to merge the answers, or task_output(task_ids=[...]) for a few."
+    return f"synthesize({selector}) to merge the answers."
+
+
+def synthesis_next(done: bool, synthesis_id: str | None, missing: int, selector: str) -> str:
+    if not done and synthesis_id is None:
+        return (
+            f"synthesize({selector}) again to keep waiting, cancel_tasks what you no longer need, or "
+            f'synthesize({selector}, mode="merge") to merge what has finished now (no model call).'
+        )
+    if not done:
+        return (
+            f"synthesize({selector}) again with the same arguments: synthesis task {synthesis_id} is "
+            "picked up, not started again."
+        )
+    if missing:
+        return "Nothing more: this is the merged answer. The tasks under missing gave none (see reason)."
+    return "Nothing more: this is the merged answer."
+
+
+def list_next(counts: Counts) -> str:
+    if not finished_count(counts) + counts.queued + counts.running:
+        return "spawn_parallel to start tasks."
+    if counts.queued + counts.running:
+        return (
+            "task_output(task_ids=[...]) to wait for and read them; cancel_tasks to stop any still running."
+        )
+    return "task_output(task_ids=[...]) to read outputs."
+
+
+def cancel_next(counts: Counts) -> str:
+    if counts.completed:
+        return "task_output or synthesize still read the completed tasks' outputs."
+    return "Nothing: none of these tasks runs any more."
+
+
+# --- text renderings ------------------------------------------------------------------------------------
+
+
+def _with_next(blocks: list[str], next_call: str) -> str:
+    return "\n\n".join([*blocks, f"Next: {next_call}"])
+
+
+def render_spawn(result: SpawnResult) -> str:
     lines = [f"Started {len(result.tasks)} task(s) in group {result.group_id}:"]
     lines += [f"- {t.task_id}  {t.label}  ({t.state.value})" for t in result.tasks]
     if result.warnings:
         lines.append("\nWarnings:")
         lines += [f"- {w}" for w in result.warnings]
-    lines.append("\n" + _next_after_spawn(result, waited))
-    return "\n".join(lines)
+    return _with_next(["\n".join(lines)], result.next)
 
 
-def _next_after_spawn(result: SpawnResult, waited: bool) -> str:
-    group = result.group_id
-    running = not waited or any(not t.state.terminal for t in result.tasks)
-    if len(result.tasks) < BIG_GROUP:
-        if running:
-            return (
-                f'They run in the background. Next: task_output(group_id="{group}") to collect the results '
-                f'(it waits for them), then synthesize(group_id="{group}") to merge them.'
-            )
-        return f'All finished. Next: task_output(group_id="{group}") to read the results.'
-    read = (
-        f'synthesize(group_id="{group}") to merge their answers, or task_output(task_ids=[...]) with a few '
-        "ids at a time to read them"
-    )
-    if running:
-        return (
-            f'They run in the background. Next: task_output(group_id="{group}", include="status") to wait '
-            f"for them (counts and ids by state, not outputs; call again while done is false), then {read}."
-        )
-    return f"All finished. Next: {read}."
-
-
-def render_output(result: TaskOutputResult, max_chars: int) -> str:
+def render_output(result: TaskOutputResult, max_chars: int, full: bool) -> str:
+    """Every task with its output page (``full``), or a line per task, its output left to the
+    structured content."""
     blocks = _render_progress(result, "running tasks show their partial output")
-    blocks += [_render_view(view, max_chars) for view in result.tasks]
-    return "\n\n".join(blocks)
+    if full:
+        blocks += [_render_view(view, max_chars) for view in result.tasks]
+    elif result.tasks:
+        blocks.append("\n".join(map(_render_line, result.tasks)))
+    return _with_next(blocks, result.next)
 
 
-def render_status(result: TaskOutputResult) -> str:
-    """As compact as the structured answer: the ids by state, no output."""
+def render_status(result: TaskOutputResult, full: bool) -> str:
+    """Counts, and the ids by state for a client that reads only this text."""
     blocks = _render_progress(result, "only counts and ids come back, not outputs")
     by_state = result.ids_by_state or IdsByState()
-    lines = [
-        f"{state.value}: {' '.join(ids)}" for state in TaskState if (ids := getattr(by_state, state.value))
-    ]
-    blocks.append("\n".join(lines))
-    blocks.append(
-        "Read outputs with task_output(task_ids=[...]) a few ids at a time (one call's outputs share the "
-        "server's character budget), or merge them with synthesize without reading them all."
-    )
-    return "\n\n".join(blocks)
+    if full:
+        lines = [
+            f"{state.value}: {' '.join(ids)}"
+            for state in TaskState
+            if (ids := getattr(by_state, state.value))
+        ]
+        blocks.append("\n".join(lines))
+    return _with_next(blocks, result.next)
 
 
 def _render_progress(result: TaskOutputResult, while_waiting: str) -> list[str]:
@@ -172,12 +229,26 @@ def _render_progress(result: TaskOutputResult, while_waiting: str) -> list[str]:
     return [head, f"Usage so far: {describe_usage(result.usage)}.", *map(describe_group, result.groups)]
 
 
-def _render_view(view: TaskView, max_chars: int) -> str:
+def _facts(view: TaskView) -> str:
     facts = [view.state.value]
     if view.elapsed_s is not None:
         facts.append(f"{view.elapsed_s:.1f} s")
     facts += [view.model, describe_usage(view.usage)]
-    lines = [f"### {view.label} [{view.task_id}] ({', '.join(facts)})"]
+    return ", ".join(facts)
+
+
+def _render_line(view: TaskView) -> str:
+    """One task in a line: what the structured content holds of it, not its output."""
+    line = f"- {view.label} [{view.task_id}]: {view.state.value}"
+    if view.output is not None:
+        line += f", {len(view.output)} of {view.total_chars} characters"
+    if view.error is not None:
+        line += f"; {view.error.kind.value}: {view.error.message}"
+    return line
+
+
+def _render_view(view: TaskView, max_chars: int) -> str:
+    lines = [f"### {view.label} [{view.task_id}] ({_facts(view)})"]
     if view.error is not None:
         lines.append(f"Error ({view.error.kind.value}): {view.error.message}")
     if view.note:
@@ -201,7 +272,7 @@ def _render_view(view: TaskView, max_chars: int) -> str:
 
 def render_list(result: ListResult) -> str:
     if not result.tasks:
-        return "No tasks."
+        return _with_next(["No tasks."], result.next)
     shown = f" (showing the newest {len(result.tasks)})" if len(result.tasks) < result.total else ""
     lines = [f"{result.total} task(s){shown}: {describe_counts(result.counts)}."]
     for t in result.tasks:
@@ -209,7 +280,7 @@ def render_list(result: ListResult) -> str:
         lines.append(
             f"- {t.task_id} [{t.group_id}] {t.label}: {t.state.value}, {t.output_chars} chars{extra}"
         )
-    return "\n".join(lines)
+    return _with_next(["\n".join(lines)], result.next)
 
 
 def render_cancel(result: CancelResult) -> str:
@@ -223,12 +294,18 @@ def render_cancel(result: CancelResult) -> str:
             + ", ".join(f"{t.task_id} ({t.state.value})" for t in result.already_finished)
         )
     lines.append(f"Now: {describe_counts(result.counts)}.")
-    return "\n".join(lines)
+    return _with_next(["\n".join(lines)], result.next)
+
+
+# --- synthesis ----------------------------------------------------------------------------------------
 
 
 def synthesis_result(
-    synthesis: Synthesis, total: Usage, synthesis_id: str | None, groups: list[GroupView]
+    synthesis: Synthesis, total: Usage, synthesis_id: str | None, groups: list[GroupView], selector: str
 ) -> SynthesisResult:
+    """The structured answer: the merged findings, conflicts and actions as they are, and the markdown
+    only for what is nowhere else (the merged paragraphs of free-text answers)."""
+    free_text = synthesis.mode == "merge" and any(not source.structured for source in synthesis.sources)
     return SynthesisResult(
         done=True,
         mode=synthesis.mode,
@@ -238,17 +315,23 @@ def synthesis_result(
         actions=synthesis.actions,
         missing=synthesis.missing,
         sources=synthesis.sources,
-        markdown=synthesis.markdown,
+        markdown=synthesis.markdown if free_text else None,
         usage=synthesis.usage,
         total_usage=total,
         groups=groups,
         synthesis_task_id=synthesis_id,
         notes=synthesis.notes,
+        next=synthesis_next(True, synthesis_id, len(synthesis.missing), selector),
     )
 
 
 def pending_synthesis(
-    synthesis_id: str | None, total: Usage, unfinished: int, sources: int, groups: list[GroupView]
+    synthesis_id: str | None,
+    total: Usage,
+    unfinished: int,
+    sources: int,
+    groups: list[GroupView],
+    selector: str,
 ) -> SynthesisResult:
     """Not ready: sources still running (no synthesis started yet), or the synthesis itself running."""
     if synthesis_id is None:
@@ -265,7 +348,6 @@ def pending_synthesis(
         findings=[],
         conflicts=[],
         actions=[],
-        markdown="",
         sources=[],
         missing=[],
         usage=Usage(),
@@ -273,22 +355,20 @@ def pending_synthesis(
         groups=groups,
         synthesis_task_id=synthesis_id,
         notes=[note],
+        next=synthesis_next(False, synthesis_id, 0, selector),
     )
 
 
-def render_synthesis(result: SynthesisResult) -> str:
+def render_synthesis(result: SynthesisResult, markdown: str, full: bool) -> str:
+    """The whole merged answer (``full``, or when the structured content holds it anyway), or what it
+    holds in a few lines."""
     if not result.done and result.synthesis_task_id is None:
-        return (
-            f"Not synthesised yet: {result.notes[0]}. Call synthesize again with the same arguments to keep "
-            "waiting, cancel_tasks the tasks you no longer need, or call synthesize with mode='merge' to "
-            "merge what has finished now (no model call)."
-        )
+        return _with_next([f"Not synthesised yet: {result.notes[0]}."], result.next)
     if not result.done:
-        return (
-            f"The synthesis is still running as task {result.synthesis_task_id}. Call synthesize again with "
-            "the same arguments to get it (the running synthesis is reused, not started again)."
+        return _with_next(
+            [f"The synthesis is still running as task {result.synthesis_task_id}."], result.next
         )
-    parts = [result.markdown.strip()]
+    parts = [markdown.strip() if full else _synthesis_outline(result)]
     if result.notes:
         parts.append("Notes: " + "; ".join(result.notes))
     parts.append(
@@ -296,4 +376,15 @@ def render_synthesis(result: SynthesisResult) -> str:
         f"total {describe_usage(result.total_usage)})"
     )
     parts += [describe_group(group) for group in result.groups]
-    return "\n\n".join(parts)
+    return _with_next(parts, result.next)
+
+
+def _synthesis_outline(result: SynthesisResult) -> str:
+    counted = [
+        f"{len(result.sources)} answer(s) merged",
+        f"{len(result.findings)} finding(s)",
+        f"{len(result.conflicts)} conflict(s)",
+        f"{len(result.actions)} action(s)",
+        f"{len(result.missing)} task(s) without an answer",
+    ]
+    return f"{result.summary.strip()}\n\n{', '.join(counted)} (all in the structured content)."

@@ -1,35 +1,51 @@
-"""The MCP tools: a thin layer over the engine. Each docstring is the tool's description for the model.
+"""The MCP tools: a thin layer over the engine. Each docstring is the tool's description for the model
+(``$name`` in it, or in an argument's description, is this server's value: see ``tool_facts``).
 
-Engine errors become ``ToolError`` (an ``isError`` result whose text the model reads and can act on).
-Waiting is bounded here, at the edge, with ``move_on_after``; nothing below takes a timeout.
+Every result's structured content is the answer a model reads, with ``next``: what to call next and why
+(``results.py``). Engine errors become ``Refusal``s, which the server answers as error results with the
+message and what to do. Waiting is bounded here, at the edge, with ``move_on_after``; nothing below
+takes a timeout.
 """
 
 import logging
 import math
 from collections.abc import Generator, Sequence
 from contextlib import contextmanager
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Final, Literal, cast
 
 import anyio
 import mcp_types as types
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from fanout_mcp.server import (
     BackendUnavailable,
     Counts,
     ErrorKind,
     FanoutError,
+    RegistryClosed,
     Runtime,
+    Settings,
     SpawnRequest,
     TaskRegistry,
     TaskRequest,
     TaskState,
+    UnknownTask,
     Usage,
     fair_shares,
 )
+from fanout_mcp.server.outputs import BUILTIN_SCHEMAS
 from fanout_mcp.tools import shape
+from fanout_mcp.tools.lean import ServerFacts
+from fanout_mcp.tools.results import (
+    LARGE_RESULT_CHARS,
+    RESULT_SIZE_META,
+    Refusal,
+    call_again,
+    largest_page,
+    reads_text_only,
+    result,
+)
 from fanout_mcp.tools.sampling import NAME, SamplingBackend
 from fanout_mcp.tools.schemas import (
     CancelResult,
@@ -46,20 +62,18 @@ logger = logging.getLogger(__name__)
 
 # How long cancel_tasks waits for running tasks to wind down before it answers.
 _CANCEL_GRACE_S = 5.0
+# task_output's page per task when none is asked for; a larger one may pass what a client shows whole.
+DEFAULT_MAX_CHARS: Final = 20_000
 
 WaitSeconds = Annotated[
     float | None,
     Field(
         ge=0,
-        description="Seconds to wait for unfinished tasks before answering (default 25). Capped by the "
-        "server (default 50) so the call returns before the client's tool-call timeout.",
+        description="Seconds to wait for unfinished tasks (default $default_wait_s, at most $max_wait_s).",
     ),
 ]
-TaskIds = Annotated[
-    list[str] | None,
-    Field(description="Task ids from spawn_parallel. Give task_ids or group_id, not both."),
-]
-GroupId = Annotated[str | None, Field(description="A group_id from spawn_parallel: all of its tasks.")]
+TaskIds = Annotated[list[str] | None, Field(description="Task ids (or give group_id).")]
+GroupId = Annotated[str | None, Field(description="All tasks of this spawn_parallel group.")]
 
 
 def runtime_of(ctx: Context) -> Runtime:
@@ -67,23 +81,44 @@ def runtime_of(ctx: Context) -> Runtime:
     return cast(Runtime, ctx.request_context.lifespan_context)
 
 
+def tool_facts(settings: Settings, backends: Sequence[str]) -> ServerFacts:
+    """What this server's tool list says that only its settings know: the values its descriptions name,
+    the ``backend`` names it offers and how many tasks one spawn may hold."""
+    values = {
+        "default_wait_s": f"{min(settings.default_wait_s, settings.max_wait_s):g}",
+        "max_wait_s": f"{settings.max_wait_s:g}",
+        "max_output_chars": str(settings.max_output_chars),
+        "big_group": str(shape.BIG_GROUP),
+    }
+    return ServerFacts(
+        values=values,
+        enums={"backend": list(backends), "output_schema": list(BUILTIN_SCHEMAS)},
+        max_items={"tasks": settings.max_tasks_per_spawn},
+    )
+
+
 @contextmanager
-def _as_tool_errors() -> Generator[None, None, None]:
+def _as_tool_errors(tool: str) -> Generator[None, None, None]:
     try:
         yield
+    except UnknownTask as exc:
+        raise Refusal("not_found", str(exc), "list_tasks to see the ids this server still knows.") from None
     except (
         BackendUnavailable
     ) as exc:  # the kind first, as a task's error carries it, for a caller to branch on
-        raise ToolError(f"{ErrorKind.BACKEND_UNAVAILABLE.value}: {exc}") from None
+        raise Refusal(
+            "backend_unavailable",
+            f"{ErrorKind.BACKEND_UNAVAILABLE.value}: {exc}",
+            f"{tool} again naming another backend, or after the server is configured as the message says.",
+        ) from None
+    except RegistryClosed as exc:
+        raise Refusal("shutting_down", str(exc), "Nothing here: the server is stopping.") from None
     except FanoutError as exc:
-        raise ToolError(str(exc)) from None
+        raise _invalid(tool, str(exc)) from None
 
 
-def _result(model: BaseModel, text: str) -> types.CallToolResult:
-    return types.CallToolResult(
-        content=[types.TextContent(type="text", text=text)],
-        structured_content=model.model_dump(mode="json"),
-    )
+def _invalid(tool: str, message: str) -> Refusal:
+    return Refusal("invalid_input", message, call_again(tool))
 
 
 def _groups(registry: TaskRegistry, task_ids: Sequence[str]) -> list[GroupView]:
@@ -95,12 +130,17 @@ def _groups(registry: TaskRegistry, task_ids: Sequence[str]) -> list[GroupView]:
     return views
 
 
-def _wait_budget(runtime: Runtime, wait_s: float | None) -> float:
+def _selector(task_ids: Sequence[str] | None, group_id: str | None) -> str:
+    """How a call named its tasks, for the next call to name them the same way."""
+    return f'group_id="{group_id}"' if group_id is not None else "task_ids=[the same ids]"
+
+
+def _wait_budget(tool: str, runtime: Runtime, wait_s: float | None) -> float:
     settings = runtime.settings
     if wait_s is None:
         return min(settings.default_wait_s, settings.max_wait_s)
     if math.isnan(wait_s) or wait_s < 0:
-        raise ToolError(f"wait_s must be a number of seconds >= 0 (got {wait_s})")
+        raise _invalid(tool, f"wait_s must be a number of seconds >= 0 (got {wait_s})")
     return min(wait_s, settings.max_wait_s)
 
 
@@ -143,85 +183,42 @@ async def _wait(runtime: Runtime, task_ids: Sequence[str], seconds: float, ctx: 
 
 
 async def spawn_parallel(
-    tasks: Annotated[
-        list[TaskRequest],
-        Field(description="The independent tasks, one subagent each (1 to 100 by default)."),
-    ],
+    tasks: Annotated[list[TaskRequest], Field(description="The independent tasks, one subagent each.")],
     ctx: Context,
     shared_context: Annotated[
         str | None,
-        Field(
-            description="Context every task needs (project background, conventions, the goal). Sent once, "
-            "first and identical for every task, so the provider's prompt cache serves it."
-        ),
+        Field(description="What every task needs (goal, conventions); sent once, cached."),
     ] = None,
     max_concurrency: Annotated[
-        int | None,
-        Field(
-            ge=1, description="Run at most this many of these tasks at once (lower than the server's limit)."
-        ),
+        int | None, Field(ge=1, description="Run at most this many of these tasks at once.")
     ] = None,
     output_schema: Annotated[
         dict[str, Any] | str | None,
-        Field(
-            description="The answer's shape for every task without its own: 'findings' (built in; "
-            "synthesize merges findings without a model) or a JSON Schema of an object."
-        ),
+        Field(description="For tasks without their own (see tasks)."),
     ] = None,
     budget_usd: Annotated[
         float | None,
-        Field(
-            gt=0,
-            description="Stop starting this spawn's tasks once its calls have cost this many dollars; the "
-            "tasks not started end cancelled with kind budget_exceeded. Running tasks finish.",
-        ),
+        Field(gt=0, description="Start no more of these tasks once they cost this many dollars."),
     ] = None,
-    backend: Annotated[
-        str | None,
-        Field(
-            description="Where every task without its own backend runs: 'auto' (default), 'anthropic', "
-            "'claude', 'codex', 'batch' (half price, answers within 24 h), or another command the server "
-            "offers. Tasks may mix backends."
-        ),
-    ] = None,
+    backend: Annotated[str | None, Field(description="For tasks without their own (see tasks).")] = None,
     tools: Annotated[
         list[Literal["read"]],
-        Field(
-            max_length=1,
-            description="['read']: every task without its own tools, on a backend that runs them "
-            "('anthropic'), may list, read and search the server's allowed roots itself (read-only). "
-            "Tasks on other backends run without them (a warning says which).",
-        ),
+        Field(max_length=1, description="For tasks without their own (see tasks)."),
     ] = [],  # noqa: B006  (pydantic copies defaults; the list is never mutated)
-    wait_s: Annotated[
-        float,
-        Field(ge=0, description="Seconds to wait before returning (default 0: return at once)."),
-    ] = 0,
+    wait_s: Annotated[float, Field(ge=0, description="Seconds to wait before returning.")] = 0,
 ) -> Annotated[types.CallToolResult, SpawnResult]:
-    """Start several independent subagent tasks in parallel, in the background, and return their ids at once.
+    """Start independent subagent tasks in parallel, in the background; returns group_id and task_ids at once.
 
-    Use it when a job splits into parts that do not depend on each other: different files, modules or
-    directories, or different review perspectives (security, performance, testing, architecture) on the
-    same code. Check first that no task needs another's output, that tasks touch different files or
-    concerns, and that order does not matter; otherwise run them one after another instead.
+    Use it when a job splits into parts that do not depend on each other: files, modules, or review
+    perspectives. Each task must be complete on its own (a subagent sees no conversation). Give all
+    tasks the same output_format, or output_schema 'findings' for reviews, so the answers merge; a task
+    that needs another's answer names it in depends_on.
 
-    Each task is a subagent prompt: task (required), role, context, files (read by the server and put in
-    the prompt), output_format and focus_areas. Put what every task needs in shared_context (sent once,
-    cached). Give all tasks the same output_format so their answers merge cleanly, or an output_schema
-    ('findings' for reviews) so each answer comes back parsed and synthesize can merge them exactly.
-    A task that needs another's result can name it in depends_on; it starts when that one completes,
-    and everything else still runs in parallel. A task runs on the Anthropic API or on an agent CLI the
-    server runs for it ('claude', 'codex': backend); an unknown or unusable backend is refused with the
-    names this server offers.
-
-    Returns group_id and task_ids immediately; the tasks run in the background (queued beyond the
-    server's concurrency limit). Next: call task_output(group_id=...) to collect the results (it waits
-    for them), then synthesize(group_id=...) to merge them into one answer. For 20 tasks or more, wait
-    with task_output(group_id=..., include="status") instead (counts and ids, not outputs), then
-    synthesize, or read outputs with task_output(task_ids=[...]) a few ids at a time.
+    Next: task_output(group_id) collects the results, then synthesize(group_id) merges them; for
+    $big_group tasks or more, wait with task_output(group_id, include="status").
     """
     runtime = runtime_of(ctx)
-    with _as_tool_errors():
+    with _as_tool_errors("spawn_parallel"):
         receipt = await runtime.registry.spawn(
             SpawnRequest(
                 tasks=tasks,
@@ -236,15 +233,19 @@ async def spawn_parallel(
         )
     ids = [t.task_id for t in receipt.tasks]
     if wait_s:
-        await _wait(runtime, ids, _wait_budget(runtime, wait_s), ctx)
-    snaps = runtime.registry.snapshots(ids)
-    result = SpawnResult(
+        await _wait(runtime, ids, _wait_budget("spawn_parallel", runtime, wait_s), ctx)
+    views = [
+        SpawnedTaskView(task_id=s.task_id, label=s.label, state=s.state)
+        for s in runtime.registry.snapshots(ids)
+    ]
+    answer = SpawnResult(
         group_id=receipt.group_id,
         task_ids=ids,
-        tasks=[SpawnedTaskView(task_id=s.task_id, label=s.label, state=s.state) for s in snaps],
+        tasks=views,
         warnings=receipt.warnings,
+        next=shape.spawn_next(receipt.group_id, views, waited=bool(wait_s)),
     )
-    return _result(result, shape.render_spawn(result, waited=bool(wait_s)))
+    return result(answer, shape.render_spawn(answer))
 
 
 async def task_output(
@@ -252,58 +253,64 @@ async def task_output(
     task_ids: TaskIds = None,
     group_id: GroupId = None,
     wait_s: WaitSeconds = None,
-    offset: Annotated[int, Field(ge=0, description="Skip this many characters of each output (paging).")] = 0,
+    offset: Annotated[int, Field(ge=0, description="Skip this many characters of each output.")] = 0,
     max_chars: Annotated[
-        int, Field(ge=1, le=1_000_000, description="Characters of each task's output to return.")
-    ] = 20_000,
+        int, Field(ge=1, le=1_000_000, description="Characters of each output at most.")
+    ] = DEFAULT_MAX_CHARS,
     include: Annotated[
         Literal["output", "status"],
-        Field(
-            description="'output' (default): each task with its output, errors and usage. 'status': only "
-            "done, counts, totals and the task ids by state, a few bytes per task: use it to wait on a "
-            f"group of {shape.BIG_GROUP} or more tasks, then read outputs by task_ids."
-        ),
+        Field(description="'status': counts and ids by state only, to wait on a big group."),
     ] = "output",
 ) -> Annotated[types.CallToolResult, TaskOutputResult]:
-    """Collect spawned tasks' results by id: state, output (partial while running), errors and usage.
+    """Collect tasks' results: state, output (partial while running), errors and usage.
 
-    Waits until every named task has finished or wait_s passes (default 25 s, never more than the
-    server's cap of 50 s, so the call returns before a client's tool-call timeout), then returns.
-    If done is false, call task_output again with the same arguments to keep waiting. Outputs are
-    paged: each task returns at most max_chars, and all together at most the server's budget (40,000
-    characters by default), shared fairly. When a task's truncated is true, call again with
-    task_ids=[that id] and offset=next_offset. When all are done, call synthesize to merge the answers.
-
-    For a big group (20 tasks or more), wait with include="status": it returns done, counts, totals
-    and the ids by state instead of the tasks, a few bytes per task however many there are. Once done,
-    merge with synthesize, or read outputs with task_ids, a few ids per call.
+    Waits until every named task has finished or wait_s passes; while done is false, call again with
+    the same arguments. Each task gives at most max_chars, and one result holds at most
+    $max_output_chars characters, shared fairly; where truncated is true, call again with
+    task_ids=[that id] and offset=next_offset. include="status" gives counts and ids by state instead
+    of the tasks: wait on a group of $big_group tasks or more that way.
     """
     runtime = runtime_of(ctx)
-    with _as_tool_errors():
+    with _as_tool_errors("task_output"):
         ids = runtime.registry.select(task_ids, group_id)
-    waited = await _wait(runtime, ids, _wait_budget(runtime, wait_s), ctx)
+    waited = await _wait(runtime, ids, _wait_budget("task_output", runtime, wait_s), ctx)
     registry = runtime.registry
+    selector = _selector(task_ids, group_id)
+    full = reads_text_only(ctx)
     if include == "status":
-        result = _status(registry, ids, waited)
-        return _result(result, shape.render_status(result))
+        status = _status(registry, ids, waited, selector)
+        return result(status, shape.render_status(status, full))
     snaps = registry.snapshots(ids)  # one read of the tasks: counts and usage come from it too
     counts = Counts.of([s.state for s in snaps])
-    # Every task gets up to max_chars, and all of them together at most the server's budget, shared
-    # fairly: a result a client would cut or save to a file helps nobody. The rest is paged.
+    usage = sum((s.usage for s in snaps), Usage())
+    groups = _groups(registry, ids)
     wanted = [min(max(0, len(s.output or "") - offset), max_chars) for s in snaps]
-    shares = fair_shares(wanted, runtime.settings.max_output_chars)
-    result = TaskOutputResult(
-        done=shape.finished_count(counts) == len(ids),
-        counts=counts,
-        tasks=[shape.task_view(snap, offset, share) for snap, share in zip(snaps, shares, strict=True)],
-        usage=sum((s.usage for s in snaps), Usage()),
-        groups=_groups(registry, ids),
-        waited_s=waited,
-    )
-    return _result(result, shape.render_output(result, max_chars))
+    # Every task gets up to max_chars, and all of them together what keeps the result (as sent) within
+    # what a client shows whole, shared fairly: a result a client would cut or save to a file helps
+    # nobody. The rest is paged. A page larger than the default, asked for, may be larger.
+    limit = runtime.settings.max_output_chars
+    size_limit = None
+    if max_chars > DEFAULT_MAX_CHARS:
+        limit = size_limit = max(limit, LARGE_RESULT_CHARS)
+
+    def build(budget: int) -> types.CallToolResult:
+        shares = fair_shares(wanted, budget)
+        views = [shape.task_view(snap, offset, share) for snap, share in zip(snaps, shares, strict=True)]
+        answer = TaskOutputResult(
+            done=shape.finished_count(counts) == len(ids),
+            counts=counts,
+            tasks=views,
+            usage=usage,
+            groups=groups,
+            waited_s=waited,
+            next=shape.output_next(counts, views, status=False, selector=selector),
+        )
+        return result(answer, shape.render_output(answer, max_chars, full), size_limit)
+
+    return largest_page(build, sum(wanted), limit, copies=2 if full else 1)
 
 
-def _status(registry: TaskRegistry, ids: Sequence[str], waited: float) -> TaskOutputResult:
+def _status(registry: TaskRegistry, ids: Sequence[str], waited: float, selector: str) -> TaskOutputResult:
     """task_output's include="status": ids by state and totals, no snapshot of any task."""
     by_state = registry.ids_by_state(ids)
     counts = Counts.of_tally({state: len(state_ids) for state, state_ids in by_state.items()})
@@ -314,6 +321,7 @@ def _status(registry: TaskRegistry, ids: Sequence[str], waited: float) -> TaskOu
         usage=registry.usage(ids),
         groups=_groups(registry, ids),
         waited_s=waited,
+        next=shape.output_next(counts, [], status=True, selector=selector),
     )
 
 
@@ -323,68 +331,66 @@ async def synthesize(
     task_ids: TaskIds = None,
     instructions: Annotated[
         str | None,
-        Field(
-            description="What the merged answer should focus on or look like, e.g. 'rank by exploitability'."
-        ),
+        Field(description="What the merged answer should focus on."),
     ] = None,
     mode: Annotated[
         Literal["auto", "llm", "merge"],
         Field(
-            description="'llm': one model call merges the answers; 'merge': deterministic, no model; "
-            "'auto' (default): llm when the server has an API key, else merge."
+            description="'llm': a model merges; 'merge': by rule, no model; 'auto': 'llm' if the server's "
+            "default backend can run, else 'merge'."
         ),
     ] = "auto",
     quorum: Annotated[
         Literal["any", "majority", "all"] | int,
         Field(
-            description="For merge mode with findings: keep only findings reported by at least this many "
-            "tasks ('majority': more than half of those that answered with findings). Default 'any'."
+            description="'merge' of findings: keep those at least this many tasks reported ('majority': "
+            "over half of those with findings)."
         ),
     ] = "any",
     wait_s: WaitSeconds = None,
 ) -> Annotated[types.CallToolResult, SynthesisResult]:
-    """Merge the answers of finished tasks into one: related findings merged, conflicts between
-    recommendations resolved, priorities set by severity, and an actionable summary, each point citing
-    the task ids it came from.
+    """Merge finished tasks' answers into one: duplicates once, conflicts with every side, actions by
+    priority, each citing its task ids; tasks without an answer are listed under missing.
 
-    Waits up to wait_s (default 25 s, capped at 50 s) for unfinished tasks. A model synthesis starts
-    only once every task has ended (so it is paid for once); until then done is false: call
-    synthesize again with the same arguments, cancel_tasks what you no longer need, or use
-    mode='merge' to merge what has finished now. Tasks that failed or were cancelled (and, in a merge,
-    those still running) are listed under missing with the reason, never dropped silently. The model
-    synthesis runs as a task of its own; if it has not finished within wait_s, done is false and the
-    next identical call picks up the same synthesis.
+    Waits up to wait_s. A model synthesis starts once every task has ended (so it is paid for once);
+    until it is ready, done is false: call again with the same arguments (it is picked up, not
+    restarted), or use mode 'merge' to merge what has finished now.
     """
     runtime = runtime_of(ctx)
     registry = runtime.registry
-    with _as_tool_errors():
+    with _as_tool_errors("synthesize"):
         ids = registry.select(task_ids, group_id)
-    budget = _wait_budget(runtime, wait_s)
+    budget = _wait_budget("synthesize", runtime, wait_s)
     deadline = anyio.current_time() + budget
     await _wait(runtime, ids, budget, ctx)
     synth = runtime.synthesizer
     use_llm = mode == "llm" or (mode == "auto" and registry.backends.default_usable())
     if isinstance(quorum, int) and quorum < 1:
-        raise ToolError(f"quorum must be 'any', 'majority', 'all' or a number of tasks >= 1 (got {quorum})")
+        raise _invalid(
+            "synthesize", f"quorum must be 'any', 'majority', 'all' or a number of tasks >= 1 (got {quorum})"
+        )
     groups = _groups(registry, ids)
+    selector = _selector(task_ids, group_id)
+    full = reads_text_only(ctx)
     if not use_llm:
-        result = shape.synthesis_result(await synth.merge(ids, quorum), registry.usage(ids), None, groups)
-        return _result(result, shape.render_synthesis(result))
+        merged = await synth.merge(ids, quorum)
+        answer = shape.synthesis_result(merged, registry.usage(ids), None, groups, selector)
+        return result(answer, shape.render_synthesis(answer, merged.markdown, full))
     counts = registry.counts(ids)
     if unfinished := counts.queued + counts.running:
-        result = shape.pending_synthesis(None, registry.usage(ids), unfinished, len(ids), groups)
-        return _result(result, shape.render_synthesis(result))
-    with _as_tool_errors():
+        answer = shape.pending_synthesis(None, registry.usage(ids), unfinished, len(ids), groups, selector)
+        return result(answer, shape.render_synthesis(answer, "", full))
+    with _as_tool_errors("synthesize"):
         synthesis_id = await synth.start_llm(ids, instructions)
     await _wait(runtime, [synthesis_id], max(0.0, deadline - anyio.current_time()), ctx)
-    with _as_tool_errors():
+    with _as_tool_errors("synthesize"):
         done = await synth.result(synthesis_id, ids, quorum)
     total = registry.usage([*ids, *synth.synthesis_tasks(synthesis_id)])
     if done is None:
-        result = shape.pending_synthesis(synthesis_id, total, 0, len(ids), groups)
-    else:
-        result = shape.synthesis_result(done, total, synthesis_id, groups)
-    return _result(result, shape.render_synthesis(result))
+        answer = shape.pending_synthesis(synthesis_id, total, 0, len(ids), groups, selector)
+        return result(answer, shape.render_synthesis(answer, "", full))
+    answer = shape.synthesis_result(done, total, synthesis_id, groups, selector)
+    return result(answer, shape.render_synthesis(answer, done.markdown, full))
 
 
 async def list_tasks(
@@ -393,20 +399,18 @@ async def list_tasks(
     state: Annotated[TaskState | None, Field(description="Only tasks in this state.")] = None,
     limit: Annotated[int, Field(ge=1, le=10_000, description="Show at most this many (the newest).")] = 100,
 ) -> Annotated[types.CallToolResult, ListResult]:
-    """List tasks (newest spawns last, at most limit of them) with their state, label, errors and usage,
-    but not their outputs.
-
-    Use it to find ids again, or to see what is still running. Read outputs with task_output. For the
-    states of every task of a big group, task_output(group_id=..., include="status") is smaller: ids
-    by state, a few bytes per task.
-    """
+    """List tasks (newest last) with state, label, errors and usage, not outputs: to find ids or see
+    what runs. For a big group, task_output(group_id, include="status") is smaller."""
     registry = runtime_of(ctx).registry
-    with _as_tool_errors():
+    with _as_tool_errors("list_tasks"):
         listing = registry.list(group_id, state, limit)
-    result = ListResult(
-        counts=listing.counts, total=listing.total, tasks=[shape.task_summary(s) for s in listing.tasks]
+    answer = ListResult(
+        counts=listing.counts,
+        total=listing.total,
+        tasks=[shape.task_summary(s) for s in listing.tasks],
+        next=shape.list_next(listing.counts),
     )
-    return _result(result, shape.render_list(result))
+    return result(answer, shape.render_list(answer))
 
 
 async def cancel_tasks(
@@ -414,26 +418,25 @@ async def cancel_tasks(
     task_ids: TaskIds = None,
     group_id: GroupId = None,
 ) -> Annotated[types.CallToolResult, CancelResult]:
-    """Cancel queued or running tasks (by task_ids, or every task of a group_id).
-
-    Tasks that already finished are left as they are and listed under already_finished. Outputs of
-    finished tasks stay available to task_output and synthesize.
-    """
+    """Cancel queued or running tasks. Finished ones are left as they are (under already_finished), and
+    their outputs stay readable."""
     registry = runtime_of(ctx).registry
-    with _as_tool_errors():
+    with _as_tool_errors("cancel_tasks"):
         ids = registry.select(task_ids, group_id)
     outcome = registry.cancel(ids)
     with anyio.move_on_after(_CANCEL_GRACE_S):
         await registry.wait(outcome.cancelled)
-    result = CancelResult(
+    counts = registry.counts(ids)
+    answer = CancelResult(
         cancelled=outcome.cancelled,
         already_finished=[FinishedTask(task_id=s.task_id, state=s.state) for s in outcome.already_finished],
-        counts=registry.counts(ids),
+        counts=counts,
+        next=shape.cancel_next(counts),
     )
-    return _result(result, shape.render_cancel(result))
+    return result(answer, shape.render_cancel(answer))
 
 
-def register(mcp: MCPServer[Any]) -> None:
+def register(mcp: MCPServer[Any], settings: Settings) -> None:
     """Add the five tools to ``mcp``."""
     mcp.add_tool(
         spawn_parallel,
@@ -446,6 +449,10 @@ def register(mcp: MCPServer[Any]) -> None:
         task_output,
         title="Collect subagent results",
         annotations=types.ToolAnnotations(read_only_hint=True, open_world_hint=False),
+        # Claude Code reads this from the tool list, not from a result: the most one result may hold
+        # before it is saved to a file. Results stay within max_output_chars unless a page larger than
+        # the default is asked for.
+        meta={RESULT_SIZE_META: max(settings.max_output_chars, LARGE_RESULT_CHARS)},
     )
     mcp.add_tool(
         synthesize,

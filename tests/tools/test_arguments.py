@@ -20,7 +20,8 @@ async def schema_of(client: Client, tool: str) -> dict[str, Any]:
 
 
 def names_valid_at(schema: dict[str, Any], place: str) -> list[str]:
-    return list((schema["$defs"][place] if place else schema)["properties"])
+    """The names valid at the top (``""``) or in each item of the array argument ``place``."""
+    return list((schema["properties"][place]["items"] if place else schema)["properties"])
 
 
 def assert_names(message: str, unknown: str, meant: str, valid: list[str]) -> None:
@@ -56,7 +57,7 @@ async def test_a_misspelt_field_of_a_task_is_refused_with_where_it_is_and_nothin
         schema = await schema_of(client, "spawn_parallel")
         for given in [tasks, json.dumps(tasks)]:  # a list, or the JSON text of one (as some clients send)
             message = await error(client, "spawn_parallel", tasks=given)
-            assert_names(message, "contxt", "context", names_valid_at(schema, "TaskRequest"))
+            assert_names(message, "contxt", "context", names_valid_at(schema, "tasks"))
             assert "in tasks[1]" in message and "tasks[0]" not in message
         assert (await call(client, "list_tasks"))["total"] == 0
     assert fake_api.requests == []
@@ -162,3 +163,41 @@ async def test_a_free_form_object_keeps_its_own_names(fake_api: FakeApi, make_se
         )
         done = await call(client, "task_output", task_ids=spawned["task_ids"], wait_s=20)
     assert done["tasks"][0]["structured"] == {"verdict": "ok"}
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_arguments_that_break_the_schema_are_refused_by_name_with_what_they_are_for(
+    fake_api: FakeApi, make_settings: MakeSettings, mode: str
+) -> None:
+    cases: list[tuple[str, dict[str, Any], list[str], str]] = [
+        ("spawn_parallel", {}, ["tasks is missing (The independent tasks, one subagent each)"], "tasks"),
+        (
+            "spawn_parallel",
+            {"tasks": [{"role": "x"}, {"task": "y", "timeout_s": -5}]},
+            [
+                "tasks[0].task is missing (What this subagent must do",
+                "tasks[1].timeout_s: Input should be greater than 0 (got -5)",
+            ],
+            "tasks[0].task, tasks[1].timeout_s",
+        ),
+        (
+            "synthesize",
+            {"group_id": "g-x", "quorum": "most"},
+            ["quorum: Input should be 'any', 'majority' or 'all' (got 'most'), or a valid integer"],
+            "quorum",
+        ),
+    ]
+    async with connect(make_settings(), mode) as client:
+        for tool, arguments, told, fields in cases:
+            result = await client.call_tool(tool, arguments)
+            content: Any = result.structured_content
+            assert result.is_error and content["error"]["kind"] == "invalid_input"
+            message = content["error"]["message"]
+            assert message.startswith(f"{tool} refused, nothing was done: "), message
+            for words in told:
+                assert words in message, message
+            for pydantic_words in ("validation error", "pydantic", "type=", "Arguments"):
+                assert pydantic_words not in message, message
+            assert content["next"] == f"{tool} again with {fields} corrected; nothing was done."
+        assert (await call(client, "list_tasks"))["total"] == 0
+    assert fake_api.requests == []

@@ -106,7 +106,7 @@ async def test_auto_falls_back_to_the_clients_model_when_there_is_no_key_and_no_
 async def test_refusals_start_with_the_backend_unavailable_kind(make_settings: MakeSettings) -> None:
     async with Client(create_server(make_settings()), mode="legacy") as client:
         message = await error(client, "spawn_parallel", tasks=[{"task": "x", "backend": "sampling"}])
-    assert "spawn_parallel: backend_unavailable: task 1" in message
+    assert message.startswith("backend_unavailable: task 1")
 
 
 class HeldClientModel(ClientModel):
