@@ -374,6 +374,9 @@ async def synthesize(
     if unfinished := counts.queued + counts.running:
         result = shape.pending_synthesis(None, registry.usage(ids), unfinished, len(ids), groups)
         return _result(result, shape.render_synthesis(result))
+    if (nothing := await synth.without_answers(ids)) is not None:
+        result = shape.synthesis_result(nothing, registry.usage(ids), None, groups)
+        return _result(result, shape.render_synthesis(result))
     with _as_tool_errors():
         synthesis_id = await synth.start_llm(ids, instructions)
     await _wait(runtime, [synthesis_id], max(0.0, deadline - anyio.current_time()), ctx)
