@@ -54,10 +54,11 @@ _RETRYABLE_STATUS: Final = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 
 class Transient(Exception):
     """A fault worth retrying. ``pushback`` marks the provider asking for less load (429/529);
-    ``unconnected`` a try that never reached the endpoint (refused, DNS, a proxy that would not connect)."""
+    ``unconnected`` says why a try never reached the endpoint (refused, a name that does not resolve, a
+    proxy that would not connect), or is None when it did."""
 
     def __init__(
-        self, what: str, retry_after: float | None, *, pushback: bool, unconnected: bool = False
+        self, what: str, retry_after: float | None, *, pushback: bool, unconnected: str | None = None
     ) -> None:
         super().__init__(what)
         self.what = what
@@ -169,7 +170,7 @@ class AnthropicBackend(Backend):
                 async with self._throttle.slot():
                     result = await attempt()
             except Transient as fault:
-                verdict = self._endpoint.unreachable(fault.what) if fault.unconnected else None
+                verdict = self._endpoint.unreachable(fault.unconnected) if fault.unconnected else None
                 if verdict is not None:
                     raise verdict from None
                 # Until an endpoint that never answered is given up, the next try lands at the latest
@@ -200,7 +201,7 @@ class AnthropicBackend(Backend):
         except Exception as exc:
             mapped = classify(exc)
             refused = isinstance(mapped, Refused) and mapped.status == 401
-            connected = isinstance(mapped, Transient) and not mapped.unconnected
+            connected = isinstance(mapped, Transient) and mapped.unconnected is None
             if refused or not (connected or isinstance(exc, anthropic.APIStatusError)):
                 if mapped is exc:
                     raise
@@ -408,8 +409,9 @@ def classify(exc: Exception) -> Exception:
     if isinstance(exc, anthropic.APIStatusError):
         return _classify_status(exc)
     if _unconnected(exc):
-        what = f"no connection to the Messages API ({_cause(exc, detailed=True)})"
-        return Transient(what, None, pushback=False, unconnected=True)
+        why = _cause(exc, detailed=True)
+        what = f"could not connect to the Messages API ({why})"
+        return Transient(what, None, pushback=False, unconnected=why)
     if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException):
         return Transient("the Messages API did not answer in time", None, pushback=False)
     if isinstance(exc, anthropic.APIConnectionError | httpx2.TransportError):

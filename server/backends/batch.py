@@ -405,7 +405,7 @@ class BatchBackend(Backend):
         if isinstance(mapped, Refused) and mapped.status == 401:
             return self._endpoint.refused(mapped, None)
         if isinstance(mapped, Transient) and mapped.unconnected:
-            return self._endpoint.unreachable(mapped.what)
+            return self._endpoint.unreachable(mapped.unconnected)
         if isinstance(exc, anthropic.APIStatusError):
             self._endpoint.reached()
         return None

@@ -163,9 +163,9 @@ class Endpoint:
         return TaskFailure(ErrorKind.BACKEND_UNAVAILABLE, message)
 
     def unreachable(self, what: str) -> TaskFailure | None:
-        """A try could not connect (``what`` says how). The verdict if the endpoint has never answered
-        and has failed to connect for the whole grace (or was given up already); else None: retry, within
-        ``grace_left``."""
+        """A try could not connect (``what`` is the connection error). The verdict if the endpoint has never
+        answered and has failed to connect for the whole grace (or was given up already); else None: retry,
+        within ``grace_left``."""
         if self._answered:
             return None
         now = anyio.current_time()
@@ -214,7 +214,8 @@ class Endpoint:
             f"of this server on {model} fails like this without sending a request."
         )
 
-    def _unreachable_message(self, what: str, elapsed: float) -> str:
+    def connection_hint(self) -> str:
+        """What to check when the endpoint cannot be reached (proxy variables named, never shown)."""
         proxies = [name for name in _PROXY_VARIABLES if os.environ.get(name)]
         proxy = f"the proxy in {', '.join(proxies)}" if proxies else "any proxy between (none is set here)"
         where = (
@@ -222,11 +223,13 @@ class Endpoint:
             if os.environ.get("ANTHROPIC_BASE_URL")
             else "ANTHROPIC_BASE_URL (not set: this is the provider's own endpoint)"
         )
+        return f"Check {where}, the network, and {proxy}."
+
+    def _unreachable_message(self, what: str, elapsed: float) -> str:
         return (
-            f"could not connect to the Messages API at {self.url} for {elapsed:.0f} s (the last try: "
-            f"{what}), and it has not answered once since the server started. Check {where}, the "
-            f"network, and {proxy}. Every task waiting on it failed with this; spawn them again once it "
-            "answers."
+            f"could not connect to the Messages API at {self.url} for {elapsed:.0f} s ({what}), and it "
+            f"has not answered once since the server started. {self.connection_hint()} "
+            "Every task waiting on it failed with this; spawn them again once it answers."
         )
 
     def _base_url_hint(self) -> str:

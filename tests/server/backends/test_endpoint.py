@@ -136,7 +136,7 @@ async def test_a_refused_endpoint_fails_the_spawn_after_the_grace_with_one_verdi
     assert all(s.error == snaps[0].error for s in snaps)  # one verdict, the same for every task
     # One task tried it on one clock while the others waited; the later spawn was not given a grace.
     assert len({n.task_id for n in retries}) == 1
-    assert all(n.cause is ErrorKind.API_ERROR and "no connection" in n.note for n in retries)
+    assert all(n.cause is ErrorKind.API_ERROR and "could not connect" in n.note for n in retries)
     assert "has not answered yet, and is given up in" in retries[0].note
 
 
@@ -158,7 +158,7 @@ async def test_an_endpoint_that_answered_once_and_then_refuses_is_retried_for_th
     assert dropped.state is TaskState.FAILED
     assert dropped.error is not None and dropped.error.kind is ErrorKind.API_ERROR  # not given up early
     assert "timeout" in dropped.error.message and dropped.attempts > 1
-    assert any("no connection" in n.note for n in retries)
+    assert any("could not connect" in n.note for n in retries)
 
 
 async def test_an_answer_clears_the_verdict_on_an_endpoint_that_could_not_be_reached(
