@@ -224,6 +224,21 @@ def _auth_refusal(headers: dict[str, str], config: FakeConfig) -> _ApiError | No
     return None
 
 
+def _check_auth(headers: dict[str, str], config: FakeConfig) -> None:
+    refusal = _auth_refusal(headers, config)
+    if refusal is not None:
+        raise refusal
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    parsed: object = None
+    with contextlib.suppress(ValueError):
+        parsed = json.loads(raw)
+    if not isinstance(parsed, dict):
+        raise _ApiError(400, "the request body must be a JSON object")
+    return cast("dict[str, Any]", parsed)
+
+
 @dataclass
 class _Plan:
     """Everything decided about a request when it arrives; its response is sent from this."""
@@ -645,15 +660,8 @@ class FakeApi:
         body: dict[str, Any] = {}
         with self._lock:
             try:
-                parsed: object = None
-                with contextlib.suppress(ValueError):
-                    parsed = json.loads(raw)
-                if not isinstance(parsed, dict):
-                    raise _ApiError(400, "the request body must be a JSON object")
-                body = cast("dict[str, Any]", parsed)
-                refusal = _auth_refusal(headers, config)
-                if refusal is not None:
-                    raise refusal
+                body = _json_object(raw)
+                _check_auth(headers, config)
                 _validate(body)
                 try:
                     self._admit(plan, config)
@@ -674,15 +682,8 @@ class FakeApi:
         body: dict[str, Any] = {}
         with self._lock:
             try:
-                parsed: object = None
-                with contextlib.suppress(ValueError):
-                    parsed = json.loads(raw)
-                if not isinstance(parsed, dict):
-                    raise _ApiError(400, "the request body must be a JSON object")
-                body = cast("dict[str, Any]", parsed)
-                refusal = _auth_refusal(headers, self.config)
-                if refusal is not None:
-                    raise refusal
+                body = _json_object(raw)
+                _check_auth(headers, self.config)
                 _validate(body | {"max_tokens": 1})  # count_tokens takes no max_tokens
                 messages = _blocks(body["messages"])
                 chars = _chars(body.get("system")) + sum(_chars(m.get("content")) for m in messages)
