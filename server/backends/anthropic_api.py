@@ -456,7 +456,8 @@ def _classify_status(exc: anthropic.APIStatusError) -> Exception:
         return Transient(label, _retry_after(headers), pushback=status in {429, 529})
     request_id = f" (request id {exc.request_id})" if exc.request_id else ""
     if status in {401, 403}:
-        return Refused(status, f"{status} {exc.type or 'error'}: {detail}{request_id}")
+        request = f"; request id {exc.request_id}" if exc.request_id else ""
+        return Refused(status, f"{status} {exc.type or 'error'}: {detail}{request}")
     if _is_spend_limit(exc) or status == 402:
         return TaskFailure(
             ErrorKind.BACKEND_UNAVAILABLE, f"the account cannot be billed ({status}: {detail}){request_id}."

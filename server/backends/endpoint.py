@@ -235,4 +235,4 @@ class Endpoint:
     def _base_url_hint(self) -> str:
         if not os.environ.get("ANTHROPIC_BASE_URL"):
             return ""
-        return f", and check ANTHROPIC_BASE_URL ({self.url}): the key must be one that endpoint accepts"
+        return f" (and check ANTHROPIC_BASE_URL, {self.url}: the key must be one that endpoint accepts)"

@@ -66,7 +66,7 @@ async def test_a_refused_key_fails_a_ten_task_spawn_with_one_request_naming_what
     assert errors_of(snaps) == [(TaskState.FAILED, ErrorKind.BACKEND_UNAVAILABLE)] * 10
     message = snaps[0].error.message if snaps[0].error else ""
     assert f"Fix {variable} in the server's environment" in message
-    assert f"check ANTHROPIC_BASE_URL ({fake_api.base_url})" in message
+    assert f"(and check ANTHROPIC_BASE_URL, {fake_api.base_url}: the key must be one" in message
     assert "restart the server" in message and "401 authentication_error: invalid x-api-key" in message
     assert all(s.error == snaps[0].error for s in snaps)
     # One request in all, the endpoint's check, which carries no task's text.
