@@ -9,6 +9,7 @@ are dropped when the task ends, so a finished entry stays small.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,6 +125,7 @@ class Entry:
     warm_gate: anyio.Event | None = None  #: wait for this before queueing for a slot
     opens: anyio.Event | None = None  #: set when this task's answer begins (its siblings may start)
     deps: tuple[Entry, ...] = ()  #: tasks that must complete before this one starts
+    on_restart: Callable[[Entry], None] | None = None  #: told of each retry (the registry logs it)
 
     # --- TaskSink: what the backend reports -------------------------------------------------------
 
@@ -146,6 +148,8 @@ class Entry:
         self.note = note
         self.retry_cause = cause
         self.attempts += 1
+        if self.on_restart is not None:
+            self.on_restart(self)
 
     def status(self, text: str) -> None:
         self.note = text

@@ -44,7 +44,7 @@ def merge(snapshots: Sequence[TaskSnapshot], quorum: Quorum = "any", notes: Sequ
     )
     text_parts = merge_text(free_text)
     summary = _summary(found, text_parts, len(answered), missing)
-    title = f"Merged answers of {len(answered)} task(s)"
+    title = f"Merged answers of {len(answered)} task(s)" if answered else "Nothing to synthesize"
     markdown = render_markdown(
         title, summary, found.findings, found.conflicts, found.actions, text_parts, missing
     )
@@ -120,6 +120,11 @@ def _summary(
     found: FindingsMerge, text_parts: Sequence[tuple[TaskSnapshot, Sequence[TextPart]]], answered: int,
     missing: Sequence[Missing],
 ) -> str:  # fmt: skip
+    if not answered:
+        return (
+            f"Nothing to synthesize: none of the {len(missing)} task(s) has an answer, so no model was "
+            f"asked. Why each has none is under Missing: {name_missing(missing)}."
+        )
     sentences = [f"Merged {answered} answer(s) without a model."]
     if found.tasks:
         shared = sum(1 for f in found.findings if f.support > 1)

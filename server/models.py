@@ -238,6 +238,18 @@ class TaskSpec:
     known_sources: frozenset[str] | None = None  #: the only task ids a structured answer may cite
 
 
+@dataclass(frozen=True, slots=True)
+class RetryNotice:
+    """A task's try failed and it tries again: what ``TaskRegistry.on_retry`` listeners are told."""
+
+    task_id: str
+    group_id: str
+    label: str
+    attempt: int  #: the try about to be made (2 for the first retry)
+    cause: ErrorKind  #: what the task fails as if its time runs out first: rate_limited or api_error
+    note: str  #: what failed and how long the task waits, for a person (also the task's note)
+
+
 class TaskSnapshot(BaseModel):
     """A task as it was at one moment."""
 

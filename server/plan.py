@@ -112,6 +112,9 @@ async def _synthesize(runtime: Runtime, ids: list[str], options: SynthesisOption
     available = runtime.registry.backends.default_usable()
     if options.mode == "merge" or (options.mode == "auto" and not available):
         return await synth.merge(ids)
+    nothing = await synth.without_answers(ids)
+    if nothing is not None:
+        return nothing
     synthesis_id = await synth.start_llm(ids, options.instructions)
     await runtime.registry.wait([synthesis_id])
     result = await synth.result(synthesis_id, ids)

@@ -39,6 +39,7 @@ from fanout_mcp.server.models import (
     Counts,
     GroupSummary,
     Listing,
+    RetryNotice,
     SpawnedTask,
     SpawnReceipt,
     SpawnRequest,
@@ -53,7 +54,7 @@ from fanout_mcp.server.outputs import check_answer_in_worker, repair_request
 from fanout_mcp.server.pricing import PriceTable
 from fanout_mcp.server.prompt import with_dependencies
 from fanout_mcp.server.settings import Settings
-from fanout_mcp.server.state import TaskState, can_move
+from fanout_mcp.server.state import ErrorKind, TaskState, can_move
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +109,8 @@ class TaskRegistry:
         self._running = 0
         self._ending = _Ending()
         self._closed = False
+        self._retry_listeners: list[Callable[[RetryNotice], None]] = []
+        self._on_restart = self._retrying  # one bound method for every entry, not one each
 
     @property
     def settings(self) -> Settings:
@@ -116,6 +119,16 @@ class TaskRegistry:
     @property
     def backends(self) -> Roster:
         return self._backends
+
+    def on_retry(self, listener: Callable[[RetryNotice], None]) -> None:
+        """Tell ``listener`` of every retry of every task, as it happens (before the wait).
+
+        It is called synchronously from the retrying task, so it must be quick and must not block; what
+        it raises is logged and ignored. Every retry is also logged on this module's logger: at WARNING,
+        or at INFO when the provider only asked for less load (429/529, which a big fan-out meets as a
+        matter of course and the throttle answers).
+        """
+        self._retry_listeners.append(listener)
 
     @property
     def files(self) -> FileReader:
@@ -205,6 +218,7 @@ class TaskRegistry:
                 prices=self._prices,
                 planned=planned,
                 held_bytes=planned.held_bytes,
+                on_restart=self._on_restart,
             )
             self._held_bytes += entry.held_bytes
             entries.append(entry)
@@ -359,6 +373,18 @@ class TaskRegistry:
             note="not started: the spawn's budget was spent",
             error=over_budget(entry.group),
         )
+
+    def _retrying(self, entry: Entry) -> None:
+        cause = entry.retry_cause or ErrorKind.API_ERROR
+        level = logging.INFO if cause is ErrorKind.RATE_LIMITED else logging.WARNING
+        note = entry.note or ""
+        logger.log(level, "task %s (%s) retrying [%s]: %s", entry.id, entry.spec.label, cause.value, note)
+        notice = RetryNotice(entry.id, entry.group.id, entry.spec.label, entry.attempts, cause, note)
+        for listener in self._retry_listeners:
+            try:
+                listener(notice)
+            except Exception:  # a listener's bug must not fail the task that is retrying
+                logger.exception("a retry listener failed")
 
     @staticmethod
     async def _open_later(gate: anyio.Event) -> None:

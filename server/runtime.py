@@ -21,6 +21,7 @@ from fanout_mcp.server.backends import Backend
 from fanout_mcp.server.backends.anthropic_api import AnthropicBackend
 from fanout_mcp.server.backends.batch import BatchBackend
 from fanout_mcp.server.backends.cli import CommandBackend
+from fanout_mcp.server.backends.endpoint import Endpoint
 from fanout_mcp.server.backends.roster import Roster
 from fanout_mcp.server.files import FileReader
 from fanout_mcp.server.pricing import PriceTable
@@ -60,19 +61,29 @@ def make_client(settings: Settings) -> anthropic.AsyncAnthropic:
     )
 
 
+def make_endpoint(settings: Settings, client: anthropic.AsyncAnthropic) -> Endpoint:
+    """What the server learns about ``client``'s endpoint and key, for every backend that uses them."""
+    return Endpoint(client, grace_s=settings.connect_grace_s)
+
+
 def make_roster(
     settings: Settings, client: anthropic.AsyncAnthropic, batch: BatchBackend | None = None
 ) -> Roster:
     """Every backend the settings offer: the Anthropic API, Message Batches and each configured agent CLI.
 
     ``batch`` is the running batch backend; without one, an idle one stands in, which can say whether
-    it could run here (``doctor``) but runs nothing.
+    it could run here (``doctor``) but runs nothing. Both API backends share the batch backend's
+    ``Endpoint``: they reach one endpoint with one key.
     """
     workspace = Workspace(FileReader(settings.roots, max_file_bytes=settings.max_file_bytes))
+    batch = batch or BatchBackend(client, PriceTable.load(None), endpoint=make_endpoint(settings, client))
     api = AnthropicBackend(
-        client, Throttle(settings.max_concurrency), retry_cap_s=settings.retry_cap_s, workspace=workspace
+        client,
+        Throttle(settings.max_concurrency),
+        retry_cap_s=settings.retry_cap_s,
+        workspace=workspace,
+        endpoint=batch.endpoint,
     )
-    batch = batch or BatchBackend(client, PriceTable.load(None))
     commands = {name: CommandBackend(name, spec, settings.roots) for name, spec in settings.commands.items()}
     return Roster({api.name: api, **commands, batch.name: batch}, default=settings.backend)
 
@@ -93,7 +104,8 @@ async def open_runtime(settings: Settings, backend: Backend | None = None) -> As
     try:
         # The batch backend's drivers outlive the registry's tasks: a task cancelled at shutdown can
         # still cancel its batch at the provider, and then the drivers stop.
-        async with BatchBackend(client, prices).running() as batch:
+        endpoint = make_endpoint(settings, client)
+        async with BatchBackend(client, prices, endpoint=endpoint).running() as batch:
             roster = make_roster(settings, client, batch)
             async with open_registry(settings, roster, prices) as registry:
                 yield Runtime(settings, registry, Synthesizer(registry))

@@ -22,6 +22,10 @@ from fanout_mcp.server.config import ConfigError, read_config
 from fanout_mcp.server.pricing import PriceTable
 
 DEFAULT_MODEL: Final = "claude-sonnet-5-5"
+# Why 30 s: long enough to ride out a network, VPN or local gateway coming up alongside the server (two
+# or three tries, one of them a full connect timeout), short enough that a wrong URL fails in well under a
+# minute. It applies only before the endpoint's first answer (see backends/endpoint.py).
+CONNECT_GRACE_S: Final = 30.0
 _COMMAND_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 
 
@@ -56,6 +60,7 @@ class Settings(BaseModel):
     max_file_bytes: Annotated[int, Field(ge=1)] = 200_000
     max_task_file_bytes: Annotated[int, Field(ge=1)] = 1_000_000
     retry_cap_s: Annotated[float, Field(gt=0, le=3_600)] = 60.0
+    connect_grace_s: Annotated[float, Field(gt=0, le=3_600)] = CONNECT_GRACE_S
     cache_min_tokens: Annotated[int, Field(ge=0)] = 1_024
     synthesis_max_tokens: Annotated[int, Field(ge=1, le=128_000)] = 16_000
     synthesis_input_chars: Annotated[int, Field(ge=1_000, le=10_000_000)] = 400_000
@@ -222,6 +227,14 @@ OPTIONS: Final[Mapping[str, Option]] = {
         "--retry-cap",
         "FANOUT_RETRY_CAP",
         "longest single back-off after a 429/529/5xx, even if the provider asks for more (default: 60)",
+        metavar="SECONDS",
+    ),
+    "connect_grace_s": Option(
+        "--connect-grace",
+        "FANOUT_CONNECT_GRACE",
+        "seconds the Messages API endpoint may refuse connections (or not resolve) before the tasks "
+        "waiting on it fail, as long as it has not answered once since the server started; once it has, "
+        "a drop is retried for each task's timeout (default: 30)",
         metavar="SECONDS",
     ),
     "cache_min_tokens": Option(

@@ -142,6 +142,16 @@ class Synthesizer:
         snapshots = self._registry.snapshots(task_ids)
         return await anyio.to_thread.run_sync(merge, snapshots, quorum, notes)
 
+    async def without_answers(self, task_ids: Sequence[str]) -> Synthesis | None:
+        """If none of these tasks has an answer, the synthesis that says so and why each has none, with no
+        model call (one would be paid to read nothing); else None."""
+        snapshots = self._registry.snapshots(task_ids)
+        answered, _ = split_answers(snapshots)
+        if answered:
+            return None
+        note = "no model synthesis was started: there is no answer to synthesize"
+        return await anyio.to_thread.run_sync(merge, snapshots, "any", [note])
+
     async def start_llm(self, task_ids: Sequence[str], instructions: str | None) -> str:
         """The id of the model synthesis over these tasks: the one already started for the same tasks and
         instructions unless it failed or was cancelled, else a new one. Start it once the tasks have

@@ -6,10 +6,13 @@ command (`python tests/fake_api.py -- COMMAND ...`: it runs COMMAND with `ANTHRO
 the fake and `ANTHROPIC_API_KEY=fake`, then stops, with COMMAND's exit status). The real
 `anthropic` SDK reaches it through `base_url`.
 
-Endpoints: `POST /v1/messages` (JSON, or SSE when `"stream": true`), `GET /v1/models`, the Message
-Batches API (create, list, retrieve, cancel, delete, results; see tests/fake_batches.py), and a control
-plane for out-of-process use: `GET /_fake/stats`, `POST /_fake/config` (a JSON object of `FakeConfig`
-fields), `POST /_fake/reset`, `POST /_fake/release`, `POST /_fake/rearm`.
+Endpoints: `POST /v1/messages` (JSON, or SSE when `"stream": true`), `POST /v1/messages/count_tokens`
+(input tokens counted as below; no directives apply; recorded in `token_counts`, not in `requests` or
+`stats()`: the server checks its endpoint with one before its first task's request, and tests of tasks
+count what the tasks sent), `GET /v1/models`, the Message Batches API (create,
+list, retrieve, cancel, delete, results; see tests/fake_batches.py), and a control plane for
+out-of-process use: `GET /_fake/stats`, `POST /_fake/config` (a JSON object of `FakeConfig` fields),
+`POST /_fake/reset`, `POST /_fake/release`, `POST /_fake/rearm`.
 
 Directives, written anywhere in the text of the request's user messages (later messages win):
     [[reply:TEXT]]      reply exactly TEXT (no `]]` inside; newlines allowed). Wins over [[words]].
@@ -155,6 +158,9 @@ class FakeConfig:
     max_concurrency: int | None = None  #: admitted requests in flight; over it -> 529
     min_cache_tokens: int = 1024  #: a shorter cache_control prefix is not cached
     require_auth: bool = True  #: 401 without `Authorization: Bearer <x>` or `x-api-key`
+    #: the keys accepted (None: any); another is answered 401 authentication_error "invalid x-api-key",
+    #: with the API's body shape, on every endpoint
+    api_keys: list[str] | None = None
     batch_delay_s: float = 0.0  #: a Message Batch ends this long after it was created
     #: statuses the batch endpoints answer next, by endpoint (create, list, retrieve, cancel, delete,
     #: results); each is used once, e.g. {"retrieve": [429, 500]}
@@ -163,7 +169,7 @@ class FakeConfig:
 
 @dataclass(frozen=True)
 class RecordedRequest:
-    """One request to the API (/v1/messages or a Message Batches endpoint) as the fake saw it."""
+    """One request to the API (/v1/messages, count_tokens or a Message Batches endpoint) as the fake saw it."""
 
     path: str
     headers: dict[str, str]  #: lower-cased names
@@ -216,8 +222,33 @@ class _ApiError(Exception):
         self.type = type_ or ERROR_TYPES.get(status, "api_error")
         self.headers = headers or {}
 
-    def body(self) -> dict[str, Any]:
-        return {"type": "error", "error": {"type": self.type, "message": self.message}}
+    def body(self, request_id: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"type": "error", "error": {"type": self.type, "message": self.message}}
+        return body if request_id is None else body | {"request_id": request_id}
+
+
+def _auth_refusal(headers: dict[str, str], config: FakeConfig) -> _ApiError | None:
+    """The API's 401 for a request without credentials, or with a key it does not accept."""
+    auth = headers.get("authorization", "")
+    key = (auth[7:].strip() if auth.startswith("Bearer ") else "") or headers.get("x-api-key", "")
+    if config.require_auth and (not key or (config.api_keys is not None and key not in config.api_keys)):
+        return _ApiError(401, "invalid x-api-key")
+    return None
+
+
+def _check_auth(headers: dict[str, str], config: FakeConfig) -> None:
+    refusal = _auth_refusal(headers, config)
+    if refusal is not None:
+        raise refusal
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    parsed: object = None
+    with contextlib.suppress(ValueError):
+        parsed = json.loads(raw)
+    if not isinstance(parsed, dict):
+        raise _ApiError(400, "the request body must be a JSON object")
+    return cast("dict[str, Any]", parsed)
 
 
 @dataclass
@@ -430,6 +461,7 @@ class FakeApi:
 
     def _clear(self) -> None:
         self._records: list[RecordedRequest] = []
+        self._token_counts: list[RecordedRequest] = []
         self._statuses: dict[int, int] = {}
         self._attempts: dict[str, int] = {}
         self._window: deque[float] = deque()  # admission times within the rate window
@@ -445,6 +477,12 @@ class FakeApi:
         """A copy of the recorded requests (/v1/messages and batch endpoints), in arrival order."""
         with self._lock:
             return list(self._records)
+
+    @property
+    def token_counts(self) -> list[RecordedRequest]:
+        """A copy of the recorded count_tokens requests, in arrival order."""
+        with self._lock:
+            return list(self._token_counts)
 
     def stats(self) -> FakeStats:
         """A snapshot of the counters."""
@@ -579,10 +617,10 @@ class FakeApi:
     # -- the BatchHost side of tests/fake_batches.py (server loop)
 
     def _batch_refusal(self, endpoint: str, headers: dict[str, str]) -> tuple[int, dict[str, Any]] | None:
-        auth = headers.get("authorization", "")
         with self._lock:
-            if self.config.require_auth and not (auth.startswith("Bearer ") or headers.get("x-api-key")):
-                return 401, _ApiError(401, "invalid x-api-key").body()
+            refusal = _auth_refusal(headers, self.config)
+            if refusal is not None:
+                return 401, refusal.body()
             planned = self.config.batch_failures.get(endpoint)
             if not planned:
                 return None
@@ -639,16 +677,8 @@ class FakeApi:
         body: dict[str, Any] = {}
         with self._lock:
             try:
-                parsed: object = None
-                with contextlib.suppress(ValueError):
-                    parsed = json.loads(raw)
-                if not isinstance(parsed, dict):
-                    raise _ApiError(400, "the request body must be a JSON object")
-                body = cast("dict[str, Any]", parsed)
-                auth = headers.get("authorization", "")
-                bearer = auth.startswith("Bearer ") and auth[7:].strip()
-                if config.require_auth and not (bearer or headers.get("x-api-key")):
-                    raise _ApiError(401, "invalid x-api-key")
+                body = _json_object(raw)
+                _check_auth(headers, config)
                 _validate(body)
                 try:
                     self._admit(plan, config)
@@ -663,6 +693,23 @@ class FakeApi:
             self._statuses[plan.status] = self._statuses.get(plan.status, 0) + 1
             self._changed.notify_all()
         return plan
+
+    def _count(self, path: str, headers: dict[str, str], raw: bytes, started_at: float) -> tuple[int, Any]:
+        """Answer one count_tokens request and record it: (status, JSON body)."""
+        body: dict[str, Any] = {}
+        with self._lock:
+            try:
+                body = _json_object(raw)
+                _check_auth(headers, self.config)
+                _validate(body | {"max_tokens": 1})  # count_tokens takes no max_tokens
+                messages = _blocks(body["messages"])
+                chars = _chars(body.get("system")) + sum(_chars(m.get("content")) for m in messages)
+                status, answer = 200, {"input_tokens": max(1, math.ceil(chars / 4))}
+            except _ApiError as error:
+                status, answer = error.status, error.body(f"req_{uuid.uuid4().hex[:24]}")
+            self._token_counts.append(RecordedRequest(path, headers, body, status, started_at))
+            self._changed.notify_all()
+        return status, answer
 
     def _admit(self, plan: _Plan, config: FakeConfig) -> None:
         """Apply max_concurrency, then rpm_limit. Caller holds the lock."""
@@ -873,7 +920,7 @@ class _MessagesEndpoint:
         if plan.hold:
             await self._fake._wait_gate()
         if plan.error is not None:
-            data = json.dumps(plan.error.body()).encode()
+            data = json.dumps(plan.error.body(plan.headers["request-id"])).encode()
             await _start(send, plan.status, plan.headers, "application/json", len(data))
             await _body(send, data, more=False)
             return False
@@ -970,6 +1017,11 @@ def _build_app(fake: FakeApi) -> Starlette:
     async def models(_: Request) -> Response:
         return JSONResponse(MODELS_PAGE, headers={"request-id": f"req_{uuid.uuid4().hex[:24]}"})
 
+    async def count_tokens(request: Request) -> Response:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        status, body = fake._count(request.url.path, headers, await request.body(), time.monotonic())
+        return JSONResponse(body, status_code=status, headers={"request-id": f"req_{uuid.uuid4().hex[:24]}"})
+
     async def stats(_: Request) -> Response:
         return JSONResponse(dataclasses.asdict(fake.stats()))
 
@@ -998,6 +1050,7 @@ def _build_app(fake: FakeApi) -> Starlette:
 
     routes = [
         Route("/v1/messages", _MessagesEndpoint(fake), methods=["POST"]),
+        Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
         Route("/v1/models", models),
         *fake._batches.routes(),
         Route("/_fake/stats", stats),

@@ -146,6 +146,7 @@ def test_the_public_surfaces_are_pinned() -> None:
         "Option",
         "Quorum",
         "RegistryClosed",
+        "RetryNotice",
         "Runtime",
         "Settings",
         "SettingsError",

@@ -186,12 +186,44 @@ async def test_missing_credentials_get_401(http: httpx2.AsyncClient, fake: FakeA
     assert response.status_code == 401
     assert response.headers["content-type"] == "application/json"
     assert response.headers["request-id"].startswith("req_")
-    assert response.json() == {
+    assert response.json() == {  # the API's shape, request id included
         "type": "error",
         "error": {"type": "authentication_error", "message": "invalid x-api-key"},
+        "request_id": response.headers["request-id"],
     }
     assert with_key.status_code == 200
     assert fake.stats().statuses == {401: 1, 200: 1}
+
+
+async def test_a_key_outside_the_accepted_ones_gets_401_on_every_endpoint(
+    http: httpx2.AsyncClient, fake: FakeApi
+) -> None:
+    fake.config.api_keys = ["good"]
+    body = {"model": MODEL, "max_tokens": 10, "messages": user("hi")}
+
+    refused = [
+        await http.post(path, json=body, headers={"x-api-key": "bad"})
+        for path in ("/v1/messages", "/v1/messages/count_tokens", "/v1/messages/batches")
+    ]
+    accepted = await http.post("/v1/messages", json=body, headers={"authorization": "Bearer good"})
+
+    assert [r.status_code for r in refused] == [401, 401, 401]
+    assert all(r.json()["error"]["type"] == "authentication_error" for r in refused)
+    assert accepted.status_code == 200
+
+
+async def test_count_tokens_counts_the_input_without_generating(
+    http: httpx2.AsyncClient, fake: FakeApi
+) -> None:
+    body = {"model": MODEL, "system": "s" * 8, "messages": user("x" * 12)}
+
+    counted = await http.post("/v1/messages/count_tokens", json=body, headers={"x-api-key": "k"})
+    unsigned = await http.post("/v1/messages/count_tokens", json=body)
+
+    assert counted.status_code == 200 and counted.json() == {"input_tokens": 5}
+    assert unsigned.status_code == 401
+    assert [r.status for r in fake.token_counts] == [200, 401]
+    assert fake.requests == [] and fake.stats().total == 0  # they generate nothing: counted apart
 
 
 @pytest.mark.parametrize(

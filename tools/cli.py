@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("plan", type=Path, metavar="PLAN.json")
     run.add_argument("--json", action="store_true", help="print the results as JSON instead of markdown")
-    commands.add_parser(
+    doctor = commands.add_parser(
         "doctor",
         parents=[after],
         help="say which backends can run here, and what to install or set for the others",
@@ -91,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
         "version, and whether a preset's CLI knows the flags the preset passes) and the default "
         "backend. Spends no tokens. Exit status 0 when a task that names no "
         "backend could run.",
+    )
+    doctor.add_argument(
+        "--check",
+        action="store_true",
+        help="also try the API endpoint with the credentials: one free request (count_tokens), which "
+        "reports the latency, a refused key (and the variable to fix) or a connection that failed (and "
+        "the URL); without it doctor sends nothing",
     )
     return parser
 
@@ -116,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         return anyio.run(_run, settings, args.plan, args.json)
     if args.command == "doctor":
-        return anyio.run(_doctor, settings)
+        return anyio.run(_doctor, settings, args.check)
     server = create_server(settings)
     # A client may stop its server with a signal instead of closing stdin (the MCP spec's stdio shutdown
     # sends SIGTERM): the same shutdown, and the same status. serve_stdio reads stdin on the event loop,
@@ -146,12 +153,13 @@ async def _run_plan(settings: Settings, plan: Plan) -> PlanOutcome:
         return await run_plan(runtime, plan, on_finish=_progress(len(plan.tasks)))
 
 
-async def _doctor(settings: Settings) -> int:
-    checkup = await check(settings)
+async def _doctor(settings: Settings, try_endpoint: bool) -> int:
+    checkup = await check(settings, try_endpoint=try_endpoint)
     width = max(len(c.name) for c in checkup.backends)
     print(f"fanout-mcp {package_version()}: backends")
     for item in checkup.backends:
-        print(f"  {item.name:<{width}}  {'ok     ' if item.usable else 'missing'}  {item.detail}")
+        state = "failed " if item.failed else "ok     " if item.usable else "missing"
+        print(f"  {item.name:<{width}}  {state}  {item.detail}")
     if checkup.default_resolves_to is not None:
         print(
             f"tasks that name no backend run on: {checkup.default_resolves_to} (--backend {checkup.default})"

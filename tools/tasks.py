@@ -380,6 +380,9 @@ async def synthesize(
     if unfinished := counts.queued + counts.running:
         answer = shape.pending_synthesis(None, registry.usage(ids), unfinished, len(ids), groups, selector)
         return result(answer, shape.render_synthesis(answer, "", full))
+    if (nothing := await synth.without_answers(ids)) is not None:
+        answer = shape.synthesis_result(nothing, registry.usage(ids), None, groups, selector)
+        return result(answer, shape.render_synthesis(answer, nothing.markdown, full))
     with _as_tool_errors("synthesize"):
         synthesis_id = await synth.start_llm(ids, instructions)
     await _wait(runtime, [synthesis_id], max(0.0, deadline - anyio.current_time()), ctx)

@@ -6,7 +6,10 @@ are streamed, so a running task's partial output is visible. The SDK's own retri
 transient fault (429, 529, 5xx, 408, 409, a dropped or refused connection, an ``overloaded_error``
 mid-stream) is retried here with back-off for as long as the task's deadline allows, and 429/529 also
 tell the shared ``Throttle`` to send fewer requests for a while. Provider exceptions become
-``TaskFailure`` in ``classify`` and nowhere else (the batch backend uses it too).
+``TaskFailure`` in ``classify`` and nowhere else (the batch backend uses it too). What is certain to fail
+is not retried: refused credentials, and an endpoint that never answered and cannot be reached, are
+verdicts of the shared ``Endpoint`` (see ``endpoint.py``), which also lets one call at a time make the
+first contact.
 """
 
 from __future__ import annotations
@@ -16,14 +19,16 @@ import json
 import logging
 import math
 import random
+from collections.abc import Awaitable, Callable
 from email.utils import parsedate_to_datetime
-from typing import Any, Final, cast
+from typing import Any, Final, TypeVar, cast
 
 import anthropic
 import anyio
 import httpx2
 
 from fanout_mcp.server.backends import Backend, TaskSink
+from fanout_mcp.server.backends.endpoint import Endpoint, Refused
 from fanout_mcp.server.backends.tooluse import (
     MAX_TURNS,
     LoopSink,
@@ -42,17 +47,24 @@ from fanout_mcp.server.workspace import Workspace
 logger = logging.getLogger(__name__)
 
 NAME: Final = "anthropic"
+_PROBE_WAIT_S: Final = 10.0  #: a check of the endpoint that takes longer is not waited for
+_T = TypeVar("_T")
 _RETRYABLE_STATUS: Final = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 
 
 class Transient(Exception):
-    """A fault worth retrying. ``pushback`` marks the provider asking for less load (429/529)."""
+    """A fault worth retrying. ``pushback`` marks the provider asking for less load (429/529);
+    ``unconnected`` says why a try never reached the endpoint (refused, a name that does not resolve, a
+    proxy that would not connect), or is None when it did."""
 
-    def __init__(self, what: str, retry_after: float | None, *, pushback: bool) -> None:
+    def __init__(
+        self, what: str, retry_after: float | None, *, pushback: bool, unconnected: str | None = None
+    ) -> None:
         super().__init__(what)
         self.what = what
         self.retry_after = retry_after
         self.pushback = pushback
+        self.unconnected = unconnected
 
     @property
     def kind(self) -> ErrorKind:
@@ -80,8 +92,10 @@ class AnthropicBackend(Backend):
         retry_cap_s: float,
         backoff_base_s: float = 0.5,
         workspace: Workspace | None = None,
+        endpoint: Endpoint | None = None,
     ) -> None:
         self._client = client
+        self._endpoint = endpoint or Endpoint(client)
         self._workspace = workspace
         self._throttle = throttle
         self._retry_cap_s = retry_cap_s
@@ -105,8 +119,12 @@ class AnthropicBackend(Backend):
     def throttle(self) -> Throttle:
         return self._throttle
 
+    @property
+    def endpoint(self) -> Endpoint:
+        return self._endpoint
+
     def unavailable_reason(self) -> str | None:
-        return credentials_problem(self._client)
+        return credentials_problem(self._client) or self._endpoint.refusal()
 
     async def run(self, request: SubagentRequest, sink: TaskSink) -> SubagentResult:
         if not request.tools or self._workspace is None:
@@ -135,25 +153,67 @@ class AnthropicBackend(Backend):
 
     async def _call(self, params: dict[str, Any], model: str, sink: TaskSink) -> Reply:
         """One Messages call with ``params``, retried on transient faults for as long as the deadline
-        allows."""
-        attempt = 0
+        allows, unless a verdict of the endpoint says that no try can work."""
+        if not self._endpoint.answered:
+            async with self._endpoint.first_contact(model, sink) as mine:
+                if mine:
+                    await self._tries(lambda: self._probe(model), model, sink)
+        return await self._tries(lambda: self._attempt(params, model, sink), model, sink)
+
+    async def _tries(self, attempt: Callable[[], Awaitable[_T]], model: str, sink: TaskSink) -> _T:
+        tries = 0
         started = anyio.current_time()
         while True:
-            attempt += 1
+            tries += 1
+            self._endpoint.check(model)  # a verdict given while this call waited between tries
             try:
                 async with self._throttle.slot():
-                    result = await self._attempt(params, model, sink)
+                    result = await attempt()
             except Transient as fault:
-                delay = backoff_delay(fault, attempt, self._backoff_base_s, self._retry_cap_s)
+                verdict = self._endpoint.unreachable(fault.unconnected) if fault.unconnected else None
+                if verdict is not None:
+                    raise verdict from None
+                # Until an endpoint that never answered is given up, the next try lands at the latest
+                # then, so that the verdict is given on time.
+                backoff = backoff_delay(fault, tries, self._backoff_base_s, self._retry_cap_s)
+                delay = min(backoff, self._endpoint.grace_left())
                 if fault.pushback:
                     self._throttle.pushback(delay)
                 if anyio.current_time() + delay >= anyio.current_effective_deadline():
-                    raise _give_up(fault, attempt, anyio.current_time() - started) from None
-                sink.restart(f"{fault.what}; retrying in {delay:.1f} s (attempt {attempt + 1})", fault.kind)
-                await anyio.sleep(delay)
+                    raise _give_up(fault, tries, anyio.current_time() - started) from None
+                sink.restart(self._retry_note(fault, delay, tries + 1), fault.kind)
+                await self._endpoint.pause(delay, model)
+            except Refused as refusal:
+                raise self._endpoint.refused(refusal, model) from None
             else:
                 self._throttle.success()
                 return result
+
+    async def _probe(self, model: str) -> None:
+        """One try of the endpoint's check. It fails only on what the endpoint's verdicts are about
+        (refused credentials, no connection); any other answer shows the endpoint there, and what it
+        makes of a task's request, the request itself will tell."""
+        try:
+            # An endpoint that took the connection but does not answer this is there too: a gateway
+            # may not serve count_tokens at all.
+            with anyio.move_on_after(_PROBE_WAIT_S):
+                await self._endpoint.probe(model)
+        except Exception as exc:
+            mapped = classify(exc)
+            refused = isinstance(mapped, Refused) and mapped.status == 401
+            connected = isinstance(mapped, Transient) and mapped.unconnected is None
+            if refused or not (connected or isinstance(exc, anthropic.APIStatusError)):
+                if mapped is exc:
+                    raise
+                raise mapped from exc
+        self._endpoint.reached()
+
+    def _retry_note(self, fault: Transient, delay: float, attempt: int) -> str:
+        note = f"{fault.what}; retrying in {delay:.1f} s (attempt {attempt})"
+        left = self._endpoint.grace_left()
+        if fault.unconnected and math.isfinite(left):
+            note += f"; {self._endpoint.url} has not answered yet, and is given up in {left:.0f} s"
+        return note
 
     async def _attempt(self, params: dict[str, Any], model: str, sink: TaskSink) -> Reply:
         chunks: list[str] = []
@@ -162,6 +222,7 @@ class AnthropicBackend(Backend):
         stop_reason, ended = None, False
         try:
             stream = await self._client.messages.create(**params, stream=True)
+            self._endpoint.reached()
             try:
                 async for event in stream:
                     if event.type == "content_block_delta":
@@ -192,6 +253,8 @@ class AnthropicBackend(Backend):
             mapped = classify(exc)
             if mapped is exc:
                 raise
+            if isinstance(exc, anthropic.APIStatusError) and not isinstance(mapped, Refused):
+                self._endpoint.reached()
             raise mapped from exc
         finally:
             if usage.seen:
@@ -207,6 +270,12 @@ def credentials_problem(client: anthropic.AsyncAnthropic) -> str | None:
         return (
             f"the API key is the literal text {key!r}: this MCP client does not expand variables in its "
             'config. Put the key itself in the "env" block of the server\'s entry and restart it.'
+        )
+    if key and ("..." in key or "\u2026" in key):  # no key has an ellipsis: an example's placeholder does
+        variable = "ANTHROPIC_API_KEY" if client.api_key else "ANTHROPIC_AUTH_TOKEN"
+        return (
+            f"{variable} holds a placeholder (it contains '...', as the examples' sk-ant-... does), not a "
+            "key. Put the key itself in the server's environment and restart the server."
         )
     if key or client.credentials is not None:
         return None
@@ -339,6 +408,10 @@ def classify(exc: Exception) -> Exception:
     """Translate a provider exception into ``Transient`` (retry) or ``TaskFailure`` (give up)."""
     if isinstance(exc, anthropic.APIStatusError):
         return _classify_status(exc)
+    if _unconnected(exc):
+        why = _cause(exc, detailed=True)
+        what = f"could not connect to the Messages API ({why})"
+        return Transient(what, None, pushback=False, unconnected=why)
     if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException):
         return Transient("the Messages API did not answer in time", None, pushback=False)
     if isinstance(exc, anthropic.APIConnectionError | httpx2.TransportError):
@@ -383,11 +456,8 @@ def _classify_status(exc: anthropic.APIStatusError) -> Exception:
         return Transient(label, _retry_after(headers), pushback=status in {429, 529})
     request_id = f" (request id {exc.request_id})" if exc.request_id else ""
     if status in {401, 403}:
-        return TaskFailure(
-            ErrorKind.BACKEND_UNAVAILABLE,
-            f"the Messages API refused the credentials ({status}: {detail}){request_id}. "
-            "Check ANTHROPIC_API_KEY in the server's environment.",
-        )
+        request = f"; request id {exc.request_id}" if exc.request_id else ""
+        return Refused(status, f"{status} {exc.type or 'error'}: {detail}{request}")
     if _is_spend_limit(exc) or status == 402:
         return TaskFailure(
             ErrorKind.BACKEND_UNAVAILABLE, f"the account cannot be billed ({status}: {detail}){request_id}."
@@ -441,9 +511,17 @@ def _number(raw: str) -> float | None:
     return value if math.isfinite(value) and value >= 0 else None
 
 
-def _cause(exc: Exception) -> str:
-    cause = exc.__cause__ or exc.__context__
-    return type(cause or exc).__name__
+def _cause(exc: Exception, *, detailed: bool = False) -> str:
+    cause = exc.__cause__ or exc.__context__ or exc
+    name = type(cause).__name__
+    return f"{name}: {cause}" if detailed and str(cause) else name
+
+
+def _unconnected(exc: Exception) -> bool:
+    """Whether the try never reached the endpoint: no connection was made (refused, a name that does not
+    resolve, a connect timeout, a proxy that would not connect), so nothing was sent or billed."""
+    cause = exc if isinstance(exc, httpx2.TransportError) else exc.__cause__ or exc.__context__
+    return isinstance(cause, httpx2.ConnectError | httpx2.ConnectTimeout | httpx2.ProxyError)
 
 
 def _give_up(fault: Transient, attempts: int, elapsed: float) -> TaskFailure:

@@ -43,6 +43,7 @@ from fanout_mcp.server.backends.anthropic_api import (
     message_params,
     tokens_of,
 )
+from fanout_mcp.server.backends.endpoint import Endpoint, Refused
 from fanout_mcp.server.errors import TaskFailure
 from fanout_mcp.server.models import SubagentRequest, SubagentResult
 from fanout_mcp.server.pricing import PriceTable
@@ -111,8 +112,10 @@ class BatchBackend(Backend):
         poll_min_s: float = 1.0,
         poll_max_s: float = 60.0,
         settle_s: float = 10.0,
+        endpoint: Endpoint | None = None,
     ) -> None:
         self._client = client
+        self._endpoint = endpoint or Endpoint(client)  #: shared with the API backend: one endpoint, one key
         self._prices = prices
         self._window_s = window_s
         self._poll_min_s = poll_min_s
@@ -140,8 +143,12 @@ class BatchBackend(Backend):
     def default_timeout_s(self) -> float | None:
         return DEFAULT_TIMEOUT_S
 
+    @property
+    def endpoint(self) -> Endpoint:
+        return self._endpoint
+
     def unavailable_reason(self) -> str | None:
-        return credentials_problem(self._client)
+        return credentials_problem(self._client) or self._endpoint.refusal()
 
     @asynccontextmanager
     async def running(self) -> AsyncGenerator[BatchBackend, None]:
@@ -168,6 +175,7 @@ class BatchBackend(Backend):
             raise TaskFailure(
                 ErrorKind.BACKEND_UNAVAILABLE, "the batch backend is not running (the server is stopping)"
             )
+        self._endpoint.check(request.model)
         params = message_params(request)
         waiter = _Waiter(sink.task_id, params, len(json.dumps(params)), sink)
         batch = self._join(waiter, group)
@@ -372,16 +380,34 @@ class BatchBackend(Backend):
         failures = 0
         while batch.waiters:
             try:
-                return await call()
+                answer = await call()
             except Exception as exc:
-                fault = _fault(exc, doing)
+                fault = self._verdict(exc) or _fault(exc, doing)
                 if isinstance(fault, TaskFailure):
                     self._fail_all(batch, fault.kind, fault.message)
                     return None
                 failures += 1
-                delay = backoff_delay(fault, failures, self._poll_min_s, self._poll_max_s)
-                _tell(batch, f"{fault.what} trying to {doing}; retrying in {delay:.1f} s")
+                backoff = backoff_delay(fault, failures, self._poll_min_s, self._poll_max_s)
+                delay = min(backoff, self._endpoint.grace_left())
+                note = f"{fault.what} trying to {doing}; retrying in {delay:.1f} s"
+                logger.warning("batch of %d task(s): %s (failure %d)", len(batch.waiters), note, failures)
+                _tell(batch, note)
                 await _pause(batch, delay)
+            else:
+                self._endpoint.reached()
+                return answer
+        return None
+
+    def _verdict(self, exc: Exception) -> TaskFailure | None:
+        """What the endpoint concludes from a failed call: refused credentials (a 401 stands for every
+        task of this server) or an endpoint given up; None when it concludes nothing."""
+        mapped = classify(exc)
+        if isinstance(mapped, Refused) and mapped.status == 401:
+            return self._endpoint.refused(mapped, None)
+        if isinstance(mapped, Transient) and mapped.unconnected:
+            return self._endpoint.unreachable(mapped.unconnected)
+        if isinstance(exc, anthropic.APIStatusError):
+            self._endpoint.reached()
         return None
 
     # --- results -----------------------------------------------------------------------------------

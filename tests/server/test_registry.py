@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,6 +13,7 @@ from fanout_mcp.server import (
     ErrorKind,
     InvalidInput,
     RegistryClosed,
+    RetryNotice,
     Settings,
     SpawnRequest,
     SubagentRequest,
@@ -470,6 +472,52 @@ async def test_running_out_of_time_while_rate_limited_fails_as_rate_limited(
         snap = registry.snapshot(task_id)
     assert snap.error is not None and snap.error.kind is ErrorKind.RATE_LIMITED
     assert "kept rate-limiting" in snap.error.message and "siblings kept their results" in snap.error.message
+
+
+async def test_each_retry_is_told_to_listeners_and_logged_as_it_happens(
+    make_settings: MakeSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    heard: list[RetryNotice] = []
+    first_retry_heard, go_on = anyio.Event(), anyio.Event()
+
+    def listener(notice: RetryNotice) -> None:
+        heard.append(notice)
+        first_retry_heard.set()
+
+    def broken_listener(notice: RetryNotice) -> None:
+        raise RuntimeError("a listener's bug")
+
+    async def handler(request: SubagentRequest, sink: TaskSink) -> SubagentResult:
+        sink.restart("HTTP 503; retrying in 1.5 s (attempt 2)", ErrorKind.API_ERROR)
+        await go_on.wait()  # the retry is told before the wait, not after it
+        sink.restart("rate limited (429); retrying in 4.0 s (attempt 3)", ErrorKind.RATE_LIMITED)
+        return SubagentResult(text="ok", model=request.model, stop_reason="end_turn")
+
+    caplog.set_level(logging.INFO, logger="fanout_mcp.server.registry")
+    async with running(ScriptedBackend(handler), make_settings()) as registry:
+        registry.on_retry(broken_listener)
+        registry.on_retry(listener)
+        receipt = await registry.spawn(SpawnRequest(tasks=[TaskRequest(task="x", label="flaky")]))
+        task_id = receipt.tasks[0].task_id
+        with anyio.fail_after(5):
+            await first_retry_heard.wait()
+            assert [n.attempt for n in heard] == [2]
+            go_on.set()
+            await registry.wait([task_id])
+        snap = registry.snapshot(task_id)
+    assert snap.state is TaskState.COMPLETED  # the broken listener failed nothing
+    assert [(n.task_id, n.group_id, n.label, n.attempt, n.cause) for n in heard] == [
+        (task_id, receipt.group_id, "flaky", 2, ErrorKind.API_ERROR),
+        (task_id, receipt.group_id, "flaky", 3, ErrorKind.RATE_LIMITED),
+    ]
+    assert heard[0].note == "HTTP 503; retrying in 1.5 s (attempt 2)"
+    retries = [r for r in caplog.records if "retrying" in r.getMessage()]
+    assert [(r.levelno, r.getMessage()) for r in retries] == [
+        (logging.WARNING, f"task {task_id} (flaky) retrying [api_error]: HTTP 503; retrying in 1.5 s (attempt 2)"),
+        (logging.INFO, f"task {task_id} (flaky) retrying [rate_limited]: rate limited (429); retrying in 4.0 s "
+         "(attempt 3)"),
+    ]  # fmt: skip
+    assert any(r.getMessage() == "a retry listener failed" for r in caplog.records)
 
 
 async def test_a_change_during_on_change_is_not_lost(make_settings: MakeSettings) -> None:

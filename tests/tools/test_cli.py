@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -103,6 +105,38 @@ def test_run_executes_a_plan_and_prints_results_and_synthesis(fake_api: FakeApi,
     assert "[2/2]" in result.stderr
 
 
+def test_run_against_an_endpoint_that_refuses_fails_in_seconds_naming_the_url_and_shows_each_retry(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    env = {
+        "ANTHROPIC_BASE_URL": url,
+        "ANTHROPIC_API_KEY": "sk-ant-api03-not-a-real-key",
+        "FANOUT_CONNECT_GRACE": "1",  # the default is 30 s; the path is the same
+        "HOME": os.environ["HOME"],
+        "PATH": str(tmp_path),  # no claude CLI for auto to fall back on
+    }
+    done = run_script("run", "examples/review-plan.json", env=env)
+    assert done.returncode == 1, done.stderr  # tasks failed (documented: 1)
+    assert done.stdout.count(f"**backend_unavailable**: could not connect to the Messages API at {url}") == 4
+    assert "Check ANTHROPIC_BASE_URL (set to it), the network" in done.stdout
+    assert (
+        "# Synthesis (merge)" in done.stdout and "Nothing to synthesize: none of the 4 task(s)" in done.stdout
+    )
+    assert "[4/4]" in done.stderr and "failed (backend_unavailable)" in done.stderr
+    assert re.search(r"WARNING .*: task t-\S+ \(\w+\) retrying \[api_error\]: could not connect", done.stderr)
+    assert "not-a-real-key" not in done.stdout + done.stderr
+
+
+def test_run_with_the_readmes_placeholder_key_stops_at_once_naming_the_variable(tmp_path: Path) -> None:
+    env = {"ANTHROPIC_API_KEY": "sk-ant-...", "HOME": os.environ["HOME"], "PATH": str(tmp_path)}
+    done = run_script("run", "examples/review-plan.json", env=env)
+    assert done.returncode == 2 and done.stdout == ""  # a configuration problem (documented: 2)
+    assert "ANTHROPIC_API_KEY holds a placeholder" in done.stderr
+
+
 def test_the_example_plan_is_a_valid_plan_over_files_that_exist() -> None:
     from fanout_mcp.server.plan import load_plan
 
@@ -161,9 +195,9 @@ def test_help_documents_every_option_and_environment_variable() -> None:
         assert variable in result.stdout
 
 
-def doctor(path: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+def doctor(path: Path, *flags: str, **extra: str) -> subprocess.CompletedProcess[str]:
     env = {"PATH": str(path), "HOME": os.environ["HOME"], **extra}  # no API key, no CLI but what path has
-    return run_script("doctor", "--root", str(path), env=env)
+    return run_script("doctor", *flags, "--root", str(path), env=env)
 
 
 def test_doctor_on_a_bare_machine_says_what_to_set_or_install_for_each_backend(tmp_path: Path) -> None:
@@ -188,6 +222,54 @@ def test_doctor_finds_a_logged_in_cli_and_its_version_without_spending_tokens(tm
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"2.1.300 (Claude Code) ({tmp_path / 'claude'})" in done.stdout
     assert "tasks that name no backend run on: claude (--backend auto)" in done.stdout
+
+
+def api_lines(done: subprocess.CompletedProcess[str]) -> tuple[str, str]:
+    lines = {line.split()[0]: line for line in done.stdout.splitlines() if line.startswith("  ")}
+    return lines["anthropic"], lines["batch"]
+
+
+def test_doctor_check_tries_the_endpoint_with_one_free_request_and_reports_the_latency(
+    fake_api: FakeApi, tmp_path: Path
+) -> None:
+    unchecked = doctor(tmp_path, ANTHROPIC_BASE_URL=fake_api.base_url, ANTHROPIC_API_KEY="test-key")
+    assert fake_api.token_counts == []  # without --check doctor sends nothing
+    assert "doctor --check" in api_lines(unchecked)[0]
+    env = {**script_env(fake_api), "PATH": str(tmp_path)}
+    done = run_script("doctor", "--check", "--root", str(tmp_path), env=env)
+    anthropic_line, batch_line = api_lines(done)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert anthropic_line.split()[1] == "ok"
+    assert re.search(
+        rf"{fake_api.base_url} accepted ANTHROPIC_API_KEY \(.* answered in \d+ ms\)", anthropic_line
+    )
+    assert batch_line.split()[1] == "ok" and "passed its check" in batch_line
+    assert [r.status for r in fake_api.token_counts] == [200] and fake_api.requests == []
+
+
+def test_doctor_check_names_the_variable_of_a_refused_key(fake_api: FakeApi, tmp_path: Path) -> None:
+    fake_api.config.api_keys = ["the-real-key"]
+    done = run_script(
+        "doctor", "--check", "--root", str(tmp_path), env={**script_env(fake_api), "PATH": str(tmp_path)}
+    )
+    anthropic_line, batch_line = api_lines(done)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert anthropic_line.split()[1] == "failed" and batch_line.split()[1] == "failed"
+    assert "refused the credentials (401 authentication_error: invalid x-api-key" in anthropic_line
+    assert "Fix ANTHROPIC_API_KEY" in anthropic_line and "test-key" not in done.stdout + done.stderr
+    assert "tasks that name no backend cannot run (--backend auto)" in done.stdout
+
+
+def test_doctor_check_names_the_url_it_could_not_connect_to(tmp_path: Path) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    done = doctor(tmp_path, "--check", ANTHROPIC_BASE_URL=url, ANTHROPIC_API_KEY="sk-ant-api03-x")
+    anthropic_line, _ = api_lines(done)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert anthropic_line.split()[1] == "failed"
+    assert f"could not connect to {url} (ConnectError" in anthropic_line
+    assert "Check ANTHROPIC_BASE_URL (set to it), the network" in anthropic_line
 
 
 # A CLI that answers --version, and --help (of the program, or of `codex exec`) with the options given.

@@ -434,6 +434,33 @@ async def test_a_model_synthesis_waits_for_every_task_and_costs_nothing_until_th
         assert done["done"] and done["mode"] == "llm" and len(done["sources"]) == 2
 
 
+@pytest.mark.parametrize("mode", ["llm", "auto"])
+async def test_a_synthesis_over_no_answer_says_why_each_task_has_none_and_asks_no_model(
+    fake_api: FakeApi, make_settings: MakeSettings, mode: str
+) -> None:
+    async with connect(make_settings()) as client:
+        spawned = await call(
+            client,
+            "spawn_parallel",
+            tasks=[
+                {"task": "[[fail:400;message=prompt is too long]]", "label": "big"},
+                {"task": "[[fail:404;message=model: nope]]", "label": "wrong model"},
+            ],
+        )
+        result = await client.call_tool("synthesize", {"group_id": spawned["group_id"], "mode": mode})
+    done: Any = result.structured_content
+    assert done["done"] is True and done.get("synthesis_task_id") is None
+    assert done["summary"].startswith("Nothing to synthesize: none of the 2 task(s) has an answer")
+    assert [(m["label"], m["state"]) for m in done["missing"]] == [
+        ("big", "failed"),
+        ("wrong model", "failed"),
+    ]
+    assert "prompt is too long" in done["missing"][0]["reason"]
+    assert "no model synthesis was started" in " ".join(done["notes"])
+    assert text(result).startswith("Nothing to synthesize")
+    assert len(fake_api.requests) == 2  # the two tasks' own; no synthesis request
+
+
 async def test_a_result_with_every_output_stays_within_the_servers_size_limit_shared_fairly(
     fake_api: FakeApi, make_settings: MakeSettings
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
@@ -319,13 +320,22 @@ async def test_without_credentials_spawning_fails_with_how_to_configure_them(
     assert fake_api.requests == []
 
 
-async def test_an_unexpanded_placeholder_key_is_reported_as_such(
-    fake_api: FakeApi, make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("key", "words"),
+    [
+        ("${ANTHROPIC_API_KEY}", "does not expand variables"),
+        ("sk-ant-...", "ANTHROPIC_API_KEY holds a placeholder"),
+        ("sk-ant-api03-\u2026", "ANTHROPIC_API_KEY holds a placeholder"),
+    ],
+)
+async def test_a_placeholder_key_is_reported_as_such_without_a_request(
+    fake_api: FakeApi, make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch, key: str, words: str
 ) -> None:
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "${ANTHROPIC_API_KEY}")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", key)
     async with api_runtime(make_settings()) as runtime:
-        with pytest.raises(BackendUnavailable, match="does not expand variables"):
+        with pytest.raises(BackendUnavailable, match=re.escape(words)):
             await runtime.registry.spawn(SpawnRequest(tasks=[TaskRequest(task="x")]))
+    assert fake_api.requests == [] and fake_api.token_counts == []
 
 
 async def test_an_output_schema_is_sent_for_constrained_decoding_and_a_repair_turn_follows_a_bad_answer(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import socket
 from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 from anthropic.types.message_create_params import MessageCreateParamsNonStreaming
 
 from fanout_mcp.server import (
+    BackendUnavailable,
     ErrorKind,
     Settings,
     SpawnRequest,
@@ -321,6 +323,35 @@ async def test_a_task_naming_the_batch_backend_runs_end_to_end_on_the_servers_ru
         (snap,) = await finished(runtime.registry, ids)
     assert (snap.state, snap.output, snap.backend) == (TaskState.COMPLETED, "from a batch", "batch")
     assert fake_api.stats().batches == 1
+
+
+async def test_a_key_the_batches_api_refuses_fails_the_batch_and_stands_for_the_messages_api_too(
+    fake_api: FakeApi, make_settings: MakeSettings
+) -> None:
+    fake_api.config.api_keys = ["the-real-key"]
+    async with open_runtime(make_settings()) as runtime:
+        ids = await spawn(runtime.registry, "one", "two", backend="batch")
+        snaps = await finished(runtime.registry, ids)
+        with pytest.raises(BackendUnavailable, match="Fix ANTHROPIC_API_KEY"):
+            await spawn(runtime.registry, "on the Messages API", backend="anthropic")
+    assert [(s.state, s.error.kind if s.error else None) for s in snaps] == [
+        (TaskState.FAILED, ErrorKind.BACKEND_UNAVAILABLE)
+    ] * 2
+    assert snaps[0].error is not None and "restart the server" in snaps[0].error.message
+    assert fake_api.stats().batch_calls == {"create": 1}
+
+
+async def test_a_batch_to_an_endpoint_that_never_answers_fails_after_the_grace_naming_it(
+    fake_api: FakeApi, make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", url)
+    async with open_runtime(make_settings(connect_grace_s=0.2)) as runtime:
+        (snap,) = await finished(runtime.registry, await spawn(runtime.registry, "x", backend="batch"))
+    assert snap.error is not None and snap.error.kind is ErrorKind.BACKEND_UNAVAILABLE
+    assert f"could not connect to the Messages API at {url}" in snap.error.message
 
 
 async def test_an_error_in_the_body_of_running_comes_out_as_itself(
