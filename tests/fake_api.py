@@ -154,6 +154,10 @@ class FakeConfig:
     chunk_delay: float = 0.0  #: seconds between text_delta events
     default_words: int = 20  #: words in the default reply
     rpm_limit: int | None = None  #: admitted requests per sliding rate window; over it -> 429
+    #: the requests per window the rate-limit headers announce when rpm_limit is None (a large account's;
+    #: the fake counts them but refuses none), so that a client sees headroom as it would on a real one
+    announced_rpm: int = 50_000
+    announced_tpm: int = 20_000_000  #: input and output tokens per minute announced (not counted)
     rate_window_s: float = 60.0  #: the window rpm_limit counts in (shorter windows make benchmarks quicker)
     max_concurrency: int | None = None  #: admitted requests in flight; over it -> 529
     min_cache_tokens: int = 1024  #: a shorter cache_control prefix is not cached
@@ -403,13 +407,22 @@ def _chunks(text: str, words_per_chunk: int) -> list[str]:
     return ["".join(pieces[i : i + n]) for i in range(0, len(pieces), n)]
 
 
-def _rate_headers(limit: int, remaining: int, reset_in: float) -> dict[str, str]:
-    reset = datetime.now(UTC) + timedelta(seconds=reset_in)
-    return {
+def _rate_headers(limit: int, remaining: int, reset_in: float, tokens: int) -> dict[str, str]:
+    """The headers the API sends on every answer: requests left in the window and when it is whole
+    again (RFC 3339; with milliseconds, which a shortened benchmark window needs), and the token limits
+    (announced whole: the fake does not count tokens)."""
+    reset = (datetime.now(UTC) + timedelta(seconds=reset_in)).isoformat(timespec="milliseconds")
+    headers = {
         "anthropic-ratelimit-requests-limit": str(limit),
         "anthropic-ratelimit-requests-remaining": str(remaining),
-        "anthropic-ratelimit-requests-reset": reset.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "anthropic-ratelimit-requests-reset": reset.replace("+00:00", "Z"),
     }
+    for kind in ("tokens", "input-tokens", "output-tokens"):
+        headers[f"anthropic-ratelimit-{kind}-limit"] = headers[f"anthropic-ratelimit-{kind}-remaining"] = str(
+            tokens
+        )
+        headers[f"anthropic-ratelimit-{kind}-reset"] = headers["anthropic-ratelimit-requests-reset"]
+    return headers
 
 
 # --------------------------------------------------------------------------- the fake
@@ -715,24 +728,23 @@ class FakeApi:
         """Apply max_concurrency, then rpm_limit. Caller holds the lock."""
         if config.max_concurrency is not None and self._active >= config.max_concurrency:
             raise _ApiError(529, "Overloaded")
-        if config.rpm_limit is not None:
-            now, limit, window, span = time.monotonic(), config.rpm_limit, self._window, config.rate_window_s
-            while window and window[0] <= now - span:
-                window.popleft()
-            if len(window) >= limit:
-                wait = window[0] + span - now
-                plan.headers.update(_rate_headers(limit, 0, wait))
-                # Whole seconds, as the API sends, in the real 60 s window; tenths in a shortened one.
-                after = (
-                    max(1, math.ceil(wait)) if span >= _RATE_WINDOW else max(0.1, math.ceil(wait * 10) / 10)
-                )
-                raise _ApiError(
-                    429,
-                    f"Number of requests has exceeded your limit ({limit} per {span:g} s)",
-                    headers={"retry-after": str(after)},
-                )
-            window.append(now)
-            plan.headers.update(_rate_headers(limit, limit - len(window), window[0] + span - now))
+        limit = config.rpm_limit if config.rpm_limit is not None else config.announced_rpm
+        now, window, span = time.monotonic(), self._window, config.rate_window_s
+        while window and window[0] <= now - span:
+            window.popleft()
+        if config.rpm_limit is not None and len(window) >= limit:
+            wait = window[0] + span - now  # when the oldest admission leaves the window
+            plan.headers.update(_rate_headers(limit, 0, wait, config.announced_tpm))
+            # Whole seconds, as the API sends, in the real 60 s window; tenths in a shortened one.
+            after = max(1, math.ceil(wait)) if span >= _RATE_WINDOW else max(0.1, math.ceil(wait * 10) / 10)
+            raise _ApiError(
+                429,
+                f"Number of requests has exceeded your limit ({limit} per {span:g} s)",
+                headers={"retry-after": str(after)},
+            )
+        window.append(now)
+        remaining = max(0, limit - len(window))
+        plan.headers.update(_rate_headers(limit, remaining, window[0] + span - now, config.announced_tpm))
         self._active += 1
         plan.admitted = True
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -512,6 +513,27 @@ async def test_rpm_limit_answers_429_with_retry_after(
     assert remaining == ["1", "0"]
     assert 1 <= int(caught.value.response.headers["retry-after"]) <= 60
     assert caught.value.response.headers["anthropic-ratelimit-requests-remaining"] == "0"
+
+
+async def test_every_answer_announces_a_large_accounts_headroom_when_no_limit_is_set(
+    client: anthropic.AsyncAnthropic, fake: FakeApi
+) -> None:
+    fake.config.announced_rpm = 1_000
+    seen: list[str] = []
+    for i in range(3):
+        raw = await client.messages.with_raw_response.create(model=MODEL, max_tokens=5, messages=user(str(i)))
+        seen.append(raw.headers["anthropic-ratelimit-requests-remaining"])
+        reset = datetime.fromisoformat(
+            raw.headers["anthropic-ratelimit-requests-reset"].replace("Z", "+00:00")
+        )
+        assert 0 < (reset - datetime.now(UTC)).total_seconds() <= 60
+        assert raw.headers["anthropic-ratelimit-input-tokens-remaining"] == str(fake.config.announced_tpm)
+        assert (
+            raw.headers["anthropic-ratelimit-output-tokens-reset"]
+            == raw.headers["anthropic-ratelimit-requests-reset"]
+        )
+
+    assert seen == ["999", "998", "997"]  # counted, none refused
 
 
 async def test_max_concurrency_answers_529(client: anthropic.AsyncAnthropic, fake: FakeApi) -> None:
