@@ -8,7 +8,7 @@ import logging
 import math
 from collections.abc import Generator, Sequence
 from contextlib import contextmanager
-from typing import Annotated, Any, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import anyio
 import mcp_types as types
@@ -21,7 +21,6 @@ from fanout_mcp.server import (
     Counts,
     ErrorKind,
     FanoutError,
-    Runtime,
     SpawnRequest,
     TaskRegistry,
     TaskRequest,
@@ -30,6 +29,7 @@ from fanout_mcp.server import (
     fair_shares,
 )
 from fanout_mcp.tools import shape
+from fanout_mcp.tools.engine import runtime_of
 from fanout_mcp.tools.sampling import NAME, SamplingBackend
 from fanout_mcp.tools.schemas import (
     CancelResult,
@@ -41,6 +41,9 @@ from fanout_mcp.tools.schemas import (
     SynthesisResult,
     TaskOutputResult,
 )
+
+if TYPE_CHECKING:
+    from fanout_mcp.server import Runtime
 
 logger = logging.getLogger(__name__)
 
@@ -60,11 +63,6 @@ TaskIds = Annotated[
     Field(description="Task ids from spawn_parallel. Give task_ids or group_id, not both."),
 ]
 GroupId = Annotated[str | None, Field(description="A group_id from spawn_parallel: all of its tasks.")]
-
-
-def runtime_of(ctx: Context) -> Runtime:
-    """The server's runtime, which its lifespan opened, from a tool's or a prompt's context."""
-    return cast(Runtime, ctx.request_context.lifespan_context)
 
 
 @contextmanager
@@ -95,7 +93,7 @@ def _groups(registry: TaskRegistry, task_ids: Sequence[str]) -> list[GroupView]:
     return views
 
 
-def _wait_budget(runtime: Runtime, wait_s: float | None) -> float:
+def _wait_budget(runtime: "Runtime", wait_s: float | None) -> float:
     settings = runtime.settings
     if wait_s is None:
         return min(settings.default_wait_s, settings.max_wait_s)
@@ -104,7 +102,7 @@ def _wait_budget(runtime: Runtime, wait_s: float | None) -> float:
     return min(wait_s, settings.max_wait_s)
 
 
-async def _wait(runtime: Runtime, task_ids: Sequence[str], seconds: float, ctx: Context) -> float:
+async def _wait(runtime: "Runtime", task_ids: Sequence[str], seconds: float, ctx: Context) -> float:
     """Wait up to ``seconds`` for the tasks, reporting progress; return the seconds waited."""
     if seconds <= 0:  # a look, not a wait: no task group, no heartbeat
         return 0.0
@@ -220,7 +218,7 @@ async def spawn_parallel(
     with task_output(group_id=..., include="status") instead (counts and ids, not outputs), then
     synthesize, or read outputs with task_output(task_ids=[...]) a few ids at a time.
     """
-    runtime = runtime_of(ctx)
+    runtime = await runtime_of(ctx)
     with _as_tool_errors():
         receipt = await runtime.registry.spawn(
             SpawnRequest(
@@ -278,7 +276,7 @@ async def task_output(
     and the ids by state instead of the tasks, a few bytes per task however many there are. Once done,
     merge with synthesize, or read outputs with task_ids, a few ids per call.
     """
-    runtime = runtime_of(ctx)
+    runtime = await runtime_of(ctx)
     with _as_tool_errors():
         ids = runtime.registry.select(task_ids, group_id)
     waited = await _wait(runtime, ids, _wait_budget(runtime, wait_s), ctx)
@@ -355,7 +353,7 @@ async def synthesize(
     synthesis runs as a task of its own; if it has not finished within wait_s, done is false and the
     next identical call picks up the same synthesis.
     """
-    runtime = runtime_of(ctx)
+    runtime = await runtime_of(ctx)
     registry = runtime.registry
     with _as_tool_errors():
         ids = registry.select(task_ids, group_id)
@@ -400,7 +398,7 @@ async def list_tasks(
     states of every task of a big group, task_output(group_id=..., include="status") is smaller: ids
     by state, a few bytes per task.
     """
-    registry = runtime_of(ctx).registry
+    registry = (await runtime_of(ctx)).registry
     with _as_tool_errors():
         listing = registry.list(group_id, state, limit)
     result = ListResult(
@@ -419,7 +417,7 @@ async def cancel_tasks(
     Tasks that already finished are left as they are and listed under already_finished. Outputs of
     finished tasks stay available to task_output and synthesize.
     """
-    registry = runtime_of(ctx).registry
+    registry = (await runtime_of(ctx)).registry
     with _as_tool_errors():
         ids = registry.select(task_ids, group_id)
     outcome = registry.cancel(ids)
