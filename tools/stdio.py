@@ -72,9 +72,9 @@ class _AfterGreeting:
             said = json.loads(item.message.model_dump_json(by_alias=True, exclude_unset=True))
             if said != {"jsonrpc": "2.0", "id": greeting.request_id, "result": greeting.answer}:
                 logger.warning(
-                    "the early handshake answered %s, the SDK %s: update tools/greeter.py",
+                    "the early handshake said %s, the SDK %s: update tools/greeter.py",
                     greeting.answer,
-                    said,
+                    said.get("result", said),
                 )
             return
         await self._writer.send(item)

@@ -71,6 +71,11 @@ class Served:
         await self._stderr_done.wait()
         return self._stderr.decode(errors="replace")
 
+    async def close_stdin(self) -> None:
+        """The end of stdin: the server's signal to stop."""
+        assert self.process.stdin is not None
+        await self.process.stdin.aclose()
+
     async def notify(self, method: str) -> None:
         await self._send({"jsonrpc": "2.0", "method": method})
 
@@ -88,29 +93,36 @@ class Served:
 
 
 @asynccontextmanager
-async def served(argv: list[str], env: dict[str, str]) -> AsyncIterator[Served]:
-    """The server ``argv`` runs, initialized (protocol 2025-11-25); killed and reaped at the end if it is
+async def started(argv: list[str], env: dict[str, str]) -> AsyncIterator[Served]:
+    """The server ``argv`` runs, as it starts (nothing sent yet); killed and reaped at the end if it is
     still running."""
     process = await anyio.open_process(argv, env=env)
     try:
         async with anyio.create_task_group() as group:
-            server = Served(process, group)
-            await server.request(
-                "initialize",
-                {
-                    "protocolVersion": "2025-11-25",
-                    "capabilities": {},
-                    "clientInfo": {"name": "t", "version": "1"},
-                },
-            )
-            await server.notify("notifications/initialized")
-            yield server
+            yield Served(process, group)
             group.cancel_scope.cancel()
     finally:
         if process.returncode is None:
             process.kill()
         with anyio.CancelScope(shield=True):
             await process.aclose()
+
+
+@asynccontextmanager
+async def served(argv: list[str], env: dict[str, str]) -> AsyncIterator[Served]:
+    """The server ``argv`` runs, initialized (protocol 2025-11-25); killed and reaped at the end if it is
+    still running."""
+    async with started(argv, env) as server:
+        await server.request(
+            "initialize",
+            {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"},
+            },
+        )
+        await server.notify("notifications/initialized")
+        yield server
 
 
 def env_for(home: Path, **more: str) -> dict[str, str]:
