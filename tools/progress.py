@@ -66,9 +66,11 @@ class _Watch:
     def retries(self, snaps: list[TaskSnapshot]) -> list[str]:
         lines: list[str] = []
         for snap in snaps:
-            if snap.attempts > self._attempts.get(snap.task_id, 0):
+            new = snap.attempts - self._attempts.get(snap.task_id, 0)
+            if new > 0:
                 self._attempts[snap.task_id] = snap.attempts
-                lines.append(f"[retry] {snap.label}: {snap.note or 'retrying'}")
+                since = f" ({new} retries since the last line)" if new > 1 else ""
+                lines.append(f"[retry] {snap.label}: {snap.note or 'retrying'}{since}")
         return lines
 
     def end(self, snap: TaskSnapshot) -> list[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from anyio.abc import Process, TaskGroup
+from anyio.abc import ByteReceiveStream, Process, TaskGroup
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 SCRIPT = Path(sys.executable).with_name("fanout-mcp")
@@ -93,19 +93,26 @@ class Served:
 
 
 @asynccontextmanager
-async def started(argv: list[str], env: dict[str, str]) -> AsyncIterator[Served]:
-    """The server ``argv`` runs, as it starts (nothing sent yet); killed and reaped at the end if it is
-    still running."""
-    process = await anyio.open_process(argv, env=env)
+async def running(argv: list[str], env: dict[str, str], **options: Any) -> AsyncIterator[Process]:
+    """The process ``argv`` starts (``options`` as for ``anyio.open_process``); killed and reaped at the
+    end if it is still running, so that a failed test never waits for it."""
+    process = await anyio.open_process(argv, env=env, **options)
     try:
-        async with anyio.create_task_group() as group:
-            yield Served(process, group)
-            group.cancel_scope.cancel()
+        yield process
     finally:
         if process.returncode is None:
             process.kill()
         with anyio.CancelScope(shield=True):
             await process.aclose()
+
+
+@asynccontextmanager
+async def started(argv: list[str], env: dict[str, str]) -> AsyncIterator[Served]:
+    """The server ``argv`` runs, as it starts (nothing sent yet); killed and reaped at the end if it is
+    still running."""
+    async with running(argv, env) as process, anyio.create_task_group() as group:
+        yield Served(process, group)
+        group.cancel_scope.cancel()
 
 
 @asynccontextmanager
@@ -123,6 +130,12 @@ async def served(argv: list[str], env: dict[str, str]) -> AsyncIterator[Served]:
         )
         await server.notify("notifications/initialized")
         yield server
+
+
+async def read_until(stream: ByteReceiveStream, text: str, seen: bytearray) -> None:
+    """Read ``stream`` into ``seen`` until ``text`` is in it (bound it with ``fail_after``)."""
+    while text.encode() not in seen:
+        seen += await stream.receive()
 
 
 def env_for(home: Path, **more: str) -> dict[str, str]:
