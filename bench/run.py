@@ -8,7 +8,7 @@ raw runs as JSON (bench/results/latest.md and latest.json unless --out says othe
 
 Scenarios: 1 fan-out (N = 1, 10, 100, 1000; sequential, plain gather, the engine, the server over stdio,
 mcp-agent), 2 overhead (spawn latency, task_output round trip, memory and CPU per task), 3 rate limit,
-4 prompt cache, and the dependency diamond.
+4 prompt cache, the dependency diamond, and start-up (--version, --help, the handshake's answer).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import diamond
 import fanout
 import overhead
 import ratelimit
+import startup
 from common import PYTHON, REPO, Fake, log
 
 PEER_SETUP = Path(__file__).resolve().parent / "peer" / "setup.py"
@@ -87,6 +88,7 @@ def main() -> None:
         report["scenarios"]["cache"] = cache.scenario(fake, 1 if quick else args.rounds, cache.TASKS)
         report["cache_tasks"] = cache.TASKS
         report["scenarios"]["diamond"] = diamond.scenario(fake, 1 if quick else args.rounds, latency)
+    report["scenarios"]["startup"] = startup.scenario(3 if quick else 7)
     report["seconds"] = round(time.perf_counter() - started, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=1))
@@ -126,6 +128,10 @@ mcp-agent: {report["peer"]}.
 ## Dependencies (a diamond of four tasks)
 
 {s["diamond"]["markdown"]}
+
+## Start-up (each measure in a fresh process; the handshake from process start to its answer)
+
+{s["startup"]["markdown"]}
 """
 
 
