@@ -8,7 +8,8 @@ raw runs as JSON (bench/results/latest.md and latest.json unless --out says othe
 
 Scenarios: 1 fan-out (N = 1, 10, 100, 1000; sequential, plain gather, the engine, the server over stdio,
 mcp-agent), 2 overhead (spawn latency, task_output round trip, memory and CPU per task), 3 rate limit,
-4 prompt cache, 5 the tool list's size, and the dependency diamond.
+4 prompt cache, 5 the tool list's size, the dependency diamond, and start-up (--version, --help, the
+handshake's answer).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import diamond
 import fanout
 import overhead
 import ratelimit
+import startup
 import toollist
 from common import PYTHON, REPO, Fake, log
 
@@ -89,6 +91,7 @@ def main() -> None:
         report["cache_tasks"] = cache.TASKS
         report["scenarios"]["diamond"] = diamond.scenario(fake, 1 if quick else args.rounds, latency)
     report["scenarios"]["toollist"] = toollist.scenario()  # a size, the same in --quick
+    report["scenarios"]["startup"] = startup.scenario(3 if quick else 7)
     report["seconds"] = round(time.perf_counter() - started, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=1))
@@ -132,6 +135,10 @@ mcp-agent: {report["peer"]}.
 ## Dependencies (a diamond of four tasks)
 
 {s["diamond"]["markdown"]}
+
+## Start-up (each measure in a fresh process; the handshake from process start to its answer)
+
+{s["startup"]["markdown"]}
 """
 
 

@@ -3,6 +3,11 @@
 A plan has the shape of ``spawn_parallel``'s arguments (``tasks``, ``shared_context``,
 ``max_concurrency``; a ``wait_s`` is accepted and ignored), plus an optional ``synthesis``:
 ``{"mode": "auto" | "llm" | "merge" | "none", "instructions": "..."}``.
+
+A run is ``start_plan`` (the spawn) then ``finish_plan`` (every task's end, then the synthesis); a run
+stopped part-way (Ctrl-C) ends with ``stop_plan``, which never waits on a provider again: it cancels
+what is unfinished and gives what finished, with the merge of it where the plan asks for a synthesis
+that a merge can give.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ class PlanOutcome:
     receipt: SpawnReceipt
     tasks: list[TaskSnapshot]
     synthesis: Synthesis | None
+    stopped: str | None = None  #: why the run was stopped part-way (``stop_plan``), or None
 
 
 def load_plan(path: Path) -> Plan:
@@ -82,13 +88,31 @@ def load_plan(path: Path) -> Plan:
 async def run_plan(
     runtime: Runtime, plan: Plan, on_finish: Callable[[TaskSnapshot], Awaitable[None]] | None = None
 ) -> PlanOutcome:
-    """Spawn the plan, wait for every task (``on_finish`` hears of each as it ends), then synthesise.
+    """``start_plan`` then ``finish_plan``.
 
     Raises:
         InvalidInput, BackendUnavailable: as ``TaskRegistry.spawn``.
     """
+    return await finish_plan(runtime, plan, await start_plan(runtime, plan), on_finish)
+
+
+async def start_plan(runtime: Runtime, plan: Plan) -> SpawnReceipt:
+    """Spawn the plan's tasks.
+
+    Raises:
+        InvalidInput, BackendUnavailable: as ``TaskRegistry.spawn``.
+    """
+    return await runtime.registry.spawn(plan.spawn_request())
+
+
+async def finish_plan(
+    runtime: Runtime,
+    plan: Plan,
+    receipt: SpawnReceipt,
+    on_finish: Callable[[TaskSnapshot], Awaitable[None]] | None = None,
+) -> PlanOutcome:
+    """Wait for every task of the spawn (``on_finish`` hears of each as it ends), then synthesise."""
     registry = runtime.registry
-    receipt = await registry.spawn(plan.spawn_request())
     ids = [t.task_id for t in receipt.tasks]
     reported: set[str] = set()
 
@@ -103,6 +127,24 @@ async def run_plan(
     await report()
     synthesis = await _synthesize(runtime, ids, plan.synthesis)
     return PlanOutcome(receipt, registry.snapshots(ids), synthesis)
+
+
+async def stop_plan(runtime: Runtime, plan: Plan, receipt: SpawnReceipt, reason: str) -> PlanOutcome:
+    """Cancel every unfinished task of the spawn, wait for them to end (an agent CLI gets its grace),
+    and give what finished.
+
+    The synthesis is the merge of the completed answers when the plan asks for ``merge`` or ``auto``
+    (``auto`` would call a model where one can run: a stopped run calls none), and None for ``llm``.
+    """
+    registry = runtime.registry
+    ids = [t.task_id for t in receipt.tasks]
+    registry.cancel(ids, reason)
+    await registry.wait(ids)
+    synthesis = None
+    if plan.synthesis.mode in ("merge", "auto"):
+        why = [f"{reason}: merged without a model call"] if plan.synthesis.mode == "auto" else []
+        synthesis = await runtime.synthesizer.merge(ids, notes=why)
+    return PlanOutcome(receipt, registry.snapshots(ids), synthesis, stopped=reason)
 
 
 async def _synthesize(runtime: Runtime, ids: list[str], options: SynthesisOptions) -> Synthesis | None:

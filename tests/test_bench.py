@@ -48,3 +48,20 @@ def test_the_tool_list_benchmark_prints_both_sizes_within_their_targets() -> Non
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [line for line in done.stdout.splitlines() if "at most" in line]
     assert len(rows) == 2 and all(row.rstrip(" |").endswith("| met") for row in rows), done.stdout
+
+
+def test_the_startup_benchmark_measures_every_path_and_says_met_or_not() -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "startup.py"), "--rounds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {line.split("|")[1].strip(): line for line in done.stdout.splitlines() if line.startswith("| ")}
+    for measure in ("version", "help", "initialize", "discover"):
+        assert rows[measure].rstrip(" |").endswith(("| met", "| not met")), rows[measure]
+    assert "tools/list" in rows
+    assert "| serve |" in done.stdout and "| --version |" in done.stdout  # the slowest imports

@@ -3,35 +3,22 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator
-from contextlib import asynccontextmanager
-from importlib.metadata import PackageNotFoundError, version
-from typing import Final
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING
 
 from mcp.server.mcpserver import MCPServer
 
-from fanout_mcp.server import Backend, Runtime, Settings, open_runtime
 from fanout_mcp.tools.arguments import StrictServer
+from fanout_mcp.tools.engine import RuntimeSlot, open_in_background
+from fanout_mcp.tools.identity import INSTRUCTIONS, NAME, TITLE, package_version
 from fanout_mcp.tools.prompts import register_prompts
 from fanout_mcp.tools.sampling import NAME as SAMPLING
 from fanout_mcp.tools.tasks import register, tool_facts
 
+if TYPE_CHECKING:
+    from fanout_mcp.server import Backend, Settings
+
 logger = logging.getLogger("fanout_mcp")
-
-INSTRUCTIONS: Final = (
-    "fanout runs independent subtasks as parallel subagents in the background. Start them all with one "
-    "spawn_parallel call, collect the results with task_output (it waits, but returns before a client's "
-    "timeout: call again while done is false), then merge them with synthesize. On a big group, wait "
-    'with task_output(include="status") and read outputs by task_ids, a few at a time. Every result '
-    "says what to call next in next."
-)
-
-
-def package_version() -> str:
-    try:
-        return version("fanout-mcp")
-    except PackageNotFoundError:  # running from a source tree that is not installed
-        return "0+unknown"
 
 
 def backend_names(settings: Settings, backend: Backend | None = None) -> list[str]:
@@ -42,20 +29,19 @@ def backend_names(settings: Settings, backend: Backend | None = None) -> list[st
     return ["auto", "anthropic", *settings.commands, "batch", SAMPLING]
 
 
-def create_server(settings: Settings, backend: Backend | None = None) -> MCPServer[Runtime]:
-    """An MCP server whose lifespan owns the runtime (client, registry, task group).
+def create_server(settings: Settings, backend: Backend | None = None) -> MCPServer[RuntimeSlot]:
+    """An MCP server whose lifespan owns the runtime (client, registry, task group), which it opens in
+    the background while it already serves (see ``engine``).
 
     ``backend`` replaces the Anthropic backend (tests use it to run the engine without a provider).
     """
 
-    @asynccontextmanager
-    async def lifespan(_: MCPServer[Runtime]) -> AsyncGenerator[Runtime, None]:
-        async with open_runtime(settings, backend) as runtime:
-            yield runtime
+    def lifespan(_: MCPServer[RuntimeSlot]) -> AbstractAsyncContextManager[RuntimeSlot]:
+        return open_in_background(settings, backend)
 
-    mcp: MCPServer[Runtime] = StrictServer(
-        "fanout",
-        title="fanout: parallel subagents",
+    mcp: MCPServer[RuntimeSlot] = StrictServer(
+        NAME,
+        title=TITLE,
         version=package_version(),
         instructions=INSTRUCTIONS,
         lifespan=lifespan,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import sys
 import textwrap
@@ -12,25 +11,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import anyio
-
-from fanout_mcp.server import (
-    OPTIONS,
-    FanoutError,
-    Settings,
-    SettingsError,
-    TaskSnapshot,
-    load_settings,
-    open_runtime,
-)
-from fanout_mcp.server.checkup import check
+# Only what --version and --help need is imported here: the settings table and the command keys. The MCP
+# SDK and the Anthropic SDK take seconds to import; each command imports what it needs when it runs.
 from fanout_mcp.server.commands import CommandSpec
-from fanout_mcp.server.plan import Plan, PlanOutcome, load_plan, run_plan
 from fanout_mcp.server.secrecy import seal
-from fanout_mcp.tools.app import create_server, package_version
-from fanout_mcp.tools.shape import describe_usage
-from fanout_mcp.tools.signals import Stopped, until_signalled
-from fanout_mcp.tools.stdio import serve_stdio
+from fanout_mcp.server.settings import OPTIONS, Settings, SettingsError, load_settings
+from fanout_mcp.tools.greeter import Greeter
+from fanout_mcp.tools.identity import package_version
 
 _ENVIRONMENT_HELP = """\
 environment:
@@ -120,40 +107,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"fanout-mcp: {exc}", file=sys.stderr)
         return 2
+    if args.command not in ("run", "doctor"):
+        return _serve(settings)
+    import anyio
+
     if args.command == "run":
-        return anyio.run(_run, settings, args.plan, args.json)
-    if args.command == "doctor":
-        return anyio.run(_doctor, settings, args.check)
+        from fanout_mcp.tools.run import run_command
+
+        _configure_logging(settings)
+        return anyio.run(run_command, settings, args.plan, args.json)
+    return anyio.run(_doctor, settings, args.check)
+
+
+def _serve(settings: Settings) -> int:
+    # The handshake is answered while the MCP SDK is still being imported (see greeter).
+    greeter = Greeter(package_version()).start()
+    import anyio
+
+    from fanout_mcp.tools.app import create_server
+    from fanout_mcp.tools.signals import Stopped, until_signalled
+    from fanout_mcp.tools.stdio import serve_stdio
+
     server = create_server(settings)
+    greeted = greeter.hand_over()
     # A client may stop its server with a signal instead of closing stdin (the MCP spec's stdio shutdown
     # sends SIGTERM): the same shutdown, and the same status. serve_stdio reads stdin on the event loop,
     # so cancelling it never waits for the client to write.
     with contextlib.suppress(Stopped):
-        anyio.run(until_signalled, lambda: serve_stdio(server))
+        anyio.run(until_signalled, lambda: serve_stdio(server, greeted))
     return 0
 
 
-async def _run(settings: Settings, plan_path: Path, as_json: bool) -> int:
-    _configure_logging(settings)
-    try:
-        plan = load_plan(plan_path)
-        outcome = await until_signalled(lambda: _run_plan(settings, plan))
-    except FanoutError as exc:
-        print(f"fanout-mcp: {exc}", file=sys.stderr)
-        return 2
-    except Stopped as stop:
-        print(f"fanout-mcp: {stop}: every task was cancelled", file=sys.stderr)
-        return stop.exit_status
-    print(_as_json(outcome) if as_json else _as_markdown(outcome))
-    return 0 if all(t.state == "completed" for t in outcome.tasks) else 1
-
-
-async def _run_plan(settings: Settings, plan: Plan) -> PlanOutcome:
-    async with open_runtime(settings) as runtime:
-        return await run_plan(runtime, plan, on_finish=_progress(len(plan.tasks)))
-
-
 async def _doctor(settings: Settings, try_endpoint: bool) -> int:
+    from fanout_mcp.server.checkup import check  # the Anthropic SDK with it
+
     checkup = await check(settings, try_endpoint=try_endpoint)
     width = max(len(c.name) for c in checkup.backends)
     print(f"fanout-mcp {package_version()}: backends")
@@ -174,47 +161,17 @@ async def _doctor(settings: Settings, try_endpoint: bool) -> int:
 
 
 def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
-    )
+    handler = logging.StreamHandler(_Stderr())
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=settings.log_level, handlers=[handler])
 
 
-def _progress(total: int) -> Any:
-    finished = 0
+class _Stderr:
+    """``sys.stderr`` as it is at each write: while ``run`` shows its live table on a terminal, ``rich``
+    puts its own there, which prints above the table."""
 
-    async def on_finish(snap: TaskSnapshot) -> None:
-        nonlocal finished
-        finished += 1
-        how = snap.state.value if snap.error is None else f"{snap.state.value} ({snap.error.kind.value})"
-        elapsed = f" in {snap.elapsed_s:.1f} s" if snap.elapsed_s is not None else ""
-        print(f"[{finished}/{total}] {snap.label}: {how}{elapsed}", file=sys.stderr, flush=True)
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
 
-    return on_finish
-
-
-def _as_markdown(outcome: PlanOutcome) -> str:
-    lines = [f"# Fan-out {outcome.receipt.group_id}"]
-    lines += [f"> warning: {w}" for w in outcome.receipt.warnings]
-    for snap in outcome.tasks:
-        lines.append(
-            f"\n## {snap.label} [{snap.task_id}] ({snap.state.value}; {describe_usage(snap.usage)})\n"
-        )
-        if snap.error is not None:
-            lines.append(f"**{snap.error.kind.value}**: {snap.error.message}\n")
-        if snap.output:
-            lines.append(snap.output.strip() + "\n")
-    if outcome.synthesis is not None:
-        lines.append(f"\n# Synthesis ({outcome.synthesis.mode})\n")
-        lines.append(outcome.synthesis.markdown.strip())
-        lines += [f"\n> note: {n}" for n in outcome.synthesis.notes]
-    return "\n".join(lines)
-
-
-def _as_json(outcome: PlanOutcome) -> str:
-    data: dict[str, Any] = {
-        "group_id": outcome.receipt.group_id,
-        "warnings": outcome.receipt.warnings,
-        "tasks": [snap.model_dump(mode="json") for snap in outcome.tasks],
-        "synthesis": outcome.synthesis.model_dump(mode="json") if outcome.synthesis else None,
-    }
-    return json.dumps(data, indent=2)
+    def flush(self) -> None:
+        sys.stderr.flush()

@@ -12,7 +12,7 @@ from mcp_types import INVALID_PARAMS
 from pydantic import Field
 
 from fanout_mcp.server import FanoutError
-from fanout_mcp.tools.tasks import runtime_of
+from fanout_mcp.tools.engine import runtime_of
 
 _FILES_PER_DIRECTORY = 40
 _DEFAULT_PERSPECTIVES = "security, performance, testing, architecture"
@@ -75,13 +75,13 @@ async def parallel_directories(
     ctx: Context,
 ) -> str:
     """One subagent per directory of a path (inside the server's roots), with the files each will read."""
-    files = runtime_of(ctx).registry.files
+    files = (await runtime_of(ctx)).registry.files
     try:
         root = files.check_directory(path)
     except FanoutError as exc:
         raise _invalid(str(exc)) from None
     directories = await anyio.to_thread.run_sync(files.subdirectories, root) or [root]
-    limit = runtime_of(ctx).settings.max_tasks_per_spawn
+    limit = (await runtime_of(ctx)).settings.max_tasks_per_spawn
     skipped = ""
     if len(directories) > limit:
         skipped = (

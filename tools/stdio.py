@@ -2,6 +2,9 @@
 checked before the SDK reads it (``frames``): a malformed one is answered with its JSON-RPC error
 through the SDK's own stdout writer, so answers never interleave, and the server keeps serving.
 
+What the early handshake (``greeter``) read of stdin comes first, and the SDK's answer to the request
+it answered is dropped (after a check that it says the same).
+
 A line may be at most :data:`LINE_LIMIT` bytes, the SDK's own bound for an HTTP request body: a longer
 one is answered ``-32600`` as soon as the limit is passed, and the rest of it is read and dropped in
 small pieces, so no line is ever held whole beyond the limit.
@@ -10,18 +13,22 @@ small pieces, so no line is ever held whole beyond the limit.
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 from collections.abc import Generator
 from contextlib import contextmanager
+from types import TracebackType
 from typing import Any, Final, Protocol, cast
 
 import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp.server.stdio import stdio_server
+from mcp.shared._stream_protocols import WriteStream  # the type lowlevel.run takes
 from mcp.shared.message import SessionMessage
 
 from fanout_mcp.tools.frames import Accepted, Refused, check_line, refuse_long_line
+from fanout_mcp.tools.greeter import Greeting, Handover
 
 logger = logging.getLogger(__name__)
 
@@ -35,16 +42,56 @@ class _Writer(Protocol):
     async def send(self, item: SessionMessage, /) -> None: ...
 
 
-async def serve_stdio(server: MCPServer[Any]) -> None:
-    """Serve ``server`` over this process's stdin and stdout until stdin closes."""
+async def serve_stdio(server: MCPServer[Any], greeted: Handover | None = None) -> None:
+    """Serve ``server`` over this process's stdin and stdout until stdin closes; ``greeted`` is what the
+    early handshake read and answered before."""
     # MCPServer has no public handle on its low-level server in mcp 2.3; the SDK's Client reads it so too.
     lowlevel = server._lowlevel_server  # pyright: ignore[reportPrivateUsage]
     with _claimed_stdin() as wire:
-        lines = _CheckedLines(wire)
+        lines = _CheckedLines(wire, greeted.read if greeted else b"")
         # stdio_server only iterates the stdin it is given, line by line.
-        async with stdio_server(stdin=cast("anyio.AsyncFile[str]", lines)) as (read_stream, write_stream):
+        async with stdio_server(stdin=cast("anyio.AsyncFile[str]", lines)) as (read_stream, sdk_writer):
+            write_stream: WriteStream[SessionMessage] = sdk_writer
+            if greeted is not None and greeted.greeting is not None:
+                write_stream = _AfterGreeting(sdk_writer, greeted.greeting)
             lines.answer_through(write_stream)
             await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
+
+
+class _AfterGreeting:
+    """The SDK's writer, less its answer to the request the greeter answered already."""
+
+    def __init__(self, writer: WriteStream[SessionMessage], greeting: Greeting) -> None:
+        self._writer = writer
+        self._greeting: Greeting | None = greeting
+
+    async def send(self, item: SessionMessage, /) -> None:
+        greeting = self._greeting
+        if greeting is not None and getattr(item.message, "id", None) == greeting.request_id:
+            self._greeting = None
+            said = json.loads(item.message.model_dump_json(by_alias=True, exclude_unset=True))
+            if said != {"jsonrpc": "2.0", "id": greeting.request_id, "result": greeting.answer}:
+                logger.warning(
+                    "the early handshake said %s, the SDK %s: update tools/greeter.py",
+                    greeting.answer,
+                    said.get("result", said),
+                )
+            return
+        await self._writer.send(item)
+
+    async def aclose(self) -> None:
+        await self._writer.aclose()
+
+    async def __aenter__(self) -> _AfterGreeting:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
 
 
 @contextmanager
@@ -72,10 +119,10 @@ class _CheckedLines:
     the server never waits for a client that sends nothing more.
     """
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, read: bytes = b"") -> None:
         self._fd = fd
         self._pollable = True  # a regular file (or /dev/null) cannot be polled; reading it never blocks
-        self._buffer = bytearray()
+        self._buffer = bytearray(read)  # what was read of stdin before
         self._searched = 0  # bytes of the buffer known to hold no newline
         self._skipping = False  # inside a line past the limit, dropping the rest of it
         self._end = False

@@ -11,7 +11,7 @@ import logging
 import math
 from collections.abc import Generator, Sequence
 from contextlib import contextmanager
-from typing import Annotated, Any, Final, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 
 import anyio
 import mcp_types as types
@@ -24,7 +24,6 @@ from fanout_mcp.server import (
     ErrorKind,
     FanoutError,
     RegistryClosed,
-    Runtime,
     Settings,
     SpawnRequest,
     TaskRegistry,
@@ -36,6 +35,7 @@ from fanout_mcp.server import (
 )
 from fanout_mcp.server.outputs import BUILTIN_SCHEMAS
 from fanout_mcp.tools import shape
+from fanout_mcp.tools.engine import runtime_of
 from fanout_mcp.tools.lean import ServerFacts
 from fanout_mcp.tools.results import (
     LARGE_RESULT_CHARS,
@@ -58,6 +58,9 @@ from fanout_mcp.tools.schemas import (
     TaskOutputResult,
 )
 
+if TYPE_CHECKING:
+    from fanout_mcp.server import Runtime
+
 logger = logging.getLogger(__name__)
 
 # How long cancel_tasks waits for running tasks to wind down before it answers.
@@ -74,11 +77,6 @@ WaitSeconds = Annotated[
 ]
 TaskIds = Annotated[list[str] | None, Field(description="Task ids (or give group_id).")]
 GroupId = Annotated[str | None, Field(description="All tasks of this spawn_parallel group.")]
-
-
-def runtime_of(ctx: Context) -> Runtime:
-    """The server's runtime, which its lifespan opened, from a tool's or a prompt's context."""
-    return cast(Runtime, ctx.request_context.lifespan_context)
 
 
 def tool_facts(settings: Settings, backends: Sequence[str]) -> ServerFacts:
@@ -135,7 +133,7 @@ def _selector(task_ids: Sequence[str] | None, group_id: str | None) -> str:
     return f'group_id="{group_id}"' if group_id is not None else "task_ids=[the same ids]"
 
 
-def _wait_budget(tool: str, runtime: Runtime, wait_s: float | None) -> float:
+def _wait_budget(tool: str, runtime: "Runtime", wait_s: float | None) -> float:
     settings = runtime.settings
     if wait_s is None:
         return min(settings.default_wait_s, settings.max_wait_s)
@@ -144,7 +142,7 @@ def _wait_budget(tool: str, runtime: Runtime, wait_s: float | None) -> float:
     return min(wait_s, settings.max_wait_s)
 
 
-async def _wait(runtime: Runtime, task_ids: Sequence[str], seconds: float, ctx: Context) -> float:
+async def _wait(runtime: "Runtime", task_ids: Sequence[str], seconds: float, ctx: Context) -> float:
     """Wait up to ``seconds`` for the tasks, reporting progress; return the seconds waited."""
     if seconds <= 0:  # a look, not a wait: no task group, no heartbeat
         return 0.0
@@ -217,7 +215,7 @@ async def spawn_parallel(
     Next: task_output(group_id) collects the results, then synthesize(group_id) merges them; for
     $big_group tasks or more, wait with task_output(group_id, include="status").
     """
-    runtime = runtime_of(ctx)
+    runtime = await runtime_of(ctx)
     with _as_tool_errors("spawn_parallel"):
         receipt = await runtime.registry.spawn(
             SpawnRequest(
@@ -270,7 +268,7 @@ async def task_output(
     task_ids=[that id] and offset=next_offset. include="status" gives counts and ids by state instead
     of the tasks: wait on a group of $big_group tasks or more that way.
     """
-    runtime = runtime_of(ctx)
+    runtime = await runtime_of(ctx)
     with _as_tool_errors("task_output"):
         ids = runtime.registry.select(task_ids, group_id)
     waited = await _wait(runtime, ids, _wait_budget("task_output", runtime, wait_s), ctx)
@@ -356,7 +354,7 @@ async def synthesize(
     until it is ready, done is false: call again with the same arguments (it is picked up, not
     restarted), or use mode 'merge' to merge what has finished now.
     """
-    runtime = runtime_of(ctx)
+    runtime = await runtime_of(ctx)
     registry = runtime.registry
     with _as_tool_errors("synthesize"):
         ids = registry.select(task_ids, group_id)
@@ -404,7 +402,7 @@ async def list_tasks(
 ) -> Annotated[types.CallToolResult, ListResult]:
     """List tasks (newest last) with state, label, errors and usage, not outputs: to find ids or see
     what runs. For a big group, task_output(group_id, include="status") is smaller."""
-    registry = runtime_of(ctx).registry
+    registry = (await runtime_of(ctx)).registry
     with _as_tool_errors("list_tasks"):
         listing = registry.list(group_id, state, limit)
     answer = ListResult(
@@ -423,7 +421,7 @@ async def cancel_tasks(
 ) -> Annotated[types.CallToolResult, CancelResult]:
     """Cancel queued or running tasks. Finished ones are left as they are (under already_finished), and
     their outputs stay readable."""
-    registry = runtime_of(ctx).registry
+    registry = (await runtime_of(ctx)).registry
     with _as_tool_errors("cancel_tasks"):
         ids = registry.select(task_ids, group_id)
     outcome = registry.cancel(ids)

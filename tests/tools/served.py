@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from anyio.abc import Process, TaskGroup
+from anyio.abc import ByteReceiveStream, Process, TaskGroup
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 SCRIPT = Path(sys.executable).with_name("fanout-mcp")
@@ -71,6 +71,11 @@ class Served:
         await self._stderr_done.wait()
         return self._stderr.decode(errors="replace")
 
+    async def close_stdin(self) -> None:
+        """The end of stdin: the server's signal to stop."""
+        assert self.process.stdin is not None
+        await self.process.stdin.aclose()
+
     async def notify(self, method: str) -> None:
         await self._send({"jsonrpc": "2.0", "method": method})
 
@@ -88,29 +93,49 @@ class Served:
 
 
 @asynccontextmanager
-async def served(argv: list[str], env: dict[str, str]) -> AsyncIterator[Served]:
-    """The server ``argv`` runs, initialized (protocol 2025-11-25); killed and reaped at the end if it is
-    still running."""
-    process = await anyio.open_process(argv, env=env)
+async def running(argv: list[str], env: dict[str, str], **options: Any) -> AsyncIterator[Process]:
+    """The process ``argv`` starts (``options`` as for ``anyio.open_process``); killed and reaped at the
+    end if it is still running, so that a failed test never waits for it."""
+    process = await anyio.open_process(argv, env=env, **options)
     try:
-        async with anyio.create_task_group() as group:
-            server = Served(process, group)
-            await server.request(
-                "initialize",
-                {
-                    "protocolVersion": "2025-11-25",
-                    "capabilities": {},
-                    "clientInfo": {"name": "t", "version": "1"},
-                },
-            )
-            await server.notify("notifications/initialized")
-            yield server
-            group.cancel_scope.cancel()
+        yield process
     finally:
         if process.returncode is None:
             process.kill()
         with anyio.CancelScope(shield=True):
             await process.aclose()
+
+
+@asynccontextmanager
+async def started(argv: list[str], env: dict[str, str]) -> AsyncIterator[Served]:
+    """The server ``argv`` runs, as it starts (nothing sent yet); killed and reaped at the end if it is
+    still running."""
+    async with running(argv, env) as process, anyio.create_task_group() as group:
+        yield Served(process, group)
+        group.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def served(argv: list[str], env: dict[str, str]) -> AsyncIterator[Served]:
+    """The server ``argv`` runs, initialized (protocol 2025-11-25); killed and reaped at the end if it is
+    still running."""
+    async with started(argv, env) as server:
+        await server.request(
+            "initialize",
+            {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"},
+            },
+        )
+        await server.notify("notifications/initialized")
+        yield server
+
+
+async def read_until(stream: ByteReceiveStream, text: str, seen: bytearray) -> None:
+    """Read ``stream`` into ``seen`` until ``text`` is in it (bound it with ``fail_after``)."""
+    while text.encode() not in seen:
+        seen += await stream.receive()
 
 
 def env_for(home: Path, **more: str) -> dict[str, str]:

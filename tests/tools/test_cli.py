@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -22,7 +24,7 @@ from fanout_mcp.server import OPTIONS
 from tests.answers import finding, reply, synthesis
 from tests.fake_api import FakeApi
 from tests.server.backends import fake_clis
-from tests.tools.served import as_nobody, command_line, env_for, served
+from tests.tools.served import as_nobody, command_line, env_for, read_until, running, served
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = Path(sys.executable).with_name("fanout-mcp")
@@ -361,3 +363,71 @@ async def test_no_task_of_a_server_run_by_an_ordinary_user_can_read_its_secrets(
     for what in ("environ", "maps", "mem", "fd"):  # the server's, as its own user's task sees them
         assert f"{server.pid} {what}: denied" in said
     assert CANARY not in json.dumps(answer)
+
+
+@pytest.mark.parametrize("flag", ["--version", "--help"])
+def test_version_and_help_import_neither_the_mcp_sdk_nor_the_anthropic_sdk(flag: str) -> None:
+    heavy = {"mcp", "mcp_types", "anthropic", "httpx2", "rich"}
+    probe = (
+        "import sys\nfrom fanout_mcp.tools.cli import main\n"
+        f"try:\n    main([{flag!r}])\nexcept SystemExit:\n    pass\n"
+        f"print(sorted({{name.split('.')[0] for name in sys.modules}} & {heavy!r}), file=sys.stderr)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "fanout-mcp" in done.stdout
+    assert done.stderr.strip() == "[]"
+
+
+def test_run_shows_each_retry_with_its_cause_before_the_task_ends(fake_api: FakeApi, tmp_path: Path) -> None:
+    plan = tmp_path / "plan.json"
+    task = {"label": "flaky", "task": "[[fail:529;count=2;retry-after-ms=300]] [[reply:done at last]]"}
+    plan.write_text(json.dumps({"tasks": [task], "synthesis": {"mode": "none"}}))
+    result = run_script("run", str(plan), "--root", str(tmp_path), env=script_env(fake_api))
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    retries = [
+        i for i, line in enumerate(lines) if line.startswith("[retry] flaky: overloaded (529); retrying")
+    ]
+    (finished,) = [i for i, line in enumerate(lines) if line.startswith("[1/1] flaky: completed")]
+    assert retries and max(retries) < finished, result.stderr
+    assert "attempt 3" in lines[max(retries)]  # the second retry is shown, whether or not the first was
+    assert "done at last" in result.stdout
+
+
+async def test_run_shows_a_retry_while_the_task_is_still_retrying(fake_api: FakeApi, tmp_path: Path) -> None:
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"tasks": [{"label": "refused", "task": "[[fail:429;retry-after=0.2]]"}]}))
+    argv = [str(SCRIPT), "run", str(plan), "--root", str(tmp_path)]
+    async with running(argv, script_env(fake_api)) as process:
+        assert process.stderr is not None
+        seen = bytearray()
+        with anyio.fail_after(30):
+            await read_until(process.stderr, "[retry] refused: rate limited (429); retrying", seen)
+            process.send_signal(signal.SIGINT)  # the task would retry until its timeout
+            assert await process.wait() == 128 + signal.SIGINT
+
+
+async def test_run_on_a_terminal_shows_a_live_table_and_the_retry_and_end_lines(
+    fake_api: FakeApi, tmp_path: Path
+) -> None:
+    plan = tmp_path / "plan.json"
+    task = {"label": "flaky", "task": "[[fail:529;count=1;retry-after=1]] [[reply:done]]"}
+    plan.write_text(json.dumps({"tasks": [task], "synthesis": {"mode": "none"}}))
+    terminal, stderr = pty.openpty()
+    argv = [str(SCRIPT), "run", str(plan), "--root", str(tmp_path)]
+    try:
+        async with running(argv, script_env(fake_api) | {"COLUMNS": "200"}, stderr=stderr) as process:
+            os.close(stderr)
+            shown = bytearray()
+            with anyio.fail_after(60):
+                while b"[1/1] flaky: completed" not in shown:
+                    await anyio.wait_readable(terminal)
+                    shown += os.read(terminal, 65536)
+                assert await process.wait() == 0
+    finally:
+        os.close(terminal)
+    text = shown.decode(errors="replace")
+    assert "[retry] flaky: overloaded (529); retrying in 1.0 s (attempt 2)" in text
+    assert "tokens in/out" in text and "0/1 done, 1 running, 0 queued" in text  # the live table

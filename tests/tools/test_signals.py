@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-import logging
 import os
 import signal
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from fanout_mcp.server import FanoutError
 from fanout_mcp.tools.signals import Stopped, until_signalled
+from tests.fake_api import FakeApi
 from tests.server.backends import fake_clis
 from tests.server.backends.fake_clis import is_gone, read_pids
-from tests.tools.served import SCRIPT, command_line, env_for, served
+from tests.tools.served import SCRIPT, command_line, env_for, read_until, running, served
 
 pytestmark = pytest.mark.anyio
 
@@ -43,6 +45,20 @@ async def started_family(pid_file: Path) -> list[int]:
             if (processes := family_up(pid_file)) is not None:
                 return processes
             await anyio.sleep(0.05)
+
+
+async def written_pids(pid_file: Path, count: int) -> list[int]:
+    """The first ``count`` pids written to ``pid_file``, once they are. Polled, bounded, as above."""
+    with anyio.fail_after(30):
+        while True:
+            pids = pids_in(pid_file)
+            if len(pids) >= count:
+                return pids[:count]
+            await anyio.sleep(0.05)
+
+
+def pids_in(pid_file: Path) -> list[int]:
+    return read_pids(pid_file) if pid_file.exists() else []
 
 
 def family_up(pid_file: Path) -> list[int] | None:
@@ -97,26 +113,81 @@ async def test_cancel_tasks_ends_every_process_the_task_started_the_one_in_its_o
     assert listed["counts"]["cancelled"] == 1
 
 
-async def test_a_signal_stops_a_plan_run_cancelling_its_tasks_and_exits_128_plus_its_number(
-    family: Path, tmp_path: Path
+async def test_a_signal_stops_a_plan_run_which_prints_what_finished_and_exits_128_plus_its_number(
+    family: Path, tmp_path: Path, fake_api: FakeApi
 ) -> None:
     plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps({"tasks": [{"task": "x", "backend": "family"}]}))
+    tasks = [
+        {"label": "quick", "task": "[[reply:the quick answer]]"},
+        {"label": "slow", "task": "x", "backend": "family"},
+    ]
+    plan.write_text(json.dumps({"tasks": tasks, "synthesis": {"mode": "merge"}}))
     argv = [str(SCRIPT), "run", str(plan), "--config", str(family), "--root", str(tmp_path)]
+    env = env_for(tmp_path, ANTHROPIC_API_KEY="test-key", ANTHROPIC_BASE_URL=fake_api.base_url)
 
-    async with await anyio.open_process(argv, env=env_for(tmp_path)) as process:
+    async with running(argv, env) as process:
+        assert process.stderr is not None and process.stdout is not None
         processes = await started_family(tmp_path / "pids")
+        stderr = bytearray()
+        with anyio.fail_after(30):
+            await read_until(process.stderr, "quick: completed", stderr)
         process.send_signal(signal.SIGINT)
         with anyio.fail_after(15):
+            stdout = b"".join([chunk async for chunk in process.stdout]).decode()
             status = await process.wait()
-        assert process.stderr is not None and process.stdout is not None
-        stderr = (await process.stderr.receive()).decode()
-        stdout = b"".join([chunk async for chunk in process.stdout])
+            stderr += b"".join([chunk async for chunk in process.stderr])
 
     assert status == 128 + signal.SIGINT
-    assert "stopped by SIGINT: every task was cancelled" in stderr and "Traceback" not in stderr
-    assert stdout == b""
+    said = stderr.decode()
+    assert "stopped by SIGINT: cancelling the unfinished tasks" in said and "Traceback" not in said
+    assert "> stopped by SIGINT: 1 of 2 task(s) completed" in stdout
+    assert "## quick [" in stdout and "the quick answer" in stdout
+    assert "## slow [" in stdout and "(cancelled;" in stdout
+    assert "# Synthesis (merge)" in stdout
     await all_gone(processes)
+
+
+async def test_a_second_signal_exits_a_stopping_run_at_once(tmp_path: Path) -> None:
+    """The run waits for an agent CLI that ignores SIGTERM for its grace of 60 s; the second SIGINT does
+    not: the process exits 130 at once. The CLI's supervisor, told of its parent's death by the kernel,
+    ends what is left after the grace."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    program = fake_clis.install(bin_dir, "hang", fake_clis.HANG)
+    pid_file = tmp_path / "pids"
+    config = tmp_path / "fanout.toml"
+    config.write_text(
+        f'[commands.hang]\nargv = [{json.dumps(str(program))}, {json.dumps(str(pid_file))}, "ignore-term"]\n'
+        "grace_s = 60\n"
+    )
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"tasks": [{"task": "x", "backend": "hang"}]}))
+    argv = [str(SCRIPT), "run", str(plan), "--config", str(config), "--root", str(tmp_path)]
+
+    leftovers: list[int] = []
+    try:
+        async with running(argv, env_for(tmp_path)) as process:
+            assert process.stderr is not None and process.stdout is not None
+            leftovers += await written_pids(pid_file, 3)
+            leftovers.append(fake_clis.parent_of(leftovers[0]))  # the supervisor
+            process.send_signal(signal.SIGINT)
+            stderr = bytearray()
+            with anyio.fail_after(30):
+                await read_until(process.stderr, "cancelling the unfinished tasks", stderr)
+            process.send_signal(signal.SIGINT)
+            with anyio.fail_after(20):  # far less than the grace the first signal's shutdown waits
+                status = await process.wait()
+                stderr += b"".join([chunk async for chunk in process.stderr])
+                stdout = b"".join([chunk async for chunk in process.stdout])
+    finally:
+        for pid in leftovers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    assert status == 128 + signal.SIGINT
+    said = stderr.decode()
+    assert "SIGINT again: exiting at once" in said and "Traceback" not in said
+    assert stdout == b""
 
 
 async def test_until_signalled_returns_what_the_work_returns_and_raises_its_error_as_it_is() -> None:
@@ -131,21 +202,8 @@ async def test_until_signalled_returns_what_the_work_returns_and_raises_its_erro
         await until_signalled(fail)
 
 
-class Heard(logging.Handler):
-    """Sets ``event`` when a log record says ``text`` (logged on the event loop's thread)."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text, self.event = text, anyio.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if self.text in record.getMessage():
-            self.event.set()
-
-
 async def test_a_stop_signal_cancels_the_work_lets_its_shutdown_finish_then_raises_stopped() -> None:
-    shut_down, second = list[str](), Heard("SIGINT: already stopping")
-    logging.getLogger("fanout_mcp.tools.signals").addHandler(second)
+    shut_down: list[str] = []
 
     async def work() -> None:
         try:
@@ -153,15 +211,11 @@ async def test_a_stop_signal_cancels_the_work_lets_its_shutdown_finish_then_rais
             await anyio.sleep_forever()
         finally:
             with anyio.CancelScope(shield=True):
-                os.kill(os.getpid(), signal.SIGINT)  # a second one, during the shutdown: caught, ignored
-                await second.event.wait()
+                await anyio.lowlevel.checkpoint()  # the shutdown may await
                 shut_down.append("done")
 
-    try:
-        with anyio.fail_after(10), pytest.raises(Stopped) as caught:
-            await until_signalled(work)
-    finally:
-        logging.getLogger("fanout_mcp.tools.signals").removeHandler(second)
+    with anyio.fail_after(10), pytest.raises(Stopped) as caught:
+        await until_signalled(work)
 
     assert caught.value.signum is signal.SIGHUP and caught.value.exit_status == 129
     assert shut_down == ["done"]
