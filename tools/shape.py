@@ -26,19 +26,22 @@ from fanout_mcp.tools.schemas import (
 )
 
 
-def task_view(snap: TaskSnapshot, offset: int, max_chars: int) -> TaskView:
+def task_view(snap: TaskSnapshot, offset: int, max_chars: int, text_too: bool = False) -> TaskView:
+    """One task's page. A task whose answer was parsed (``structured``) and fits whole gets the parsed
+    value instead of its text, which says the same a second time (``text_too`` keeps the text, for a
+    client that reads only the text rendering); a page of part of it gets the text."""
     text = snap.output or ""
     page = text[offset : offset + max_chars]
     end = offset + len(page)
     more = end < len(text)
+    structured = snap.structured if offset == 0 and not more else None
     return TaskView(
         task_id=snap.task_id,
         group_id=snap.group_id,
         label=snap.label,
         state=snap.state,
-        output=page if snap.output is not None else None,
-        # The parsed value counts against nothing, so it comes only with a page that holds the whole text.
-        structured=snap.structured if offset == 0 and not more else None,
+        output=page if snap.output is not None and (structured is None or text_too) else None,
+        structured=structured,
         partial=snap.partial,
         truncated=more,
         next_offset=end if more else None,

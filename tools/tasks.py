@@ -260,7 +260,8 @@ async def task_output(
         Field(description="'status': counts and ids by state only, to wait on a big group."),
     ] = "output",
 ) -> Annotated[types.CallToolResult, TaskOutputResult]:
-    """Collect tasks' results: state, output (partial while running), errors and usage.
+    """Collect tasks' results: state, output (partial while running; structured instead, parsed, for a
+    task with an output_schema), errors and usage.
 
     Waits until every named task has finished or wait_s passes; while done is false, call again with
     the same arguments. Each task gives at most max_chars, and one result holds at most
@@ -293,7 +294,8 @@ async def task_output(
 
     def build(budget: int) -> types.CallToolResult:
         shares = fair_shares(wanted, budget)
-        views = [shape.task_view(snap, offset, share) for snap, share in zip(snaps, shares, strict=True)]
+        pages = zip(snaps, shares, strict=True)
+        views = [shape.task_view(snap, offset, share, text_too=full) for snap, share in pages]
         answer = TaskOutputResult(
             done=shape.finished_count(counts) == len(ids),
             counts=counts,

@@ -183,6 +183,29 @@ async def test_only_a_client_from_before_structured_output_reads_the_outputs_in_
 
 
 @pytest.mark.parametrize("client", CLIENTS)
+async def test_a_parsed_answer_comes_back_parsed_and_not_a_second_time_as_text(
+    fake_api: FakeApi, make_settings: MakeSettings, connect: Any, client: str
+) -> None:
+    async with connect(make_settings(), client) as session:
+        spawned = await call(
+            session, "spawn_parallel", tasks=[{"task": "review", "files": []}], output_schema="findings"
+        )
+        whole = await answer(session, "task_output", group_id=spawned["group_id"], wait_s=20)
+        view: Any = (whole.structured_content or {})["tasks"][0]
+        part = await answer(session, "task_output", task_ids=spawned["task_ids"], offset=1, wait_s=0)
+    assert view["state"] == "completed" and view["structured"]["findings"] is not None
+    assert view["total_chars"] > 0
+    if client == "text-only":  # it reads only the text, which is rendered from the outputs
+        assert view["output"] and '"findings"' in text(whole)
+    else:
+        assert view.get("output") is None  # the fake's JSON answer, which structured already holds
+        assert '"findings"' not in text(whole)
+    page: Any = (part.structured_content or {})["tasks"][0]
+    assert page["output"] and page.get("structured") is None  # part of the text: the text, unparsed
+    assert len(page["output"]) == view["total_chars"] - 1
+
+
+@pytest.mark.parametrize("client", CLIENTS)
 async def test_a_synthesis_says_each_thing_once_in_its_structured_content(
     fake_api: FakeApi, make_settings: MakeSettings, connect: Any, client: str
 ) -> None:
