@@ -1,9 +1,9 @@
 """What ``run`` shows on stderr while a plan runs: each retry and its cause as it happens, each task as it
 ends, and, on a terminal, a live table of the running tasks.
 
-Retries are found by polling the running tasks every ``POLL_S``: a retry raises a task's ``attempts`` and
-sets its ``note`` to the cause and the wait ("rate limited (429); retrying in 2.0 s (attempt 2)"). A
-task that retried and ended between two polls has its retry shown just before its end.
+Each retry is a line as it happens: the registry tells its retry listeners before the wait, with the
+cause and the wait ("rate limited (429); retrying in 2.0 s (attempt 2)"), so a task's retries always show
+before its end.
 
 On a terminal the live table is ``rich``'s (imported here only then: the server never pays for it): a
 row per running task with its elapsed time, tokens, cost and latest status line, under a footer of
@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Final, Protocol, TextIO
 
 import anyio
 
-from fanout_mcp.server import SpawnReceipt, TaskRegistry, TaskSnapshot, TaskState
+from fanout_mcp.server import RetryNotice, SpawnReceipt, TaskRegistry, TaskSnapshot, TaskState
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
-POLL_S: Final = 0.25
+POLL_S: Final = 0.25  #: how often the live table is redrawn
 
 OnFinish = Callable[[TaskSnapshot], Awaitable[None]]
 
@@ -57,28 +57,20 @@ class _Watch:
         self.receipt = receipt
         self.ids = [t.task_id for t in receipt.tasks]
         self.finished = 0
-        self._attempts: dict[str, int] = {}  # the attempts already shown, per task
 
     def running(self) -> list[TaskSnapshot]:
         """Every running task of the registry: the spawn's and its synthesis's (``run`` has no others)."""
         return self.registry.list(state=TaskState.RUNNING).tasks
 
-    def retries(self, snaps: list[TaskSnapshot]) -> list[str]:
-        lines: list[str] = []
-        for snap in snaps:
-            new = snap.attempts - self._attempts.get(snap.task_id, 0)
-            if new > 0:
-                self._attempts[snap.task_id] = snap.attempts
-                since = f" ({new} retries since the last line)" if new > 1 else ""
-                lines.append(f"[retry] {snap.label}: {snap.note or 'retrying'}{since}")
-        return lines
+    @staticmethod
+    def retry(notice: RetryNotice) -> str:
+        return f"[retry] {notice.label}: {notice.note}"
 
-    def end(self, snap: TaskSnapshot) -> list[str]:
+    def end(self, snap: TaskSnapshot) -> str:
         self.finished += 1
         how = snap.state.value if snap.error is None else f"{snap.state.value} ({snap.error.kind.value})"
         elapsed = f" in {snap.elapsed_s:.1f} s" if snap.elapsed_s is not None else ""
-        end = f"[{self.finished}/{len(self.ids)}] {snap.label}: {how}{elapsed}"
-        return [*self.retries([snap]), end]
+        return f"[{self.finished}/{len(self.ids)}] {snap.label}: {how}{elapsed}"
 
 
 @asynccontextmanager
@@ -91,9 +83,9 @@ async def showing_progress(
     async with _display(watch, stream or sys.stderr) as display:
 
         async def on_finish(snap: TaskSnapshot) -> None:
-            for text in watch.end(snap):
-                display.line(text)
+            display.line(watch.end(snap))
 
+        registry.on_retry(lambda notice: display.line(watch.retry(notice)))
         async with anyio.create_task_group() as group:
             group.start_soon(_poll, watch, display)
             try:
@@ -104,8 +96,6 @@ async def showing_progress(
 
 async def _poll(watch: _Watch, display: _Display) -> None:
     while True:
-        for text in watch.retries(watch.running()):
-            display.line(text)
         display.refresh()
         await anyio.sleep(POLL_S)
 
