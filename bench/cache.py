@@ -30,6 +30,7 @@ from common import (
     log,
     median,
     ran_contender,
+    ready,
     rotations,
     run_contender,
     server_env,
@@ -79,6 +80,7 @@ async def run_server(n: int) -> dict[str, Any]:
 
     params = StdioServerParameters(command=str(SCRIPT), env=server_env(os.environ["ANTHROPIC_BASE_URL"]))
     async with Client(params) as client:
+        await ready(client)
         tasks = [{"task": f"[[words:50]] part {i}", "max_tokens": 256} for i in range(n)]
         started = time.perf_counter()
         spawned: Any = (

@@ -89,6 +89,14 @@ def server_env(fake_url: str) -> dict[str, str]:
             "ANTHROPIC_API_KEY": "bench-key"}  # fmt: skip
 
 
+async def ready(client: Any) -> None:
+    """Wait until the server has opened its engine: it answers the handshake at once and loads the
+    Anthropic SDK in the background, and the first tool call waits for that. A contender's own clock
+    starts after its set-up (the floor imports the SDK and builds its client untimed), so the server's
+    starts after this too."""
+    await client.call_tool("list_tasks", {"limit": 1})
+
+
 def children_cpu() -> float:
     """CPU seconds used so far by this process's child processes that are still running (Linux)."""
     me, total = str(os.getpid()), 0.0

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SCRIPT, Fake, log, median, server_env, spread, table
+from common import SCRIPT, Fake, log, median, ready, server_env, spread, table
 
 DIAMOND = [
     {"label": "a", "task": "lay the ground [[words:50]]"},
@@ -30,6 +30,7 @@ async def run_once(url: str) -> float:
     from mcp import Client, StdioServerParameters
 
     async with Client(StdioServerParameters(command=str(SCRIPT), env=server_env(url))) as client:
+        await ready(client)
         started = time.perf_counter()
         spawned: Any = (await client.call_tool("spawn_parallel", {"tasks": DIAMOND})).structured_content
         while True:

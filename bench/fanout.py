@@ -38,6 +38,7 @@ from common import (
     log,
     median,
     ran_contender,
+    ready,
     rotations,
     run_contender,
     server_env,
@@ -133,6 +134,7 @@ async def run_stdio(n: int) -> dict[str, Any]:
         command=str(SCRIPT), args=args, env=server_env(os.environ["ANTHROPIC_BASE_URL"])
     )
     async with Client(params) as client:
+        await ready(client)
         tasks = [{"task": task_text(i), "max_tokens": 1024} for i in range(n)]
         started, cpu, server = time.perf_counter(), time.process_time(), children_cpu()
         spawned: Any = (await client.call_tool("spawn_parallel", {"tasks": tasks})).structured_content

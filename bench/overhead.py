@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SCRIPT, Fake, log, run_contender, server_env, table
+from common import SCRIPT, Fake, log, ready, run_contender, server_env, table
 
 SPAWN_TASKS = 100
 POLL_TASKS = 5_000
@@ -45,6 +45,7 @@ async def measure_stdio(rounds: int) -> dict[str, Any]:
     )
     spawns: list[float] = []
     async with Client(params) as client:
+        await ready(client)
         task_id = ""
         for _ in range(rounds + 1):  # the first call is the cold one, reported apart
             tasks = [{"task": f"[[words:5]] item {i}"} for i in range(SPAWN_TASKS)]
@@ -78,6 +79,7 @@ async def measure_poll() -> dict[str, Any]:
     tasks = [{"task": f"[[latency:0]] [[reply:ok]] item {i}" if i < POLL_SLOTS else
               f"[[latency:0]] [[hold]] item {i}"} for i in range(POLL_TASKS)]  # fmt: skip
     async with Client(params) as client:
+        await ready(client)
         spawned: Any = (await client.call_tool("spawn_parallel", {"tasks": tasks})).structured_content
         group, first = spawned["group_id"], spawned["task_ids"][:POLL_SLOTS]
         await client.call_tool("task_output", {"task_ids": first, "wait_s": 30, "max_chars": 1})

@@ -31,6 +31,7 @@ from common import (
     add_contender_flags,
     log,
     ran_contender,
+    ready,
     rotations,
     run_contender,
     server_env,
@@ -72,6 +73,7 @@ async def run_stdio(n: int) -> dict[str, Any]:
         command=str(SCRIPT), args=args, env=server_env(os.environ["ANTHROPIC_BASE_URL"])
     )
     async with Client(params) as client:
+        await ready(client)
         tasks = [{"task": f"[[words:20]] {i}", "max_tokens": 64} for i in range(n)]
         started = time.perf_counter()
         spawned: Any = (await client.call_tool("spawn_parallel", {"tasks": tasks})).structured_content
