@@ -12,7 +12,6 @@ import logging
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Final
 
 import anthropic
 import anyio
@@ -44,14 +43,6 @@ class Runtime:
     settings: Settings
     registry: TaskRegistry
     synthesizer: Synthesizer
-
-
-# Requests to the API in flight before its first answers say how much room the account has: a spawn of
-# the default size (100 tasks) starts at once. The rate-limit headers of the first answers raise it
-# within a round trip where the account allows more, and lower it where it allows less: an account of the
-# lowest tier (50 a minute) meets a burst of quick 429s on its first big spawn and then waits for its
-# window, without losing a task.
-THROTTLE_START: Final = 100
 
 
 def make_client(settings: Settings) -> anthropic.AsyncAnthropic:
@@ -88,7 +79,11 @@ def make_roster(
     batch = batch or BatchBackend(client, PriceTable.load(None), endpoint=make_endpoint(settings, client))
     api = AnthropicBackend(
         client,
-        Throttle(settings.max_concurrency, start=THROTTLE_START),
+        # It starts at the ceiling, which by default is what an account of the Start tier allows (1,000
+        # requests a minute); the first answers' rate-limit headers lower it where the account allows
+        # less, before any 429 from then on (a smaller account meets one burst of quick 429s, then waits
+        # for its window: no task is lost).
+        Throttle(settings.max_concurrency),
         retry_cap_s=settings.retry_cap_s,
         workspace=workspace,
         endpoint=batch.endpoint,

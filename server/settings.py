@@ -150,8 +150,9 @@ OPTIONS: Final[Mapping[str, Option]] = {
     "max_concurrency": Option(
         "--max-concurrency",
         "FANOUT_MAX_CONCURRENCY",
-        "most tasks running at once, across all spawns (default: 1000); requests to the Anthropic API "
-        "start at 100 in flight and follow what the account's rate-limit headers allow, up to this",
+        "most tasks running at once, across all spawns (default: 1000, what an account of the Start "
+        "tier allows a minute); requests to the Anthropic API follow what the account's rate-limit "
+        "headers allow, up to this",
     ),
     "max_tasks_per_spawn": Option(
         "--max-tasks", "FANOUT_MAX_TASKS", "most tasks one spawn_parallel call may start (default: 100)"
