@@ -89,6 +89,6 @@ def test_claude_code_headless_runs_a_whole_fan_out_offline(fake: FakeApi, tmp_pa
     assert names[-1] == tool("synthesize") and set(names[1:]) == {tool(name) for name in TOOLS}
     assert all(call.result is not None and not call.result.get("is_error") for call in flow.calls)
     spawned, synthesized = flow.calls[1].text, flow.calls[-1].text
-    task_ids = set(re.findall(r"\bt-[\w-]{16}\b", spawned))
+    task_ids = set(re.findall(r"(?<![\w-])t-[\w-]{16}(?![\w-])", spawned))
     assert len(task_ids) == 3
-    assert task_ids <= set(re.findall(r"\bt-[\w-]{16}\b", synthesized))  # the merge reached the model
+    assert task_ids <= set(re.findall(r"(?<![\w-])t-[\w-]{16}(?![\w-])", synthesized))  # the merge reached the model
