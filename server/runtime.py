@@ -79,6 +79,10 @@ def make_roster(
     batch = batch or BatchBackend(client, PriceTable.load(None), endpoint=make_endpoint(settings, client))
     api = AnthropicBackend(
         client,
+        # It starts at the ceiling, which by default is what an account of the Start tier allows (1,000
+        # requests a minute); the first answers' rate-limit headers lower it where the account allows
+        # less, before any 429 from then on (a smaller account meets one burst of quick 429s, then waits
+        # for its window: no task is lost).
         Throttle(settings.max_concurrency),
         retry_cap_s=settings.retry_cap_s,
         workspace=workspace,

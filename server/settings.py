@@ -46,7 +46,7 @@ class Settings(BaseModel):
     roots: tuple[Path, ...] = Field(default_factory=default_roots)
     model: Annotated[str, Field(min_length=1)] = DEFAULT_MODEL
     max_tokens: Annotated[int, Field(ge=1, le=128_000)] = 8_192
-    max_concurrency: Annotated[int, Field(ge=1, le=10_000)] = 20
+    max_concurrency: Annotated[int, Field(ge=1, le=10_000)] = 1_000
     max_tasks_per_spawn: Annotated[int, Field(ge=1, le=100_000)] = 100
     max_unfinished: Annotated[int, Field(ge=1, le=1_000_000)] = 5_000
     max_queued_bytes: Annotated[int, Field(ge=1)] = 512 * 1024 * 1024
@@ -150,7 +150,9 @@ OPTIONS: Final[Mapping[str, Option]] = {
     "max_concurrency": Option(
         "--max-concurrency",
         "FANOUT_MAX_CONCURRENCY",
-        "tasks running at once, across all spawns (default: 20)",
+        "most tasks running at once, across all spawns (default: 1000, what an account of the Start "
+        "tier allows a minute); requests to the Anthropic API follow what the account's rate-limit "
+        "headers allow, up to this",
     ),
     "max_tasks_per_spawn": Option(
         "--max-tasks", "FANOUT_MAX_TASKS", "most tasks one spawn_parallel call may start (default: 100)"

@@ -9,7 +9,8 @@ single overloaded moment does not collapse the limit to 1.
 The provider also says how much of its window is left on every answer (Anthropic's
 ``anthropic-ratelimit-*`` headers, read into a ``Headroom``), and that is acted on before any 429:
 plenty left doubles the limit (up to the ceiling), less left than the limit lowers it to what is left,
-and nothing left (requests or tokens) holds every new request until the window resets. The limit
+and nothing left (requests or tokens) holds every new request until the window resets, when the limit
+is the window's whole size again. The limit
 starts below the ceiling (``start``) and rises from there, so an account with a small limit meets a
 few 429s at most, and one with a large one is used in a round trip or two.
 """
@@ -34,6 +35,7 @@ class Headroom:
 
     requests: int | None = None
     requests_reset_s: float | None = None
+    requests_limit: int | None = None  #: the window's size: what is left once it resets
     tokens: int | None = None  #: the scarcest of the token limits the provider reported
     tokens_reset_s: float | None = None
 
@@ -42,6 +44,7 @@ class Headroom:
         """Read Anthropic's ``anthropic-ratelimit-*`` headers (``now``: the wall clock, tz-aware)."""
         requests = _count(headers.get("anthropic-ratelimit-requests-remaining"))
         requests_reset = _seconds_until(headers.get("anthropic-ratelimit-requests-reset"), now)
+        window = _count(headers.get("anthropic-ratelimit-requests-limit"))
         tokens: int | None = None
         tokens_reset: float | None = None
         for kind in ("tokens", "input-tokens", "output-tokens"):
@@ -49,7 +52,13 @@ class Headroom:
             if left is not None and (tokens is None or left < tokens):
                 tokens = left
                 tokens_reset = _seconds_until(headers.get(f"anthropic-ratelimit-{kind}-reset"), now)
-        return Headroom(requests, requests_reset, tokens, tokens_reset)
+        return Headroom(
+            requests=requests,
+            requests_reset_s=requests_reset,
+            requests_limit=window,
+            tokens=tokens,
+            tokens_reset_s=tokens_reset,
+        )
 
     @property
     def exhausted_for_s(self) -> float | None:
@@ -134,15 +143,18 @@ class Throttle:
         if self._limit < self._ceiling:
             self._set_limit(self._limit + 1)
 
-    def observe(self, headroom: Headroom) -> None:
-        """An answer said how much of the provider's window is left: act on it before any 429."""
+    def observe(self, headroom: Headroom, *, refused: bool = False) -> None:
+        """An answer said how much of the provider's window is left: act on it before any 429. A refusal
+        (``refused``: a 429 or 529) may lower the limit or hold new requests, never raise the limit."""
         if (wait := headroom.exhausted_for_s) is not None:
             self._resume_at = max(self._resume_at, self._clock() + wait)
+            if headroom.requests_limit is not None:  # a whole window is left once the wait is over
+                self._set_limit(headroom.requests_limit)
             return
         left = headroom.requests
         if left is None:
             return
-        if left >= 2 * self._limit:
+        if left >= 2 * self._limit and not refused:
             self._set_limit(self._limit * 2)
         elif left < self._limit:
             self._set_limit(left)

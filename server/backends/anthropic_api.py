@@ -41,7 +41,7 @@ from fanout_mcp.server.backends.tooluse import (
 from fanout_mcp.server.errors import TaskFailure
 from fanout_mcp.server.models import SubagentRequest, SubagentResult, Tokens
 from fanout_mcp.server.state import ErrorKind
-from fanout_mcp.server.throttle import Throttle
+from fanout_mcp.server.throttle import Headroom, Throttle
 from fanout_mcp.server.workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -223,6 +223,7 @@ class AnthropicBackend(Backend):
         try:
             stream = await self._client.messages.create(**params, stream=True)
             self._endpoint.reached()
+            self._throttle.observe(Headroom.of(stream.response.headers, datetime.datetime.now(datetime.UTC)))
             try:
                 async for event in stream:
                     if event.type == "content_block_delta":
@@ -255,6 +256,8 @@ class AnthropicBackend(Backend):
                 raise
             if isinstance(exc, anthropic.APIStatusError) and not isinstance(mapped, Refused):
                 self._endpoint.reached()
+                headroom = Headroom.of(exc.response.headers, datetime.datetime.now(datetime.UTC))
+                self._throttle.observe(headroom, refused=isinstance(mapped, Transient) and mapped.pushback)
             raise mapped from exc
         finally:
             if usage.seen:

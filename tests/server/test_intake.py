@@ -50,7 +50,8 @@ async def test_max_concurrency_below_one_is_refused(make_settings: MakeSettings)
 async def test_max_concurrency_above_the_server_limit_is_capped_with_a_warning(
     make_settings: MakeSettings,
 ) -> None:
-    intake = await intake_of(SpawnRequest(tasks=[TaskRequest(task="x")], max_concurrency=50), make_settings())
+    settings = make_settings(max_concurrency=20)
+    intake = await intake_of(SpawnRequest(tasks=[TaskRequest(task="x")], max_concurrency=50), settings)
     assert intake.max_concurrency is None
     assert any("above the server's limit of 20" in w for w in intake.warnings)
 

@@ -10,7 +10,7 @@ from fanout_mcp.server import OPTIONS, Settings, SettingsError, load_settings
 
 def test_defaults_match_the_documented_ones(tmp_path: Path) -> None:
     settings = load_settings({"roots": [str(tmp_path)]}, environ={})
-    assert settings.max_concurrency == 20
+    assert settings.max_concurrency == 1000
     assert settings.max_tasks_per_spawn == 100
     assert settings.task_timeout_s == 600
     assert settings.default_wait_s == 25 and settings.max_wait_s == 50

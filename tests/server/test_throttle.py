@@ -94,7 +94,9 @@ def headers(requests: int, tokens: int = 1_000_000, reset_s: float = 30) -> dict
 def test_headroom_reads_requests_and_the_scarcest_tokens_left_and_when_they_reset() -> None:
     headroom = Headroom.of(headers(requests=40, tokens=5_000, reset_s=12), NOW)
 
-    assert headroom == Headroom(requests=40, requests_reset_s=12.0, tokens=5_000, tokens_reset_s=12.0)
+    assert headroom == Headroom(
+        requests=40, requests_reset_s=12.0, tokens=5_000, tokens_reset_s=12.0, requests_limit=1000
+    )
     assert headroom.exhausted_for_s is None
     assert Headroom.of({"anthropic-ratelimit-requests-remaining": "many"}, NOW) == Headroom()
 
@@ -108,6 +110,14 @@ async def test_plenty_left_raises_the_limit_from_its_start_to_the_ceiling_before
     throttle.observe(Headroom.of(headers(requests=900), NOW))
     throttle.observe(Headroom.of(headers(requests=900), NOW))
     assert throttle.limit == 200
+
+
+async def test_a_refusal_that_says_plenty_is_left_does_not_raise_the_limit() -> None:
+    throttle = Throttle(200, start=50, clock=Clock())
+
+    throttle.observe(Headroom.of(headers(requests=900), NOW), refused=True)
+
+    assert throttle.limit == 50
 
 
 async def test_little_left_lowers_the_limit_to_what_is_left_before_any_429() -> None:
@@ -125,6 +135,19 @@ async def test_nothing_left_holds_new_requests_until_the_window_resets() -> None
     throttle.observe(Headroom.of(headers(requests=5, tokens=0, reset_s=20), NOW))
 
     assert throttle.held_s == 20.0  # slot() waits this out, as it does a 429's retry-after
-    assert throttle.limit == 10  # the window ran out, not the concurrency: the limit is kept
+    assert throttle.limit == 10  # the window ran out, not the concurrency: the ceiling still holds
     clock.now += 20
     assert throttle.held_s == 0.0
+
+
+async def test_after_a_window_runs_out_its_whole_size_may_start_at_once_when_it_resets() -> None:
+    clock = Clock()
+    throttle = Throttle(100, clock=clock)
+    for left in (30, 9, 2):  # the window drains as its answers come: the limit follows it down
+        throttle.observe(Headroom.of(headers(requests=left), NOW))
+    assert throttle.limit == 2
+
+    throttle.observe(Headroom.of(headers(requests=0, reset_s=3), NOW))
+
+    assert throttle.held_s == 3.0
+    assert throttle.limit == 100  # the header's window (1000 requests), within the ceiling

@@ -37,13 +37,15 @@ MakeSettings = Callable[..., Settings]
 
 
 @asynccontextmanager
-async def api_runtime(settings: Settings, *, backoff_base_s: float = 0.01) -> AsyncGenerator[Runtime]:
+async def api_runtime(
+    settings: Settings, *, backoff_base_s: float = 0.01, throttle: Throttle | None = None
+) -> AsyncGenerator[Runtime]:
     """The real runtime, with a short back-off so retry tests stay quick."""
     client = make_client(settings)
     try:
         backend = AnthropicBackend(
             client,
-            Throttle(settings.max_concurrency),
+            throttle or Throttle(settings.max_concurrency),
             retry_cap_s=settings.retry_cap_s,
             backoff_base_s=backoff_base_s,
             workspace=Workspace(FileReader(settings.roots, max_file_bytes=settings.max_file_bytes)),
@@ -176,11 +178,37 @@ async def test_429_is_retried_after_retry_after_and_siblings_keep_their_results(
             TaskRequest(task="[[fail:429;count=2;retry-after=0.01]] [[reply:got through]]"),
             TaskRequest(task="[[reply:sibling]]"),
         )
-        throttle_limit = runtime.registry.backends.get("anthropic").throttle.limit  # type: ignore[attr-defined]
     assert (limited.state, limited.output, limited.attempts) == (TaskState.COMPLETED, "got through", 3)
     assert (sibling.state, sibling.output) == (TaskState.COMPLETED, "sibling")
     assert fake_api.stats().statuses.get(429) == 2
-    assert throttle_limit < 20  # the provider pushed back: fewer requests in flight for a while
+
+
+async def test_the_limit_rises_to_the_headroom_an_account_announces(
+    fake_api: FakeApi, make_settings: MakeSettings
+) -> None:
+    throttle = Throttle(200, start=10)
+    async with api_runtime(make_settings(), throttle=throttle) as runtime:
+        (done,) = await run_tasks(runtime, TaskRequest(task="[[reply:ok]]"))
+
+    assert done.state is TaskState.COMPLETED
+    assert throttle.limit >= 20  # the answer's headers said 49,999 requests were left: doubled at once
+
+
+async def test_the_limit_falls_and_new_requests_wait_for_the_window_before_any_429(
+    fake_api: FakeApi, make_settings: MakeSettings
+) -> None:
+    fake_api.config.rpm_limit = 4  # a small account: 4 requests a minute, the headers say what is left
+    throttle = Throttle(100, start=50)
+    async with api_runtime(make_settings(), throttle=throttle) as runtime:
+        first = await run_tasks(runtime, *(TaskRequest(task=f"[[reply:{i}]]") for i in range(3)))
+        low = throttle.limit
+        (last,) = await run_tasks(runtime, TaskRequest(task="[[reply:the window's last]]"))
+        held = throttle.held_s
+
+    assert [t.state for t in [*first, last]] == [TaskState.COMPLETED] * 4
+    assert low < 10  # 3, 2, then 1 left: the limit followed them down (and rose by one per answer)
+    assert held > 30  # nothing left: a fifth request would wait for the window, not meet a 429
+    assert fake_api.stats().statuses.get(429) is None
 
 
 @pytest.mark.parametrize(
