@@ -91,4 +91,6 @@ def test_claude_code_headless_runs_a_whole_fan_out_offline(fake: FakeApi, tmp_pa
     spawned, synthesized = flow.calls[1].text, flow.calls[-1].text
     task_ids = set(re.findall(r"(?<![\w-])t-[\w-]{16}(?![\w-])", spawned))
     assert len(task_ids) == 3
-    assert task_ids <= set(re.findall(r"(?<![\w-])t-[\w-]{16}(?![\w-])", synthesized))  # the merge reached the model
+    assert task_ids <= set(
+        re.findall(r"(?<![\w-])t-[\w-]{16}(?![\w-])", synthesized)
+    )  # the merge reached the model
