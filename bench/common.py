@@ -20,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+import tests.source_names  # noqa: E402, F401  (server.… and tools.… are the installed fanout_mcp modules)
+
 PYTHON = sys.executable
 SCRIPT = Path(PYTHON).with_name("fanout-mcp")
 MODEL = "claude-sonnet-5-5"

@@ -109,7 +109,7 @@ def gathered(answer: Any) -> Any:
 
 
 async def run_engine(n: int) -> dict[str, Any]:
-    from fanout_mcp.server import SpawnRequest, TaskRequest, TaskState, load_settings, open_runtime
+    from server import SpawnRequest, TaskRequest, TaskState, load_settings, open_runtime
 
     limits = {"max_concurrency": str(max(n, 1)), "max_tasks_per_spawn": str(max(n, 1))}
     settings = load_settings({**limits, "roots": [str(Path.cwd())]})

@@ -132,14 +132,14 @@ class InstantBackend:
     async def run(self, request: Any, sink: Any) -> Any:
         import anyio
 
-        from fanout_mcp.server import SubagentResult
+        from server import SubagentResult
 
         await anyio.lowlevel.checkpoint()
         return SubagentResult(text="", model=request.model, stop_reason="end_turn")
 
 
 async def measure_engine(tasks: int, trace: bool) -> dict[str, Any]:
-    from fanout_mcp.server import SpawnRequest, TaskRequest, load_settings, open_runtime
+    from server import SpawnRequest, TaskRequest, load_settings, open_runtime
 
     limits = {"max_tasks_per_spawn": str(tasks), "max_unfinished": str(tasks), "max_finished": str(tasks),
               "max_concurrency": "1000", "roots": [str(Path.cwd())]}  # fmt: skip
@@ -197,7 +197,7 @@ def measure_queued() -> dict[str, Any]:
 
 
 async def _queued(root: str, names: list[str]) -> dict[str, Any]:
-    from fanout_mcp.server import SpawnRequest, TaskRequest, load_settings, open_runtime
+    from server import SpawnRequest, TaskRequest, load_settings, open_runtime
 
     tasks = QUEUED_SPAWNS * QUEUED_PER_SPAWN
     settings = load_settings({"max_unfinished": str(tasks), "max_concurrency": "1", "roots": [root]})

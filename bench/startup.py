@@ -5,7 +5,7 @@ help        ``fanout-mcp --help`` to its exit                                   
 initialize  process start to the answer of ``initialize`` (protocol 2025-11-25)     target 1 s
 discover    process start to the answer of ``server/discover`` (protocol 2026-07-28) target 1 s
 tools/list  process start to the answer of ``tools/list`` after ``initialize``     no target: the
-            handshake is answered before the MCP SDK is loaded (tools/greeter.py), tools/list once it is
+            handshake is answered before the MCP SDK is loaded (tools/stdio/greeter.py), tools/list once it is
 
 The request is written as soon as the process exists: a client does the same, and the time is what it
 waits. Also prints the largest imports (``python -X importtime``) of the --version path and of the

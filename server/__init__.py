@@ -9,9 +9,10 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
-    from fanout_mcp.server.backends import Backend, TaskSink
-    from fanout_mcp.server.budget import fair_shares
-    from fanout_mcp.server.errors import (
+    from .app.runtime import Runtime, open_runtime
+    from .backends import Backend, TaskSink
+    from .config.settings import OPTIONS, Option, Settings, SettingsError, load_settings
+    from .core.errors import (
         BackendUnavailable,
         FanoutError,
         InvalidInput,
@@ -19,8 +20,7 @@ if TYPE_CHECKING:
         TaskFailure,
         UnknownTask,
     )
-    from fanout_mcp.server.findings import Action, Conflict, ConflictSide, Location, MergedFinding, Quorum
-    from fanout_mcp.server.models import (
+    from .core.models import (
         CancelOutcome,
         Counts,
         GroupSummary,
@@ -36,60 +36,60 @@ if TYPE_CHECKING:
         Tokens,
         Usage,
     )
-    from fanout_mcp.server.registry import TaskRegistry, open_registry
-    from fanout_mcp.server.report import Missing, Source, Synthesis
-    from fanout_mcp.server.runtime import Runtime, open_runtime
-    from fanout_mcp.server.settings import OPTIONS, Option, Settings, SettingsError, load_settings
-    from fanout_mcp.server.state import TERMINAL_STATES, ErrorKind, TaskState
-    from fanout_mcp.server.synthesis import Synthesizer
+    from .core.registry import TaskRegistry, open_registry
+    from .core.state import TERMINAL_STATES, ErrorKind, TaskState
+    from .fanin.findings import Action, Conflict, ConflictSide, Location, MergedFinding, Quorum
+    from .fanin.report import Missing, Source, Synthesis
+    from .fanin.synthesis import Synthesizer
+    from .intake.shares import fair_shares
 
 # Each public name and the module (under fanout_mcp.server) it comes from.
 _EXPORTS: Final = {
     "Backend": "backends",
     "TaskSink": "backends",
-    "fair_shares": "budget",
-    "BackendUnavailable": "errors",
-    "FanoutError": "errors",
-    "InvalidInput": "errors",
-    "RegistryClosed": "errors",
-    "TaskFailure": "errors",
-    "UnknownTask": "errors",
-    "Action": "findings",
-    "Conflict": "findings",
-    "ConflictSide": "findings",
-    "Location": "findings",
-    "MergedFinding": "findings",
-    "Quorum": "findings",
-    "CancelOutcome": "models",
-    "Counts": "models",
-    "GroupSummary": "models",
-    "RetryNotice": "models",
-    "SpawnReceipt": "models",
-    "SpawnRequest": "models",
-    "Statistics": "models",
-    "SubagentRequest": "models",
-    "SubagentResult": "models",
-    "TaskError": "models",
-    "TaskRequest": "models",
-    "TaskSnapshot": "models",
-    "Tokens": "models",
-    "Usage": "models",
-    "TaskRegistry": "registry",
-    "open_registry": "registry",
-    "Missing": "report",
-    "Source": "report",
-    "Synthesis": "report",
-    "Runtime": "runtime",
-    "open_runtime": "runtime",
-    "OPTIONS": "settings",
-    "Option": "settings",
-    "Settings": "settings",
-    "SettingsError": "settings",
-    "load_settings": "settings",
-    "TERMINAL_STATES": "state",
-    "ErrorKind": "state",
-    "TaskState": "state",
-    "Synthesizer": "synthesis",
+    "fair_shares": "intake.shares",
+    "BackendUnavailable": "core.errors",
+    "FanoutError": "core.errors",
+    "InvalidInput": "core.errors",
+    "RegistryClosed": "core.errors",
+    "TaskFailure": "core.errors",
+    "UnknownTask": "core.errors",
+    "Action": "fanin.findings",
+    "Conflict": "fanin.findings",
+    "ConflictSide": "fanin.findings",
+    "Location": "fanin.findings",
+    "MergedFinding": "fanin.findings",
+    "Quorum": "fanin.findings",
+    "CancelOutcome": "core.models",
+    "Counts": "core.models",
+    "GroupSummary": "core.models",
+    "RetryNotice": "core.models",
+    "SpawnReceipt": "core.models",
+    "SpawnRequest": "core.models",
+    "Statistics": "core.models",
+    "SubagentRequest": "core.models",
+    "SubagentResult": "core.models",
+    "TaskError": "core.models",
+    "TaskRequest": "core.models",
+    "TaskSnapshot": "core.models",
+    "Tokens": "core.models",
+    "Usage": "core.models",
+    "TaskRegistry": "core.registry",
+    "open_registry": "core.registry",
+    "Missing": "fanin.report",
+    "Source": "fanin.report",
+    "Synthesis": "fanin.report",
+    "Runtime": "app.runtime",
+    "open_runtime": "app.runtime",
+    "OPTIONS": "config.settings",
+    "Option": "config.settings",
+    "Settings": "config.settings",
+    "SettingsError": "config.settings",
+    "load_settings": "config.settings",
+    "TERMINAL_STATES": "core.state",
+    "ErrorKind": "core.state",
+    "TaskState": "core.state",
+    "Synthesizer": "fanin.synthesis",
 }
 
 __all__ = [

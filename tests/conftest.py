@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import tests.source_names  # noqa: F401  (first: the code is imported by its source-tree names)
+
+# isort: split
+
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from fanout_mcp.server import Settings
+from server import Settings
 from tests.fake_api import FakeApi, serve_in_thread
 
 

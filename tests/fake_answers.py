@@ -39,7 +39,7 @@ _MAX_FILES: Final = 3
 
 
 # (title, what is wrong, the two opposed recommendations): opposite verbs about one subject, so the
-# server's merge (server/findings.py) sees them as a conflict too.
+# server's merge (server/fanin/findings.py) sees them as a conflict too.
 _PROBLEMS: Final = (
     ("Unbounded cache growth", "keeps an entry for every request and never evicts one",
      ("Add a size limit to the cache", "Remove the size limit from the cache; its entries are small")),

@@ -17,9 +17,9 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from fanout_mcp.server import OPTIONS
-from fanout_mcp.server import __all__ as server_names
-from fanout_mcp.tools import __all__ as tools_names
+from server import OPTIONS
+from server import __all__ as server_names
+from tools import __all__ as tools_names
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text(encoding="utf-8")
@@ -73,7 +73,7 @@ def test_mcp_json_is_a_project_entry_that_runs_the_clones_console_script() -> No
     assert entry["env"] == {"ANTHROPIC_API_KEY": "${ANTHROPIC_API_KEY}"}
     assert "python3 -m venv .venv &&" in README
     pyproject = (REPO / "pyproject.toml").read_text(encoding="utf-8")
-    assert 'fanout-mcp = "fanout_mcp.tools.cli:main"' in pyproject
+    assert 'fanout-mcp = "fanout_mcp.tools.cli.main:main"' in pyproject
 
 
 def section(title: str) -> str:
@@ -124,7 +124,7 @@ def test_every_client_command_in_the_readme_names_the_server_first_then_options_
 
 
 def test_the_public_surfaces_are_pinned() -> None:
-    import fanout_mcp.server as server
+    import server as server
 
     assert server_names == [
         "OPTIONS",
@@ -180,8 +180,27 @@ def test_the_public_surfaces_are_pinned() -> None:
 def test_the_engine_never_imports_the_mcp_layer() -> None:
     for path in (REPO / "server").rglob("*.py"):
         source = path.read_text(encoding="utf-8")
-        assert not re.search(r"^\s*(from|import) fanout_mcp\.tools\b", source, re.MULTILINE), path
+        depth = len(path.relative_to(REPO / "server").parts)  # one dot fewer than reach the tree's root
+        to_tools = rf"^\s*from \.{{{depth + 1}}}tools\b|^\s*(from|import) (fanout_mcp\.)?tools\b"
+        assert not re.search(to_tools, source, re.MULTILINE), path
         assert not re.search(r"^\s*(from|import) mcp\b", source, re.MULTILINE), path
+
+
+def test_the_code_imports_itself_by_relative_imports_that_a_static_tool_can_follow() -> None:
+    for path in [*(REPO / "server").rglob("*.py"), *(REPO / "tools").rglob("*.py")]:
+        source = path.read_text(encoding="utf-8")
+        assert not re.search(r"^\s*(from|import) fanout_mcp\b", source, re.MULTILINE), path
+
+
+def test_every_package_of_the_source_tree_is_in_the_distribution() -> None:
+    packages = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    listed = set(packages["packages"])
+    found = {
+        "fanout_mcp." + ".".join(init.parent.relative_to(REPO).parts)
+        for top in ("server", "tools")
+        for init in (REPO / top).rglob("__init__.py")
+    }
+    assert found == listed
 
 
 def fake_demos() -> list[str]:

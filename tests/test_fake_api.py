@@ -22,13 +22,13 @@ import pytest
 from anthropic.types import Message, MessageParam
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from fanout_mcp.server.backends.anthropic_api import message_params
-from fanout_mcp.server.files import FileText
-from fanout_mcp.server.findings import merge_findings
-from fanout_mcp.server.models import SubagentRequest, TaskRequest
-from fanout_mcp.server.outputs import FINDINGS_SCHEMA, check_answer
-from fanout_mcp.server.prompt import build_prompt
-from fanout_mcp.server.synthesis import SYNTHESIS_SCHEMA
+from server.backends.anthropic_api import message_params
+from server.core.models import SubagentRequest, TaskRequest
+from server.fanin.findings import merge_findings
+from server.fanin.synthesis import SYNTHESIS_SCHEMA
+from server.intake.answer_schemas import FINDINGS_SCHEMA, check_answer
+from server.intake.files import FileText
+from server.intake.subagent_prompt import build_prompt
 from tests.fake_api import FakeApi, FakeConfig, serve_in_thread
 
 pytestmark = pytest.mark.anyio
@@ -830,7 +830,7 @@ ROLES = ("security", "performance", "testing", "architecture")
 
 
 def review_prompt(role: str, paths: list[str]) -> str:
-    """A task's prompt exactly as the server writes it (server/prompt.py), asking for findings."""
+    """A task's prompt exactly as the server writes it (server/intake/subagent_prompt.py), asking for findings."""
     texts = {path: SHARED_FILES[path] for path in paths}
     files = {p: FileText(path=p, real=p, text=t, size=len(t), shown=len(t)) for p, t in texts.items()}
     task = TaskRequest(task="Review these files.", role=role, files=paths)

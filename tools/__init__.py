@@ -1,7 +1,7 @@
 """fanout-mcp's MCP layer: the tools, their result shapes, the server's composition root and the CLI.
 
 It imports the engine (``fanout_mcp.server``); the engine never imports it. The names below are imported
-when first used: the command line (``fanout_mcp.tools.cli``) lives in this package too, and its
+when first used: the command line (``fanout_mcp.tools.cli.main``) lives in this package too, and its
 ``--version`` and ``--help`` must not wait for the MCP SDK.
 """
 
@@ -9,10 +9,10 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
-    from fanout_mcp.tools.app import create_server
-    from fanout_mcp.tools.tasks import register
+    from .app import create_server
+    from .handlers import register
 
-_EXPORTS: Final = {"create_server": "app", "register": "tasks"}
+_EXPORTS: Final = {"create_server": "app", "register": "handlers"}
 
 __all__ = ["create_server", "register"]
 

@@ -8,15 +8,15 @@ from typing import TYPE_CHECKING
 
 from mcp.server.mcpserver import MCPServer
 
-from fanout_mcp.tools.arguments import StrictServer
-from fanout_mcp.tools.engine import RuntimeSlot, open_in_background
-from fanout_mcp.tools.identity import INSTRUCTIONS, NAME, TITLE, package_version
-from fanout_mcp.tools.prompts import register_prompts
-from fanout_mcp.tools.sampling import NAME as SAMPLING
-from fanout_mcp.tools.tasks import register, tool_facts
+from .arguments import StrictServer
+from .engine import RuntimeSlot, open_in_background
+from .handlers import register, tool_facts
+from .identity import INSTRUCTIONS, NAME, TITLE, package_version
+from .prompt_templates import register_prompts
+from .sampling import NAME as SAMPLING
 
 if TYPE_CHECKING:
-    from fanout_mcp.server import Backend, Settings
+    from ..server import Backend, Settings
 
 logger = logging.getLogger("fanout_mcp")
 

@@ -32,8 +32,8 @@ from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp_types import INVALID_PARAMS, CallToolResult, GetPromptResult, InputRequiredResult, Tool
 from pydantic import ValidationError
 
-from fanout_mcp.tools.lean import ServerFacts, each_schema, lean_tool
-from fanout_mcp.tools.results import Refusal, call_again, error_result
+from .lean import ServerFacts, each_schema, lean_tool
+from .results import Refusal, call_again, error_result
 
 LifespanT = TypeVar("LifespanT")
 logger = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ import anyio
 from mcp.server.mcpserver import Context
 
 if TYPE_CHECKING:
-    from fanout_mcp.server import Backend, Runtime, Settings
+    from ..server import Backend, Runtime, Settings
 
 OpenRuntime = Callable[["Settings", "Backend | None"], AbstractAsyncContextManager["Runtime"]]
 
@@ -72,6 +72,6 @@ async def _hold(settings: Settings, backend: Backend | None, slot: RuntimeSlot, 
 
 
 def _import_open_runtime() -> OpenRuntime:
-    from fanout_mcp.server.runtime import open_runtime  # the Anthropic SDK with it: the slow import
+    from ..server.app.runtime import open_runtime  # the Anthropic SDK with it: the slow import
 
     return open_runtime

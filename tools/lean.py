@@ -24,7 +24,7 @@ from typing import Any, Final, cast
 
 from mcp_types import Tool
 
-from fanout_mcp.tools.schemas import ErrorResult
+from .result_models import ErrorResult
 
 Schema = dict[str, Any]
 

@@ -28,7 +28,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel
 
-from fanout_mcp.tools.schemas import CallError, ErrorKind, ErrorResult
+from .result_models import CallError, ErrorKind, ErrorResult
 
 STRUCTURED_SINCE: Final = "2025-06-18"  # the first protocol version with structured tool output
 LARGE_RESULT_CHARS: Final = 200_000  # the most one result holds when a larger page is asked for

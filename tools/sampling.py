@@ -22,7 +22,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.session import ServerSession
 from mcp.shared.exceptions import MCPError, NoBackChannelError
 
-from fanout_mcp.server import (
+from ..server import (
     Backend,
     ErrorKind,
     SubagentRequest,

@@ -12,8 +12,8 @@ from typing import Protocol
 
 import anyio
 
-from fanout_mcp.server.models import SubagentRequest, SubagentResult, Tokens
-from fanout_mcp.server.state import ErrorKind
+from ..core.models import SubagentRequest, SubagentResult, Tokens
+from ..core.state import ErrorKind
 
 
 class TaskSink(Protocol):

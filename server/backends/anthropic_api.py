@@ -27,9 +27,13 @@ import anthropic
 import anyio
 import httpx2
 
-from fanout_mcp.server.backends import Backend, TaskSink
-from fanout_mcp.server.backends.endpoint import Endpoint, Refused
-from fanout_mcp.server.backends.tooluse import (
+from ..core.errors import TaskFailure
+from ..core.models import SubagentRequest, SubagentResult, Tokens
+from ..core.state import ErrorKind
+from . import Backend, TaskSink
+from .endpoint import Endpoint, Refused
+from .throttle import Headroom, Throttle
+from .tooluse import (
     MAX_TURNS,
     LoopSink,
     Reply,
@@ -38,11 +42,7 @@ from fanout_mcp.server.backends.tooluse import (
     run_uses,
     tool_params,
 )
-from fanout_mcp.server.errors import TaskFailure
-from fanout_mcp.server.models import SubagentRequest, SubagentResult, Tokens
-from fanout_mcp.server.state import ErrorKind
-from fanout_mcp.server.throttle import Headroom, Throttle
-from fanout_mcp.server.workspace import Workspace
+from .workspace import Workspace
 
 logger = logging.getLogger(__name__)
 

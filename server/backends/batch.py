@@ -34,8 +34,12 @@ from anthropic.types.messages import MessageBatch, MessageBatchResult
 from anthropic.types.messages.batch_create_params import Request
 from anyio.abc import TaskGroup
 
-from fanout_mcp.server.backends import Backend, TaskSink
-from fanout_mcp.server.backends.anthropic_api import (
+from ..config.pricing import PriceTable
+from ..core.errors import TaskFailure
+from ..core.models import SubagentRequest, SubagentResult
+from ..core.state import ErrorKind
+from . import Backend, TaskSink
+from .anthropic_api import (
     Transient,
     backoff_delay,
     classify,
@@ -43,11 +47,7 @@ from fanout_mcp.server.backends.anthropic_api import (
     message_params,
     tokens_of,
 )
-from fanout_mcp.server.backends.endpoint import Endpoint, Refused
-from fanout_mcp.server.errors import TaskFailure
-from fanout_mcp.server.models import SubagentRequest, SubagentResult
-from fanout_mcp.server.pricing import PriceTable
-from fanout_mcp.server.state import ErrorKind
+from .endpoint import Endpoint, Refused
 
 logger = logging.getLogger(__name__)
 

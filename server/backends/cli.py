@@ -28,13 +28,13 @@ from typing import Final
 import anyio
 from anyio.abc import ByteReceiveStream, ByteSendStream, Process, TaskGroup
 
-from fanout_mcp.server.backends import Backend, TaskSink
-from fanout_mcp.server.backends.formats import FORMATS, STDERR_TAIL_CHARS, Outcome, Stdout, Tail
-from fanout_mcp.server.backends.spawn import signal_group, spawned
-from fanout_mcp.server.commands import MODEL, PROMPT, CommandSpec
-from fanout_mcp.server.errors import TaskFailure
-from fanout_mcp.server.models import SubagentRequest, SubagentResult
-from fanout_mcp.server.state import ErrorKind
+from ..config.commands import MODEL, PROMPT, CommandSpec
+from ..core.errors import TaskFailure
+from ..core.models import SubagentRequest, SubagentResult
+from ..core.state import ErrorKind
+from . import Backend, TaskSink
+from .formats import FORMATS, STDERR_TAIL_CHARS, Outcome, Stdout, Tail
+from .spawn import signal_group, spawned
 
 logger = logging.getLogger(__name__)
 

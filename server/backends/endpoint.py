@@ -33,10 +33,10 @@ from typing import Final
 import anthropic
 import anyio
 
-from fanout_mcp.server.backends import TaskSink
-from fanout_mcp.server.errors import TaskFailure
-from fanout_mcp.server.settings import CONNECT_GRACE_S
-from fanout_mcp.server.state import ErrorKind
+from ..config.settings import CONNECT_GRACE_S
+from ..core.errors import TaskFailure
+from ..core.state import ErrorKind
+from . import TaskSink
 
 _PROXY_VARIABLES: Final = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 

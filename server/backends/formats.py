@@ -22,11 +22,11 @@ from typing import ClassVar, Final, cast
 
 import anyio
 
-from fanout_mcp.server.backends import TaskSink
-from fanout_mcp.server.commands import OutputFormat
-from fanout_mcp.server.errors import TaskFailure
-from fanout_mcp.server.models import SubagentResult, Tokens
-from fanout_mcp.server.state import ErrorKind
+from ..config.commands import OutputFormat
+from ..core.errors import TaskFailure
+from ..core.models import SubagentResult, Tokens
+from ..core.state import ErrorKind
+from . import TaskSink
 
 MAX_OUTPUT_BYTES: Final = 4 * 1024 * 1024
 STDERR_TAIL_CHARS: Final = 4000

@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from fanout_mcp.server.backends import Backend
-from fanout_mcp.server.errors import BackendUnavailable, InvalidInput
+from ..core.errors import BackendUnavailable, InvalidInput
+from . import Backend
 
 AUTO: Final = "auto"
 AUTO_ORDER: Final = ("anthropic", "claude", "sampling")

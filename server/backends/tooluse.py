@@ -22,10 +22,10 @@ from typing import Any, Final
 
 import anyio
 
-from fanout_mcp.server.backends import TaskSink
-from fanout_mcp.server.models import SubagentResult, Tokens
-from fanout_mcp.server.state import ErrorKind
-from fanout_mcp.server.workspace import TOOLS, Stopped, ToolAnswer, Workspace
+from ..core.models import SubagentResult, Tokens
+from ..core.state import ErrorKind
+from . import TaskSink
+from .workspace import TOOLS, Stopped, ToolAnswer, Workspace
 
 MAX_TURNS: Final = 20
 # Every turn resends the tool answers so far: once they pass this (about 100k tokens), the next turn is

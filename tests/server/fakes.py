@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
-from fanout_mcp.server import Backend, SubagentRequest, SubagentResult, TaskSink
+from server import Backend, SubagentRequest, SubagentResult, TaskSink
 
 Handler = Callable[[SubagentRequest, TaskSink], Awaitable[SubagentResult]]
 

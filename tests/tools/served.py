@@ -17,7 +17,7 @@ from anyio.abc import ByteReceiveStream, Process, TaskGroup
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 SCRIPT = Path(sys.executable).with_name("fanout-mcp")
-_LAUNCH = "import site, sys; site.addsitedir(sys.argv.pop(1)); from fanout_mcp.tools.cli import main; sys.exit(main())"
+_LAUNCH = "import site, sys; site.addsitedir(sys.argv.pop(1)); from fanout_mcp.tools.cli.main import main; sys.exit(main())"
 
 
 def command_line(*args: str, python: str = sys.executable) -> list[str]:

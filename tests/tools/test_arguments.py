@@ -10,9 +10,9 @@ from typing import Any, cast
 import pytest
 from mcp import Client, MCPError
 
-from fanout_mcp.tools import create_server
 from tests.fake_api import FakeApi
-from tests.tools.test_tasks import MODES, MakeSettings, call, connect, error, held
+from tests.tools.test_handlers import MODES, MakeSettings, call, connect, error, held
+from tools import create_server
 
 
 async def schema_of(client: Client, tool: str) -> dict[str, Any]:

@@ -12,13 +12,13 @@ import anyio
 import pytest
 from mcp import Client
 
-from fanout_mcp.server import Settings
-from fanout_mcp.server.commands import PRESETS, CommandSpec
-from fanout_mcp.tools import create_server
+from server import Settings
+from server.config.commands import PRESETS, CommandSpec
 from tests.fake_api import FakeApi
 from tests.server.backends import fake_clis
 from tests.server.backends.fake_clis import is_gone, read_pids
-from tests.tools.test_tasks import call, error
+from tests.tools.test_handlers import call, error
+from tools import create_server
 
 MakeSettings = Callable[..., Settings]
 

@@ -12,10 +12,10 @@ from typing import Any, cast
 import pytest
 from mcp_types import Tool
 
-from fanout_mcp.server.commands import CommandSpec
-from fanout_mcp.tools import tasks
+from server.config.commands import CommandSpec
 from tests.fake_api import FakeApi
-from tests.tools.test_tasks import MODES, MakeSettings, connect, error
+from tests.tools.test_handlers import MODES, MakeSettings, connect, error
+from tools import handlers as tasks
 
 PROMPT_CHARS = 8_000  # names, descriptions and input schemas: 2,000 tokens at four characters a token
 LIST_CHARS = 12_000  # the whole tools/list answer

@@ -17,11 +17,11 @@ import pytest
 from mcp import Client
 from mcp_types import CallToolResult
 
-from fanout_mcp.server import Settings
-from fanout_mcp.tools import create_server
+from server import Settings
 from tests.answers import reply, synthesis
 from tests.fake_api import FakeApi
-from tests.tools.test_tasks import MakeSettings, call, held, sent_chars, text
+from tests.tools.test_handlers import MakeSettings, call, held, sent_chars, text
+from tools import create_server
 
 # auto: the 2026-07-28 protocol; legacy: the 2025-11-25 handshake; text-only: a 2025-03-26 client,
 # from before structured content, which reads only the text.

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from fanout_mcp.server import Settings
-from fanout_mcp.tools import create_server
+from server import Settings
 from tests.answers import finding, reply, synthesis, then
 from tests.fake_api import FakeApi
+from tools import create_server
 
 MakeSettings = Callable[..., Settings]
 SHOP = Path(__file__).resolve().parents[1] / "fixtures" / "shop"

@@ -13,9 +13,9 @@ import mcp_types as types
 import pytest
 from mcp import Client
 
-from fanout_mcp.server import Settings
-from fanout_mcp.tools import create_server
-from tests.tools.test_tasks import call, error
+from server import Settings
+from tests.tools.test_handlers import call, error
+from tools import create_server
 
 MakeSettings = Callable[..., Settings]
 

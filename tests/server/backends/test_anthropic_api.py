@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import pytest
 
-from fanout_mcp.server import (
+from server import (
     BackendUnavailable,
     ErrorKind,
     Runtime,
@@ -26,11 +26,11 @@ from fanout_mcp.server import (
     Tokens,
     open_runtime,
 )
-from fanout_mcp.server.backends.anthropic_api import AnthropicBackend
-from fanout_mcp.server.files import FileReader
-from fanout_mcp.server.runtime import make_client
-from fanout_mcp.server.throttle import Throttle
-from fanout_mcp.server.workspace import Workspace
+from server.app.runtime import make_client
+from server.backends.anthropic_api import AnthropicBackend
+from server.backends.throttle import Throttle
+from server.backends.workspace import Workspace
+from server.intake.files import FileReader
 from tests.fake_api import FakeApi
 
 MakeSettings = Callable[..., Settings]
@@ -401,7 +401,7 @@ async def test_the_findings_schema_is_accepted_by_the_sdk_for_constrained_decodi
 
 
 def test_constrained_decoding_is_asked_only_where_it_cannot_make_the_schema_stricter() -> None:
-    from fanout_mcp.server.backends.anthropic_api import (
+    from server.backends.anthropic_api import (
         _output_config,  # pyright: ignore[reportPrivateUsage]
     )
 

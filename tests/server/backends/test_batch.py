@@ -14,7 +14,7 @@ import anyio
 import pytest
 from anthropic.types.message_create_params import MessageCreateParamsNonStreaming
 
-from fanout_mcp.server import (
+from server import (
     BackendUnavailable,
     ErrorKind,
     Settings,
@@ -29,12 +29,12 @@ from fanout_mcp.server import (
     open_registry,
     open_runtime,
 )
-from fanout_mcp.server.backends.batch import DEFAULT_TIMEOUT_S, BatchBackend
-from fanout_mcp.server.backends.roster import Roster
-from fanout_mcp.server.files import FileReader
-from fanout_mcp.server.intake import prepare
-from fanout_mcp.server.pricing import PriceTable
-from fanout_mcp.server.runtime import make_client
+from server.app.runtime import make_client
+from server.backends.batch import DEFAULT_TIMEOUT_S, BatchBackend
+from server.backends.roster import Roster
+from server.config.pricing import PriceTable
+from server.intake.files import FileReader
+from server.intake.prepare import prepare
 from tests.fake_api import FakeApi
 
 MakeSettings = Callable[..., Settings]

@@ -15,7 +15,7 @@ import pytest
 from anyio.abc import SocketAttribute, SocketListener
 from pydantic import ValidationError
 
-from fanout_mcp.server import (
+from server import (
     ErrorKind,
     Settings,
     SpawnRequest,
@@ -26,11 +26,11 @@ from fanout_mcp.server import (
     TaskState,
     Tokens,
 )
-from fanout_mcp.server.backends.cli import CommandBackend
-from fanout_mcp.server.backends.formats import MAX_OUTPUT_BYTES
-from fanout_mcp.server.backends.roster import Roster
-from fanout_mcp.server.commands import CommandSpec, command_from_config
-from fanout_mcp.server.registry import TaskRegistry, open_registry
+from server.backends.cli import CommandBackend
+from server.backends.formats import MAX_OUTPUT_BYTES
+from server.backends.roster import Roster
+from server.config.commands import CommandSpec, command_from_config
+from server.core.registry import TaskRegistry, open_registry
 from tests.server.backends import fake_clis
 from tests.server.backends.fake_clis import is_gone, read_pids
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import anyio
 import pytest
 
-from fanout_mcp.server import (
+from server import (
     BackendUnavailable,
     ErrorKind,
     RetryNotice,

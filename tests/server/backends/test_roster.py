@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fanout_mcp.server import BackendUnavailable, InvalidInput
-from fanout_mcp.server.backends.roster import Roster
+from server import BackendUnavailable, InvalidInput
+from server.backends.roster import Roster
 from tests.server.fakes import ScriptedBackend
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import pytest
 
-from fanout_mcp.server import (
+from server import (
     ErrorKind,
     Settings,
     SpawnRequest,
@@ -22,12 +22,12 @@ from fanout_mcp.server import (
     TaskState,
     Tokens,
 )
-from fanout_mcp.server.backends.anthropic_api import AnthropicBackend
-from fanout_mcp.server.backends.tooluse import MAX_TURNS, ToolUse, run_uses
-from fanout_mcp.server.files import FileInfo, FileReader
-from fanout_mcp.server.runtime import make_client
-from fanout_mcp.server.throttle import Throttle
-from fanout_mcp.server.workspace import Stopped, ToolAnswer, Workspace
+from server.app.runtime import make_client
+from server.backends.anthropic_api import AnthropicBackend
+from server.backends.throttle import Throttle
+from server.backends.tooluse import MAX_TURNS, ToolUse, run_uses
+from server.backends.workspace import Stopped, ToolAnswer, Workspace
+from server.intake.files import FileInfo, FileReader
 from tests.fake_api import FakeApi
 from tests.server.backends.test_anthropic_api import api_runtime, run_tasks
 

@@ -1,0 +1,1 @@
+"""The engine put together: the runtime, plan files, the doctor, process-level safety."""

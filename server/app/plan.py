@@ -1,0 +1,164 @@
+"""Plan files: a fan-out described in JSON, run start to finish through the same engine.
+
+A plan has the shape of ``spawn_parallel``'s arguments (``tasks``, ``shared_context``,
+``max_concurrency``; a ``wait_s`` is accepted and ignored), plus an optional ``synthesis``:
+``{"mode": "auto" | "llm" | "merge" | "none", "instructions": "..."}``.
+
+A run is ``start_plan`` (the spawn) then ``finish_plan`` (every task's end, then the synthesis); a run
+stopped part-way (Ctrl-C) ends with ``stop_plan``, which never waits on a provider again: it cancels
+what is unfinished and gives what finished, with the merge of it where the plan asks for a synthesis
+that a merge can give.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ..core.errors import InvalidInput
+from ..core.models import SpawnReceipt, SpawnRequest, TaskRequest, TaskSnapshot
+from ..fanin.synthesis import Synthesis
+from .runtime import Runtime
+
+
+class SynthesisOptions(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mode: Literal["auto", "llm", "merge", "none"] = "auto"
+    instructions: str | None = None
+
+
+class Plan(BaseModel):
+    """A fan-out to run from a file."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tasks: list[TaskRequest]
+    shared_context: str | None = None
+    max_concurrency: int | None = None
+    output_schema: dict[str, Any] | str | None = None
+    budget_usd: float | None = None
+    wait_s: float | None = None  # accepted so a spawn_parallel call can be pasted as is; unused
+    synthesis: SynthesisOptions = SynthesisOptions()
+
+    def spawn_request(self) -> SpawnRequest:
+        return SpawnRequest(
+            tasks=self.tasks,
+            shared_context=self.shared_context,
+            max_concurrency=self.max_concurrency,
+            output_schema=self.output_schema,
+            budget_usd=self.budget_usd,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PlanOutcome:
+    receipt: SpawnReceipt
+    tasks: list[TaskSnapshot]
+    synthesis: Synthesis | None
+    stopped: str | None = None  #: why the run was stopped part-way (``stop_plan``), or None
+
+
+def load_plan(path: Path) -> Plan:
+    """Read and check a plan file.
+
+    Raises:
+        InvalidInput: the file is missing, is not JSON, or does not have the plan's shape.
+    """
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InvalidInput(f"cannot read plan {str(path)!r}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"plan {str(path)!r} is not valid JSON: {exc}") from None
+    try:
+        return Plan.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'plan'}: {err['msg']}" for err in exc.errors()
+        )
+        raise InvalidInput(f"plan {str(path)!r} is not a valid plan: {problems}") from None
+
+
+async def run_plan(
+    runtime: Runtime, plan: Plan, on_finish: Callable[[TaskSnapshot], Awaitable[None]] | None = None
+) -> PlanOutcome:
+    """``start_plan`` then ``finish_plan``.
+
+    Raises:
+        InvalidInput, BackendUnavailable: as ``TaskRegistry.spawn``.
+    """
+    return await finish_plan(runtime, plan, await start_plan(runtime, plan), on_finish)
+
+
+async def start_plan(runtime: Runtime, plan: Plan) -> SpawnReceipt:
+    """Spawn the plan's tasks.
+
+    Raises:
+        InvalidInput, BackendUnavailable: as ``TaskRegistry.spawn``.
+    """
+    return await runtime.registry.spawn(plan.spawn_request())
+
+
+async def finish_plan(
+    runtime: Runtime,
+    plan: Plan,
+    receipt: SpawnReceipt,
+    on_finish: Callable[[TaskSnapshot], Awaitable[None]] | None = None,
+) -> PlanOutcome:
+    """Wait for every task of the spawn (``on_finish`` hears of each as it ends), then synthesise."""
+    registry = runtime.registry
+    ids = [t.task_id for t in receipt.tasks]
+    reported: set[str] = set()
+
+    async def report() -> None:
+        for snap in registry.snapshots(ids):
+            if snap.state.terminal and snap.task_id not in reported:
+                reported.add(snap.task_id)
+                if on_finish is not None:
+                    await on_finish(snap)
+
+    await registry.wait(ids, on_change=report)
+    await report()
+    synthesis = await _synthesize(runtime, ids, plan.synthesis)
+    return PlanOutcome(receipt, registry.snapshots(ids), synthesis)
+
+
+async def stop_plan(runtime: Runtime, plan: Plan, receipt: SpawnReceipt, reason: str) -> PlanOutcome:
+    """Cancel every unfinished task of the spawn, wait for them to end (an agent CLI gets its grace),
+    and give what finished.
+
+    The synthesis is the merge of the completed answers when the plan asks for ``merge`` or ``auto``
+    (``auto`` would call a model where one can run: a stopped run calls none), and None for ``llm``.
+    """
+    registry = runtime.registry
+    ids = [t.task_id for t in receipt.tasks]
+    registry.cancel(ids, reason)
+    await registry.wait(ids)
+    synthesis = None
+    if plan.synthesis.mode in ("merge", "auto"):
+        why = [f"{reason}: merged without a model call"] if plan.synthesis.mode == "auto" else []
+        synthesis = await runtime.synthesizer.merge(ids, notes=why)
+    return PlanOutcome(receipt, registry.snapshots(ids), synthesis, stopped=reason)
+
+
+async def _synthesize(runtime: Runtime, ids: list[str], options: SynthesisOptions) -> Synthesis | None:
+    if options.mode == "none":
+        return None
+    synth = runtime.synthesizer
+    available = runtime.registry.backends.default_usable()
+    if options.mode == "merge" or (options.mode == "auto" and not available):
+        return await synth.merge(ids)
+    nothing = await synth.without_answers(ids)
+    if nothing is not None:
+        return nothing
+    synthesis_id = await synth.start_llm(ids, options.instructions)
+    await runtime.registry.wait([synthesis_id])
+    result = await synth.result(synthesis_id, ids)
+    assert result is not None  # the synthesis task has ended
+    return result

@@ -1,0 +1,118 @@
+"""Everything the server owns for its lifetime, opened and closed in one place.
+
+``open_runtime`` is what the MCP lifespan (``tools/app.py``) and the ``run`` command both enter: it makes
+the one ``AsyncAnthropic`` client on the running event loop, the backends (the batch backend with the
+task group its batches are driven in), the registry and its task group, and closes them in reverse
+order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import anthropic
+import anyio
+import httpx2
+
+from ..backends import Backend
+from ..backends.anthropic_api import AnthropicBackend
+from ..backends.batch import BatchBackend
+from ..backends.cli import CommandBackend
+from ..backends.endpoint import Endpoint
+from ..backends.roster import Roster
+from ..backends.throttle import Throttle
+from ..backends.workspace import Workspace
+from ..config.pricing import PriceTable
+from ..config.settings import Settings
+from ..core.registry import TaskRegistry, open_registry
+from ..fanin.synthesis import Synthesizer
+from ..intake.files import FileReader
+
+# The SDK logs every request at INFO; with hundreds of subagents that drowns everything else.
+for _noisy in ("httpx2", "httpcore2", "anthropic"):
+    logging.getLogger(_noisy).setLevel(logging.WARNING)
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """What tools and commands work with."""
+
+    settings: Settings
+    registry: TaskRegistry
+    synthesizer: Synthesizer
+
+
+def make_client(settings: Settings) -> anthropic.AsyncAnthropic:
+    """One client for the whole server, on the current event loop.
+
+    Credentials and ``ANTHROPIC_BASE_URL`` come from the environment, as the SDK reads them. Retries are
+    ours (see ``AnthropicBackend``), so the SDK's are off. The pool is the SDK's default one (1000
+    connections), so the pool never throttles; concurrency is bounded by the registry and the throttle.
+    """
+    return anthropic.AsyncAnthropic(
+        max_retries=0,
+        timeout=httpx2.Timeout(600.0, connect=10.0),
+        # The SDK's default pool (1000 connections, 100 kept alive). Keeping more alive makes every
+        # request's pool bookkeeping probe more idle sockets: slower bursts, not faster (measured).
+        http_client=anthropic.DefaultAsyncHttpxClient(),
+    )
+
+
+def make_endpoint(settings: Settings, client: anthropic.AsyncAnthropic) -> Endpoint:
+    """What the server learns about ``client``'s endpoint and key, for every backend that uses them."""
+    return Endpoint(client, grace_s=settings.connect_grace_s)
+
+
+def make_roster(
+    settings: Settings, client: anthropic.AsyncAnthropic, batch: BatchBackend | None = None
+) -> Roster:
+    """Every backend the settings offer: the Anthropic API, Message Batches and each configured agent CLI.
+
+    ``batch`` is the running batch backend; without one, an idle one stands in, which can say whether
+    it could run here (``doctor``) but runs nothing. Both API backends share the batch backend's
+    ``Endpoint``: they reach one endpoint with one key.
+    """
+    workspace = Workspace(FileReader(settings.roots, max_file_bytes=settings.max_file_bytes))
+    batch = batch or BatchBackend(client, PriceTable.load(None), endpoint=make_endpoint(settings, client))
+    api = AnthropicBackend(
+        client,
+        # It starts at the ceiling, which by default is what an account of the Start tier allows (1,000
+        # requests a minute); the first answers' rate-limit headers lower it where the account allows
+        # less, before any 429 from then on (a smaller account meets one burst of quick 429s, then waits
+        # for its window: no task is lost).
+        Throttle(settings.max_concurrency),
+        retry_cap_s=settings.retry_cap_s,
+        workspace=workspace,
+        endpoint=batch.endpoint,
+    )
+    commands = {name: CommandBackend(name, spec, settings.roots) for name, spec in settings.commands.items()}
+    return Roster({api.name: api, **commands, batch.name: batch}, default=settings.backend)
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings, backend: Backend | None = None) -> AsyncGenerator[Runtime, None]:
+    """Open the client, the backends (unless one is given), the registry and the synthesizer.
+
+    Raises:
+        ValueError: the price file cannot be used.
+    """
+    prices = PriceTable.load(settings.prices_file)
+    if backend is not None:
+        async with open_registry(settings, backend, prices) as registry:
+            yield Runtime(settings, registry, Synthesizer(registry))
+        return
+    client = make_client(settings)
+    try:
+        # The batch backend's drivers outlive the registry's tasks: a task cancelled at shutdown can
+        # still cancel its batch at the provider, and then the drivers stop.
+        endpoint = make_endpoint(settings, client)
+        async with BatchBackend(client, prices, endpoint=endpoint).running() as batch:
+            roster = make_roster(settings, client, batch)
+            async with open_registry(settings, roster, prices) as registry:
+                yield Runtime(settings, registry, Synthesizer(registry))
+    finally:
+        with anyio.move_on_after(5, shield=True):
+            await client.close()

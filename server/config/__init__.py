@@ -1,0 +1,1 @@
+"""What the operator configures: settings, the configuration file, agent commands, prices."""

@@ -1,0 +1,1 @@
+"""The core of the engine: task states, errors, records, the registry and what runs a task."""

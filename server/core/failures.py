@@ -1,0 +1,74 @@
+"""What a task that did not complete is told: one error per way of ending, each saying what happened
+and what the caller can do about it. The registry decides when a task fails; this module says how."""
+
+from __future__ import annotations
+
+from .entry import Entry, Group
+from .models import TaskError
+from .state import ErrorKind
+
+
+class InvalidOutput(Exception):
+    """The answer broke its output schema twice; the task fails and keeps the last raw answer."""
+
+    def __init__(self, text: str, problem: str) -> None:
+        super().__init__(problem)
+        self.text = text
+        self.error = TaskError(
+            kind=ErrorKind.INVALID_OUTPUT,
+            message=f"the answer did not fit the output schema, even after one repair request: {problem}. "
+            "The raw answer is kept in output. Loosen the schema or make the task's instructions clearer.",
+        )
+
+
+def timed_out(entry: Entry) -> TaskError:
+    """The task's timeout ran out: while the provider kept refusing it, or while it worked."""
+    limit = f"{entry.spec.timeout_s:g} s (the task's timeout_s)"
+    cause, last = entry.retry_cause, entry.note or ""
+    if cause is ErrorKind.RATE_LIMITED:
+        message = (
+            f"the provider kept rate-limiting this task until its {limit} ran out, over {entry.attempts} "
+            f"attempts (last: {last}). Its siblings kept their results. Spawn it again later, or with a "
+            "lower max_concurrency."
+        )
+    elif cause is not None:
+        message = (
+            f"the provider kept failing until the task's {limit} ran out, over {entry.attempts} attempts "
+            f"(last: {last}). Spawn it again later; if it keeps failing, check the provider's status."
+        )
+    else:
+        cause = ErrorKind.TIMEOUT
+        status = f" Last status: {last}." if last else ""
+        message = (
+            f"timed out after {limit}.{status} Any partial answer is kept in output. Spawn it again with "
+            "a larger timeout_s, or split it into smaller tasks."
+        )
+    return TaskError(kind=cause, message=message)
+
+
+def over_budget(group: Group) -> TaskError:
+    """The spawn's budget was spent before the task started."""
+    return TaskError(
+        kind=ErrorKind.BUDGET_EXCEEDED,
+        message=f"not started: the spawn's budget_usd of ${group.budget_usd:g} was reached "
+        f"(${group.spent_usd:.4f} spent). Spawn it again with a budget, if it is still needed.",
+    )
+
+
+def dependency_failed(failed: Entry) -> TaskError:
+    """A task this one depends on ended without an answer, so this one never started."""
+    why = failed.error.message if failed.error else failed.note or failed.state.value
+    return TaskError(
+        kind=ErrorKind.DEPENDENCY_FAILED,
+        message=f"it depends on {failed.spec.label!r} ({failed.id}), which {failed.state.value} "
+        f"({why}); it never started. Fix that task, then spawn both again.",
+    )
+
+
+def crashed(exc: Exception) -> TaskError:
+    """The engine or a backend raised something it should not have: a bug, contained to this task."""
+    return TaskError(
+        kind=ErrorKind.INTERNAL,
+        message=f"internal error in fanout-mcp ({type(exc).__name__}: {exc}); this is a bug. "
+        "The other tasks are not affected.",
+    )

@@ -1,0 +1,362 @@
+"""The engine's data: what a caller asks for, the frozen spec of a task, and the snapshots handed out.
+
+Three types describe a task (see ``entry.py`` for the third, the registry's private live entry):
+
+* ``TaskRequest`` / ``SpawnRequest``: what the caller asked for, validated at the border.
+  The MCP tools and plan files use these same models, so their field descriptions are written
+  for the calling model.
+* ``TaskSpec`` and ``SubagentRequest``: what the registry resolved from a request (model, limits,
+  the prompt with file contents). Frozen.
+* ``TaskSnapshot``: a frozen read of a task at one moment, safe to hand out.
+
+The registry's other answers (``Listing``, ``GroupSummary``, ``CancelOutcome``, ``Statistics``) are here
+too, frozen like the snapshots they carry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .state import ErrorKind, TaskState
+
+# Bounds that hold whatever the operator configures; configurable limits are checked by the registry.
+_MAX_TOKENS_CEILING = 128_000
+_TIMEOUT_CEILING_S = 90_000.0  # a batch may take 24 h
+
+
+class TaskRequest(BaseModel):
+    """One independent piece of work for one subagent."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    task: Annotated[
+        str,
+        Field(
+            min_length=1,
+            description="What this subagent must do, complete on its own: it sees only this, "
+            "shared_context and its files.",
+        ),
+    ]
+    role: Annotated[
+        str | None,
+        Field(
+            max_length=200,
+            description="Specialist role, e.g. 'security reviewer'.",
+        ),
+    ] = None
+    context: Annotated[
+        str | None,
+        Field(description="Background only this task needs."),
+    ] = None
+    files: Annotated[
+        list[str],
+        Field(
+            max_length=200,
+            description="Text files the server puts in the prompt (inside its roots).",
+        ),
+    ] = []
+    output_format: Annotated[
+        str | None,
+        Field(
+            description="The answer's shape, e.g. 'markdown list: severity, file:line, fix'; the same for "
+            "all tasks."
+        ),
+    ] = None
+    focus_areas: Annotated[
+        list[str],
+        Field(max_length=50, description="Priorities, most important first."),
+    ] = []
+    label: Annotated[
+        str | None,
+        Field(max_length=120, description="Its name in results."),
+    ] = None
+    model: Annotated[
+        str | None,
+        Field(min_length=1, max_length=200, description="Model id (default: the server's)."),
+    ] = None
+    max_tokens: Annotated[
+        int | None,
+        Field(ge=1, le=_MAX_TOKENS_CEILING, description="Cap on the answer's tokens."),
+    ] = None
+    timeout_s: Annotated[
+        float | None,
+        Field(
+            gt=0,
+            le=_TIMEOUT_CEILING_S,
+            description="Seconds it may run once started (default: the server's).",
+        ),
+    ] = None
+    output_schema: Annotated[
+        dict[str, Any] | str | None,
+        Field(
+            description="A JSON Schema object, or 'findings' (synthesize merges those without a model): "
+            "the answer is checked and returned parsed as structured."
+        ),
+    ] = None
+    tools: Annotated[
+        list[Literal["read"]] | None,
+        Field(
+            max_length=1,
+            description="['read']: an 'anthropic' subagent may list, read and search the roots itself.",
+        ),
+    ] = None
+    backend: Annotated[
+        str | None,
+        Field(
+            max_length=100,
+            description="'anthropic': the API; 'batch': half price, within 24 h; 'sampling': your client's "
+            "model; others: agent CLIs the server runs. Default: the spawn's.",
+        ),
+    ] = None
+    cwd: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            max_length=4096,
+            description="Working directory of an agent CLI task, inside the roots.",
+        ),
+    ] = None
+    depends_on: Annotated[
+        list[str | int],
+        Field(
+            max_length=100,
+            description="Labels or indexes of tasks of this spawn to complete first; their answers join its "
+            "context.",
+        ),
+    ] = []
+
+    @field_validator("task")
+    @classmethod
+    def _says_something(cls, task: str) -> str:
+        if not task.strip():
+            raise ValueError("task is blank: say what this subagent must do")
+        return task
+
+
+class SpawnRequest(BaseModel):
+    """A fan-out: tasks that run in parallel, plus what they share."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tasks: list[TaskRequest]
+    shared_context: str | None = None
+    max_concurrency: int | None = None
+    output_schema: dict[str, Any] | str | None = None
+    budget_usd: float | None = None
+    backend: str | None = None
+    tools: list[Literal["read"]] = []
+
+
+class Usage(BaseModel):
+    """Tokens as the provider reported them, and their cost (null when the model's price is unknown)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
+    cost_usd: float | None = 0.0
+
+    def __add__(self, other: Usage) -> Usage:
+        cost = None if self.cost_usd is None or other.cost_usd is None else self.cost_usd + other.cost_usd
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+            cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
+            cost_usd=cost,
+        )
+
+
+class TaskError(BaseModel):
+    """Why a task failed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: ErrorKind
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Tokens:
+    """Token counts of one provider call, before pricing."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SubagentRequest:
+    """Everything a backend needs for one subagent call.
+
+    ``system`` is the spawn's shared block: the same string object for every sibling, so that it is
+    byte-identical and the provider's prompt cache can serve it.
+    """
+
+    model: str
+    max_tokens: int
+    system: str
+    prompt: str
+    cache_system: bool
+    output_schema: Mapping[str, Any] | None = None  #: ask the provider for schema-constrained output
+    follow_up: tuple[str, str] | None = None  #: (the previous answer, what to say about it): a repair turn
+    tools: bool = False  #: offer the read-only workspace tools (the backend runs the tool loop)
+    cwd: Path | None = None  #: where an agent CLI runs (a real directory inside the roots); None: its default
+
+
+@dataclass(frozen=True, slots=True)
+class SubagentResult:
+    """What a backend returns when a subagent finished."""
+
+    text: str
+    model: str
+    stop_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """The resolved, immutable description of one task (small: kept after the task finishes)."""
+
+    index: int
+    label: str
+    role: str | None
+    task: str
+    model: str
+    backend: str
+    timeout_s: float
+    files: tuple[str, ...]
+    output_schema: Mapping[str, Any] | None = None
+    depends_on: tuple[int, ...] = ()  #: positions in the spawn
+    known_sources: frozenset[str] | None = None  #: the only task ids a structured answer may cite
+
+
+@dataclass(frozen=True, slots=True)
+class RetryNotice:
+    """A task's try failed and it tries again: what ``TaskRegistry.on_retry`` listeners are told."""
+
+    task_id: str
+    group_id: str
+    label: str
+    attempt: int  #: the try about to be made (2 for the first retry)
+    cause: ErrorKind  #: what the task fails as if its time runs out first: rate_limited or api_error
+    note: str  #: what failed and how long the task waits, for a person (also the task's note)
+
+
+class TaskSnapshot(BaseModel):
+    """A task as it was at one moment."""
+
+    model_config = ConfigDict(frozen=True)
+
+    task_id: str
+    group_id: str
+    index: int
+    label: str
+    role: str | None
+    state: TaskState
+    backend: str
+    model: str
+    output: str | None = Field(
+        description="The full answer once completed; the partial answer while running."
+    )
+    partial: bool = Field(description="True when output is incomplete because the task has not finished.")
+    structured: Any = Field(default=None, description="The parsed answer, for a task with an output_schema.")
+    stop_reason: str | None = None
+    error: TaskError | None = None
+    note: str | None = Field(default=None, description="Latest status line, e.g. a retry after a 429.")
+    usage: Usage
+    attempts: int
+    elapsed_s: float | None = Field(description="Seconds since the task started running (until it ended).")
+    cancel_requested: bool = False
+
+
+class SpawnedTask(BaseModel):
+    """One task of a spawn, as the spawn left it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    task_id: str
+    label: str
+    state: TaskState
+
+
+class SpawnReceipt(BaseModel):
+    """What ``spawn`` returns: the ids to collect later, and anything worth a second look."""
+
+    model_config = ConfigDict(frozen=True)
+
+    group_id: str
+    tasks: list[SpawnedTask]
+    warnings: list[str]
+
+
+class Counts(BaseModel):
+    """Tasks per state."""
+
+    model_config = ConfigDict(frozen=True)
+
+    queued: int = 0
+    running: int = 0
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+
+    @staticmethod
+    def of(states: list[TaskState]) -> Counts:
+        tally = dict.fromkeys(TaskState, 0)
+        for state in states:
+            tally[state] += 1
+        return Counts.of_tally(tally)
+
+    @staticmethod
+    def of_tally(tally: Mapping[TaskState, int]) -> Counts:
+        return Counts(**{state.value: n for state, n in tally.items()})
+
+
+# --- what the registry's readers get -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOutcome:
+    """What ``cancel`` did: ids it cancelled, and the tasks that had already ended."""
+
+    cancelled: list[str]
+    already_finished: list[TaskSnapshot]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSummary:
+    """A spawn's totals: every task it started, evicted ones included (as the budget counts them)."""
+
+    group_id: str
+    tasks: int  #: how many tasks the spawn started
+    usage: Usage
+    budget_usd: float | None
+    spent_usd: float
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """Some of the tasks that matched a listing, with the number and states of all of them."""
+
+    tasks: list[TaskSnapshot]
+    total: int
+    counts: Counts
+
+
+@dataclass(frozen=True, slots=True)
+class Statistics:
+    """How busy the registry is."""
+
+    queued: int
+    running: int
+    finished: int
+    capacity: int
+    held_bytes: int = 0  #: what unfinished tasks hold (``max_queued_bytes`` bounds it)

@@ -1,0 +1,1 @@
+"""From many answers to one: the deterministic merge, findings, the model synthesis, reports."""

@@ -1,0 +1,1 @@
+"""The fanout-mcp command: serve, run a plan, doctor; signals and progress."""

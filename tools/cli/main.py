@@ -1,0 +1,178 @@
+"""The ``fanout-mcp`` command: serve MCP over stdio (the default), or run a plan file."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ...server.app.secrecy import seal
+
+# Only what --version and --help need is imported here: the settings table and the command keys. The MCP
+# SDK and the Anthropic SDK take seconds to import; each command imports what it needs when it runs.
+from ...server.config.commands import CommandSpec
+from ...server.config.settings import OPTIONS, Settings, SettingsError, load_settings
+from ..identity import package_version
+from ..stdio.greeter import Greeter
+
+_ENVIRONMENT_HELP = """\
+environment:
+  ANTHROPIC_API_KEY      API key for the Messages API and batches (or ANTHROPIC_AUTH_TOKEN); without
+                         one, tasks run on the claude CLI if it is on PATH, else on the client's model
+                         (sampling) if it offers it; `fanout-mcp doctor` says which can run here
+  ANTHROPIC_BASE_URL     another Messages API endpoint (a proxy, a gateway, a local fake)
+{settings}
+
+configuration file (--config FILE, TOML or JSON):
+  every setting above under its file key (see the README's table), plus one table per agent
+  command, [commands.NAME], with the keys:
+{command_keys}
+  A preset (claude, codex) can be changed the same way. The README's "Backends" section
+  explains each key; a bad file stops the server with the file, the key and the problem.
+
+Logs go to stderr only: stdout carries the MCP protocol. Closing stdin, SIGTERM, SIGINT and SIGHUP
+stop the server alike: every unfinished task is cancelled and every agent CLI ended with all it started.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    settings_env = "\n".join(f"  {o.env:<29} same as {o.flag}" for o in OPTIONS.values())
+    parser = argparse.ArgumentParser(
+        prog="fanout-mcp",
+        description="An MCP server that runs parallel subagents in the background. With no command it "
+        "serves MCP over stdio, which is what MCP clients launch.",
+        epilog=_ENVIRONMENT_HELP.format(
+            settings=settings_env,
+            command_keys=textwrap.fill(
+                ", ".join(CommandSpec.model_fields), 98, initial_indent="    ", subsequent_indent="    "
+            ),
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"fanout-mcp {package_version()}")
+    _add_setting_flags(parser)
+    # The same flags after the command (`fanout-mcp run plan.json --root .`); SUPPRESS keeps a flag given
+    # before the command from being reset by the command's own default.
+    after = _add_setting_flags(argparse.ArgumentParser(add_help=False), default=argparse.SUPPRESS)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("serve", help="serve MCP over stdio (the default)", parents=[after])
+    run = commands.add_parser(
+        "run",
+        parents=[after],
+        help="run a fan-out from a JSON plan file and print every result and the synthesis",
+        description="Run PLAN (the same shape as spawn_parallel's arguments, plus an optional "
+        '"synthesis": {"mode": "auto|llm|merge|none", "instructions": "..."}) through the same engine; '
+        "progress goes to stderr, results to stdout.",
+    )
+    run.add_argument("plan", type=Path, metavar="PLAN.json")
+    run.add_argument("--json", action="store_true", help="print the results as JSON instead of markdown")
+    doctor = commands.add_parser(
+        "doctor",
+        parents=[after],
+        help="say which backends can run here, and what to install or set for the others",
+        description="Check every backend: the Anthropic API key, each agent CLI (found on PATH, its "
+        "version, and whether a preset's CLI knows the flags the preset passes) and the default "
+        "backend. Spends no tokens. Exit status 0 when a task that names no "
+        "backend could run.",
+    )
+    doctor.add_argument(
+        "--check",
+        action="store_true",
+        help="also try the API endpoint with the credentials: one free request (count_tokens), which "
+        "reports the latency, a refused key (and the variable to fix) or a connection that failed (and "
+        "the URL); without it doctor sends nothing",
+    )
+    return parser
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser, default: Any = None) -> argparse.ArgumentParser:
+    for name, option in OPTIONS.items():
+        action = "append" if name == "roots" else "store"
+        parser.add_argument(
+            option.flag, dest=name, action=action, metavar=option.metavar, help=option.help, default=default
+        )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    seal()  # before anything can start a subagent: none may read this process's key or memory
+    args = build_parser().parse_args(argv)
+    overrides = {name: getattr(args, name, None) for name in OPTIONS}
+    try:
+        settings = load_settings(overrides)
+    except SettingsError as exc:
+        print(f"fanout-mcp: {exc}", file=sys.stderr)
+        return 2
+    if args.command not in ("run", "doctor"):
+        return _serve(settings)
+    import anyio
+
+    if args.command == "run":
+        from .run import run_command
+
+        _configure_logging(settings)
+        return anyio.run(run_command, settings, args.plan, args.json)
+    return anyio.run(_doctor, settings, args.check)
+
+
+def _serve(settings: Settings) -> int:
+    # The handshake is answered while the MCP SDK is still being imported (see greeter).
+    greeter = Greeter(package_version()).start()
+    import anyio
+
+    from ..app import create_server
+    from ..stdio.serve import serve_stdio
+    from .signals import Stopped, until_signalled
+
+    server = create_server(settings)
+    greeted = greeter.hand_over()
+    # A client may stop its server with a signal instead of closing stdin (the MCP spec's stdio shutdown
+    # sends SIGTERM): the same shutdown, and the same status. serve_stdio reads stdin on the event loop,
+    # so cancelling it never waits for the client to write.
+    with contextlib.suppress(Stopped):
+        anyio.run(until_signalled, lambda: serve_stdio(server, greeted))
+    return 0
+
+
+async def _doctor(settings: Settings, try_endpoint: bool) -> int:
+    from ...server.app.doctor import check  # the Anthropic SDK with it
+
+    checkup = await check(settings, try_endpoint=try_endpoint)
+    width = max(len(c.name) for c in checkup.backends)
+    print(f"fanout-mcp {package_version()}: backends")
+    for item in checkup.backends:
+        state = "failed " if item.failed else "ok     " if item.usable else "missing"
+        print(f"  {item.name:<{width}}  {state}  {item.detail}")
+    if checkup.default_resolves_to is not None:
+        print(
+            f"tasks that name no backend run on: {checkup.default_resolves_to} (--backend {checkup.default})"
+        )
+    else:
+        print(
+            f"tasks that name no backend cannot run (--backend {checkup.default}): {checkup.default_problem}"
+        )
+    roots = ", ".join(str(r) for r in settings.roots) or "none (no file can be read: give --root DIR)"
+    print(f"roots: {roots}")
+    return 0 if checkup.default_resolves_to is not None else 1
+
+
+def _configure_logging(settings: Settings) -> None:
+    handler = logging.StreamHandler(_Stderr())
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=settings.log_level, handlers=[handler])
+
+
+class _Stderr:
+    """``sys.stderr`` as it is at each write: while ``run`` shows its live table on a terminal, ``rich``
+    puts its own there, which prints above the table."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
