@@ -8,7 +8,8 @@ raw runs as JSON (bench/results/latest.md and latest.json unless --out says othe
 
 Scenarios: 1 fan-out (N = 1, 10, 100, 1000; sequential, plain gather, the engine, the server over stdio,
 mcp-agent), 2 overhead (spawn latency, task_output round trip, memory and CPU per task), 3 rate limit,
-4 prompt cache, 5 the tool list's size, the dependency diamond, and start-up (--version, --help, the
+4 prompt cache, 5 the tool list's size, 6 scale (10,000 tasks in one spawn, 100 tasks on the default
+settings, task_output's round trip against a trivial tool's), the dependency diamond, and start-up (--version, --help, the
 handshake's answer).
 """
 
@@ -30,6 +31,7 @@ import diamond
 import fanout
 import overhead
 import ratelimit
+import scale
 import startup
 import toollist
 from common import PYTHON, REPO, Fake, log
@@ -90,6 +92,9 @@ def main() -> None:
         report["scenarios"]["cache"] = cache.scenario(fake, 1 if quick else args.rounds, cache.TASKS)
         report["cache_tasks"] = cache.TASKS
         report["scenarios"]["diamond"] = diamond.scenario(fake, 1 if quick else args.rounds, latency)
+        report["scenarios"]["scale"] = scale.scenario(
+            fake, 1 if quick else args.rounds, 1_000 if quick else 10_000
+        )
     report["scenarios"]["toollist"] = toollist.scenario()  # a size, the same in --quick
     report["scenarios"]["startup"] = startup.scenario(3 if quick else 7)
     report["seconds"] = round(time.perf_counter() - started, 1)
@@ -131,6 +136,10 @@ mcp-agent: {report["peer"]}.
 ## 5. Tool list (what a client puts in its model's prompt, and the whole tools/list)
 
 {s["toollist"]["markdown"]}
+
+## 6. Scale, the default settings, and one look (L = 1 s; every output fetched and checked)
+
+{s["scale"]["markdown"]}
 
 ## Dependencies (a diamond of four tasks)
 

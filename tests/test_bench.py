@@ -65,3 +65,29 @@ def test_the_startup_benchmark_measures_every_path_and_says_met_or_not() -> None
         assert rows[measure].rstrip(" |").endswith(("| met", "| not met")), rows[measure]
     assert "tools/list" in rows
     assert "| serve |" in done.stdout and "| --version |" in done.stdout  # the slowest imports
+
+
+def test_the_scale_benchmark_checks_every_output_and_says_met_or_not() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "scale.py"),
+            "--rounds",
+            "1",
+            "--tenk",
+            "30",
+            "--latency",
+            "0.05",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "target" not in line]
+    assert "| 30 / 30 |" in rows[0], rows[0]  # every one of the big spawn's outputs came back exact
+    assert "(every output checked: 100/100" in done.stdout
+    assert all(row.rstrip(" |").endswith(("| met", "| not met", "| -")) for row in rows), done.stdout
+    assert any("trivial tool" in row for row in rows)
