@@ -89,7 +89,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 import anyio
 import uvicorn
@@ -755,64 +755,18 @@ class FakeApi:
         identity = hashlib.sha256(json.dumps([model, system, messages], sort_keys=True).encode()).hexdigest()
         attempt = self._attempts[identity] = self._attempts.get(identity, 0) + 1
         plan.stream, plan.model = body.get("stream") is True, model
-        options: dict[str, dict[str, str]] = {}
-        for name in ("latency", "fail", "stream_error", "drop", "hold", "truncate"):
-            if name in found:
-                options[name] = _args(name, found[name])
-                count = options[name].get("count")
-                if count is not None and attempt > _number(name, count, int):
-                    del options[name]
-        after = {n: _number(n, o["after"], int) for n, o in options.items() if "after" in o}
-        if "latency" in options:
-            plan.latency = _number("latency", options["latency"].get(""), float)
-        if "hold" in options:
-            plan.hold = "hold" not in after or not plan.stream
-            plan.hold_after = after.get("hold") if plan.stream else None
-        if "fail" in options:
-            raise _fail_error(_number("fail", options["fail"].get(""), int), options["fail"])
-        if "stream_error" in options and plan.stream:
-            plan.error_after = after.get("stream_error", 0)
-            plan.error_type = options["stream_error"].get("type", "overloaded_error")
-        if "truncate" in options and plan.stream:
-            plan.truncate_after = after.get("truncate", 0)
-        if "drop" in options:
-            plan.drop_after = after.get("drop", 0)
-        results = _tool_results(messages)
-        rounds = _tool_rounds(found)
-        answered = sum(1 for m in messages if m.get("role") == "user" and _has(m["content"], "tool_result"))
+        faults = _armed_faults(found, attempt)
+        after = _after(faults)
+        _plan_pauses(plan, faults, after)  # before a [[fail]] raises: its error waits for them too
+        _plan_breaks(plan, faults, after)
         scripted = self.script(body) if self.script is not None else None
-        if isinstance(scripted, list):
-            rounds, answered = [scripted], 0
-        if answered < len(rounds) and (body.get("tool_choice") or {}).get("type") != "none":
-            plan.tool_uses = [
-                {
-                    "type": "tool_use",
-                    "id": f"toolu_{uuid.uuid4().hex[:20]}",
-                    "name": c["name"],
-                    "input": c["input"],
-                }
-                for c in rounds[answered]
-            ]
+        tool_uses = _tool_uses_due(body, found, scripted)
+        if tool_uses is not None:
+            plan.tool_uses = tool_uses
             plan.text, plan.stop_reason = "", "tool_use"
             plan.usage = self._input_usage(plan, system, messages, config) | {"output_tokens": 10}
             return
-        turns = sum(1 for message in messages if message.get("role") == "user")
-        if isinstance(scripted, str):
-            text = scripted
-        elif "tool_echo" in found:
-            text = json.dumps(results)
-        elif turns > 1 and ("then" in found or "then64" in found):
-            text = found["then"] if "then" in found else _unbase64("then64", found["then64"])
-        elif "reply64" in found:
-            text = _unbase64("reply64", found["reply64"])
-        elif "reply" in found:
-            text = found["reply"]
-        elif (schema := wanted_schema(body)) is not None and not {"words", "then", "then64"} & found.keys():
-            prompt = "\n".join(t for m in messages if m.get("role") == "user" for t in _texts(m["content"]))
-            text = schema_answer(schema, prompt)
-        else:
-            words = _number("words", found["words"], int) if "words" in found else config.default_words
-            text = " ".join(f"w{i}" for i in range(1, words + 1))
+        text = scripted if isinstance(scripted, str) else _directed_reply(body, found, config)
         plan.text, output_tokens, plan.stop_reason = _truncate(text, body["max_tokens"])
         plan.usage = self._input_usage(plan, system, messages, config) | {"output_tokens": output_tokens}
 
@@ -850,6 +804,88 @@ class FakeApi:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         await self._server.serve(sockets=[self._socket])
+
+
+_FAULTS: Final = ("latency", "fail", "stream_error", "drop", "hold", "truncate")
+
+
+def _armed_faults(found: dict[str, str], attempt: int) -> dict[str, dict[str, str]]:
+    """The fault directives that apply to this attempt, by name: a `count=N` one only to the first N."""
+    faults: dict[str, dict[str, str]] = {}
+    for name in _FAULTS:
+        if name in found:
+            faults[name] = _args(name, found[name])
+            count = faults[name].get("count")
+            if count is not None and attempt > _number(name, count, int):
+                del faults[name]
+    return faults
+
+
+def _after(faults: dict[str, dict[str, str]]) -> dict[str, int]:
+    """The `after=N` (chunks) of each fault that has one."""
+    return {name: _number(name, fault["after"], int) for name, fault in faults.items() if "after" in fault}
+
+
+def _plan_pauses(plan: _Plan, faults: dict[str, dict[str, str]], after: dict[str, int]) -> None:
+    """[[latency]] and [[hold]]: when the response starts, and where a stream waits for the gate."""
+    if "latency" in faults:
+        plan.latency = _number("latency", faults["latency"].get(""), float)
+    if "hold" in faults:
+        plan.hold = "hold" not in after or not plan.stream
+        plan.hold_after = after.get("hold") if plan.stream else None
+
+
+def _plan_breaks(plan: _Plan, faults: dict[str, dict[str, str]], after: dict[str, int]) -> None:
+    """[[fail]] raises its error; [[stream_error]], [[truncate]] (streams only) and [[drop]] mark where
+    the response breaks off."""
+    if "fail" in faults:
+        raise _fail_error(_number("fail", faults["fail"].get(""), int), faults["fail"])
+    if "stream_error" in faults and plan.stream:
+        plan.error_after = after.get("stream_error", 0)
+        plan.error_type = faults["stream_error"].get("type", "overloaded_error")
+    if "truncate" in faults and plan.stream:
+        plan.truncate_after = after.get("truncate", 0)
+    if "drop" in faults:
+        plan.drop_after = after.get("drop", 0)
+
+
+def _tool_uses_due(
+    body: dict[str, Any], found: dict[str, str], scripted: str | list[dict[str, Any]] | None
+) -> list[dict[str, Any]] | None:
+    """The tool calls this turn answers with ([[tools64]] rounds, or a script's list), or None when it
+    answers in text: every round is answered, or the request forbids tools."""
+    messages = body["messages"]
+    rounds = _tool_rounds(found)
+    answered = sum(1 for m in messages if m.get("role") == "user" and _has(m["content"], "tool_result"))
+    if isinstance(scripted, list):
+        rounds, answered = [scripted], 0
+    choice: dict[str, Any] = body.get("tool_choice") or {}
+    if answered >= len(rounds) or choice.get("type") == "none":
+        return None
+    return [
+        {"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:20]}", "name": c["name"], "input": c["input"]}
+        for c in rounds[answered]
+    ]
+
+
+def _directed_reply(body: dict[str, Any], found: dict[str, str], config: FakeConfig) -> str:
+    """The answer's text as the directives ask: an echo of the tool results, [[then]] after the first
+    turn, [[reply]], an answer to the requested schema, or [[words]] (else the configured) words."""
+    messages = body["messages"]
+    if "tool_echo" in found:
+        return json.dumps(_tool_results(messages))
+    turns = sum(1 for message in messages if message.get("role") == "user")
+    if turns > 1 and ("then" in found or "then64" in found):
+        return found["then"] if "then" in found else _unbase64("then64", found["then64"])
+    if "reply64" in found:
+        return _unbase64("reply64", found["reply64"])
+    if "reply" in found:
+        return found["reply"]
+    if (schema := wanted_schema(body)) is not None and not {"words", "then", "then64"} & found.keys():
+        prompt = "\n".join(t for m in messages if m.get("role") == "user" for t in _texts(m["content"]))
+        return schema_answer(schema, prompt)
+    words = _number("words", found["words"], int) if "words" in found else config.default_words
+    return " ".join(f"w{i}" for i in range(1, words + 1))
 
 
 def _fail_error(status: int, options: dict[str, str]) -> _ApiError:

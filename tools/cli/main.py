@@ -7,7 +7,7 @@ import contextlib
 import logging
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,17 +41,11 @@ stop the server alike: every unfinished task is cancelled and every agent CLI en
 
 
 def build_parser() -> argparse.ArgumentParser:
-    settings_env = "\n".join(f"  {o.env:<29} same as {o.flag}" for o in OPTIONS.values())
     parser = argparse.ArgumentParser(
         prog="fanout-mcp",
         description="An MCP server that runs parallel subagents in the background. With no command it "
         "serves MCP over stdio, which is what MCP clients launch.",
-        epilog=_ENVIRONMENT_HELP.format(
-            settings=settings_env,
-            command_keys=textwrap.fill(
-                ", ".join(CommandSpec.model_fields), 98, initial_indent="    ", subsequent_indent="    "
-            ),
-        ),
+        epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"fanout-mcp {package_version()}")
@@ -61,7 +55,22 @@ def build_parser() -> argparse.ArgumentParser:
     after = _add_setting_flags(argparse.ArgumentParser(add_help=False), default=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser("serve", help="serve MCP over stdio (the default)", parents=[after])
-    run = commands.add_parser(
+    _add_run(commands.add_parser, after)
+    _add_doctor(commands.add_parser, after)
+    return parser
+
+
+def _epilog() -> str:
+    return _ENVIRONMENT_HELP.format(
+        settings="\n".join(f"  {o.env:<29} same as {o.flag}" for o in OPTIONS.values()),
+        command_keys=textwrap.fill(
+            ", ".join(CommandSpec.model_fields), 98, initial_indent="    ", subsequent_indent="    "
+        ),
+    )
+
+
+def _add_run(add_parser: Callable[..., argparse.ArgumentParser], after: argparse.ArgumentParser) -> None:
+    run = add_parser(
         "run",
         parents=[after],
         help="run a fan-out from a JSON plan file and print every result and the synthesis",
@@ -71,7 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("plan", type=Path, metavar="PLAN.json")
     run.add_argument("--json", action="store_true", help="print the results as JSON instead of markdown")
-    doctor = commands.add_parser(
+
+
+def _add_doctor(add_parser: Callable[..., argparse.ArgumentParser], after: argparse.ArgumentParser) -> None:
+    doctor = add_parser(
         "doctor",
         parents=[after],
         help="say which backends can run here, and what to install or set for the others",
@@ -87,7 +99,6 @@ def build_parser() -> argparse.ArgumentParser:
         "reports the latency, a refused key (and the variable to fix) or a connection that failed (and "
         "the URL); without it doctor sends nothing",
     )
-    return parser
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser, default: Any = None) -> argparse.ArgumentParser:

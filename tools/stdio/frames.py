@@ -197,16 +197,23 @@ def _top_level_members(text: str) -> dict[str, object] | None:
             depth -= len(token.group())
             if depth <= 0:
                 return members
-        elif depth != 1:
-            continue
-        elif mark == ",":
-            key = None
-        elif mark == ":" and key is not None:
-            members[key] = _id_value(text, token.end())
-        elif mark == '"' and key is None:
-            key = _decoded(token.group())
+        elif depth == 1:
+            key = _member_token(text, token, key, members)
     members.setdefault("id", ...)
     return members
+
+
+def _member_token(text: str, token: re.Match[str], key: str | None, members: dict[str, object]) -> str | None:
+    """One comma, colon or string at an object's top level: a key opens a member, its colon records the
+    member's value, a comma closes it. The key open afterwards (None between members)."""
+    mark = token.group()[0]
+    if mark == ",":
+        return None
+    if mark == ":" and key is not None:
+        members[key] = _id_value(text, token.end())
+    elif mark == '"' and key is None:
+        return _decoded(token.group())
+    return key
 
 
 def _id_value(text: str, at: int) -> object:
