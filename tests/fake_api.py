@@ -783,7 +783,8 @@ class FakeApi:
         scripted = self.script(body) if self.script is not None else None
         if isinstance(scripted, list):
             rounds, answered = [scripted], 0
-        if answered < len(rounds) and (body.get("tool_choice") or {}).get("type") != "none":
+        tool_choice: dict[str, Any] = body.get("tool_choice") or {}
+        if answered < len(rounds) and tool_choice.get("type") != "none":
             plan.tool_uses = [
                 {
                     "type": "tool_use",
@@ -999,7 +1000,7 @@ class _MessagesEndpoint:
             await _sse(send, {"type": "content_block_delta", "index": 0, "delta": delta})
         await _sse(send, {"type": "content_block_stop", "index": 0})
         for index, use in enumerate(plan.tool_uses, 1):
-            start = {"type": "tool_use", "id": use["id"], "name": use["name"], "input": {}}
+            start: dict[str, Any] = {"type": "tool_use", "id": use["id"], "name": use["name"], "input": {}}
             await _sse(send, {"type": "content_block_start", "index": index, "content_block": start})
             raw = json.dumps(use["input"])
             for part in (raw[: len(raw) // 2], raw[len(raw) // 2 :]):  # as the API does: in pieces
