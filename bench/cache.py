@@ -19,12 +19,13 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     MODEL,
     SCRIPT,
+    Contenders,
     Fake,
     add_contender_flags,
     log,
@@ -37,6 +38,9 @@ from common import (
     spread,
     table,
 )
+
+if TYPE_CHECKING:
+    from anthropic.types import TextBlockParam
 
 TASKS = 20
 SHARED = (
@@ -52,7 +56,7 @@ async def run_gather(n: int, cached: bool) -> dict[str, Any]:
     import anthropic
 
     client = anthropic.AsyncAnthropic()
-    block: dict[str, Any] = {"type": "text", "text": SHARED}
+    block: TextBlockParam = {"type": "text", "text": SHARED}
     if cached:
         block["cache_control"] = {"type": "ephemeral"}
     totals = {"input_tokens": 0, "cache_write_tokens": 0, "cache_read_tokens": 0}
@@ -100,7 +104,7 @@ async def run_server(n: int) -> dict[str, Any]:
     }
 
 
-CONTENDERS = {
+CONTENDERS: Contenders = {
     "no-cache": lambda n: run_gather(n, cached=False),
     "all-at-once": lambda n: run_gather(n, cached=True),
     "server": run_server,
@@ -121,7 +125,7 @@ def scenario(fake: Fake, rounds: int, tasks: int) -> dict[str, Any]:
             )
     base = {r["round"]: r["billed"] for r in runs if r["contender"] == "no-cache"}
     eager = {r["round"]: r for r in runs if r["contender"] == "all-at-once"}
-    rows = []
+    rows: list[list[object]] = []
     for contender in CONTENDERS:
         mine = [r for r in runs if r["contender"] == contender]
         usage = mine[0]["usage"]

@@ -21,7 +21,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-import tests.source_names  # noqa: E402, F401  (server.… and tools.… are the installed fanout_mcp modules)
+from tests import source_names as source_names  # noqa: E402  (server.… and tools.… are the installed fanout_mcp modules)
 
 PYTHON = sys.executable
 SCRIPT = Path(PYTHON).with_name("fanout-mcp")

@@ -106,7 +106,7 @@ def scenario(fake: Fake, rounds: int, tasks: int, limit: int, window: float) -> 
     for round_no, order in rotations(list(CONTENDERS), rounds):
         for contender in order:
             fake.reset(rpm_limit=limit, rate_window_s=window)
-            stop, samples = threading.Event(), []
+            stop, samples = threading.Event(), list[tuple[float, int, int]]()
             sampler = threading.Thread(target=sample_in_flight, args=(fake, stop, samples), daemon=True)
             sampler.start()
             try:
@@ -120,7 +120,7 @@ def scenario(fake: Fake, rounds: int, tasks: int, limit: int, window: float) -> 
                 series = samples
             log(f"rate limit round {round_no} {contender}: {result['ok']}/{tasks} in {result['wall']:.2f} s")
     ideal = (math.ceil(tasks / limit) - 1) * window + 1.0  # the window's arithmetic, plus one latency
-    rows = []
+    rows: list[list[object]] = []
     for contender in CONTENDERS:
         mine = [r for r in runs if r["contender"] == contender]
         throughput = [r["ok"] / r["wall"] for r in mine]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import tests.source_names  # noqa: F401  (first: the code is imported by its source-tree names)
+# First, and for its effect: the code is imported by its source-tree names (tests/source_names.py).
+from tests import source_names as source_names
 
 # isort: split
 

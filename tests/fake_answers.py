@@ -62,7 +62,9 @@ def wanted_schema(body: dict[str, Any]) -> dict[str, Any] | None:
     """The JSON Schema a request asks its answer to match (``output_config.format``, or the older
     ``output_format``), or None."""
     config: Any = body.get("output_config")
-    spec: Any = config.get("format") if isinstance(config, dict) else body.get("output_format")
+    spec: Any = (
+        cast(dict[str, Any], config).get("format") if isinstance(config, dict) else body.get("output_format")
+    )
     if not isinstance(spec, dict):
         return None
     fields = cast(dict[str, Any], spec)
@@ -104,7 +106,7 @@ def _node(value: Any, root: dict[str, Any]) -> dict[str, Any]:
     if isinstance(ref, str) and ref.startswith("#/"):
         target: Any = root
         for key in ref[2:].split("/"):
-            target = target.get(key, {}) if isinstance(target, dict) else {}
+            target = cast(dict[str, Any], target).get(key, {}) if isinstance(target, dict) else {}
         return _node(target, root)
     return node
 
@@ -149,9 +151,9 @@ def _synthesis(prompt: str) -> dict[str, Any]:
     reports: list[tuple[dict[str, Any], list[str]]] = []
     for kind, task_id, body in answers:
         value = _json(body)
-        listed: Any = value.get("findings") if isinstance(value, dict) else None
+        listed: Any = cast(dict[str, Any], value).get("findings") if isinstance(value, dict) else None
         for item in cast(list[Any], listed) if isinstance(listed, list) else []:
-            if isinstance(item, dict) and isinstance(item.get("title"), str):
+            if isinstance(item, dict) and isinstance(cast(dict[str, Any], item).get("title"), str):
                 finding = cast(dict[str, Any], item)
                 cited: Any = finding.get("sources") if kind == "result" else [task_id]
                 sources = [str(s) for s in cast(list[Any], cited)] if isinstance(cited, list) else []
@@ -196,7 +198,7 @@ def _json(text: str) -> Any:
 
 def _path(finding: dict[str, Any]) -> str:
     location: Any = finding.get("location")
-    path: Any = location.get("path") if isinstance(location, dict) else None
+    path: Any = cast(dict[str, Any], location).get("path") if isinstance(location, dict) else None
     return str(path or "").strip().removeprefix("./").casefold()
 
 

@@ -1035,7 +1035,7 @@ class _MessagesEndpoint:
             await _sse(send, {"type": "content_block_delta", "index": 0, "delta": delta})
         await _sse(send, {"type": "content_block_stop", "index": 0})
         for index, use in enumerate(plan.tool_uses, 1):
-            start = {"type": "tool_use", "id": use["id"], "name": use["name"], "input": {}}
+            start: dict[str, Any] = {"type": "tool_use", "id": use["id"], "name": use["name"], "input": {}}
             await _sse(send, {"type": "content_block_start", "index": index, "content_block": start})
             raw = json.dumps(use["input"])
             for part in (raw[: len(raw) // 2], raw[len(raw) // 2 :]):  # as the API does: in pieces

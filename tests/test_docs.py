@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from packaging.requirements import Requirement
@@ -91,7 +91,7 @@ def launches_the_server(entry: dict[str, Any]) -> None:
     virtual environment on its PATH) or a launcher, argument strings, and the key in its environment."""
     command, args = entry["command"], entry["args"]
     assert (command.startswith("/") and command.endswith("/.venv/bin/fanout-mcp")) or command in LAUNCHERS
-    assert isinstance(args, list) and all(isinstance(a, str) for a in args)
+    assert isinstance(args, list) and all(isinstance(a, str) for a in cast(list[Any], args))
     assert set(entry["env"]) == {"ANTHROPIC_API_KEY"} and isinstance(entry["env"]["ANTHROPIC_API_KEY"], str)
 
 

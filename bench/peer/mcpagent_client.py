@@ -32,7 +32,12 @@ import json
 import os
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from anthropic.types import Message, MessageParam
+    from mcp_agent.workflows.llm.augmented_llm import AugmentedLLM
+    from mcp_agent.workflows.parallel.fan_in import FanInInput
 
 # Everything printed to fd 1 (Python or C level) goes to stderr; only the result line goes to stdout.
 _RESULT_OUT = os.fdopen(os.dup(1), "w")
@@ -53,16 +58,11 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def answer_text(response: Any) -> str:
+def answer_text(response: list[Message] | BaseException) -> str:
     """The text of one agent's responses (a list of anthropic Messages); "" for an error."""
-    if isinstance(response, BaseException) or not response:
+    if isinstance(response, BaseException):
         return ""
-    return "".join(
-        block.text
-        for message in response
-        for block in getattr(message, "content", None) or []
-        if getattr(block, "type", None) == "text"
-    )
+    return "".join(block.text for message in response for block in message.content if block.type == "text")
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -92,7 +92,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     app = MCPApp(name="fanout_peer", settings=settings)
 
-    async def fan_in(responses: dict[str, Any]) -> dict[str, Any]:
+    async def fan_in(responses: FanInInput[Message, MessageParam]) -> FanInInput[Message, MessageParam]:
         return responses  # no aggregator LLM: the fan-out answers are the result
 
     params = RequestParams(model=args.model, maxTokens=args.max_tokens, use_history=False, max_iterations=1)
@@ -106,18 +106,23 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for i in range(args.n)
         ]
         if args.agents == "prebuilt":
-            fan_out: list[Any] = []
+            fan_out: list[Agent | AugmentedLLM[MessageParam, Message]] = []
             for agent in agents:
                 await stack.enter_async_context(agent)
                 fan_out.append(await agent.attach_llm(AnthropicAugmentedLLM))
         else:
             fan_out = list(agents)
-        parallel = ParallelLLM(
+        parallel: ParallelLLM[MessageParam, Message] = ParallelLLM(
             fan_in_agent=fan_in, fan_out_agents=fan_out, llm_factory=AnthropicAugmentedLLM, context=context
         )
 
         started, cpu = time.perf_counter(), time.process_time()
-        responses = await parallel.generate(prompt, request_params=params)
+        # What fan_in returned: each agent's messages by its name, or the exception its call raised
+        # (mcp-agent's executor returns exceptions in place of results).
+        responses = cast(
+            "dict[str, list[Message] | BaseException]",
+            await parallel.generate(prompt, request_params=params),
+        )
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu
 
     expected = " ".join(f"w{i}" for i in range(1, args.words + 1))  # the fake's answer, exactly

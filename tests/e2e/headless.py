@@ -62,7 +62,8 @@ class Call:
         if isinstance(content, str):
             return content
         blocks = cast(list[Any], content) if isinstance(content, list) else []
-        return "\n".join(str(b.get("text", json.dumps(b))) for b in blocks if isinstance(b, dict))
+        shown = (cast(dict[str, Any], b) for b in blocks if isinstance(b, dict))
+        return "\n".join(str(b.get("text", json.dumps(b))) for b in shown)
 
 
 def calls_in(body: dict[str, Any]) -> list[Call]:

@@ -7,7 +7,7 @@ import json
 import os
 import sys
 import sysconfig
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -93,7 +93,7 @@ class Served:
 
 
 @asynccontextmanager
-async def running(argv: list[str], env: dict[str, str], **options: Any) -> AsyncIterator[Process]:
+async def running(argv: list[str], env: dict[str, str], **options: Any) -> AsyncGenerator[Process]:
     """The process ``argv`` starts (``options`` as for ``anyio.open_process``); killed and reaped at the
     end if it is still running, so that a failed test never waits for it."""
     process = await anyio.open_process(argv, env=env, **options)
@@ -107,7 +107,7 @@ async def running(argv: list[str], env: dict[str, str], **options: Any) -> Async
 
 
 @asynccontextmanager
-async def started(argv: list[str], env: dict[str, str]) -> AsyncIterator[Served]:
+async def started(argv: list[str], env: dict[str, str]) -> AsyncGenerator[Served]:
     """The server ``argv`` runs, as it starts (nothing sent yet); killed and reaped at the end if it is
     still running."""
     async with running(argv, env) as process, anyio.create_task_group() as group:
@@ -116,7 +116,7 @@ async def started(argv: list[str], env: dict[str, str]) -> AsyncIterator[Served]
 
 
 @asynccontextmanager
-async def served(argv: list[str], env: dict[str, str]) -> AsyncIterator[Served]:
+async def served(argv: list[str], env: dict[str, str]) -> AsyncGenerator[Served]:
     """The server ``argv`` runs, initialized (protocol 2025-11-25); killed and reaped at the end if it is
     still running."""
     async with started(argv, env) as server:

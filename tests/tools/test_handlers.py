@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import jsonschema
@@ -36,7 +36,7 @@ MODES = ["auto", "legacy"]  # auto: the 2026-07-28 protocol in process; legacy: 
 
 
 @asynccontextmanager
-async def connect(settings: Settings, mode: str = "auto") -> AsyncIterator[Client]:
+async def connect(settings: Settings, mode: str = "auto") -> AsyncGenerator[Client]:
     async with Client(create_server(settings), mode=mode) as client:  # type: ignore[arg-type]
         yield client
 
@@ -53,11 +53,17 @@ def text(result: CallToolResult) -> str:
     return block.text
 
 
+def structured(result: CallToolResult) -> dict[str, Any]:
+    """The result's structured content: a JSON object, from every tool of this server."""
+    content: Any = result.structured_content
+    assert isinstance(content, dict)
+    return cast(dict[str, Any], content)
+
+
 async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
     result = await client.call_tool(tool, arguments)
     assert not result.is_error, text(result)
-    assert isinstance(result.structured_content, dict)
-    return result.structured_content
+    return structured(result)
 
 
 async def error(client: Client, tool: str, **arguments: Any) -> str:
@@ -178,12 +184,13 @@ async def test_spawn_returns_at_once_and_task_output_shows_running_tasks(
 async def test_task_output_reports_progress_while_it_waits(
     fake_api: FakeApi, make_settings: MakeSettings
 ) -> None:
-    progress: list[tuple[float, float | None, str | None]] = []
+    heard: list[tuple[float, float | None, str | None]] = []
     heartbeats = anyio.Event()
+    result: CallToolResult | None = None  # set in the task group below (which nothing cancels)
 
-    async def on_progress(value: float, total: float | None, message: str | None) -> None:
-        progress.append((value, total, message))
-        if len(progress) >= 2:
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        heard.append((progress, total, message))
+        if len(heard) >= 2:
             heartbeats.set()
 
     async with connect(make_settings(progress_interval_s=0.05)) as client:
@@ -202,12 +209,12 @@ async def test_task_output_reports_progress_while_it_waits(
                     {"group_id": spawned["group_id"], "wait_s": 20},
                     progress_callback=on_progress,
                 )
-    assert result.structured_content is not None and result.structured_content["done"]
-    values = [value for value, _, _ in progress]
+    assert result is not None and result.structured_content is not None and result.structured_content["done"]
+    values = [value for value, _, _ in heard]
     assert values == sorted(set(values))  # the spec: progress rises with every notification
-    assert 0 < values[0] < 1 and progress[0][1] == 2
-    assert progress[-1][:2] == (2, 2)
-    assert "2/2 finished" in (progress[-1][2] or "")
+    assert 0 < values[0] < 1 and heard[0][1] == 2
+    assert heard[-1][:2] == (2, 2)
+    assert "2/2 finished" in (heard[-1][2] or "")
 
 
 async def test_wait_s_is_capped_by_the_server(fake_api: FakeApi, make_settings: MakeSettings) -> None:
@@ -229,6 +236,7 @@ async def test_long_outputs_are_paged(fake_api: FakeApi, make_settings: MakeSett
         result = await client.call_tool("task_output", {"task_ids": [task_id], "max_chars": 30})
         assert "offset=30" in text(result)
         pages = [view["output"]]
+        page = view  # the last page read
         offset = 30
         while offset is not None:
             page = (await call(client, "task_output", task_ids=[task_id], offset=offset, max_chars=30))[
@@ -473,7 +481,7 @@ async def test_a_result_with_every_output_stays_within_the_servers_size_limit_sh
         await call(client, "task_output", group_id=spawned["group_id"], wait_s=20, include="status")
         result = await client.call_tool("task_output", {"group_id": spawned["group_id"]})
         assert sent_chars(result) <= 4_000
-        views: Any = (result.structured_content or {})["tasks"]
+        views: Any = structured(result)["tasks"]
         assert views[2]["output"] == "short" and views[2]["truncated"] is False
         full = " ".join(f"w{i}" for i in range(1, 601))
         assert views[0]["truncated"] and views[0]["next_offset"] == len(views[0]["output"]) > 400

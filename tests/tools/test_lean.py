@@ -44,7 +44,7 @@ def subschemas(schema: Any) -> Iterator[dict[str, Any]]:
             for sub in cast(dict[str, Any], value).values():
                 yield from subschemas(sub)
         elif keyword in ("items", "anyOf", "additionalProperties"):
-            for sub in value if isinstance(value, list) else [value]:
+            for sub in cast(list[Any], value) if isinstance(value, list) else [value]:
                 yield from subschemas(sub)
 
 

@@ -5,7 +5,7 @@ Code shows whole (50,000 characters) unless a larger page was asked for."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from mcp_types import CallToolResult
 from server import Settings
 from tests.answers import reply, synthesis
 from tests.fake_api import FakeApi
-from tests.tools.test_handlers import MakeSettings, call, held, sent_chars, text
+from tests.tools.test_handlers import MakeSettings, call, held, sent_chars, structured, text
 from tools import create_server
 
 # auto: the 2026-07-28 protocol; legacy: the 2025-11-25 handshake; text-only: a 2025-03-26 client,
@@ -34,7 +34,7 @@ def connect(monkeypatch: pytest.MonkeyPatch) -> Any:
     """``connect(settings, client)``: the server in memory, as one of ``CLIENTS`` sees it."""
 
     @asynccontextmanager
-    async def open_client(settings: Settings, client: str) -> AsyncIterator[Client]:
+    async def open_client(settings: Settings, client: str) -> AsyncGenerator[Client]:
         if client == "text-only":  # the SDK's client offers its newest handshake version; offer an older
             monkeypatch.setattr(mcp.client.session, "LATEST_HANDSHAKE_VERSION", "2025-03-26")
         async with Client(create_server(settings), mode="auto" if client == "auto" else "legacy") as session:  # type: ignore[arg-type]
@@ -68,7 +68,7 @@ async def test_every_tool_result_says_what_to_call_next_in_its_structured_conten
         spawned = await answer(
             session, "spawn_parallel", tasks=[{"task": "[[reply:a]]"}, {"task": "[[hold]]"}]
         )
-        group = spawned.structured_content["group_id"]  # type: ignore[index]
+        group = structured(spawned)["group_id"]
         assert next_of(spawned).startswith(f'task_output(group_id="{group}")')
         await held(fake_api, 1)
         waiting = await answer(session, "task_output", group_id=group, wait_s=0)
@@ -158,7 +158,7 @@ async def test_task_output_of_twenty_long_tasks_stays_within_what_a_client_shows
             while not (await call(session, "task_output", **poll))["done"]:
                 pass
         result = await answer(session, "task_output", group_id=spawned["group_id"])
-    views: Any = (result.structured_content or {})["tasks"]
+    views: Any = structured(result)["tasks"]
     limit = Settings().max_output_chars
     assert 0.9 * limit < sent_chars(result) <= limit < SHOWN_WHOLE  # filled with outputs, not past it
     pages = [len(view["output"]) for view in views]
@@ -175,7 +175,7 @@ async def test_only_a_client_from_before_structured_output_reads_the_outputs_in_
     async with connect(make_settings(), client) as session:
         spawned = await call(session, "spawn_parallel", tasks=[{"task": f"[[reply:{o}]]"} for o in outputs])
         result = await answer(session, "task_output", group_id=spawned["group_id"], wait_s=20)
-    views: Any = (result.structured_content or {})["tasks"]
+    views: Any = structured(result)["tasks"]
     assert [view["output"] for view in views] == outputs  # the structured content holds them, always
     for output, task_id in zip(outputs, spawned["task_ids"], strict=True):
         assert task_id in text(result)
@@ -191,7 +191,7 @@ async def test_a_parsed_answer_comes_back_parsed_and_not_a_second_time_as_text(
             session, "spawn_parallel", tasks=[{"task": "review", "files": []}], output_schema="findings"
         )
         whole = await answer(session, "task_output", group_id=spawned["group_id"], wait_s=20)
-        view: Any = (whole.structured_content or {})["tasks"][0]
+        view: Any = structured(whole)["tasks"][0]
         part = await answer(session, "task_output", task_ids=spawned["task_ids"], offset=1, wait_s=0)
     assert view["state"] == "completed" and view["structured"]["findings"] is not None
     assert view["total_chars"] > 0
@@ -200,7 +200,7 @@ async def test_a_parsed_answer_comes_back_parsed_and_not_a_second_time_as_text(
     else:
         assert view.get("output") is None  # the fake's JSON answer, which structured already holds
         assert '"findings"' not in text(whole)
-    page: Any = (part.structured_content or {})["tasks"][0]
+    page: Any = structured(part)["tasks"][0]
     assert page["output"] and page.get("structured") is None  # part of the text: the text, unparsed
     assert len(page["output"]) == view["total_chars"] - 1
 
@@ -243,5 +243,5 @@ async def test_a_larger_page_asked_for_may_pass_the_default_size_and_the_tool_li
     assert "anthropic/maxResultSizeChars" not in (default.meta or {}) and sent_chars(default) <= SHOWN_WHOLE
     assert (default.structured_content or {})["tasks"][0]["truncated"] is True
     assert (larger.meta or {})["anthropic/maxResultSizeChars"] == 200_000
-    view: Any = (larger.structured_content or {})["tasks"][0]
+    view: Any = structured(larger)["tasks"][0]
     assert view["truncated"] is False and len(view["output"]) == view["total_chars"] > SHOWN_WHOLE

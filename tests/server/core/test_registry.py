@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -36,7 +36,7 @@ def spawn_of(n: int, **kwargs: Any) -> SpawnRequest:
 
 
 @asynccontextmanager
-async def running(backend: ScriptedBackend, settings: Settings) -> AsyncIterator[TaskRegistry]:
+async def running(backend: ScriptedBackend, settings: Settings) -> AsyncGenerator[TaskRegistry]:
     async with open_registry(settings, backend) as registry:
         yield registry
 
@@ -265,7 +265,7 @@ async def test_finished_tasks_beyond_the_count_limit_are_evicted_oldest_first(
 ) -> None:
     backend = ScriptedBackend()
     async with running(backend, make_settings(max_finished=3)) as registry:
-        groups = []
+        groups: list[str] = []
         for _ in range(5):
             receipt = await registry.spawn(spawn_of(1))
             groups.append(receipt.group_id)

@@ -3,33 +3,36 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import anyio
 import pytest
 
 from server import (
+    Backend,
     Settings,
     SpawnRequest,
     SubagentRequest,
     SubagentResult,
     TaskRequest,
     TaskSink,
+    TaskSnapshot,
     open_registry,
 )
 from server.fanin import synthesis as synthesis_module
-from server.fanin.report import split_answers
+from server.fanin.report import Missing, split_answers
 from server.fanin.synthesis import Synthesizer
+from server.intake.prepare import PlannedTask
 from tests.answers import synthesis
 from tests.gates import ThreadGate
-from tests.server.fakes import ScriptedBackend
+from tests.server.fakes import Handler, ScriptedBackend
 
 MakeSettings = Callable[..., Settings]
 T = TypeVar("T")
 
 
-def answering(length: int) -> Callable[[SubagentRequest, TaskSink], object]:
+def answering(length: int) -> Handler:
     async def handler(request: SubagentRequest, sink: TaskSink) -> SubagentResult:
         line = request.prompt.split("Task:\n", 1)[1].split("\n", 1)[0]
         text = "\n".join(f"{line} line {i} " + "x" * 40 for i in range(length // 50))
@@ -38,10 +41,23 @@ def answering(length: int) -> Callable[[SubagentRequest, TaskSink], object]:
     return handler
 
 
+class _Planner(Synthesizer):
+    """A synthesizer whose plan these tests read (planning is the synthesizer's own business)."""
+
+    def plan(
+        self,
+        answered: Sequence[TaskSnapshot],
+        missing: Sequence[Missing],
+        instructions: str | None,
+        backend: Backend,
+    ) -> list[PlannedTask]:
+        return self._plan(answered, missing, instructions, backend)
+
+
 async def plan_for(
     make_settings: MakeSettings, answers: int, length: int, **settings: object
-) -> tuple[list, list[str]]:
-    backend = ScriptedBackend(answering(length))  # type: ignore[arg-type]
+) -> tuple[list[PlannedTask], list[str]]:
+    backend = ScriptedBackend(answering(length))
     async with open_registry(make_settings(**settings), backend) as registry:
         receipt = await registry.spawn(
             SpawnRequest(tasks=[TaskRequest(task=f"t{i}") for i in range(answers)])
@@ -50,7 +66,7 @@ async def plan_for(
         with anyio.fail_after(5):
             await registry.wait(ids)
         answered, missing = split_answers(registry.snapshots(ids))
-        return Synthesizer(registry)._plan(answered, missing, None, registry.backends.choose(None)), ids
+        return _Planner(registry).plan(answered, missing, None, registry.backends.choose(None)), ids
 
 
 async def test_answers_that_fit_get_one_synthesis_that_may_cite_them_all(make_settings: MakeSettings) -> None:

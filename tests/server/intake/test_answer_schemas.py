@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 import anyio
 import pytest
@@ -267,7 +268,11 @@ async def test_a_pattern_re2_cannot_run_is_refused_at_spawn_naming_it_and_where_
 
 
 def test_unevaluated_properties_beside_pattern_properties_is_refused() -> None:
-    schema = {"type": "object", "patternProperties": {"^x_": {}}, "unevaluatedProperties": False}
+    schema: dict[str, Any] = {
+        "type": "object",
+        "patternProperties": {"^x_": {}},
+        "unevaluatedProperties": False,
+    }
     with pytest.raises(InvalidInput, match="use additionalProperties next to the patternProperties"):
         resolve_schema(schema)
 

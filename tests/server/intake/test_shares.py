@@ -20,12 +20,12 @@ from server import (
     Tokens,
     open_registry,
 )
-from tests.server.fakes import ScriptedBackend
+from tests.server.fakes import Handler, ScriptedBackend
 
 MakeSettings = Callable[..., Settings]
 
 
-def costing(tokens: int) -> Callable[[SubagentRequest, TaskSink], object]:
+def costing(tokens: int) -> Handler:
     async def handler(request: SubagentRequest, sink: TaskSink) -> SubagentResult:
         sink.add_usage("claude-sonnet-5-5", Tokens(input_tokens=tokens))  # $2 per million input tokens
         return SubagentResult(text="ok", model=request.model, stop_reason="end_turn")

@@ -175,8 +175,8 @@ async def test_the_sdks_answer_to_the_greeted_request_is_dropped_and_a_differenc
     greeting = Greeting(7, {"protocolVersion": "2025-11-25", "stale": True})
     written = Written()
     writer = _AfterGreeting(written, greeting)  # type: ignore[arg-type]
-    sdk_answer = {"jsonrpc": "2.0", "id": 7, "result": {"protocolVersion": "2025-11-25"}}
-    later = {"jsonrpc": "2.0", "id": 7, "result": {}}  # the same id again: a later answer, passed on
+    sdk_answer: dict[str, Any] = {"jsonrpc": "2.0", "id": 7, "result": {"protocolVersion": "2025-11-25"}}
+    later: dict[str, Any] = {"jsonrpc": "2.0", "id": 7, "result": {}}  # the same id again: passed on
     with caplog.at_level(logging.WARNING, logger="fanout_mcp.tools.stdio.serve"):
         for message in (sdk_answer, later):
             await writer.send(SessionMessage(jsonrpc_message_adapter.validate_python(message)))
