@@ -27,13 +27,21 @@ from ..server import (
     Settings,
     SpawnRequest,
     TaskRegistry,
-    TaskRequest,
     TaskState,
     UnknownTask,
     Usage,
     fair_shares,
 )
 from ..server.intake.answer_schemas import BUILTIN_SCHEMAS
+from ..server.intake.requests import (
+    BudgetUsd,
+    MaxConcurrency,
+    SharedContext,
+    SpawnBackend,
+    SpawnOutputSchema,
+    SpawnTools,
+    Tasks,
+)
 from . import rendering
 from .engine import runtime_of
 from .lean import ServerFacts
@@ -181,28 +189,14 @@ async def _wait(runtime: "Runtime", task_ids: Sequence[str], seconds: float, ctx
 
 
 async def spawn_parallel(
-    tasks: Annotated[list[TaskRequest], Field(description="The independent tasks, one subagent each.")],
+    tasks: Tasks,
     ctx: Context,
-    shared_context: Annotated[
-        str | None,
-        Field(description="What every task needs (goal, conventions); sent once, cached."),
-    ] = None,
-    max_concurrency: Annotated[
-        int | None, Field(ge=1, description="Run at most this many of these tasks at once.")
-    ] = None,
-    output_schema: Annotated[
-        dict[str, Any] | str | None,
-        Field(description="For tasks without their own (see tasks)."),
-    ] = None,
-    budget_usd: Annotated[
-        float | None,
-        Field(gt=0, description="Start no more of these tasks once they cost this many dollars."),
-    ] = None,
-    backend: Annotated[str | None, Field(description="For tasks without their own (see tasks).")] = None,
-    tools: Annotated[
-        list[Literal["read"]],
-        Field(max_length=1, description="For tasks without their own (see tasks)."),
-    ] = [],  # noqa: B006  (pydantic copies defaults; the list is never mutated)
+    shared_context: SharedContext = None,
+    max_concurrency: Annotated[MaxConcurrency, Field(ge=1)] = None,
+    output_schema: SpawnOutputSchema = None,
+    budget_usd: Annotated[BudgetUsd, Field(gt=0)] = None,
+    backend: SpawnBackend = None,
+    tools: Annotated[SpawnTools, Field(max_length=1)] = [],  # noqa: B006  (pydantic copies defaults)
     wait_s: Annotated[float, Field(ge=0, description="Seconds to wait before returning.")] = 0,
 ) -> Annotated[types.CallToolResult, SpawnResult]:
     """Start independent subagent tasks in parallel, in the background; returns group_id and task_ids at once.

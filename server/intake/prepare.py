@@ -21,9 +21,10 @@ from ..backends import Backend
 from ..backends.roster import Roster
 from ..config.settings import Settings
 from ..core.errors import BackendUnavailable, InvalidInput
-from ..core.models import SpawnRequest, SubagentRequest, TaskRequest, TaskSpec
+from ..core.models import SubagentRequest, TaskSpec
 from .answer_schemas import resolve_schema
 from .files import FileReader, FileText
+from .requests import SpawnRequest, TaskRequest
 from .subagent_prompt import TaskPrompt, build_system, estimate_tokens
 
 _MAX_WARNINGS = 12
