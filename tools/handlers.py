@@ -32,6 +32,7 @@ from ..server import (
     Usage,
     fair_shares,
 )
+from ..server.fanin.synthesis import Wait
 from ..server.intake.answer_schemas import BUILTIN_SCHEMAS
 from ..server.intake.requests import (
     BudgetUsd,
@@ -186,6 +187,16 @@ async def _wait(runtime: "Runtime", task_ids: Sequence[str], seconds: float, ctx
             await registry.wait(task_ids, on_change=report)
             tg.cancel_scope.cancel()
     return round(anyio.current_time() - started, 3)
+
+
+def _waiting(runtime: "Runtime", seconds: float, ctx: Context) -> Wait:
+    """Waits for tasks, reporting progress, until ``seconds`` from now have passed in all."""
+    deadline = anyio.current_time() + seconds
+
+    async def wait(task_ids: Sequence[str]) -> None:
+        await _wait(runtime, task_ids, max(0.0, deadline - anyio.current_time()), ctx)
+
+    return wait
 
 
 async def spawn_parallel(
@@ -351,45 +362,13 @@ async def synthesize(
     restarted), or use mode 'merge' to merge what has finished now.
     """
     runtime = await runtime_of(ctx)
-    registry = runtime.registry
     with _as_tool_errors("synthesize"):
-        ids = registry.select(task_ids, group_id)
-    budget = _wait_budget("synthesize", runtime, wait_s)
-    deadline = anyio.current_time() + budget
-    await _wait(runtime, ids, budget, ctx)
-    synth = runtime.synthesizer
-    use_llm = mode == "llm" or (mode == "auto" and registry.backends.default_usable())
-    if isinstance(quorum, int) and quorum < 1:
-        raise _invalid(
-            "synthesize", f"quorum must be 'any', 'majority', 'all' or a number of tasks >= 1 (got {quorum})"
-        )
-    groups = _groups(registry, ids)
-    selector = _selector(task_ids, group_id)
+        ids = runtime.registry.select(task_ids, group_id)
+        wait = _waiting(runtime, _wait_budget("synthesize", runtime, wait_s), ctx)
+        answer = await runtime.synthesizer.synthesize(ids, mode, quorum, instructions, wait)
+    groups = _groups(runtime.registry, ids)
     full = reads_text_only(ctx)
-    if not use_llm:
-        merged = await synth.merge(ids, quorum)
-        answer = rendering.synthesis_result(merged, registry.usage(ids), None, groups, selector)
-        return result(answer, rendering.render_synthesis(answer, merged.markdown, full))
-    counts = registry.counts(ids)
-    if unfinished := counts.queued + counts.running:
-        answer = rendering.pending_synthesis(
-            None, registry.usage(ids), unfinished, len(ids), groups, selector
-        )
-        return result(answer, rendering.render_synthesis(answer, "", full))
-    if (nothing := await synth.without_answers(ids)) is not None:
-        answer = rendering.synthesis_result(nothing, registry.usage(ids), None, groups, selector)
-        return result(answer, rendering.render_synthesis(answer, nothing.markdown, full))
-    with _as_tool_errors("synthesize"):
-        synthesis_id = await synth.start_llm(ids, instructions)
-    await _wait(runtime, [synthesis_id], max(0.0, deadline - anyio.current_time()), ctx)
-    with _as_tool_errors("synthesize"):
-        done = await synth.result(synthesis_id, ids, quorum)
-    total = registry.usage([*ids, *synth.synthesis_tasks(synthesis_id)])
-    if done is None:
-        answer = rendering.pending_synthesis(synthesis_id, total, 0, len(ids), groups, selector)
-        return result(answer, rendering.render_synthesis(answer, "", full))
-    answer = rendering.synthesis_result(done, total, synthesis_id, groups, selector)
-    return result(answer, rendering.render_synthesis(answer, done.markdown, full))
+    return result(*rendering.synthesis_reply(answer, groups, _selector(task_ids, group_id), full))
 
 
 async def list_tasks(

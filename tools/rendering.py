@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from ..server import Counts, Synthesis, TaskSnapshot, TaskState, Usage
+from ..server.fanin.synthesis import SynthesisAnswer, SynthesisDone, SynthesisRunning
 from .result_models import (
     CancelResult,
     GroupView,
@@ -303,7 +304,26 @@ def render_cancel(result: CancelResult) -> str:
 # --- synthesis ----------------------------------------------------------------------------------------
 
 
-def synthesis_result(
+def synthesis_reply(
+    answer: SynthesisAnswer, groups: list[GroupView], selector: str, full: bool
+) -> tuple[SynthesisResult, str]:
+    """The synthesize tool's structured answer, and its text."""
+    if isinstance(answer, SynthesisDone):
+        done = _synthesis_done(answer.synthesis, answer.total_usage, answer.task_id, groups, selector)
+        return done, render_synthesis(done, answer.synthesis.markdown, full)
+    if isinstance(answer, SynthesisRunning):
+        note = f"the model synthesis runs as task {answer.task_id}"
+        pending = _synthesis_pending(answer.task_id, answer.total_usage, note, groups, selector)
+    else:
+        note = (
+            f"{answer.unfinished} of {answer.sources} task(s) are still queued or running; the model "
+            "synthesis starts once all have ended, so that it is paid for once"
+        )
+        pending = _synthesis_pending(None, answer.total_usage, note, groups, selector)
+    return pending, render_synthesis(pending, "", full)
+
+
+def _synthesis_done(
     synthesis: Synthesis, total: Usage, synthesis_id: str | None, groups: list[GroupView], selector: str
 ) -> SynthesisResult:
     """The structured answer: the merged findings, conflicts and actions as they are, and the markdown
@@ -328,22 +348,10 @@ def synthesis_result(
     )
 
 
-def pending_synthesis(
-    synthesis_id: str | None,
-    total: Usage,
-    unfinished: int,
-    sources: int,
-    groups: list[GroupView],
-    selector: str,
+def _synthesis_pending(
+    synthesis_id: str | None, total: Usage, note: str, groups: list[GroupView], selector: str
 ) -> SynthesisResult:
     """Not ready: sources still running (no synthesis started yet), or the synthesis itself running."""
-    if synthesis_id is None:
-        note = (
-            f"{unfinished} of {sources} task(s) are still queued or running; the model synthesis starts once "
-            "all have ended, so that it is paid for once"
-        )
-    else:
-        note = f"the model synthesis runs as task {synthesis_id}"
     return SynthesisResult(
         done=False,
         mode="llm",

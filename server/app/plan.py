@@ -22,7 +22,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..core.errors import InvalidInput
 from ..core.models import SpawnReceipt, TaskSnapshot
-from ..fanin.synthesis import Synthesis
+from ..fanin.report import Synthesis
+from ..fanin.synthesis import SynthesisDone
 from ..intake.requests import SpawnRequest
 from .runtime import Runtime
 
@@ -135,15 +136,6 @@ async def stop_plan(runtime: Runtime, plan: Plan, receipt: SpawnReceipt, reason:
 async def _synthesize(runtime: Runtime, ids: list[str], options: SynthesisOptions) -> Synthesis | None:
     if options.mode == "none":
         return None
-    synth = runtime.synthesizer
-    available = runtime.registry.backends.default_usable()
-    if options.mode == "merge" or (options.mode == "auto" and not available):
-        return await synth.merge(ids)
-    nothing = await synth.without_answers(ids)
-    if nothing is not None:
-        return nothing
-    synthesis_id = await synth.start_llm(ids, options.instructions)
-    await runtime.registry.wait([synthesis_id])
-    result = await synth.result(synthesis_id, ids)
-    assert result is not None  # the synthesis task has ended
-    return result
+    answer = await runtime.synthesizer.synthesize(ids, options.mode, instructions=options.instructions)
+    assert isinstance(answer, SynthesisDone)  # the tasks have ended, and it waits for the synthesis
+    return answer.synthesis
