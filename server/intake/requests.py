@@ -127,6 +127,16 @@ class TaskRequest(BaseModel):
         return task
 
 
+def default_label(index: int) -> str:
+    """The label of the task at ``index`` that gives none."""
+    return f"task {index + 1}"
+
+
+def task_name(task: TaskRequest, index: int) -> str:
+    """How a message names the task at ``index``: its label, else its position."""
+    return repr(task.label) if task.label else f"#{index + 1}"
+
+
 # The spawn's own fields, each declared once: ``SpawnRequest`` and ``spawn_parallel`` both use these.
 # The tool bounds some more tightly at its border (its schema tells the calling model the bound); the
 # engine checks the same bounds with its own messages (``prepare``), for plan files too.
