@@ -27,15 +27,16 @@ from server.fanin import synthesis as synthesis_module
 from server.fanin.model_tasks import plan_model_synthesis
 from server.fanin.report import split_answers
 from server.fanin.synthesis import SynthesisDone, SynthesisPending, SynthesisRunning, Synthesizer
+from server.intake.prepare import PlannedTask
 from tests.answers import synthesis
 from tests.gates import ThreadGate
-from tests.server.fakes import ScriptedBackend
+from tests.server.fakes import Handler, ScriptedBackend
 
 MakeSettings = Callable[..., Settings]
 T = TypeVar("T")
 
 
-def answering(length: int) -> Callable[[SubagentRequest, TaskSink], object]:
+def answering(length: int) -> Handler:
     async def handler(request: SubagentRequest, sink: TaskSink) -> SubagentResult:
         line = request.prompt.split("Task:\n", 1)[1].split("\n", 1)[0]
         text = "\n".join(f"{line} line {i} " + "x" * 40 for i in range(length // 50))
@@ -46,8 +47,8 @@ def answering(length: int) -> Callable[[SubagentRequest, TaskSink], object]:
 
 async def plan_for(
     make_settings: MakeSettings, answers: int, length: int, **settings: object
-) -> tuple[list, list[str]]:
-    backend = ScriptedBackend(answering(length))  # type: ignore[arg-type]
+) -> tuple[list[PlannedTask], list[str]]:
+    backend = ScriptedBackend(answering(length))
     configured = make_settings(**settings)
     async with open_registry(configured, backend) as registry:
         receipt = await registry.spawn(
