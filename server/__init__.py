@@ -26,12 +26,10 @@ if TYPE_CHECKING:
         GroupSummary,
         RetryNotice,
         SpawnReceipt,
-        SpawnRequest,
         Statistics,
         SubagentRequest,
         SubagentResult,
         TaskError,
-        TaskRequest,
         TaskSnapshot,
         Tokens,
         Usage,
@@ -41,6 +39,7 @@ if TYPE_CHECKING:
     from .fanin.findings import Action, Conflict, ConflictSide, Location, MergedFinding, Quorum
     from .fanin.report import Missing, Source, Synthesis
     from .fanin.synthesis import Synthesizer
+    from .intake.requests import SpawnRequest, TaskRequest
     from .intake.shares import fair_shares
 
 # Each public name and the module (under fanout_mcp.server) it comes from.
@@ -65,12 +64,12 @@ _EXPORTS: Final = {
     "GroupSummary": "core.models",
     "RetryNotice": "core.models",
     "SpawnReceipt": "core.models",
-    "SpawnRequest": "core.models",
+    "SpawnRequest": "intake.requests",
     "Statistics": "core.models",
     "SubagentRequest": "core.models",
     "SubagentResult": "core.models",
     "TaskError": "core.models",
-    "TaskRequest": "core.models",
+    "TaskRequest": "intake.requests",
     "TaskSnapshot": "core.models",
     "Tokens": "core.models",
     "Usage": "core.models",

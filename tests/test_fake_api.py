@@ -23,11 +23,12 @@ from anthropic.types import Message, MessageParam
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from server.backends.anthropic_api import message_params
-from server.core.models import SubagentRequest, TaskRequest
+from server.core.models import SubagentRequest
 from server.fanin.findings import merge_findings
-from server.fanin.synthesis import SYNTHESIS_SCHEMA
+from server.fanin.model_answer import SYNTHESIS_SCHEMA
 from server.intake.answer_schemas import FINDINGS_SCHEMA, check_answer
 from server.intake.files import FileText
+from server.intake.requests import TaskRequest
 from server.intake.subagent_prompt import build_prompt
 from tests.fake_api import FakeApi, FakeConfig, serve_in_thread
 

@@ -3,15 +3,14 @@
 
 Every result's structured content is the answer a model reads, with ``next``: what to call next and why
 (``results.py``). Engine errors become ``Refusal``s, which the server answers as error results with the
-message and what to do. Waiting is bounded here, at the edge, with ``move_on_after``; nothing below
-takes a timeout.
+message and what to do. Waiting is bounded here, at the edge (``waiting.py``); nothing below takes a
+timeout. A tool body translates its arguments, makes one engine call and renders the answer
+(``rendering.py``, ``output_pages.py``, ``next_calls.py``).
 """
 
-import logging
-import math
 from collections.abc import Generator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
+from typing import Annotated, Any, Literal
 
 import anyio
 import mcp_types as types
@@ -20,29 +19,35 @@ from pydantic import Field
 
 from ..server import (
     BackendUnavailable,
-    Counts,
     ErrorKind,
     FanoutError,
     RegistryClosed,
     Settings,
     SpawnRequest,
     TaskRegistry,
-    TaskRequest,
     TaskState,
     UnknownTask,
-    Usage,
-    fair_shares,
 )
 from ..server.intake.answer_schemas import BUILTIN_SCHEMAS
+from ..server.intake.requests import (
+    BudgetUsd,
+    MaxConcurrency,
+    SharedContext,
+    SpawnBackend,
+    SpawnOutputSchema,
+    SpawnTools,
+    Tasks,
+)
 from . import rendering
 from .engine import runtime_of
 from .lean import ServerFacts
+from .next_calls import BIG_GROUP, cancel_next, list_next
+from .output_pages import DEFAULT_MAX_CHARS, output_result, status_result
 from .result_models import (
     CancelResult,
     FinishedTask,
     GroupView,
     ListResult,
-    SpawnedTaskView,
     SpawnResult,
     SynthesisResult,
     TaskOutputResult,
@@ -52,21 +57,14 @@ from .results import (
     RESULT_SIZE_META,
     Refusal,
     call_again,
-    largest_page,
     reads_text_only,
     result,
 )
 from .sampling import NAME, SamplingBackend
-
-if TYPE_CHECKING:
-    from ..server import Runtime
-
-logger = logging.getLogger(__name__)
+from .waiting import wait_budget, wait_for, waiting
 
 # How long cancel_tasks waits for running tasks to wind down before it answers.
 _CANCEL_GRACE_S = 5.0
-# task_output's page per task when none is asked for; a larger one may pass what a client shows whole.
-DEFAULT_MAX_CHARS: Final = 20_000
 
 WaitSeconds = Annotated[
     float | None,
@@ -86,7 +84,7 @@ def tool_facts(settings: Settings, backends: Sequence[str]) -> ServerFacts:
         "default_wait_s": f"{min(settings.default_wait_s, settings.max_wait_s):g}",
         "max_wait_s": f"{settings.max_wait_s:g}",
         "max_output_chars": str(settings.max_output_chars),
-        "big_group": str(rendering.BIG_GROUP),
+        "big_group": str(BIG_GROUP),
     }
     return ServerFacts(
         values=values,
@@ -112,11 +110,7 @@ def _as_tool_errors(tool: str) -> Generator[None, None, None]:
     except RegistryClosed as exc:
         raise Refusal("shutting_down", str(exc), "Nothing here: the server is stopping.") from None
     except FanoutError as exc:
-        raise _invalid(tool, str(exc)) from None
-
-
-def _invalid(tool: str, message: str) -> Refusal:
-    return Refusal("invalid_input", message, call_again(tool))
+        raise Refusal("invalid_input", str(exc), call_again(tool)) from None
 
 
 def _groups(registry: TaskRegistry, task_ids: Sequence[str]) -> list[GroupView]:
@@ -133,76 +127,15 @@ def _selector(task_ids: Sequence[str] | None, group_id: str | None) -> str:
     return f'group_id="{group_id}"' if group_id is not None else "task_ids=[the same ids]"
 
 
-def _wait_budget(tool: str, runtime: "Runtime", wait_s: float | None) -> float:
-    settings = runtime.settings
-    if wait_s is None:
-        return min(settings.default_wait_s, settings.max_wait_s)
-    if math.isnan(wait_s) or wait_s < 0:
-        raise _invalid(tool, f"wait_s must be a number of seconds >= 0 (got {wait_s})")
-    return min(wait_s, settings.max_wait_s)
-
-
-async def _wait(runtime: "Runtime", task_ids: Sequence[str], seconds: float, ctx: Context) -> float:
-    """Wait up to ``seconds`` for the tasks, reporting progress; return the seconds waited."""
-    if seconds <= 0:  # a look, not a wait: no task group, no heartbeat
-        return 0.0
-    registry = runtime.registry
-    total = len(task_ids)
-    started = anyio.current_time()
-    last = -1.0
-
-    async def report() -> None:
-        nonlocal last
-        counts = registry.counts(task_ids)
-        done = rendering.finished_count(counts)
-        # Progress must rise with every notification (MCP spec), heartbeats included: between task
-        # ends it creeps up with the time waited, never reaching the next whole task.
-        waited = (anyio.current_time() - started) / seconds if seconds > 0 else 0.0
-        value = float(total) if done == total else done + 0.9 * min(waited, 1.0)
-        last = value = max(value, last + 1e-6)
-        try:
-            await ctx.report_progress(
-                value, total, f"{done}/{total} finished ({rendering.describe_counts(counts)})"
-            )
-        except Exception:  # a client that went away must not turn a result into an error
-            logger.debug("progress notification failed", exc_info=True)
-
-    async def heartbeat() -> None:
-        while True:
-            await anyio.sleep(runtime.settings.progress_interval_s)
-            await report()
-
-    with anyio.move_on_after(seconds):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(heartbeat)
-            await registry.wait(task_ids, on_change=report)
-            tg.cancel_scope.cancel()
-    return round(anyio.current_time() - started, 3)
-
-
 async def spawn_parallel(
-    tasks: Annotated[list[TaskRequest], Field(description="The independent tasks, one subagent each.")],
+    tasks: Tasks,
     ctx: Context,
-    shared_context: Annotated[
-        str | None,
-        Field(description="What every task needs (goal, conventions); sent once, cached."),
-    ] = None,
-    max_concurrency: Annotated[
-        int | None, Field(ge=1, description="Run at most this many of these tasks at once.")
-    ] = None,
-    output_schema: Annotated[
-        dict[str, Any] | str | None,
-        Field(description="For tasks without their own (see tasks)."),
-    ] = None,
-    budget_usd: Annotated[
-        float | None,
-        Field(gt=0, description="Start no more of these tasks once they cost this many dollars."),
-    ] = None,
-    backend: Annotated[str | None, Field(description="For tasks without their own (see tasks).")] = None,
-    tools: Annotated[
-        list[Literal["read"]],
-        Field(max_length=1, description="For tasks without their own (see tasks)."),
-    ] = [],  # noqa: B006  (pydantic copies defaults; the list is never mutated)
+    shared_context: SharedContext = None,
+    max_concurrency: Annotated[MaxConcurrency, Field(ge=1)] = None,
+    output_schema: SpawnOutputSchema = None,
+    budget_usd: Annotated[BudgetUsd, Field(gt=0)] = None,
+    backend: SpawnBackend = None,
+    tools: Annotated[SpawnTools, Field(max_length=1)] = [],  # noqa: B006  (pydantic copies defaults)
     wait_s: Annotated[float, Field(ge=0, description="Seconds to wait before returning.")] = 0,
 ) -> Annotated[types.CallToolResult, SpawnResult]:
     """Start independent subagent tasks in parallel, in the background; returns group_id and task_ids at once.
@@ -216,33 +149,21 @@ async def spawn_parallel(
     $big_group tasks or more, wait with task_output(group_id, include="status").
     """
     runtime = await runtime_of(ctx)
+    request = SpawnRequest(
+        tasks=tasks,
+        shared_context=shared_context,
+        max_concurrency=max_concurrency,
+        output_schema=output_schema,
+        budget_usd=budget_usd,
+        backend=backend,
+        tools=tools,
+    )
     with _as_tool_errors("spawn_parallel"):
-        receipt = await runtime.registry.spawn(
-            SpawnRequest(
-                tasks=tasks,
-                shared_context=shared_context,
-                max_concurrency=max_concurrency,
-                output_schema=output_schema,
-                budget_usd=budget_usd,
-                backend=backend,
-                tools=tools,
-            ),
-            extra_backends={NAME: SamplingBackend.of(ctx)},
-        )
+        receipt = await runtime.registry.spawn(request, extra_backends={NAME: SamplingBackend.of(ctx)})
     ids = [t.task_id for t in receipt.tasks]
     if wait_s:
-        await _wait(runtime, ids, _wait_budget("spawn_parallel", runtime, wait_s), ctx)
-    views = [
-        SpawnedTaskView(task_id=s.task_id, label=s.label, state=s.state)
-        for s in runtime.registry.snapshots(ids)
-    ]
-    answer = SpawnResult(
-        group_id=receipt.group_id,
-        task_ids=ids,
-        tasks=views,
-        warnings=receipt.warnings,
-        next=rendering.spawn_next(receipt.group_id, views, waited=bool(wait_s)),
-    )
+        await wait_for(runtime, ids, wait_budget("spawn_parallel", runtime.settings, wait_s), ctx)
+    answer = rendering.spawn_result(receipt, runtime.registry.snapshots(ids), waited=bool(wait_s))
     return result(answer, rendering.render_spawn(answer))
 
 
@@ -270,59 +191,21 @@ async def task_output(
     of the tasks: wait on a group of $big_group tasks or more that way.
     """
     runtime = await runtime_of(ctx)
-    with _as_tool_errors("task_output"):
-        ids = runtime.registry.select(task_ids, group_id)
-    waited = await _wait(runtime, ids, _wait_budget("task_output", runtime, wait_s), ctx)
     registry = runtime.registry
+    with _as_tool_errors("task_output"):
+        ids = registry.select(task_ids, group_id)
+    waited = await wait_for(runtime, ids, wait_budget("task_output", runtime.settings, wait_s), ctx)
     selector = _selector(task_ids, group_id)
     full = reads_text_only(ctx)
     if include == "status":
-        status = _status(registry, ids, waited, selector)
+        by_state, usage = registry.ids_by_state(ids), registry.usage(ids)
+        status = status_result(len(ids), by_state, usage, _groups(registry, ids), waited, selector)
         return result(status, rendering.render_status(status, full))
     snaps = registry.snapshots(ids)  # one read of the tasks: counts and usage come from it too
-    counts = Counts.of([s.state for s in snaps])
-    usage = sum((s.usage for s in snaps), Usage())
-    groups = _groups(registry, ids)
-    wanted = [min(max(0, len(s.output or "") - offset), max_chars) for s in snaps]
-    # Every task gets up to max_chars, and all of them together what keeps the result (as sent) within
-    # what a client shows whole, shared fairly: a result a client would cut or save to a file helps
-    # nobody. The rest is paged. A page larger than the default, asked for, may be larger.
-    limit = runtime.settings.max_output_chars
-    size_limit = None
-    if max_chars > DEFAULT_MAX_CHARS:
-        limit = size_limit = max(limit, LARGE_RESULT_CHARS)
-
-    def build(budget: int) -> types.CallToolResult:
-        shares = fair_shares(wanted, budget)
-        pages = zip(snaps, shares, strict=True)
-        views = [rendering.task_view(snap, offset, share, text_too=full) for snap, share in pages]
-        answer = TaskOutputResult(
-            done=rendering.finished_count(counts) == len(ids),
-            counts=counts,
-            tasks=views,
-            usage=usage,
-            groups=groups,
-            waited_s=waited,
-            next=rendering.output_next(counts, views, status=False, selector=selector),
-        )
-        return result(answer, rendering.render_output(answer, max_chars, full), size_limit)
-
-    return largest_page(build, sum(wanted), limit, copies=2 if full else 1)
-
-
-def _status(registry: TaskRegistry, ids: Sequence[str], waited: float, selector: str) -> TaskOutputResult:
-    """task_output's include="status": ids by state and totals, no snapshot of any task."""
-    by_state = registry.ids_by_state(ids)
-    counts = Counts.of_tally({state: len(state_ids) for state, state_ids in by_state.items()})
-    return TaskOutputResult(
-        done=rendering.finished_count(counts) == len(ids),
-        counts=counts,
-        ids_by_state=rendering.ids_by_state(by_state),
-        usage=registry.usage(ids),
-        groups=_groups(registry, ids),
-        waited_s=waited,
-        next=rendering.output_next(counts, [], status=True, selector=selector),
-    )
+    return output_result(
+        snaps, _groups(registry, ids), waited, selector,
+        offset=offset, max_chars=max_chars, max_output_chars=runtime.settings.max_output_chars, full=full,
+    )  # fmt: skip
 
 
 async def synthesize(
@@ -357,45 +240,13 @@ async def synthesize(
     restarted), or use mode 'merge' to merge what has finished now.
     """
     runtime = await runtime_of(ctx)
-    registry = runtime.registry
     with _as_tool_errors("synthesize"):
-        ids = registry.select(task_ids, group_id)
-    budget = _wait_budget("synthesize", runtime, wait_s)
-    deadline = anyio.current_time() + budget
-    await _wait(runtime, ids, budget, ctx)
-    synth = runtime.synthesizer
-    use_llm = mode == "llm" or (mode == "auto" and registry.backends.default_usable())
-    if isinstance(quorum, int) and quorum < 1:
-        raise _invalid(
-            "synthesize", f"quorum must be 'any', 'majority', 'all' or a number of tasks >= 1 (got {quorum})"
-        )
-    groups = _groups(registry, ids)
-    selector = _selector(task_ids, group_id)
+        ids = runtime.registry.select(task_ids, group_id)
+        wait = waiting(runtime, wait_budget("synthesize", runtime.settings, wait_s), ctx)
+        answer = await runtime.synthesizer.synthesize(ids, mode, quorum, instructions, wait)
+    groups = _groups(runtime.registry, ids)
     full = reads_text_only(ctx)
-    if not use_llm:
-        merged = await synth.merge(ids, quorum)
-        answer = rendering.synthesis_result(merged, registry.usage(ids), None, groups, selector)
-        return result(answer, rendering.render_synthesis(answer, merged.markdown, full))
-    counts = registry.counts(ids)
-    if unfinished := counts.queued + counts.running:
-        answer = rendering.pending_synthesis(
-            None, registry.usage(ids), unfinished, len(ids), groups, selector
-        )
-        return result(answer, rendering.render_synthesis(answer, "", full))
-    if (nothing := await synth.without_answers(ids)) is not None:
-        answer = rendering.synthesis_result(nothing, registry.usage(ids), None, groups, selector)
-        return result(answer, rendering.render_synthesis(answer, nothing.markdown, full))
-    with _as_tool_errors("synthesize"):
-        synthesis_id = await synth.start_llm(ids, instructions)
-    await _wait(runtime, [synthesis_id], max(0.0, deadline - anyio.current_time()), ctx)
-    with _as_tool_errors("synthesize"):
-        done = await synth.result(synthesis_id, ids, quorum)
-    total = registry.usage([*ids, *synth.synthesis_tasks(synthesis_id)])
-    if done is None:
-        answer = rendering.pending_synthesis(synthesis_id, total, 0, len(ids), groups, selector)
-        return result(answer, rendering.render_synthesis(answer, "", full))
-    answer = rendering.synthesis_result(done, total, synthesis_id, groups, selector)
-    return result(answer, rendering.render_synthesis(answer, done.markdown, full))
+    return result(*rendering.synthesis_reply(answer, groups, _selector(task_ids, group_id), full))
 
 
 async def list_tasks(
@@ -413,7 +264,7 @@ async def list_tasks(
         counts=listing.counts,
         total=listing.total,
         tasks=[rendering.task_summary(s) for s in listing.tasks],
-        next=rendering.list_next(listing.counts),
+        next=list_next(listing.counts),
     )
     return result(answer, rendering.render_list(answer))
 
@@ -436,7 +287,7 @@ async def cancel_tasks(
         cancelled=outcome.cancelled,
         already_finished=[FinishedTask(task_id=s.task_id, state=s.state) for s in outcome.already_finished],
         counts=counts,
-        next=rendering.cancel_next(counts),
+        next=cancel_next(counts),
     )
     return result(answer, rendering.render_cancel(answer))
 

@@ -2,6 +2,7 @@
 start it with spawn_parallel, collect it and synthesise it, with the checks to make first."""
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
@@ -12,6 +13,7 @@ from mcp_types import INVALID_PARAMS
 from pydantic import Field
 
 from ..server import FanoutError
+from ..server.intake.files import FileReader
 from .engine import runtime_of
 
 _FILES_PER_DIRECTORY = 40
@@ -89,17 +91,7 @@ async def parallel_directories(
             "spawn may start. Run the rest in another spawn, or pick a deeper path.)"
         )
         directories = directories[:limit]
-    entries: list[str] = []
-    for directory in directories:
-        listed, total = await anyio.to_thread.run_sync(files.files_under, directory, _FILES_PER_DIRECTORY)
-        more = (
-            f"  (first {len(listed)} of {total} files: narrow the task or split it)"
-            if total > len(listed)
-            else ""
-        )
-        entries.append(
-            f"- {files.shown(directory)}: {len(listed)} file(s){more}\n  files: {json.dumps(listed)}"
-        )
+    entries = [await _entry(files, directory) for directory in directories]
     return f"""\
 Run "{task}" over {_count(len(directories), "directory", "directories")} of {files.shown(root)} as parallel \
 subagents with fanout: one task per directory.
@@ -115,6 +107,15 @@ that directory, "files" = its list above (drop what the task does not need), and
 without a model).
 
 {COLLECT}"""
+
+
+async def _entry(files: FileReader, directory: Path) -> str:
+    """A directory's line of the prompt: the files the server can read in it, as a task's ``files``."""
+    listed, total = await anyio.to_thread.run_sync(files.files_under, directory, _FILES_PER_DIRECTORY)
+    more = ""
+    if total > len(listed):
+        more = f"  (first {len(listed)} of {total} files: narrow the task or split it)"
+    return f"- {files.shown(directory)}: {len(listed)} file(s){more}\n  files: {json.dumps(listed)}"
 
 
 def parallel_perspectives(

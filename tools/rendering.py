@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from ..server import Counts, Synthesis, TaskSnapshot, TaskState, Usage
+from ..server import Counts, SpawnReceipt, Synthesis, TaskSnapshot, TaskState, Usage
+from ..server.fanin.synthesis import SynthesisAnswer, SynthesisDone, SynthesisRunning
+from .next_calls import finished_count, spawn_next, synthesis_next
 from .result_models import (
     CancelResult,
     GroupView,
@@ -24,6 +26,18 @@ from .result_models import (
     TaskSummary,
     TaskView,
 )
+
+
+def spawn_result(receipt: SpawnReceipt, snaps: Sequence[TaskSnapshot], waited: bool) -> SpawnResult:
+    """spawn_parallel's answer: the spawn, and its tasks as ``snaps`` show them."""
+    views = [SpawnedTaskView(task_id=s.task_id, label=s.label, state=s.state) for s in snaps]
+    return SpawnResult(
+        group_id=receipt.group_id,
+        task_ids=[t.task_id for t in receipt.tasks],
+        tasks=views,
+        warnings=receipt.warnings,
+        next=spawn_next(receipt.group_id, views, waited),
+    )
 
 
 def task_view(snap: TaskSnapshot, offset: int, max_chars: int, text_too: bool = False) -> TaskView:
@@ -77,10 +91,6 @@ def ids_by_state(by_state: Mapping[TaskState, Sequence[str]]) -> IdsByState:
     return IdsByState(**{state.value: list(ids) for state, ids in by_state.items()})
 
 
-def finished_count(counts: Counts) -> int:
-    return counts.completed + counts.failed + counts.cancelled
-
-
 def describe_counts(counts: Counts) -> str:
     parts = [f"{n} {state.value}" for state in TaskState if (n := getattr(counts, state.value))]
     return ", ".join(parts) or "no tasks"
@@ -102,79 +112,6 @@ def describe_usage(usage: Usage) -> str:
     if usage.cache_read_tokens or usage.cache_write_tokens:
         cache = f", cache read {usage.cache_read_tokens} / written {usage.cache_write_tokens}"
     return f"{usage.input_tokens} in / {usage.output_tokens} out tokens{cache}, {cost}"
-
-
-# --- the next call ----------------------------------------------------------------------------------
-
-
-# From this many tasks on, a group is polled with include="status" (counts and ids, a few bytes per task)
-# rather than read whole: all outputs of one task_output call share the server's character budget.
-BIG_GROUP = 20
-
-
-def spawn_next(group_id: str, tasks: Sequence[SpawnedTaskView], waited: bool) -> str:
-    group = f'group_id="{group_id}"'
-    running = not waited or any(not t.state.terminal for t in tasks)
-    if len(tasks) < BIG_GROUP:
-        if running:
-            return (
-                f"task_output({group}) to collect the results (it waits for them), then synthesize({group})."
-            )
-        return f"task_output({group}) to read the results, or synthesize({group}) to merge them."
-    read = f"synthesize({group}) to merge the answers, or task_output(task_ids=[...]) for a few at a time"
-    if running:
-        return f'task_output({group}, include="status") to wait (ids by state, not outputs), then {read}.'
-    return f"{read}."
-
-
-def output_next(counts: Counts, tasks: Sequence[TaskView], status: bool, selector: str) -> str:
-    """After task_output: wait on, read the rest of a truncated output, or merge. ``selector`` is how the
-    call named its tasks (``group_id="g-…"``, or the same task_ids)."""
-    if unfinished := counts.queued + counts.running:
-        return f"task_output again with the same arguments: {unfinished} task(s) still queued or running."
-    cut = [view for view in tasks if view.truncated]
-    if cut:
-        first = cut[0]
-        also = f" ({len(cut) - 1} more truncated the same way)" if len(cut) > 1 else ""
-        return (
-            f'task_output(task_ids=["{first.task_id}"], offset={first.next_offset}) for the rest of '
-            f"{first.label}{also}; or synthesize({selector}) to merge the answers."
-        )
-    if status:
-        return f"synthesize({selector}) to merge the answers, or task_output(task_ids=[...]) for a few."
-    return f"synthesize({selector}) to merge the answers."
-
-
-def synthesis_next(done: bool, synthesis_id: str | None, missing: int, selector: str) -> str:
-    if not done and synthesis_id is None:
-        return (
-            f"synthesize({selector}) again to keep waiting, cancel_tasks what you no longer need, or "
-            f'synthesize({selector}, mode="merge") to merge what has finished now (no model call).'
-        )
-    if not done:
-        return (
-            f"synthesize({selector}) again with the same arguments: synthesis task {synthesis_id} is "
-            "picked up, not started again."
-        )
-    if missing:
-        return "Nothing more: this is the merged answer. The tasks under missing gave none (see reason)."
-    return "Nothing more: this is the merged answer."
-
-
-def list_next(counts: Counts) -> str:
-    if not finished_count(counts) + counts.queued + counts.running:
-        return "spawn_parallel to start tasks."
-    if counts.queued + counts.running:
-        return (
-            "task_output(task_ids=[...]) to wait for and read them; cancel_tasks to stop any still running."
-        )
-    return "task_output(task_ids=[...]) to read outputs."
-
-
-def cancel_next(counts: Counts) -> str:
-    if counts.completed:
-        return "task_output or synthesize still read the completed tasks' outputs."
-    return "Nothing: none of these tasks runs any more."
 
 
 # --- text renderings ------------------------------------------------------------------------------------
@@ -303,7 +240,26 @@ def render_cancel(result: CancelResult) -> str:
 # --- synthesis ----------------------------------------------------------------------------------------
 
 
-def synthesis_result(
+def synthesis_reply(
+    answer: SynthesisAnswer, groups: list[GroupView], selector: str, full: bool
+) -> tuple[SynthesisResult, str]:
+    """The synthesize tool's structured answer, and its text."""
+    if isinstance(answer, SynthesisDone):
+        done = _synthesis_done(answer.synthesis, answer.total_usage, answer.task_id, groups, selector)
+        return done, render_synthesis(done, answer.synthesis.markdown, full)
+    if isinstance(answer, SynthesisRunning):
+        note = f"the model synthesis runs as task {answer.task_id}"
+        pending = _synthesis_pending(answer.task_id, answer.total_usage, note, groups, selector)
+    else:
+        note = (
+            f"{answer.unfinished} of {answer.sources} task(s) are still queued or running; the model "
+            "synthesis starts once all have ended, so that it is paid for once"
+        )
+        pending = _synthesis_pending(None, answer.total_usage, note, groups, selector)
+    return pending, render_synthesis(pending, "", full)
+
+
+def _synthesis_done(
     synthesis: Synthesis, total: Usage, synthesis_id: str | None, groups: list[GroupView], selector: str
 ) -> SynthesisResult:
     """The structured answer: the merged findings, conflicts and actions as they are, and the markdown
@@ -328,22 +284,10 @@ def synthesis_result(
     )
 
 
-def pending_synthesis(
-    synthesis_id: str | None,
-    total: Usage,
-    unfinished: int,
-    sources: int,
-    groups: list[GroupView],
-    selector: str,
+def _synthesis_pending(
+    synthesis_id: str | None, total: Usage, note: str, groups: list[GroupView], selector: str
 ) -> SynthesisResult:
     """Not ready: sources still running (no synthesis started yet), or the synthesis itself running."""
-    if synthesis_id is None:
-        note = (
-            f"{unfinished} of {sources} task(s) are still queued or running; the model synthesis starts once "
-            "all have ended, so that it is paid for once"
-        )
-    else:
-        note = f"the model synthesis runs as task {synthesis_id}"
     return SynthesisResult(
         done=False,
         mode="llm",

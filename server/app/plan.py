@@ -1,7 +1,7 @@
 """Plan files: a fan-out described in JSON, run start to finish through the same engine.
 
-A plan has the shape of ``spawn_parallel``'s arguments (``tasks``, ``shared_context``,
-``max_concurrency``; a ``wait_s`` is accepted and ignored), plus an optional ``synthesis``:
+A plan is a ``SpawnRequest`` (the spawn contract: ``spawn_parallel``'s arguments, which a test pins to
+it; a ``wait_s`` is accepted and ignored) plus an optional ``synthesis``:
 ``{"mode": "auto" | "llm" | "merge" | "none", "instructions": "..."}``.
 
 A run is ``start_plan`` (the spawn) then ``finish_plan`` (every task's end, then the synthesis); a run
@@ -16,13 +16,15 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..core.errors import InvalidInput
-from ..core.models import SpawnReceipt, SpawnRequest, TaskRequest, TaskSnapshot
-from ..fanin.synthesis import Synthesis
+from ..core.models import SpawnReceipt, TaskSnapshot
+from ..fanin.report import Synthesis
+from ..fanin.synthesis import SynthesisDone
+from ..intake.requests import SpawnRequest
 from .runtime import Runtime
 
 
@@ -33,27 +35,11 @@ class SynthesisOptions(BaseModel):
     instructions: str | None = None
 
 
-class Plan(BaseModel):
-    """A fan-out to run from a file."""
+class Plan(SpawnRequest):
+    """A fan-out to run from a file: the spawn itself, then its synthesis."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    tasks: list[TaskRequest]
-    shared_context: str | None = None
-    max_concurrency: int | None = None
-    output_schema: dict[str, Any] | str | None = None
-    budget_usd: float | None = None
     wait_s: float | None = None  # accepted so a spawn_parallel call can be pasted as is; unused
     synthesis: SynthesisOptions = SynthesisOptions()
-
-    def spawn_request(self) -> SpawnRequest:
-        return SpawnRequest(
-            tasks=self.tasks,
-            shared_context=self.shared_context,
-            max_concurrency=self.max_concurrency,
-            output_schema=self.output_schema,
-            budget_usd=self.budget_usd,
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +88,7 @@ async def start_plan(runtime: Runtime, plan: Plan) -> SpawnReceipt:
     Raises:
         InvalidInput, BackendUnavailable: as ``TaskRegistry.spawn``.
     """
-    return await runtime.registry.spawn(plan.spawn_request())
+    return await runtime.registry.spawn(plan)
 
 
 async def finish_plan(
@@ -150,15 +136,6 @@ async def stop_plan(runtime: Runtime, plan: Plan, receipt: SpawnReceipt, reason:
 async def _synthesize(runtime: Runtime, ids: list[str], options: SynthesisOptions) -> Synthesis | None:
     if options.mode == "none":
         return None
-    synth = runtime.synthesizer
-    available = runtime.registry.backends.default_usable()
-    if options.mode == "merge" or (options.mode == "auto" and not available):
-        return await synth.merge(ids)
-    nothing = await synth.without_answers(ids)
-    if nothing is not None:
-        return nothing
-    synthesis_id = await synth.start_llm(ids, options.instructions)
-    await runtime.registry.wait([synthesis_id])
-    result = await synth.result(synthesis_id, ids)
-    assert result is not None  # the synthesis task has ended
-    return result
+    answer = await runtime.synthesizer.synthesize(ids, options.mode, instructions=options.instructions)
+    assert isinstance(answer, SynthesisDone)  # the tasks have ended, and it waits for the synthesis
+    return answer.synthesis

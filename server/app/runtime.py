@@ -101,8 +101,9 @@ async def open_runtime(settings: Settings, backend: Backend | None = None) -> As
     """
     prices = PriceTable.load(settings.prices_file)
     if backend is not None:
-        async with open_registry(settings, backend, prices) as registry:
-            yield Runtime(settings, registry, Synthesizer(registry))
+        only = Roster.single(backend)
+        async with open_registry(settings, only, prices) as registry:
+            yield Runtime(settings, registry, Synthesizer(registry, settings, only))
         return
     client = make_client(settings)
     try:
@@ -112,7 +113,7 @@ async def open_runtime(settings: Settings, backend: Backend | None = None) -> As
         async with BatchBackend(client, prices, endpoint=endpoint).running() as batch:
             roster = make_roster(settings, client, batch)
             async with open_registry(settings, roster, prices) as registry:
-                yield Runtime(settings, registry, Synthesizer(registry))
+                yield Runtime(settings, registry, Synthesizer(registry, settings, roster))
     finally:
         with anyio.move_on_after(5, shield=True):
             await client.close()

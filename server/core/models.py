@@ -2,9 +2,8 @@
 
 Three types describe a task (see ``entry.py`` for the third, the registry's private live entry):
 
-* ``TaskRequest`` / ``SpawnRequest``: what the caller asked for, validated at the border.
-  The MCP tools and plan files use these same models, so their field descriptions are written
-  for the calling model.
+* ``TaskRequest`` / ``SpawnRequest``: what the caller asked for, validated at the border (in
+  ``intake/requests.py``: the spawn contract of the MCP tool and of plan files).
 * ``TaskSpec`` and ``SubagentRequest``: what the registry resolved from a request (model, limits,
   the prompt with file contents). Frozen.
 * ``TaskSnapshot``: a frozen read of a task at one moment, safe to hand out.
@@ -18,138 +17,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from .state import ErrorKind, TaskState
-
-# Bounds that hold whatever the operator configures; configurable limits are checked by the registry.
-_MAX_TOKENS_CEILING = 128_000
-_TIMEOUT_CEILING_S = 90_000.0  # a batch may take 24 h
-
-
-class TaskRequest(BaseModel):
-    """One independent piece of work for one subagent."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    task: Annotated[
-        str,
-        Field(
-            min_length=1,
-            description="What this subagent must do, complete on its own: it sees only this, "
-            "shared_context and its files.",
-        ),
-    ]
-    role: Annotated[
-        str | None,
-        Field(
-            max_length=200,
-            description="Specialist role, e.g. 'security reviewer'.",
-        ),
-    ] = None
-    context: Annotated[
-        str | None,
-        Field(description="Background only this task needs."),
-    ] = None
-    files: Annotated[
-        list[str],
-        Field(
-            max_length=200,
-            description="Text files the server puts in the prompt (inside its roots).",
-        ),
-    ] = []
-    output_format: Annotated[
-        str | None,
-        Field(
-            description="The answer's shape, e.g. 'markdown list: severity, file:line, fix'; the same for "
-            "all tasks."
-        ),
-    ] = None
-    focus_areas: Annotated[
-        list[str],
-        Field(max_length=50, description="Priorities, most important first."),
-    ] = []
-    label: Annotated[
-        str | None,
-        Field(max_length=120, description="Its name in results."),
-    ] = None
-    model: Annotated[
-        str | None,
-        Field(min_length=1, max_length=200, description="Model id (default: the server's)."),
-    ] = None
-    max_tokens: Annotated[
-        int | None,
-        Field(ge=1, le=_MAX_TOKENS_CEILING, description="Cap on the answer's tokens."),
-    ] = None
-    timeout_s: Annotated[
-        float | None,
-        Field(
-            gt=0,
-            le=_TIMEOUT_CEILING_S,
-            description="Seconds it may run once started (default: the server's).",
-        ),
-    ] = None
-    output_schema: Annotated[
-        dict[str, Any] | str | None,
-        Field(
-            description="A JSON Schema object, or 'findings' (synthesize merges those without a model): "
-            "the answer is checked and returned parsed as structured."
-        ),
-    ] = None
-    tools: Annotated[
-        list[Literal["read"]] | None,
-        Field(
-            max_length=1,
-            description="['read']: an 'anthropic' subagent may list, read and search the roots itself.",
-        ),
-    ] = None
-    backend: Annotated[
-        str | None,
-        Field(
-            max_length=100,
-            description="'anthropic': the API; 'batch': half price, within 24 h; 'sampling': your client's "
-            "model; others: agent CLIs the server runs. Default: the spawn's.",
-        ),
-    ] = None
-    cwd: Annotated[
-        str | None,
-        Field(
-            min_length=1,
-            max_length=4096,
-            description="Working directory of an agent CLI task, inside the roots.",
-        ),
-    ] = None
-    depends_on: Annotated[
-        list[str | int],
-        Field(
-            max_length=100,
-            description="Labels or indexes of tasks of this spawn to complete first; their answers join its "
-            "context.",
-        ),
-    ] = []
-
-    @field_validator("task")
-    @classmethod
-    def _says_something(cls, task: str) -> str:
-        if not task.strip():
-            raise ValueError("task is blank: say what this subagent must do")
-        return task
-
-
-class SpawnRequest(BaseModel):
-    """A fan-out: tasks that run in parallel, plus what they share."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    tasks: list[TaskRequest]
-    shared_context: str | None = None
-    max_concurrency: int | None = None
-    output_schema: dict[str, Any] | str | None = None
-    budget_usd: float | None = None
-    backend: str | None = None
-    tools: list[Literal["read"]] = []
 
 
 class Usage(BaseModel):

@@ -29,6 +29,7 @@ from ..config.settings import Settings
 from ..intake.answer_schemas import check_answer_in_worker, repair_request
 from ..intake.files import FileReader
 from ..intake.prepare import Intake, PlannedTask, prepare, queued_bytes_hint
+from ..intake.requests import SpawnRequest
 from ..intake.subagent_prompt import with_dependencies
 from .entry import Entry, Group, Spend
 from .errors import (
@@ -46,7 +47,6 @@ from .models import (
     RetryNotice,
     SpawnedTask,
     SpawnReceipt,
-    SpawnRequest,
     Statistics,
     SubagentRequest,
     SubagentResult,

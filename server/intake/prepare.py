@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +20,13 @@ from ..backends import Backend
 from ..backends.roster import Roster
 from ..config.settings import Settings
 from ..core.errors import BackendUnavailable, InvalidInput
-from ..core.models import SpawnRequest, SubagentRequest, TaskRequest, TaskSpec
+from ..core.models import SubagentRequest, TaskSpec
 from .answer_schemas import resolve_schema
+from .dependencies import resolve_dependencies
 from .files import FileReader, FileText
+from .requests import SpawnRequest, TaskRequest, default_label, task_name
+from .spawn_warnings import spawn_warnings
 from .subagent_prompt import TaskPrompt, build_system, estimate_tokens
-
-_MAX_WARNINGS = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +93,7 @@ async def prepare(
         _plan(i, task, files, system, cache, settings, backends[i], schemas[i], depends[i], cwds[i])
         for i, task in enumerate(_with_spawn_tools(request, backends))
     ]
-    warnings += _warn_shared_files(request.tasks, files) + _warn_duplicates(request.tasks)
-    warnings += _warn_cut_files(files)
-    if len(warnings) > _MAX_WARNINGS:
-        warnings = [*warnings[:_MAX_WARNINGS], f"... and {len(warnings) - _MAX_WARNINGS} more warnings"]
+    warnings = spawn_warnings(warnings, request.tasks, files)
     budget = _check_budget(request.budget_usd)
     warm = cache and len(planned) > 1 and any(b.caches_prompts for b in backends)
     shared = len(system) + sum({file.real: file.shown for file in files.values()}.values())
@@ -122,7 +119,7 @@ def _check_tools(request: SpawnRequest, backends: Sequence[Backend], warnings: l
             continue
         if task.tools:
             raise InvalidInput(
-                f"task {index + 1} ({_name(task, index)}) asks for tools, which backend {backend.name!r} "
+                f"task {index + 1} ({task_name(task, index)}) asks for tools, which backend {backend.name!r} "
                 "does not run: give it backend 'anthropic', or leave tools out (the claude and codex CLIs "
                 "look around their working directory on their own)."
             )
@@ -145,9 +142,9 @@ def _check_cwd_backends(tasks: Sequence[TaskRequest], backends: Sequence[Backend
     for index, (task, backend) in enumerate(zip(tasks, backends, strict=True)):
         if task.cwd is not None and not backend.runs_in_directory:
             raise InvalidInput(
-                f"task {index + 1} ({_name(task, index)}) sets cwd, but backend {backend.name!r} runs in no "
-                "working directory: only agent CLIs (claude, codex, configured commands) do. Give it such a "
-                "backend, or leave cwd out and name the files it needs in files."
+                f"task {index + 1} ({task_name(task, index)}) sets cwd, but backend {backend.name!r} runs in "
+                "no working directory: only agent CLIs (claude, codex, configured commands) do. Give it such "
+                "a backend, or leave cwd out and name the files it needs in files."
             )
 
 
@@ -165,8 +162,8 @@ def _resolve_cwds(tasks: Sequence[TaskRequest], reader: FileReader) -> list[Path
             resolved.append(checked[task.cwd])
         except InvalidInput as exc:
             raise InvalidInput(
-                f"task {index + 1} ({_name(task, index)}) cwd: {str(exc).rstrip('.')}. Leave cwd out to run "
-                "in the command's own directory, else the first root."
+                f"task {index + 1} ({task_name(task, index)}) cwd: {str(exc).rstrip('.')}. Leave cwd out to "
+                "run in the command's own directory, else the first root."
             ) from None
     return resolved
 
@@ -189,7 +186,7 @@ def _choose_backends(request: SpawnRequest, roster: Roster) -> list[Backend]:
 
 def _where_backend(request: SpawnRequest, index: int, task: TaskRequest) -> str:
     if task.backend is not None:
-        return f"task {index + 1} ({_name(task, index)})"
+        return f"task {index + 1} ({task_name(task, index)})"
     return "the spawn's backend" if request.backend is not None else "the server's default backend"
 
 
@@ -241,7 +238,7 @@ def _load_files(
         total = sum(reader.shown_size(infos[path]) for path in dict.fromkeys(task.files))
         if total > limit:
             raise InvalidInput(
-                f"task {index + 1} ({_name(task, index)}) names {total} bytes of files, more than "
+                f"task {index + 1} ({task_name(task, index)}) names {total} bytes of files, more than "
                 f"{limit} per task; split it into tasks that each read fewer files."
             )
     distinct = {info.real: reader.shown_size(info) for info in infos.values()}
@@ -277,7 +274,7 @@ def _plan(
     model = backend.model_for(task.model, settings.model)
     spec = TaskSpec(
         index=index,
-        label=task.label or _default_label(index),
+        label=task.label or default_label(index),
         role=task.role,
         task=task.task,
         model=model,
@@ -320,124 +317,3 @@ def _resolve_schemas(request: SpawnRequest) -> list[Mapping[str, Any] | None]:
         resolve(i, task.output_schema) if task.output_schema is not None else default
         for i, task in enumerate(request.tasks)
     ]
-
-
-def resolve_dependencies(tasks: Sequence[TaskRequest]) -> list[tuple[int, ...]]:
-    """Each task's dependencies as positions in ``tasks``.
-
-    Raises:
-        InvalidInput: an unknown or ambiguous name, or a cycle (the message shows it).
-    """
-    by_label: dict[str, list[int]] = defaultdict(list)
-    for index, task in enumerate(tasks):
-        by_label[task.label or _default_label(index)].append(index)
-    resolved: list[tuple[int, ...]] = []
-    for index, task in enumerate(tasks):
-        deps = [_dependency(ref, index, tasks, by_label) for ref in task.depends_on]
-        resolved.append(tuple(dict.fromkeys(deps)))
-    cycle = _find_cycle(resolved)
-    if cycle:
-        path = " needs ".join(_name(tasks[i], i) for i in cycle)
-        raise InvalidInput(
-            f"depends_on forms a cycle: {path}; tasks in a cycle can never start. Remove one of these "
-            "dependencies."
-        )
-    return resolved
-
-
-def _dependency(
-    ref: str | int, index: int, tasks: Sequence[TaskRequest], by_label: Mapping[str, list[int]]
-) -> int:
-    where = f"task {index + 1} ({_name(tasks[index], index)}) depends_on {ref!r}"
-    if isinstance(ref, int):
-        if not 0 <= ref < len(tasks):
-            raise InvalidInput(f"{where}: positions run from 0 to {len(tasks) - 1}")
-        return ref
-    found = by_label.get(ref, [])
-    if not found:
-        known = ", ".join(repr(label) for label in by_label) or "none: give the tasks labels"
-        raise InvalidInput(f"{where}: no task of this spawn has that label (labels: {known})")
-    if len(found) > 1:
-        raise InvalidInput(f"{where}: {len(found)} tasks have that label; give them distinct labels")
-    return found[0]
-
-
-def _find_cycle(deps: Sequence[tuple[int, ...]]) -> list[int] | None:
-    """One cycle in the dependency graph, as a closed path, or None."""
-    state = [0] * len(deps)  # 0 unseen, 1 on the current path, 2 done
-    stack: list[int] = []
-
-    def visit(node: int) -> list[int] | None:
-        state[node] = 1
-        stack.append(node)
-        for dep in deps[node]:
-            if state[dep] == 1:
-                return [*stack[stack.index(dep) :], dep]
-            if state[dep] == 0 and (cycle := visit(dep)):
-                return cycle
-        stack.pop()
-        state[node] = 2
-        return None
-
-    for start in range(len(deps)):
-        if state[start] == 0 and (cycle := visit(start)):
-            return cycle
-    return None
-
-
-def _default_label(index: int) -> str:
-    return f"task {index + 1}"
-
-
-def _name(task: TaskRequest, index: int) -> str:
-    return repr(task.label) if task.label else f"#{index + 1}"
-
-
-def _warn_shared_files(tasks: Sequence[TaskRequest], files: Mapping[str, FileText]) -> list[str]:
-    readers: dict[str, list[int]] = defaultdict(list)
-    shown: dict[str, str] = {}
-    for index, task in enumerate(tasks):
-        for real in dict.fromkeys(files[path].real for path in task.files):
-            readers[real].append(index)
-        for path in task.files:
-            shown.setdefault(files[path].real, path)
-    return [
-        f"tasks {_list(indices, tasks)} all read {shown[real]!r}: if one needs another's result, or they "
-        "will edit the same file, they are not independent and should not run in parallel."
-        for real, indices in readers.items()
-        if len(indices) > 1
-    ]
-
-
-def _warn_duplicates(tasks: Sequence[TaskRequest]) -> list[str]:
-    seen: dict[tuple[object, ...], list[int]] = defaultdict(list)
-    for index, task in enumerate(tasks):
-        key = (
-            task.task.strip(),
-            task.role,
-            task.context,
-            tuple(task.files),
-            task.output_format,
-            tuple(task.focus_areas),
-            task.model,
-            task.cwd,
-        )
-        seen[key].append(index)
-    return [
-        f"tasks {_list(indices, tasks)} are identical: they will do the same work (and cost) twice."
-        for indices in seen.values()
-        if len(indices) > 1
-    ]
-
-
-def _warn_cut_files(files: Mapping[str, FileText]) -> list[str]:
-    return [
-        f"file {file.path!r} has {file.size} bytes; only the first {file.shown} were put in the prompt."
-        for file in files.values()
-        if file.truncated
-    ]
-
-
-def _list(indices: Sequence[int], tasks: Sequence[TaskRequest]) -> str:
-    names = [_name(tasks[i], i) for i in indices]
-    return ", ".join(names[:-1]) + " and " + names[-1]

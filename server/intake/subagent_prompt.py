@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ..core.models import TaskRequest
 from .files import FileText
+from .requests import TaskRequest
 from .shares import fair_shares
 
 PREAMBLE: Final = (

@@ -1,28 +1,32 @@
-"""Planning a model synthesis: one call when the answers fit, a tree of calls when they do not."""
+"""A model synthesis: one call when the answers fit, a tree of calls when they do not, planned and read
+in worker threads."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Sequence
+from types import ModuleType
 from typing import TypeVar
 
 import anyio
 import pytest
 
 from server import (
-    Backend,
+    InvalidInput,
     Settings,
     SpawnRequest,
     SubagentRequest,
     SubagentResult,
     TaskRequest,
     TaskSink,
-    TaskSnapshot,
     open_registry,
 )
+from server.backends.roster import Roster
+from server.fanin import model_tasks
 from server.fanin import synthesis as synthesis_module
-from server.fanin.report import Missing, split_answers
-from server.fanin.synthesis import Synthesizer
+from server.fanin.model_tasks import plan_model_synthesis
+from server.fanin.report import split_answers
+from server.fanin.synthesis import SynthesisDone, SynthesisPending, SynthesisRunning, Synthesizer
 from server.intake.prepare import PlannedTask
 from tests.answers import synthesis
 from tests.gates import ThreadGate
@@ -41,24 +45,12 @@ def answering(length: int) -> Handler:
     return handler
 
 
-class _Planner(Synthesizer):
-    """A synthesizer whose plan these tests read (planning is the synthesizer's own business)."""
-
-    def plan(
-        self,
-        answered: Sequence[TaskSnapshot],
-        missing: Sequence[Missing],
-        instructions: str | None,
-        backend: Backend,
-    ) -> list[PlannedTask]:
-        return self._plan(answered, missing, instructions, backend)
-
-
 async def plan_for(
     make_settings: MakeSettings, answers: int, length: int, **settings: object
 ) -> tuple[list[PlannedTask], list[str]]:
     backend = ScriptedBackend(answering(length))
-    async with open_registry(make_settings(**settings), backend) as registry:
+    configured = make_settings(**settings)
+    async with open_registry(configured, backend) as registry:
         receipt = await registry.spawn(
             SpawnRequest(tasks=[TaskRequest(task=f"t{i}") for i in range(answers)])
         )
@@ -66,7 +58,7 @@ async def plan_for(
         with anyio.fail_after(5):
             await registry.wait(ids)
         answered, missing = split_answers(registry.snapshots(ids))
-        return _Planner(registry).plan(answered, missing, None, registry.backends.choose(None)), ids
+        return plan_model_synthesis(answered, missing, None, backend, configured), ids
 
 
 async def test_answers_that_fit_get_one_synthesis_that_may_cite_them_all(make_settings: MakeSettings) -> None:
@@ -106,15 +98,17 @@ async def test_too_much_for_one_call_becomes_a_tree_whose_leaves_hold_every_answ
             assert f"t{i} line {line} " in text
 
 
-async def while_held(monkeypatch: pytest.MonkeyPatch, name: str, work: Callable[[], Awaitable[T]]) -> T:
-    """What ``work`` returns; meanwhile ``synthesis.<name>`` is held in its thread, and this loop goes on."""
+async def while_held(
+    monkeypatch: pytest.MonkeyPatch, module: ModuleType, name: str, work: Callable[[], Awaitable[T]]
+) -> T:
+    """What ``work`` returns; meanwhile ``module.<name>`` is held in its thread, and this loop goes on."""
     done: list[T] = []
 
     async def run() -> None:
         done.append(await work())
 
-    with ThreadGate(getattr(synthesis_module, name)) as gate:
-        monkeypatch.setattr(synthesis_module, name, gate)
+    with ThreadGate(getattr(module, name)) as gate:
+        monkeypatch.setattr(module, name, gate)
         async with anyio.create_task_group() as tg:
             tg.start_soon(run)
             await gate.entered()
@@ -129,13 +123,83 @@ async def test_a_model_synthesis_is_planned_and_read_in_worker_threads(
         text = json.dumps(synthesis("Done.")) if request.output_schema else "an answer"
         return SubagentResult(text=text, model=request.model, stop_reason="end_turn")
 
-    async with open_registry(make_settings(), ScriptedBackend(handler)) as registry:
+    settings, backend = make_settings(), ScriptedBackend(handler)
+    async with open_registry(settings, backend) as registry:
         ids = [t.task_id for t in (await registry.spawn(SpawnRequest(tasks=[TaskRequest(task="a")]))).tasks]
+        synth = Synthesizer(registry, settings, Roster.single(backend))
         with anyio.fail_after(5):
+            planned = await while_held(
+                monkeypatch, model_tasks, "_pieces", lambda: synth.synthesize(ids, "llm")
+            )
+            # Called again, it picks up the synthesis it started, and reads its answer again.
+            read = await while_held(
+                monkeypatch, synthesis_module, "from_structured", lambda: synth.synthesize(ids, "llm")
+            )
+    assert isinstance(planned, SynthesisDone) and isinstance(read, SynthesisDone)
+    assert planned.synthesis.summary == read.synthesis.summary == "Done."
+    assert read.task_id == planned.task_id and len(backend.calls) == 2  # the task, then one synthesis
+
+
+async def look(task_ids: Sequence[str]) -> None:
+    """A caller that does not wait: it takes the synthesis as far as it has got."""
+
+
+async def test_a_model_synthesis_is_pending_until_every_task_ended_then_runs_once_then_is_done(
+    make_settings: MakeSettings,
+) -> None:
+    slow, synthesizing = anyio.Event(), anyio.Event()
+
+    async def handler(request: SubagentRequest, sink: TaskSink) -> SubagentResult:
+        if request.output_schema:
+            await synthesizing.wait()
+            return SubagentResult(json.dumps(synthesis("Both.")), request.model, "end_turn")
+        if "slow" in request.prompt:
+            await slow.wait()
+        return SubagentResult("an answer", request.model, "end_turn")
+
+    settings, backend = make_settings(), ScriptedBackend(handler)
+    async with open_registry(settings, backend) as registry:
+        tasks = [TaskRequest(task="quick"), TaskRequest(task="slow")]
+        ids = [t.task_id for t in (await registry.spawn(SpawnRequest(tasks=tasks))).tasks]
+        synth = Synthesizer(registry, settings, Roster.single(backend))
+        with anyio.fail_after(5):
+            await backend.wait_calls(2)
+            await registry.wait(ids[:1])
+            pending = await synth.synthesize(ids, "llm", wait=look)
+            assert pending == SynthesisPending(unfinished=1, sources=2, total_usage=registry.usage(ids))
+            assert len(backend.calls) == 2  # no synthesis was started
+            slow.set()
             await registry.wait(ids)
-        synth = Synthesizer(registry)
-        final = await while_held(monkeypatch, "_pieces", lambda: synth.start_llm(ids, None))
+            running = await synth.synthesize(ids, "llm", wait=look)
+            assert isinstance(running, SynthesisRunning)
+            await backend.wait_calls(3)
+            again = await synth.synthesize(ids, "llm", wait=look)
+            assert again == running and len(backend.calls) == 3  # picked up, not started again
+            synthesizing.set()
+            done = await synth.synthesize(ids, "llm")  # waits for it
+    assert isinstance(done, SynthesisDone) and done.task_id == running.task_id
+    assert done.synthesis.mode == "llm" and done.synthesis.summary == "Both."
+
+
+async def test_auto_merges_without_a_model_when_the_default_backend_cannot_run(
+    make_settings: MakeSettings,
+) -> None:
+    settings, backend = make_settings(), ScriptedBackend()
+    async with open_registry(settings, backend) as registry:
+        ids = [t.task_id for t in (await registry.spawn(SpawnRequest(tasks=[TaskRequest(task="a")]))).tasks]
+        backend.unavailable = "no key"
         with anyio.fail_after(5):
-            await registry.wait([final])
-        result = await while_held(monkeypatch, "from_structured", lambda: synth.result(final, ids))
-    assert result is not None and result.summary == "Done."
+            answer = await Synthesizer(registry, settings, Roster.single(backend)).synthesize(ids)
+    assert isinstance(answer, SynthesisDone) and answer.task_id is None
+    assert answer.synthesis.mode == "merge" and len(backend.calls) == 1
+
+
+async def test_a_quorum_below_one_is_refused_before_any_wait(make_settings: MakeSettings) -> None:
+    async def never(task_ids: Sequence[str]) -> None:
+        raise AssertionError("waited")
+
+    settings, backend = make_settings(), ScriptedBackend()
+    async with open_registry(settings, backend) as registry:
+        synth = Synthesizer(registry, settings, Roster.single(backend))
+        with pytest.raises(InvalidInput, match=r"quorum must be .* >= 1 \(got 0\)"):
+            await synth.synthesize([], "merge", 0, wait=never)

@@ -1,0 +1,83 @@
+"""task_output's answers: every task's page of output, all of them together within what a client shows
+whole, shared fairly (the rest is paged); or, for a big group, its ids by state."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Final
+
+import mcp_types as types
+
+from ..server import Counts, TaskSnapshot, TaskState, Usage, fair_shares
+from .next_calls import finished_count, output_next
+from .rendering import ids_by_state, render_output, task_view
+from .result_models import GroupView, TaskOutputResult
+from .results import LARGE_RESULT_CHARS, largest_page, result
+
+# task_output's page per task when none is asked for; a larger one may pass what a client shows whole.
+DEFAULT_MAX_CHARS: Final = 20_000
+
+
+def output_result(
+    snaps: Sequence[TaskSnapshot],
+    groups: list[GroupView],
+    waited: float,
+    selector: str,
+    *,
+    offset: int,
+    max_chars: int,
+    max_output_chars: int,
+    full: bool,
+) -> types.CallToolResult:
+    """The tasks (``snaps``), each with a page of its output from ``offset``: at most ``max_chars``, and
+    all together within ``max_output_chars`` as sent unless a page larger than the default is asked for.
+    ``full``: the text repeats every output (a client that reads only the text)."""
+    counts = Counts.of([s.state for s in snaps])
+    usage = sum((s.usage for s in snaps), Usage())
+    wanted = [min(max(0, len(s.output or "") - offset), max_chars) for s in snaps]
+    # Every task gets up to max_chars, and all of them together what keeps the result (as sent) within
+    # what a client shows whole, shared fairly: a result a client would cut or save to a file helps
+    # nobody. The rest is paged. A page larger than the default, asked for, may be larger.
+    limit = max_output_chars
+    size_limit = None
+    if max_chars > DEFAULT_MAX_CHARS:
+        limit = size_limit = max(limit, LARGE_RESULT_CHARS)
+
+    def build(budget: int) -> types.CallToolResult:
+        shares = fair_shares(wanted, budget)
+        pages = zip(snaps, shares, strict=True)
+        views = [task_view(snap, offset, share, text_too=full) for snap, share in pages]
+        answer = TaskOutputResult(
+            done=finished_count(counts) == len(snaps),
+            counts=counts,
+            tasks=views,
+            usage=usage,
+            groups=groups,
+            waited_s=waited,
+            next=output_next(counts, views, status=False, selector=selector),
+        )
+        return result(answer, render_output(answer, max_chars, full), size_limit)
+
+    return largest_page(build, sum(wanted), limit, copies=2 if full else 1)
+
+
+def status_result(
+    named: int,
+    by_state: Mapping[TaskState, Sequence[str]],
+    usage: Usage,
+    groups: list[GroupView],
+    waited: float,
+    selector: str,
+) -> TaskOutputResult:
+    """task_output's include="status": the ids of the ``named`` tasks that are still known, by state, and
+    totals; no snapshot of any task."""
+    counts = Counts.of_tally({state: len(state_ids) for state, state_ids in by_state.items()})
+    return TaskOutputResult(
+        done=finished_count(counts) == named,
+        counts=counts,
+        ids_by_state=ids_by_state(by_state),
+        usage=usage,
+        groups=groups,
+        waited_s=waited,
+        next=output_next(counts, [], status=True, selector=selector),
+    )
