@@ -429,5 +429,5 @@ async def test_run_on_a_terminal_shows_a_live_table_and_the_retry_and_end_lines(
     finally:
         os.close(terminal)
     text = shown.decode(errors="replace")
-    assert "[retry] flaky: overloaded (529); retrying in 1.0 s (attempt 2)" in text
-    assert "tokens in/out" in text and "0/1 done, 1 running, 0 queued" in text  # the live table
+    assert "[retry] flaky: overloaded (529); retrying in 1.0 s (attempt 2)" in text, text
+    assert "tokens in/out" in text and "0/1 done, 1 running, 0 queued" in text, text  # the live table
