@@ -17,12 +17,13 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Revers
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from ..backends import Backend
+from ..backends import Backend, Traits
 from ..backends.roster import Roster
 from ..config.pricing import PriceTable
 from ..config.settings import Settings
@@ -100,6 +101,7 @@ class TaskRegistry:
         self._prices = prices
         self._reader = FileReader(settings.roots, max_file_bytes=settings.max_file_bytes)
         self._limiter = anyio.CapacityLimiter(settings.max_concurrency)
+        self._bounds: WeakKeyDictionary[Traits, anyio.CapacityLimiter] = WeakKeyDictionary()
         self._tasks: dict[str, Entry] = {}
         self._groups: dict[str, Group] = {}
         self._finished: deque[tuple[str, float]] = deque()
@@ -225,7 +227,7 @@ class TaskRegistry:
         for entry in entries:
             entry.deps = tuple(entries[i] for i in entry.spec.depends_on)
             # A dependant starts late anyway: it neither warms the cache nor waits for a warm-up.
-            caches = entry.backend is not None and entry.backend.caches_prompts
+            caches = entry.backend is not None and entry.backend.traits.caches_prompts
             if intake.warm_first and not entry.deps and caches:
                 self._link_warmup(entry, leads)
             group.task_ids.append(entry.id)
@@ -247,6 +249,13 @@ class TaskRegistry:
         for entry in entries:
             self._tg.start_soon(self._run, entry, name=f"fanout task {entry.id}")
             await anyio.lowlevel.checkpoint()
+
+    def _bound(self, traits: Traits) -> anyio.CapacityLimiter:
+        """The limiter of a backend's own bound: one per traits record (see ``Traits``)."""
+        limiter = self._bounds.get(traits)
+        if limiter is None:
+            limiter = self._bounds[traits] = anyio.CapacityLimiter(traits.max_concurrency or 1)
+        return limiter
 
     @staticmethod
     def _link_warmup(entry: Entry, leads: dict[tuple[str, str], anyio.Event]) -> None:
@@ -287,11 +296,12 @@ class TaskRegistry:
         async with AsyncExitStack() as stack:
             # A batch request waits on the provider's side: it takes none of the server's slots, and a
             # spawn's max_concurrency would only split its batch into many.
-            if entry.group.limiter is not None and backend.shares_server_limit:
+            traits = backend.traits
+            if entry.group.limiter is not None and traits.shares_server_limit:
                 await stack.enter_async_context(entry.group.limiter)
-            if backend.limiter is not None:
-                await stack.enter_async_context(backend.limiter)
-            if backend.shares_server_limit:
+            if traits.max_concurrency is not None:
+                await stack.enter_async_context(self._bound(traits))
+            if traits.shares_server_limit:
                 await stack.enter_async_context(self._limiter)
             planned = entry.planned
             if planned is None:  # cancelled while it waited; the cancellation arrives at the next await
