@@ -364,7 +364,7 @@ async def synthesize(
     deadline = anyio.current_time() + budget
     await _wait(runtime, ids, budget, ctx)
     synth = runtime.synthesizer
-    use_llm = mode == "llm" or (mode == "auto" and registry.backends.default_usable())
+    use_llm = mode == "llm" or (mode == "auto" and runtime.backends.default_usable())
     if isinstance(quorum, int) and quorum < 1:
         raise _invalid(
             "synthesize", f"quorum must be 'any', 'majority', 'all' or a number of tasks >= 1 (got {quorum})"

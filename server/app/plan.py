@@ -151,7 +151,7 @@ async def _synthesize(runtime: Runtime, ids: list[str], options: SynthesisOption
     if options.mode == "none":
         return None
     synth = runtime.synthesizer
-    available = runtime.registry.backends.default_usable()
+    available = runtime.backends.default_usable()
     if options.mode == "merge" or (options.mode == "auto" and not available):
         return await synth.merge(ids)
     nothing = await synth.without_answers(ids)

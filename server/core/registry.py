@@ -94,12 +94,13 @@ class TaskRegistry:
         settings: Settings,
         backends: Roster,
         prices: PriceTable,
+        files: FileReader,
     ) -> None:
         self._tg = task_group
         self._settings = settings
         self._backends = backends
         self._prices = prices
-        self._reader = FileReader(settings.roots, max_file_bytes=settings.max_file_bytes)
+        self._reader = files
         self._limiter = anyio.CapacityLimiter(settings.max_concurrency)
         self._bounds: WeakKeyDictionary[Traits, anyio.CapacityLimiter] = WeakKeyDictionary()
         self._tasks: dict[str, Entry] = {}
@@ -114,14 +115,6 @@ class TaskRegistry:
         self._retry_listeners: list[Callable[[RetryNotice], None]] = []
         self._on_restart = self._retrying  # one bound method for every entry, not one each
 
-    @property
-    def settings(self) -> Settings:
-        return self._settings
-
-    @property
-    def backends(self) -> Roster:
-        return self._backends
-
     def on_retry(self, listener: Callable[[RetryNotice], None]) -> None:
         """Tell ``listener`` of every retry of every task, as it happens (before the wait).
 
@@ -131,11 +124,6 @@ class TaskRegistry:
         matter of course and the throttle answers).
         """
         self._retry_listeners.append(listener)
-
-    @property
-    def files(self) -> FileReader:
-        """How tasks' files are found and read (the allowed roots)."""
-        return self._reader
 
     # --- spawning ----------------------------------------------------------------------------------
 
@@ -688,11 +676,15 @@ class TaskRegistry:
 
 @asynccontextmanager
 async def open_registry(
-    settings: Settings, backends: Roster | Backend, prices: PriceTable | None = None
+    settings: Settings,
+    backends: Roster | Backend,
+    prices: PriceTable | None = None,
+    files: FileReader | None = None,
 ) -> AsyncGenerator[TaskRegistry, None]:
     """Open the registry and its task group; on exit cancel every unfinished task and wait for them.
 
-    ``backends`` may be a single backend, which is then the only one and the default.
+    ``backends`` may be a single backend, which is then the only one and the default. Without
+    ``prices`` or ``files``, the built-in prices and a reader of the settings' roots.
 
     An exception from the body is re-raised as itself once the task group has closed, not wrapped in
     an exception group (runners never raise anything but cancellation).
@@ -702,7 +694,8 @@ async def open_registry(
     try:
         async with anyio.create_task_group() as tg:
             roster = backends if isinstance(backends, Roster) else Roster.single(backends)
-            registry = TaskRegistry(tg, settings, roster, prices or PriceTable.load(None))
+            reader = files or FileReader(settings.roots, max_file_bytes=settings.max_file_bytes)
+            registry = TaskRegistry(tg, settings, roster, prices or PriceTable.load(None), reader)
             try:
                 yield registry
             except Exception as exc:

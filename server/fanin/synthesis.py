@@ -20,6 +20,8 @@ import anyio
 import anyio.to_thread
 
 from ..backends import Backend
+from ..backends.roster import Roster
+from ..config.settings import Settings
 from ..core.errors import UnknownTask
 from ..core.models import SubagentRequest, TaskSnapshot, TaskSpec, Usage
 from ..core.registry import TaskRegistry
@@ -131,8 +133,10 @@ class _Job:
 class Synthesizer:
     """Builds syntheses over a registry; remembers model syntheses so a repeated call reuses one."""
 
-    def __init__(self, registry: TaskRegistry) -> None:
+    def __init__(self, registry: TaskRegistry, settings: Settings, backends: Roster) -> None:
         self._registry = registry
+        self._settings = settings
+        self._backends = backends
         self._jobs: OrderedDict[tuple[object, ...], _Job] = OrderedDict()
 
     async def merge(
@@ -162,7 +166,7 @@ class Synthesizer:
             self._jobs.move_to_end(key)
             return known.final
         answered, missing = split_answers(self._registry.snapshots(task_ids))
-        backend = self._registry.backends.choose(None)
+        backend = self._backends.choose(None)
         # Cutting and packing every answer into prompts takes time in proportion to them: off the loop.
         planned = await anyio.to_thread.run_sync(
             self._plan, answered, missing, instructions, backend, abandon_on_cancel=True
@@ -220,7 +224,7 @@ class Synthesizer:
     ) -> list[PlannedTask]:
         """One task if the answers fit; else a tree: groups of answers, then merges of merges. (Runs in a
         worker thread: it only reads its arguments and the settings.)"""
-        settings = self._registry.settings
+        settings = self._settings
         header = _header(instructions, missing)
         # The budget is for answers: the fixed text of every synthesis prompt comes off it first.
         fixed = len(SYSTEM) + len(header) + len(_ANSWER_IN_SCHEMA) + len(_MERGE_PARTIALS)
@@ -265,7 +269,7 @@ class Synthesizer:
         known: frozenset[str],
         deps: tuple[int, ...],
     ) -> PlannedTask:
-        settings = self._registry.settings
+        settings = self._settings
         model = backend.model_for(None, settings.model)
         spec = TaskSpec(
             index=index,

@@ -18,6 +18,7 @@ from server import (
     TaskSink,
     open_registry,
 )
+from server.backends.roster import Roster
 from server.fanin import synthesis as synthesis_module
 from server.fanin.report import split_answers
 from server.fanin.synthesis import Synthesizer
@@ -42,7 +43,8 @@ async def plan_for(
     make_settings: MakeSettings, answers: int, length: int, **settings: object
 ) -> tuple[list, list[str]]:
     backend = ScriptedBackend(answering(length))  # type: ignore[arg-type]
-    async with open_registry(make_settings(**settings), backend) as registry:
+    config, roster = make_settings(**settings), Roster.single(backend)
+    async with open_registry(config, roster) as registry:
         receipt = await registry.spawn(
             SpawnRequest(tasks=[TaskRequest(task=f"t{i}") for i in range(answers)])
         )
@@ -50,7 +52,7 @@ async def plan_for(
         with anyio.fail_after(5):
             await registry.wait(ids)
         answered, missing = split_answers(registry.snapshots(ids))
-        return Synthesizer(registry)._plan(answered, missing, None, registry.backends.choose(None)), ids
+        return Synthesizer(registry, config, roster)._plan(answered, missing, None, roster.choose(None)), ids
 
 
 async def test_answers_that_fit_get_one_synthesis_that_may_cite_them_all(make_settings: MakeSettings) -> None:
@@ -113,11 +115,12 @@ async def test_a_model_synthesis_is_planned_and_read_in_worker_threads(
         text = json.dumps(synthesis("Done.")) if request.output_schema else "an answer"
         return SubagentResult(text=text, model=request.model, stop_reason="end_turn")
 
-    async with open_registry(make_settings(), ScriptedBackend(handler)) as registry:
+    config, roster = make_settings(), Roster.single(ScriptedBackend(handler))
+    async with open_registry(config, roster) as registry:
         ids = [t.task_id for t in (await registry.spawn(SpawnRequest(tasks=[TaskRequest(task="a")]))).tasks]
         with anyio.fail_after(5):
             await registry.wait(ids)
-        synth = Synthesizer(registry)
+        synth = Synthesizer(registry, config, roster)
         final = await while_held(monkeypatch, "_pieces", lambda: synth.start_llm(ids, None))
         with anyio.fail_after(5):
             await registry.wait([final])
