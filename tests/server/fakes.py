@@ -31,10 +31,11 @@ class ScriptedBackend(Backend):
         caches_prompts: bool = False,
         name: str = "scripted",
         offers_tools: bool = False,
+        traits: Traits | None = None,
     ) -> None:
         self.handler = handler
         self._name = name
-        self._traits = Traits(caches_prompts=caches_prompts, offers_tools=offers_tools)
+        self._traits = traits or Traits(caches_prompts=caches_prompts, offers_tools=offers_tools)
         self.unavailable: str | None = None
         self.calls: list[SubagentRequest] = []
         self.in_flight = 0
