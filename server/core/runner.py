@@ -127,7 +127,7 @@ class Runner:
                 raise
 
     async def _execute(self, live: Live) -> None:
-        if not await self._turn(live):
+        if (live.deps or live.warm_gate is not None) and not await self._turn(live):
             return
         async with AsyncExitStack() as stack:
             for limiter in self._slots(live):
@@ -145,7 +145,8 @@ class Runner:
             await self._finish(live, progress, request)
 
     async def _turn(self, live: Live) -> bool:
-        """Wait for the task's dependencies, then its warm-up gate; False if it ended meanwhile."""
+        """Wait for the task's dependencies, then its warm-up gate; False if it ended meanwhile (only a
+        task with either need wait for its turn)."""
         if live.deps and not await self._dependencies_done(live):
             return False
         if live.warm_gate is not None:

@@ -49,9 +49,9 @@ class Ending:
         self.next: Ending | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per end, and a frozen one takes twice as long to make
 class Outcome:
-    """What an ended task's record gets, all at once, from the move that ends it."""
+    """What an ended task's record gets, all at once, from the move that ends it. A value: never changed."""
 
     output: str | None
     structured: Any
