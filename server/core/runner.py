@@ -145,8 +145,8 @@ class Runner:
             await self._finish(live, progress, request)
 
     async def _turn(self, live: Live) -> bool:
-        """Wait for the task's dependencies, then its warm-up gate; False if it ended meanwhile (only a
-        task with either need wait for its turn)."""
+        """Wait for the task's dependencies, then its warm-up gate; False if it ended meanwhile. (Only a
+        task with dependencies or a warm-up gate has a turn to wait for.)"""
         if live.deps and not await self._dependencies_done(live):
             return False
         if live.warm_gate is not None:
