@@ -20,6 +20,14 @@ implementation must guarantee:
 * **Eviction of ended tasks only**, oldest end first; a group goes with its last task.
 * **Reads cost what they return.** ``tally`` is kept as tasks move; ``newest`` reads the records it
   returns (and those it skips for a state), not the whole store.
+* **Records are the store's own.** ``task`` returns the record that later moves change: the runner
+  holds a task's dependencies' records, to read their state and answers after they may be evicted.
+
+What a running task's backend reports as it goes (the partial answer, the status note, the attempts)
+stays with the task's ``Progress`` until its end, and reaches the record with the move that ends it: a
+store write per streamed chunk would cost more than the chunk. Only usage is written at once (budgets
+and totals need it while the task runs). A store read by other processes while tasks run is the place
+to add an operation that takes the progress as well.
 """
 
 from __future__ import annotations
