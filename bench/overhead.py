@@ -117,11 +117,11 @@ class InstantBackend:
     """Answers at once with an empty text: the engine's own cost, with nothing else in the way."""
 
     name = "instant"
-    caches_prompts = False
-    limiter = None
-    shares_server_limit = True
-    default_timeout_s = None
-    offers_tools = False
+
+    def __init__(self) -> None:
+        from server.backends import Traits
+
+        self.traits = Traits()
 
     def model_for(self, asked: str | None, server_default: str) -> str:
         return asked or server_default
@@ -177,6 +177,7 @@ class HeldBackend(InstantBackend):
     def __init__(self) -> None:
         import anyio
 
+        super().__init__()
         self.running = anyio.Event()
 
     async def run(self, request: Any, sink: Any) -> Any:

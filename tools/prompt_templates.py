@@ -77,7 +77,7 @@ async def parallel_directories(
     ctx: Context,
 ) -> str:
     """One subagent per directory of a path (inside the server's roots), with the files each will read."""
-    files = (await runtime_of(ctx)).registry.files
+    files = (await runtime_of(ctx)).files
     try:
         root = files.check_directory(path)
     except FanoutError as exc:

@@ -31,12 +31,14 @@ from ..server import (
     TaskSink,
     Tokens,
 )
+from ..server.backends import Traits
 
 NAME: Final = "sampling"
 # Requests one client is asked to answer at once: a client runs them on its user's model and quota.
 MAX_AT_ONCE: Final = 4
-# One bound per client connection, however many spawns it makes; gone with the connection.
-_LIMITERS: WeakKeyDictionary[object, anyio.CapacityLimiter] = WeakKeyDictionary()
+# One traits record per client connection, so one bound however many spawns it makes (backends that
+# share a record share its bound); gone with the connection.
+_TRAITS: WeakKeyDictionary[object, Traits] = WeakKeyDictionary()
 _INSTEAD: Final = (
     "Use backend 'anthropic' (an API key on the server) or 'claude' (the Claude Code CLI) instead."
 )
@@ -51,10 +53,10 @@ class SamplingBackend(Backend):
         # A ServerSession is made per request; the connection behind it is the client. The SDK keeps it
         # private: without it (another SDK version), the bound falls back to one per spawn.
         client: object = getattr(session, "_connection", session)
-        limiter = _LIMITERS.get(client)
-        if limiter is None:
-            limiter = _LIMITERS[client] = anyio.CapacityLimiter(MAX_AT_ONCE)
-        self._limiter = limiter
+        traits = _TRAITS.get(client)
+        if traits is None:
+            traits = _TRAITS[client] = Traits(max_concurrency=MAX_AT_ONCE)
+        self._traits = traits
 
     @classmethod
     def of(cls, ctx: Context) -> SamplingBackend:
@@ -66,8 +68,8 @@ class SamplingBackend(Backend):
         return NAME
 
     @property
-    def limiter(self) -> anyio.CapacityLimiter:
-        return self._limiter
+    def traits(self) -> Traits:
+        return self._traits
 
     def model_for(self, asked: str | None, server_default: str) -> str:
         return asked or ""  # the client picks its model; a named one goes to it as a hint

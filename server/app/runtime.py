@@ -1,9 +1,10 @@
-"""Everything the server owns for its lifetime, opened and closed in one place.
+"""Everything the server owns for its lifetime, opened and closed in one place: the composition root.
 
 ``open_runtime`` is what the MCP lifespan (``tools/app.py``) and the ``run`` command both enter: it makes
 the one ``AsyncAnthropic`` client on the running event loop, the backends (the batch backend with the
-task group its batches are driven in), the registry and its task group, and closes them in reverse
-order.
+task group its batches are driven in), the file reader, the registry and its task group, and the
+synthesizer, and closes them in reverse order. It hands each what it needs; whoever needs the
+settings, the backends or the file reader takes them from the ``Runtime``, never from the registry.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class Runtime:
     """What tools and commands work with."""
 
     settings: Settings
+    backends: Roster  #: every backend of the server, and the rule that picks one
+    files: FileReader  #: how tasks' files are found and read (the allowed roots)
     registry: TaskRegistry
     synthesizer: Synthesizer
 
@@ -66,16 +69,24 @@ def make_endpoint(settings: Settings, client: anthropic.AsyncAnthropic) -> Endpo
     return Endpoint(client, grace_s=settings.connect_grace_s)
 
 
+def make_files(settings: Settings) -> FileReader:
+    """How tasks' files are found and read, within the settings' roots."""
+    return FileReader(settings.roots, max_file_bytes=settings.max_file_bytes)
+
+
 def make_roster(
-    settings: Settings, client: anthropic.AsyncAnthropic, batch: BatchBackend | None = None
+    settings: Settings,
+    client: anthropic.AsyncAnthropic,
+    batch: BatchBackend | None = None,
+    files: FileReader | None = None,
 ) -> Roster:
     """Every backend the settings offer: the Anthropic API, Message Batches and each configured agent CLI.
 
     ``batch`` is the running batch backend; without one, an idle one stands in, which can say whether
     it could run here (``doctor``) but runs nothing. Both API backends share the batch backend's
-    ``Endpoint``: they reach one endpoint with one key.
+    ``Endpoint``: they reach one endpoint with one key. ``files`` is the reader the workspace tools use.
     """
-    workspace = Workspace(FileReader(settings.roots, max_file_bytes=settings.max_file_bytes))
+    workspace = Workspace(files or make_files(settings))
     batch = batch or BatchBackend(client, PriceTable.load(None), endpoint=make_endpoint(settings, client))
     api = AnthropicBackend(
         client,
@@ -100,10 +111,11 @@ async def open_runtime(settings: Settings, backend: Backend | None = None) -> As
         ValueError: the price file cannot be used.
     """
     prices = PriceTable.load(settings.prices_file)
+    files = make_files(settings)
     if backend is not None:
-        only = Roster.single(backend)
-        async with open_registry(settings, only, prices) as registry:
-            yield Runtime(settings, registry, Synthesizer(registry, settings, only))
+        roster = Roster.single(backend)
+        async with open_registry(settings, roster, prices, files) as registry:
+            yield _compose(settings, roster, files, registry)
         return
     client = make_client(settings)
     try:
@@ -111,9 +123,14 @@ async def open_runtime(settings: Settings, backend: Backend | None = None) -> As
         # still cancel its batch at the provider, and then the drivers stop.
         endpoint = make_endpoint(settings, client)
         async with BatchBackend(client, prices, endpoint=endpoint).running() as batch:
-            roster = make_roster(settings, client, batch)
-            async with open_registry(settings, roster, prices) as registry:
-                yield Runtime(settings, registry, Synthesizer(registry, settings, roster))
+            roster = make_roster(settings, client, batch, files)
+            async with open_registry(settings, roster, prices, files) as registry:
+                yield _compose(settings, roster, files, registry)
     finally:
         with anyio.move_on_after(5, shield=True):
             await client.close()
+
+
+def _compose(settings: Settings, roster: Roster, files: FileReader, registry: TaskRegistry) -> Runtime:
+    synthesizer = Synthesizer(registry, settings, roster)
+    return Runtime(settings, roster, files, registry, synthesizer)

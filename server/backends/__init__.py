@@ -4,13 +4,14 @@ A backend runs one subagent call to completion. It must be cancellation-safe (th
 on timeout, on ``cancel_tasks`` and at shutdown), must not take a timeout parameter (the registry wraps
 it in ``fail_after``; a backend may read ``anyio.current_effective_deadline()`` to stop retrying in
 time), and translates its provider's exceptions into ``TaskFailure`` at its border.
+
+Everything else the engine needs to know about a backend is data: one frozen ``Traits`` record.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
-
-import anyio
 
 from ..core.models import SubagentRequest, SubagentResult, Tokens
 from ..core.state import ErrorKind
@@ -48,50 +49,44 @@ class TaskSink(Protocol):
         """
 
 
-class Backend(Protocol):
-    """Runs subagents on one kind of provider.
+# Compared by identity, not by value (eq=False): the runner keeps one limiter per record for
+# ``max_concurrency``, so backends share a bound exactly when they share a record. Weak references let
+# that limiter go with the last backend holding the record.
+@dataclass(frozen=True, slots=True, eq=False, weakref_slot=True)
+class Traits:
+    """What the engine needs to know about a backend, as data. The defaults suit most backends.
 
-    The traits below have the defaults most backends want; a backend that subclasses ``Backend``
-    inherits them and overrides only what differs.
+    Backends that share one record share its ``max_concurrency`` bound: an agent CLI makes one record
+    of its own; the sampling backend, made per spawn, one per client connection, so that a client is
+    asked at most that many things at once however many spawns it makes.
     """
+
+    caches_prompts: bool = False  #: a warm-first start pays off (the provider caches a shared prefix)
+    #: a running task takes one of the server's ``max_concurrency`` slots (False for work that waits on
+    #: the provider's side, such as a batch request)
+    shares_server_limit: bool = True
+    default_timeout_s: float | None = None  #: a task's timeout when it gives none (None: the server's)
+    runs_in_directory: bool = False  #: a task's ``cwd`` means something (an agent CLI runs in one)
+    offers_tools: bool = False  #: it runs the workspace tool loop for a request with ``tools`` set
+    #: its own bound on calls at once, taken before a task starts running; None: no bound of its own
+    max_concurrency: int | None = None
+
+
+class Backend(Protocol):
+    """Runs subagents on one kind of provider: a name, its traits and three methods."""
 
     @property
     def name(self) -> str: ...
 
     @property
-    def caches_prompts(self) -> bool:
-        """Whether a warm-first start pays off (the provider caches a shared prompt prefix)."""
-        return False
+    def traits(self) -> Traits: ...
 
     def model_for(self, asked: str | None, server_default: str) -> str:
-        """The model a task runs with, given the one it asked for; "" leaves the choice to the backend."""
+        """The model a task runs with, given the one it asked for; "" leaves the choice to the backend.
+
+        A backend that subclasses ``Backend`` inherits this default.
+        """
         return asked or server_default
-
-    @property
-    def limiter(self) -> anyio.CapacityLimiter | None:
-        """This backend's own bound on calls at once (taken before a task starts running), or None."""
-        return None
-
-    @property
-    def shares_server_limit(self) -> bool:
-        """Whether a running task takes one of the server's ``max_concurrency`` slots (False for work
-        that waits on the provider's side, such as a batch request)."""
-        return True
-
-    @property
-    def default_timeout_s(self) -> float | None:
-        """A task's timeout when it gives none; None: the server's task timeout."""
-        return None
-
-    @property
-    def runs_in_directory(self) -> bool:
-        """Whether a task's ``cwd`` means anything to it (an agent CLI runs in a working directory)."""
-        return False
-
-    @property
-    def offers_tools(self) -> bool:
-        """Whether it runs the workspace tool loop for a request with ``tools`` set."""
-        return False
 
     def unavailable_reason(self) -> str | None:
         """Why this backend cannot run anything here (for the calling model), or None if it can."""

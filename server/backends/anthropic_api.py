@@ -30,7 +30,7 @@ import httpx2
 from ..core.errors import TaskFailure
 from ..core.models import SubagentRequest, SubagentResult, Tokens
 from ..core.state import ErrorKind
-from . import Backend, TaskSink
+from . import Backend, TaskSink, Traits
 from .endpoint import Endpoint, Refused
 from .throttle import Headroom, Throttle
 from .tooluse import (
@@ -100,20 +100,16 @@ class AnthropicBackend(Backend):
         self._throttle = throttle
         self._retry_cap_s = retry_cap_s
         self._backoff_base_s = backoff_base_s
-
-    # Inherited: limiter None (the throttle bounds requests in flight, adapting to the provider).
+        # No bound of its own: the throttle bounds requests in flight, adapting to the provider.
+        self._traits = Traits(caches_prompts=True, offers_tools=workspace is not None)
 
     @property
     def name(self) -> str:
         return NAME
 
     @property
-    def caches_prompts(self) -> bool:
-        return True
-
-    @property
-    def offers_tools(self) -> bool:
-        return self._workspace is not None
+    def traits(self) -> Traits:
+        return self._traits
 
     @property
     def throttle(self) -> Throttle:

@@ -37,7 +37,7 @@ from ..config.pricing import PriceTable
 from ..core.errors import TaskFailure
 from ..core.models import SubagentRequest, SubagentResult
 from ..core.state import ErrorKind
-from . import Backend, TaskSink
+from . import Backend, TaskSink, Traits
 from .anthropic_api import credentials_problem, message_params
 from .batch_calls import BatchCalls
 from .batch_results import read_results
@@ -49,6 +49,10 @@ logger = logging.getLogger(__name__)
 
 NAME: Final = "batch"
 DEFAULT_TIMEOUT_S: Final = 25 * 3600.0  #: a batch ends within 24 h; an hour more to read its results
+# A request queued at the provider for hours must not hold one of the server's slots. No warm-first start
+# (a batch's requests run in any order, so warming a shared prefix first gains nothing) and no tools (a
+# tool loop would be one batch, a day long, per turn).
+_TRAITS: Final = Traits(shares_server_limit=False, default_timeout_s=DEFAULT_TIMEOUT_S)
 _CUSTOM_ID: Final = re.compile(r"[a-zA-Z0-9_-]{1,64}")  #: what the API accepts as a custom_id
 
 
@@ -78,20 +82,13 @@ class BatchBackend(Backend):
         self._group: TaskGroup | None = None
         self._open: Batch | None = None  #: the batch new tasks join, until its window closes
 
-    # Inherited: caches_prompts False (a batch's requests run in any order, so warming a shared prefix
-    # first gains nothing) and offers_tools False (a tool loop would be one batch, a day long, per turn).
-
     @property
     def name(self) -> str:
         return NAME
 
     @property
-    def shares_server_limit(self) -> bool:
-        return False  # a request queued at the provider for hours must not hold one of the server's slots
-
-    @property
-    def default_timeout_s(self) -> float | None:
-        return DEFAULT_TIMEOUT_S
+    def traits(self) -> Traits:
+        return _TRAITS
 
     @property
     def endpoint(self) -> Endpoint:

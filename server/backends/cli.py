@@ -32,7 +32,7 @@ from ..config.commands import MODEL, PROMPT, CommandSpec
 from ..core.errors import TaskFailure
 from ..core.models import SubagentRequest, SubagentResult
 from ..core.state import ErrorKind
-from . import Backend, TaskSink
+from . import Backend, TaskSink, Traits
 from .formats import FORMATS, STDERR_TAIL_CHARS, Outcome, Stdout, Tail
 from .spawn import signal_group, spawned
 
@@ -64,27 +64,20 @@ class CommandBackend(Backend):
         self._name = name
         self._spec = spec
         self._roots = roots
-        self._limiter = anyio.CapacityLimiter(spec.max_concurrency)
+        # caches_prompts False: every run is a fresh process, so warming a shared prefix first gains
+        # nothing; offers_tools False: an agent CLI looks around its working directory itself.
+        self._traits = Traits(
+            runs_in_directory=True, default_timeout_s=spec.timeout_s, max_concurrency=spec.max_concurrency
+        )
         self._warned_proxy = False
-
-    # Inherited: caches_prompts False (every run is a fresh process, so warming a shared prefix first
-    # gains nothing) and offers_tools False (an agent CLI looks around its working directory itself).
 
     @property
     def name(self) -> str:
         return self._name
 
     @property
-    def runs_in_directory(self) -> bool:
-        return True
-
-    @property
-    def default_timeout_s(self) -> float | None:
-        return self._spec.timeout_s
-
-    @property
-    def limiter(self) -> anyio.CapacityLimiter:
-        return self._limiter
+    def traits(self) -> Traits:
+        return self._traits
 
     @property
     def program(self) -> str:

@@ -1,1 +1,32 @@
-"""The core of the engine: task states, errors, records, the registry and what runs a task."""
+"""The core of the engine: task states, errors, records, the task table, the runner and the registry.
+
+``registry.py`` is the API (register, select, list, snapshots, usage, wait, cancel, close). Beneath it,
+``table.py`` keeps every task's record in a store (``store.py``: the interface, and the in-memory store)
+and holds ``move``, the one place a task's state changes; ``runner.py`` runs one task from its turn to
+its end; a running task's backend reports to its ``Progress`` (``progress.py``). A record
+(``records.py``) is plain data; what an unfinished task holds besides (its request, cancel scope, gates,
+progress) is its ``Live`` part (``live.py``), dropped when it ends.
+
+Every field has exactly one writer:
+
+================================================  ===================================================
+field                                             its one writer
+================================================  ===================================================
+TaskRecord id, group_id, spec                     ``TaskRegistry._register`` (made once)
+TaskRecord state, started, ended, finished_at     ``TaskTable.move``
+TaskRecord output, structured, stop_reason,       ``TaskTable.move``, at the end: what the runner
+model, error, note, attempts                      says, else what the task's progress last said
+TaskRecord spend                                  ``TaskTable.record_usage``, told by the progress
+GroupRecord id, task_ids, budget_usd,             ``TaskRegistry._register`` (made once)
+shared_bytes
+GroupRecord spend, spent_usd                      ``TaskTable.record_usage``, told by the progress
+Live scope, planned, deps, warm_gate, opens       ``Runner.prepare`` (made once, at registration)
+Live progress                                     ``Runner._start``
+Live cancel_note                                  ``TaskTable.ask_cancel``
+Progress partial output, note, retry cause,       the ``Progress`` itself, from its backend's reports
+attempts, model                                   (and the runner's repair call); closed at the end
+================================================  ===================================================
+
+``TaskTable.move`` and ``record_usage`` write through the store's operations; nothing else writes a
+record. A snapshot reads the record, and while the task runs its progress.
+"""

@@ -3,8 +3,9 @@ and what the caller can do about it. The registry decides when a task fails; thi
 
 from __future__ import annotations
 
-from .entry import Entry, Group
-from .models import TaskError
+from .models import TaskError, TaskSpec
+from .progress import Progress
+from .records import GroupRecord, TaskRecord
 from .state import ErrorKind
 
 
@@ -21,19 +22,19 @@ class InvalidOutput(Exception):
         )
 
 
-def timed_out(entry: Entry) -> TaskError:
+def timed_out(spec: TaskSpec, progress: Progress) -> TaskError:
     """The task's timeout ran out: while the provider kept refusing it, or while it worked."""
-    limit = f"{entry.spec.timeout_s:g} s (the task's timeout_s)"
-    cause, last = entry.retry_cause, entry.note or ""
+    limit = f"{spec.timeout_s:g} s (the task's timeout_s)"
+    cause, last = progress.retry_cause, progress.note or ""
     if cause is ErrorKind.RATE_LIMITED:
         message = (
-            f"the provider kept rate-limiting this task until its {limit} ran out, over {entry.attempts} "
+            f"the provider kept rate-limiting this task until its {limit} ran out, over {progress.attempts} "
             f"attempts (last: {last}). Its siblings kept their results. Spawn it again later, or with a "
             "lower max_concurrency."
         )
     elif cause is not None:
         message = (
-            f"the provider kept failing until the task's {limit} ran out, over {entry.attempts} attempts "
+            f"the provider kept failing until the task's {limit} ran out, over {progress.attempts} attempts "
             f"(last: {last}). Spawn it again later; if it keeps failing, check the provider's status."
         )
     else:
@@ -46,7 +47,7 @@ def timed_out(entry: Entry) -> TaskError:
     return TaskError(kind=cause, message=message)
 
 
-def over_budget(group: Group) -> TaskError:
+def over_budget(group: GroupRecord) -> TaskError:
     """The spawn's budget was spent before the task started."""
     return TaskError(
         kind=ErrorKind.BUDGET_EXCEEDED,
@@ -55,7 +56,7 @@ def over_budget(group: Group) -> TaskError:
     )
 
 
-def dependency_failed(failed: Entry) -> TaskError:
+def dependency_failed(failed: TaskRecord) -> TaskError:
     """A task this one depends on ended without an answer, so this one never started."""
     why = failed.error.message if failed.error else failed.note or failed.state.value
     return TaskError(

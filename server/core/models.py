@@ -1,6 +1,6 @@
 """The engine's data: what a caller asks for, the frozen spec of a task, and the snapshots handed out.
 
-Three types describe a task (see ``entry.py`` for the third, the registry's private live entry):
+Three types describe a task (see ``records.py`` for the third, the record the task table keeps):
 
 * ``TaskRequest`` / ``SpawnRequest``: what the caller asked for, validated at the border (in
   ``intake/requests.py``: the spawn contract of the MCP tool and of plan files).

@@ -95,7 +95,7 @@ async def prepare(
     ]
     warnings = spawn_warnings(warnings, request.tasks, files)
     budget = _check_budget(request.budget_usd)
-    warm = cache and len(planned) > 1 and any(b.caches_prompts for b in backends)
+    warm = cache and len(planned) > 1 and any(b.traits.caches_prompts for b in backends)
     shared = len(system) + sum({file.real: file.shown for file in files.values()}.values())
     return Intake(planned, warm, max_concurrency, warnings, budget, shared)
 
@@ -106,7 +106,9 @@ def _with_spawn_tools(request: SpawnRequest, backends: Sequence[Backend]) -> lis
         return list(request.tasks)
     tools = request.tools
     return [
-        task.model_copy(update={"tools": tools}) if task.tools is None and backend.offers_tools else task
+        task.model_copy(update={"tools": tools})
+        if task.tools is None and backend.traits.offers_tools
+        else task
         for task, backend in zip(request.tasks, backends, strict=True)
     ]
 
@@ -115,7 +117,7 @@ def _check_tools(request: SpawnRequest, backends: Sequence[Backend], warnings: l
     """Refuse a task that asks for tools its backend does not run; the spawn's tools go where they can."""
     without: list[str] = []
     for index, (task, backend) in enumerate(zip(request.tasks, backends, strict=True)):
-        if backend.offers_tools:
+        if backend.traits.offers_tools:
             continue
         if task.tools:
             raise InvalidInput(
@@ -140,7 +142,7 @@ def _check_tools(request: SpawnRequest, backends: Sequence[Backend], warnings: l
 def _check_cwd_backends(tasks: Sequence[TaskRequest], backends: Sequence[Backend]) -> None:
     """Refuse a ``cwd`` for a backend that runs in no directory: ignored, it would mislead the caller."""
     for index, (task, backend) in enumerate(zip(tasks, backends, strict=True)):
-        if task.cwd is not None and not backend.runs_in_directory:
+        if task.cwd is not None and not backend.traits.runs_in_directory:
             raise InvalidInput(
                 f"task {index + 1} ({task_name(task, index)}) sets cwd, but backend {backend.name!r} runs in "
                 "no working directory: only agent CLIs (claude, codex, configured commands) do. Give it such "
@@ -279,7 +281,7 @@ def _plan(
         task=task.task,
         model=model,
         backend=backend.name,
-        timeout_s=task.timeout_s or backend.default_timeout_s or settings.task_timeout_s,
+        timeout_s=task.timeout_s or backend.traits.default_timeout_s or settings.task_timeout_s,
         files=tuple(task.files),
         output_schema=schema,
         depends_on=depends_on,

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 import anyio
 
 from server import Backend, SubagentRequest, SubagentResult, TaskSink
+from server.backends import Traits
 
 Handler = Callable[[SubagentRequest, TaskSink], Awaitable[SubagentResult]]
 
@@ -30,11 +31,11 @@ class ScriptedBackend(Backend):
         caches_prompts: bool = False,
         name: str = "scripted",
         offers_tools: bool = False,
+        traits: Traits | None = None,
     ) -> None:
         self.handler = handler
-        self.caches = caches_prompts
         self._name = name
-        self._tools = offers_tools
+        self._traits = traits or Traits(caches_prompts=caches_prompts, offers_tools=offers_tools)
         self.unavailable: str | None = None
         self.calls: list[SubagentRequest] = []
         self.in_flight = 0
@@ -47,12 +48,8 @@ class ScriptedBackend(Backend):
         return self._name
 
     @property
-    def caches_prompts(self) -> bool:
-        return self.caches
-
-    @property
-    def offers_tools(self) -> bool:
-        return self._tools
+    def traits(self) -> Traits:
+        return self._traits
 
     def unavailable_reason(self) -> str | None:
         return self.unavailable

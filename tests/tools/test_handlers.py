@@ -23,7 +23,7 @@ from server import (
     TaskFailure,
     TaskSink,
 )
-from server.core.entry import Entry
+from server.core.records import TaskRecord
 from server.intake import answer_schemas as outputs
 from tests.answers import reply, synthesis
 from tests.fake_api import FakeApi
@@ -610,13 +610,13 @@ async def test_task_output_of_one_task_reads_that_task_not_its_whole_group(
 ) -> None:
     reads: Counter[str] = Counter()
     for name in ("snapshot", "usage"):
-        original = getattr(Entry, name)
+        original = getattr(TaskRecord, name)
 
-        def counted(self: Entry, _original: Any = original, _name: str = name) -> Any:
+        def counted(self: TaskRecord, *args: Any, _original: Any = original, _name: str = name) -> Any:
             reads[_name] += 1
-            return _original(self)
+            return _original(self, *args)
 
-        monkeypatch.setattr(Entry, name, counted)
+        monkeypatch.setattr(TaskRecord, name, counted)
     settings = make_settings(max_tasks_per_spawn=50)
     async with Client(create_server(settings, ScriptedBackend())) as client:  # type: ignore[arg-type]
         spawned = await call(client, "spawn_parallel", tasks=[{"task": f"part {i}"} for i in range(50)])

@@ -287,7 +287,7 @@ async def test_a_batch_task_waits_25_hours_unless_it_says_otherwise(
         intake = await prepare(request, settings, reader, Roster.single(backend))
     finally:
         await client.close()
-    assert DEFAULT_TIMEOUT_S == backend.default_timeout_s == 25 * 3600
+    assert DEFAULT_TIMEOUT_S == backend.traits.default_timeout_s == 25 * 3600
     assert [t.spec.timeout_s for t in intake.tasks] == [25 * 3600, 60]
 
 

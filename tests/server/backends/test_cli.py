@@ -929,13 +929,14 @@ async def test_a_root_that_is_gone_fails_the_task_naming_it(bin_dir: Path, tmp_p
 def test_it_is_a_backend_with_its_own_concurrency_bound(root: Path) -> None:
     backend = CommandBackend("claude", command_from_config("claude", {"max_concurrency": 3}), (root,))
 
-    assert (backend.name, backend.caches_prompts, backend.limiter.total_tokens) == ("claude", False, 3)
+    traits = backend.traits
+    assert (backend.name, traits.caches_prompts, traits.max_concurrency) == ("claude", False, 3)
     assert backend.program == "claude"
 
 
 def test_a_commands_timeout_is_its_tasks_default_and_must_be_positive(root: Path) -> None:
-    assert CommandBackend("c", CommandSpec(argv=("c",)), (root,)).default_timeout_s is None
-    assert CommandBackend("c", CommandSpec(argv=("c",), timeout_s=90), (root,)).default_timeout_s == 90
+    assert CommandBackend("c", CommandSpec(argv=("c",)), (root,)).traits.default_timeout_s is None
+    assert CommandBackend("c", CommandSpec(argv=("c",), timeout_s=90), (root,)).traits.default_timeout_s == 90
     for bad in (0, -1, 10**6):
         with pytest.raises(ValidationError, match="timeout_s"):
             CommandSpec(argv=("c",), timeout_s=bad)

@@ -26,6 +26,7 @@ from server import (
     UnknownTask,
     open_registry,
 )
+from server.core.store import MemoryStore
 from tests.server.fakes import ScriptedBackend, gated
 
 MakeSettings = Callable[..., Settings]
@@ -280,10 +281,10 @@ async def test_finished_tasks_beyond_the_count_limit_are_evicted_oldest_first(
 async def test_finished_tasks_older_than_the_retention_are_evicted(
     make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import server.core.registry as registry_module
+    import server.core.table as table_module
 
     now = [1_000_000.0]
-    monkeypatch.setattr(registry_module.time, "time", lambda: now[0])
+    monkeypatch.setattr(table_module.time, "time", lambda: now[0])
     backend = ScriptedBackend()
     async with running(backend, make_settings(retention_s=60)) as registry:
         task_id = (await registry.spawn(spawn_of(1))).tasks[0].task_id
@@ -561,9 +562,9 @@ async def test_cancelling_a_list_that_evicts_a_later_entry_reports_it(make_setti
 async def test_siblings_start_anyway_when_the_lead_never_answers(
     make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import server.core.registry as registry_module
+    import server.core.runner as runner_module
 
-    monkeypatch.setattr(registry_module, "WARM_WAIT_S", 0.05)
+    monkeypatch.setattr(runner_module, "WARM_WAIT_S", 0.05)
     release = anyio.Event()
 
     async def handler(request: SubagentRequest, sink: TaskSink) -> SubagentResult:
@@ -683,12 +684,14 @@ async def test_a_listing_reads_only_the_tasks_it_shows(make_settings: MakeSettin
             reads.append(key)
             return super().get(key, default)
 
-    async with running(ScriptedBackend(), make_settings(max_tasks_per_spawn=200)) as registry:
+    store = MemoryStore()
+    settings = make_settings(max_tasks_per_spawn=200)
+    async with open_registry(settings, ScriptedBackend(), store=store) as registry:
         first = await registry.spawn(spawn_of(200))
         mine = await registry.spawn(spawn_of(100))
         with anyio.fail_after(5):
             await registry.wait([t.task_id for t in [*first.tasks, *mine.tasks]])
-        registry._tasks = Watched(registry._tasks)  # pyright: ignore[reportPrivateUsage]
+        store._tasks = Watched(store._tasks)  # pyright: ignore[reportPrivateUsage]
         listing = registry.list(limit=3)
         assert [s.task_id for s in listing.tasks] == [t.task_id for t in mine.tasks[-3:]]
         assert (listing.total, listing.counts.completed) == (300, 300)

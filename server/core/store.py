@@ -1,0 +1,201 @@
+"""Where the task table keeps its records: one small interface, and the in-memory store behind it.
+
+``TaskStore`` is the seam for other stores (an embedded database, a distributed executor's). What any
+implementation must guarantee:
+
+* **Plain records.** It keeps ``TaskRecord`` and ``GroupRecord`` (``records.py``): data that serialises
+  (``records.to_json``), with no live object inside. Cancel scopes, events, limiters and progress stay
+  with the table and the runner (``live.py``).
+* **Synchronous and atomic.** Every operation is a plain call that completes before it returns, and no
+  other task of the event loop runs during it: the table relies on that to make each move one step.
+* **Writes through its operations only.** ``put`` a spawn, ``move`` a task, ``record_usage`` of a call,
+  ``evict``. The records a read returns are for reading; nobody writes them directly.
+* **Moves as given.** The table has already checked the transition; ``move`` applies it with its
+  timestamp and, for an end, the ``Outcome``, and keeps the per-state tallies exact.
+* **Ends raised as events.** Every end is announced on the chain of ``Ending`` nodes (``ending``), once,
+  in the order of the moves and after the record shows it. A wait is a walk along the chain, so a
+  store whose tasks end elsewhere (another process) raises those ends here as well.
+* **Usage added at once.** ``record_usage`` adds a call to its task's and its group's totals together;
+  a group's totals include its evicted tasks.
+* **Eviction of ended tasks only**, oldest end first; a group goes with its last task.
+* **Reads cost what they return.** ``tally`` is kept as tasks move; ``newest`` reads the records it
+  returns (and those it skips for a state), not the whole store.
+* **Records are the store's own.** ``task`` returns the record that later moves change: the runner
+  holds a task's dependencies' records, to read their state and answers after they may be evicted.
+
+What a running task's backend reports as it goes (the partial answer, the status note, the attempts)
+stays with the task's ``Progress`` until its end, and reaches the record with the move that ends it: a
+store write per streamed chunk would cost more than the chunk. Only usage is written at once (budgets
+and totals need it while the task runs). A store read by other processes while tasks run is the place
+to add an operation that takes the progress as well.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import anyio
+
+from .models import TaskError, Tokens
+from .records import GroupRecord, TaskRecord
+from .state import TaskState
+
+
+class Ending:
+    """One task's end, linked to the next one. The store holds only the open end of the chain; a
+    waiter keeps the node it started from and walks forward, so it sees each end exactly once however
+    many tasks end while it is busy, and does work only for ends, not for every task."""
+
+    __slots__ = ("event", "next", "task_id")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.task_id = ""
+        self.next: Ending | None = None
+
+
+@dataclass(slots=True)  # not frozen: one is made per end, and a frozen one takes twice as long to make
+class Outcome:
+    """What an ended task's record gets, all at once, from the move that ends it. A value: never changed."""
+
+    output: str | None
+    structured: Any
+    stop_reason: str | None
+    model: str | None
+    error: TaskError | None
+    note: str | None
+    attempts: int
+    finished_at: float  #: wall clock
+
+
+class TaskStore(Protocol):
+    """The records of every task and spawn kept, and the chain of their ends (see the module)."""
+
+    @property
+    def ending(self) -> Ending:
+        """The open end of the chain: set when the next task ends."""
+        ...
+
+    def put(self, group: GroupRecord, tasks: Sequence[TaskRecord]) -> None:
+        """Add a spawn and its tasks, all queued."""
+
+    def task(self, task_id: str) -> TaskRecord | None: ...
+
+    def group(self, group_id: str) -> GroupRecord | None: ...
+
+    def move(self, task_id: str, target: TaskState, at: float, outcome: Outcome | None = None) -> None:
+        """Move a task (the table checked the move): to running at ``at``, or to its end at ``at`` with
+        its ``outcome``. ``at`` is the monotonic clock."""
+
+    def record_usage(self, task_id: str, tokens: Tokens, cost_usd: float | None) -> None:
+        """One provider call of a task: add it to the task's totals and to its group's."""
+
+    def tally(self, group_id: str | None = None) -> Mapping[TaskState, int]:
+        """Tasks kept per state: of one group, or of all."""
+        ...
+
+    def newest(self, group_id: str | None, state: TaskState | None, limit: int) -> list[TaskRecord]:
+        """The newest ``limit`` tasks kept (of a group, in a state), in spawn order."""
+        ...
+
+    def finished(self) -> int:
+        """How many ended tasks are kept."""
+        ...
+
+    def evict(self, ended_before: float, keep: int) -> None:
+        """Forget ended tasks that ended before ``ended_before`` (wall clock) or beyond the newest
+        ``keep``, oldest first."""
+
+
+class MemoryStore:
+    """The records in this process's memory, for the server's lifetime."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, TaskRecord] = {}
+        self._groups: dict[str, GroupRecord] = {}
+        self._per_state = dict.fromkeys(TaskState, 0)
+        self._group_states: dict[str, dict[TaskState, int]] = {}
+        self._finished: deque[tuple[str, float]] = deque()  #: ended tasks kept, oldest end first
+        self._ending = Ending()
+
+    @property
+    def ending(self) -> Ending:
+        return self._ending
+
+    def put(self, group: GroupRecord, tasks: Sequence[TaskRecord]) -> None:
+        self._groups[group.id] = group
+        self._group_states[group.id] = {**dict.fromkeys(TaskState, 0), TaskState.QUEUED: len(tasks)}
+        self._per_state[TaskState.QUEUED] += len(tasks)
+        for record in tasks:
+            self._tasks[record.id] = record
+
+    def task(self, task_id: str) -> TaskRecord | None:
+        return self._tasks.get(task_id)
+
+    def group(self, group_id: str) -> GroupRecord | None:
+        return self._groups.get(group_id)
+
+    def move(self, task_id: str, target: TaskState, at: float, outcome: Outcome | None = None) -> None:
+        record = self._tasks[task_id]
+        self._recount(record.group_id, record.state, target)
+        record.state = target
+        if outcome is None:
+            record.started = at
+            return
+        record.ended = at
+        record.finished_at = outcome.finished_at
+        record.output, record.structured = outcome.output, outcome.structured
+        record.stop_reason, record.model = outcome.stop_reason, outcome.model
+        record.error, record.note, record.attempts = outcome.error, outcome.note, outcome.attempts
+        self._finished.append((task_id, outcome.finished_at))
+        ended, self._ending = self._ending, Ending()
+        ended.task_id, ended.next = task_id, self._ending
+        ended.event.set()
+
+    def record_usage(self, task_id: str, tokens: Tokens, cost_usd: float | None) -> None:
+        record = self._tasks[task_id]
+        record.spend.add(tokens, cost_usd)
+        group = self._groups[record.group_id]
+        group.spend.add(tokens, cost_usd)
+        if cost_usd is not None:
+            group.spent_usd += cost_usd
+
+    def tally(self, group_id: str | None = None) -> Mapping[TaskState, int]:
+        return self._per_state if group_id is None else self._group_states[group_id]
+
+    def newest(self, group_id: str | None, state: TaskState | None, limit: int) -> list[TaskRecord]:
+        ids = self._tasks if group_id is None else self._groups[group_id].task_ids
+        shown: list[TaskRecord] = []
+        for task_id in reversed(ids):
+            if len(shown) == limit:
+                break
+            record = self._tasks.get(task_id)  # a group's evicted tasks are skipped
+            if record is not None and (state is None or record.state is state):
+                shown.append(record)
+        shown.reverse()
+        return shown
+
+    def finished(self) -> int:
+        return len(self._finished)
+
+    def evict(self, ended_before: float, keep: int) -> None:
+        finished = self._finished
+        while finished and (len(finished) > keep or finished[0][1] < ended_before):
+            task_id, _ = finished.popleft()
+            record = self._tasks.pop(task_id, None)
+            if record is None:
+                continue
+            group_id = record.group_id
+            self._recount(group_id, record.state, None)
+            if not any(self._group_states[group_id].values()):
+                del self._groups[group_id], self._group_states[group_id]
+
+    def _recount(self, group_id: str, old: TaskState, new: TaskState | None) -> None:
+        """One task moved from ``old`` to ``new`` (None: evicted)."""
+        for tally in (self._per_state, self._group_states[group_id]):
+            tally[old] -= 1
+            if new is not None:
+                tally[new] += 1
