@@ -24,6 +24,7 @@ from ..config.pricing import PriceTable
 from ..config.settings import Settings
 from ..intake.files import FileReader
 from ..intake.prepare import Intake, PlannedTask, prepare, queued_bytes_hint
+from ..intake.requests import SpawnRequest
 from .errors import InvalidInput, RegistryClosed, UnknownTask
 from .models import (
     CancelOutcome,
@@ -33,7 +34,6 @@ from .models import (
     RetryNotice,
     SpawnedTask,
     SpawnReceipt,
-    SpawnRequest,
     Statistics,
     TaskSnapshot,
     Usage,
