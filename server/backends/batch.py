@@ -11,7 +11,7 @@ default timeout is 25 hours. Transient faults (429, 529, 5xx, a dropped connecti
 retried for as long as a task still waits: a busy provider never costs a result. A cancelled task
 leaves its batch, and once no task waits for a sent batch any more, the batch is cancelled at the
 provider. Requests are billed at the batch discount (``PriceTable.batch_cost``). Provider exceptions
-become ``TaskFailure`` here, through ``anthropic_api.classify``, and nowhere else.
+become ``TaskFailure`` here, through ``faults.classify``, and nowhere else.
 """
 
 from __future__ import annotations
@@ -39,15 +39,10 @@ from ..core.errors import TaskFailure
 from ..core.models import SubagentRequest, SubagentResult
 from ..core.state import ErrorKind
 from . import Backend, TaskSink
-from .anthropic_api import (
-    Transient,
-    backoff_delay,
-    classify,
-    credentials_problem,
-    message_params,
-    tokens_of,
-)
+from .anthropic_api import credentials_problem, tokens_of
 from .endpoint import Endpoint, Refused
+from .faults import Transient, backoff_delay, classify
+from .message_params import message_params
 
 logger = logging.getLogger(__name__)
 

@@ -398,21 +398,3 @@ async def test_the_findings_schema_is_accepted_by_the_sdk_for_constrained_decodi
         )
     assert snap.state is TaskState.COMPLETED and snap.structured == {"findings": []}
     assert "output_config" in fake_api.requests[0].body
-
-
-def test_constrained_decoding_is_asked_only_where_it_cannot_make_the_schema_stricter() -> None:
-    from server.backends.anthropic_api import (
-        _output_config,  # pyright: ignore[reportPrivateUsage]
-    )
-
-    def config(schema: dict[str, Any]) -> dict[str, Any]:
-        request = SubagentRequest(
-            model="m", max_tokens=1, system="", prompt="", cache_system=False, output_schema=schema
-        )
-        return _output_config(request)
-
-    nullable = config({"type": "object", "properties": {"a": {"type": ["string", "null"]}}})
-    sent = nullable["output_config"]["format"]["schema"]["properties"]["a"]
-    assert [branch["type"] for branch in sent["anyOf"]] == ["string", "null"]
-    assert config({"type": "object", "additionalProperties": {"type": "integer"}}) == {}
-    assert config({"type": "object", "patternProperties": {"^x": {"type": "integer"}}}) == {}
