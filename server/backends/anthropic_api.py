@@ -1,15 +1,17 @@
 """Subagents on the Anthropic Messages API.
 
 One ``AsyncAnthropic`` (made in the server's lifespan, on its event loop) serves every task. Answers
-are streamed, so a running task's partial output is visible. The SDK's own retries are off
+are streamed, so a running task's partial output is visible; the SDK sends each request, and the
+answer's bytes are read in ``answer_stream.py`` (cheaper than the SDK's event objects). The SDK's own
+retries are off
 (``max_retries=0``): they use a fixed count and sleep for any ``retry-after`` without a cap. Instead a
 transient fault (429, 529, 5xx, 408, 409, a dropped or refused connection, an ``overloaded_error``
 mid-stream) is retried here with back-off for as long as the task's deadline allows, and 429/529 also
 tell the shared ``Throttle`` to send fewer requests for a while. Provider exceptions become
-``TaskFailure`` in ``classify`` and nowhere else (the batch backend uses it too). What is certain to fail
-is not retried: refused credentials, and an endpoint that never answered and cannot be reached, are
-verdicts of the shared ``Endpoint`` (see ``endpoint.py``), which also lets one call at a time make the
-first contact.
+``TaskFailure`` in ``faults.classify`` and nowhere else (the batch backend uses it too). What is
+certain to fail is not retried: refused credentials, and an endpoint that never answered and cannot
+be reached, are verdicts of the shared ``Endpoint`` (see ``endpoint.py``), which also lets one call at
+a time make the first contact.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from typing import Any, Final, TypeVar
 
 import anthropic
 import anyio
+import httpx2
 
-from ..core.models import SubagentRequest, SubagentResult, Tokens
+from ..core.models import SubagentRequest, SubagentResult
 from . import Backend, TaskSink
+from .answer_stream import stream_answer
 from .endpoint import Endpoint, Refused
 from .faults import Transient, backoff_delay, classify, give_up
 from .message_params import message_params
@@ -33,7 +37,6 @@ from .tooluse import (
     MAX_TURNS,
     LoopSink,
     Reply,
-    ToolBlocks,
     describe,
     run_uses,
     tool_params,
@@ -180,38 +183,8 @@ class AnthropicBackend(Backend):
         return note
 
     async def _attempt(self, params: dict[str, Any], model: str, sink: TaskSink) -> Reply:
-        chunks: list[str] = []
-        usage = _UsageReading()
-        tools = ToolBlocks()
-        stop_reason, ended = None, False
         try:
-            stream = await self._client.messages.create(**params, stream=True)
-            self._endpoint.reached()
-            self._throttle.observe(Headroom.of(stream.response.headers, datetime.datetime.now(datetime.UTC)))
-            try:
-                async for event in stream:
-                    if event.type == "content_block_delta":
-                        if event.delta.type == "text_delta":
-                            chunks.append(event.delta.text)
-                            sink.append(event.delta.text)
-                        elif event.delta.type == "input_json_delta":
-                            tools.delta(event.index, event.delta.partial_json)
-                    elif event.type == "content_block_start":
-                        tools.start(event.index, event.content_block)
-                    elif event.type == "message_start":
-                        model = event.message.model
-                        usage.start(event.message.usage)
-                        sink.response_started()
-                    elif event.type == "message_delta":
-                        stop_reason = event.delta.stop_reason
-                        usage.delta(event.usage)
-                    elif event.type == "message_stop":
-                        ended = True
-            finally:
-                with anyio.move_on_after(2, shield=True):
-                    await stream.close()
-            if not ended:  # the stream closed cleanly but early (a proxy cut it): never pass that off as done
-                raise Transient("the answer stream ended before the answer did", None, pushback=False)
+            return await stream_answer(self._client, params, model, sink, self._answered)
         except Transient:
             raise
         except Exception as exc:
@@ -223,11 +196,11 @@ class AnthropicBackend(Backend):
                 headroom = Headroom.of(exc.response.headers, datetime.datetime.now(datetime.UTC))
                 self._throttle.observe(headroom, refused=isinstance(mapped, Transient) and mapped.pushback)
             raise mapped from exc
-        finally:
-            if usage.seen:
-                sink.add_usage(model, usage.tokens())
-        result = SubagentResult(text="".join(chunks), model=model, stop_reason=stop_reason)
-        return Reply(result, tools.uses() if stop_reason == "tool_use" else [])
+
+    def _answered(self, headers: httpx2.Headers) -> None:
+        """An answer arrived: the endpoint is there, and its headers say what is left of the rate limit."""
+        self._endpoint.reached()
+        self._throttle.observe(Headroom.of(headers, datetime.datetime.now(datetime.UTC)))
 
 
 def credentials_problem(client: anthropic.AsyncAnthropic) -> str | None:
@@ -251,42 +224,3 @@ def credentials_problem(client: anthropic.AsyncAnthropic) -> str | None:
         'ANTHROPIC_AUTH_TOKEN). Set it in the MCP server\'s configuration (the "env" block of the '
         "client's config, see the fanout-mcp README) and restart the server."
     )
-
-
-def tokens_of(usage: Any) -> Tokens:
-    """A provider ``Usage`` (of a message, or of a message's start) as ``Tokens``."""
-    return Tokens(
-        usage.input_tokens or 0,
-        usage.output_tokens or 0,
-        usage.cache_creation_input_tokens or 0,
-        usage.cache_read_input_tokens or 0,
-    )
-
-
-class _UsageReading:
-    """Usage from ``message_start`` and the cumulative counts in ``message_delta``."""
-
-    __slots__ = ("cache_read", "cache_write", "input", "output", "seen")
-
-    def __init__(self) -> None:
-        self.seen = False
-        self.input = self.output = self.cache_write = self.cache_read = 0
-
-    def start(self, usage: Any) -> None:
-        self.seen = True
-        tokens = tokens_of(usage)
-        self.input, self.output = tokens.input_tokens, tokens.output_tokens
-        self.cache_write, self.cache_read = tokens.cache_write_tokens, tokens.cache_read_tokens
-
-    def delta(self, usage: Any) -> None:
-        self.seen = True
-        self.output = usage.output_tokens or self.output
-        if usage.input_tokens is not None:
-            self.input = usage.input_tokens
-        if usage.cache_creation_input_tokens is not None:
-            self.cache_write = usage.cache_creation_input_tokens
-        if usage.cache_read_input_tokens is not None:
-            self.cache_read = usage.cache_read_input_tokens
-
-    def tokens(self) -> Tokens:
-        return Tokens(self.input, self.output, self.cache_write, self.cache_read)

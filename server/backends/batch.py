@@ -39,7 +39,8 @@ from ..core.errors import TaskFailure
 from ..core.models import SubagentRequest, SubagentResult
 from ..core.state import ErrorKind
 from . import Backend, TaskSink
-from .anthropic_api import credentials_problem, tokens_of
+from .answer_stream import tokens_of
+from .anthropic_api import credentials_problem
 from .endpoint import Endpoint, Refused
 from .faults import Transient, backoff_delay, classify
 from .message_params import message_params
