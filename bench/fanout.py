@@ -206,11 +206,18 @@ def run_peer(fake: Fake, n: int) -> dict[str, Any]:
 
 
 def scenario(
-    fake: Fake, ns: list[int], rounds: int, latency: float, seq_max_n: int, peer: bool
+    fake: Fake,
+    ns: list[int],
+    rounds: int,
+    latency: float,
+    seq_max_n: int,
+    peer: bool,
+    only: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Every contender at every N, rotated round by round; rows for the table and the raw runs."""
+    """Every contender (or those in ``only``) at every N, rotated round by round; rows for the table and
+    the raw runs."""
     runs: list[dict[str, Any]] = []
-    for round_no, order in rotations(names(peer), rounds):
+    for round_no, order in rotations([c for c in names(peer) if only is None or c in only], rounds):
         for n in ns:
             for contender in order:
                 if contender == "sequential" and (n > seq_max_n or (n > 10 and round_no > 0)):
@@ -237,15 +244,17 @@ def render(runs: list[dict[str, Any]], ns: list[int], latency: float, seq_max_n:
                     if contender == "sequential"
                     else "not run"
                 )
-                rows.append([n, contender, 0, why, "-", "-", "-", "-"])
+                rows.append([n, contender, 0, why, "-", "-", "-", "-", "-"])
                 continue
             walls = [r["wall"] for r in mine]
             ratio = "-" if contender == FLOOR else _ratio(runs, n, contender, FLOOR)
             cpu = median([r["cpu"] * 1000 / max(n, 1) for r in mine])
+            server = [r["server_cpu"] * 1000 / max(n, 1) for r in mine if "server_cpu" in r]
             rows.append([n, contender, len(mine), spread(walls), f"{median(walls) / latency:.2f}", ratio,
-                         f"{cpu:.2f}", f"{min(r['ok'] for r in mine)}/{n}"])  # fmt: skip
+                         f"{cpu:.2f}", f"{median(server):.2f}" if server else "-",
+                         f"{min(r['ok'] for r in mine)}/{n}"])  # fmt: skip
     header = ["N", "contender", "runs", "wall s median [min-max]", "wall / L", "vs floor (gather)",
-              "CPU ms / task", "exact outputs"]  # fmt: skip
+              "CPU ms / task", "of which the server's", "exact outputs"]  # fmt: skip
     return table(header, rows) + "\n\n" + targets(runs)
 
 
@@ -301,13 +310,15 @@ def main() -> None:
     parser.add_argument(
         "--peer", action="store_true", help="include mcp-agent (run bench/peer/setup.py first)"
     )
+    parser.add_argument("--contenders", help="only these, comma-separated (e.g. gather,stdio)")
     add_contender_flags(parser, CONTENDERS)
     args = parser.parse_args()
     if ran_contender(args, CONTENDERS):
         return
     with Fake(args.latency) as fake:
+        only = args.contenders.split(",") if args.contenders else None
         result = scenario(fake, [int(n) for n in args.ns.split(",")], args.rounds, args.latency, args.seq_max_n,
-                          args.peer)  # fmt: skip
+                          args.peer, only)  # fmt: skip
     print(result["markdown"])
 
 

@@ -15,10 +15,11 @@ import anthropic
 import anyio
 
 from ..backends.anthropic_api import NAME as API
-from ..backends.anthropic_api import AnthropicBackend, Transient, classify
+from ..backends.anthropic_api import AnthropicBackend
 from ..backends.batch import NAME as BATCH
 from ..backends.cli import CommandBackend
 from ..backends.endpoint import Endpoint, Refused
+from ..backends.faults import Transient, classify
 from ..backends.roster import AUTO, NOT_HERE, Roster
 from ..config.commands import PRESETS
 from ..config.settings import Settings

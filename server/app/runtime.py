@@ -23,6 +23,7 @@ from ..backends.anthropic_api import AnthropicBackend
 from ..backends.batch import BatchBackend
 from ..backends.cli import CommandBackend
 from ..backends.endpoint import Endpoint
+from ..backends.pools import http_client
 from ..backends.roster import Roster
 from ..backends.throttle import Throttle
 from ..backends.workspace import Workspace
@@ -52,15 +53,14 @@ def make_client(settings: Settings) -> anthropic.AsyncAnthropic:
     """One client for the whole server, on the current event loop.
 
     Credentials and ``ANTHROPIC_BASE_URL`` come from the environment, as the SDK reads them. Retries are
-    ours (see ``AnthropicBackend``), so the SDK's are off. The pool is the SDK's default one (1000
-    connections), so the pool never throttles; concurrency is bounded by the registry and the throttle.
+    ours (see ``AnthropicBackend``), so the SDK's are off. Requests go to the SDK's default pools, one per
+    128 requests the server may send at once (``pools.py``): no pool throttles, and none grows so large
+    that its bookkeeping costs every request; concurrency is bounded by the registry and the throttle.
     """
     return anthropic.AsyncAnthropic(
         max_retries=0,
         timeout=httpx2.Timeout(600.0, connect=10.0),
-        # The SDK's default pool (1000 connections, 100 kept alive). Keeping more alive makes every
-        # request's pool bookkeeping probe more idle sockets: slower bursts, not faster (measured).
-        http_client=anthropic.DefaultAsyncHttpxClient(),
+        http_client=http_client(settings.max_concurrency),
     )
 
 

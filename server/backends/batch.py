@@ -11,7 +11,7 @@ default timeout is 25 hours. Transient faults (429, 529, 5xx, a dropped connecti
 retried for as long as a task still waits: a busy provider never costs a result. A cancelled task
 leaves its batch, and once no task waits for a sent batch any more, the batch is cancelled at the
 provider. Requests are billed at the batch discount (``PriceTable.batch_cost``). Provider exceptions
-become ``TaskFailure`` through ``anthropic_api.classify``, in ``batch_calls``, and nowhere else.
+become ``TaskFailure`` through ``faults.classify``, in ``batch_calls``, and nowhere else.
 
 This module joins tasks into batches and drives each batch; the rest is a module per job:
 ``batch_state`` (a batch and its waiting tasks), ``batch_submit`` (creating a batch, finding one whose
@@ -38,12 +38,13 @@ from ..core.errors import TaskFailure
 from ..core.models import SubagentRequest, SubagentResult
 from ..core.state import ErrorKind
 from . import Backend, TaskSink, Traits
-from .anthropic_api import credentials_problem, message_params
+from .anthropic_api import credentials_problem
 from .batch_calls import BatchCalls
 from .batch_results import read_results
 from .batch_state import Batch, Waiter, fail_all, has_room
 from .batch_submit import CANCEL_GRACE_S, Submitter
 from .endpoint import Endpoint
+from .message_params import message_params
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Each call is retried through transient faults (429, 529, 5xx, a dropped connecti
 task still waits, with back-off from ``poll_min_s`` doubling up to ``poll_max_s``: a busy provider never
 costs a result. A permanent fault fails every waiting task with it; refused credentials or an endpoint
 given up are the shared endpoint's verdict. Provider exceptions become ``TaskFailure`` here, through
-``anthropic_api.classify``.
+``faults.classify``.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import anthropic
 
 from ..core.errors import TaskFailure
 from ..core.state import ErrorKind
-from .anthropic_api import Transient, backoff_delay, classify
 from .batch_state import Batch, fail_all, pause, report, tell
 from .endpoint import Endpoint, Refused
+from .faults import Transient, backoff_delay, classify
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from ..core.errors import TaskFailure
 from ..core.models import SubagentResult
 from ..core.state import ErrorKind
 from . import TaskSink
-from .anthropic_api import tokens_of
+from .answer_stream import tokens_of
 from .batch_state import Batch
 
 logger = logging.getLogger(__name__)

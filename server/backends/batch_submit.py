@@ -23,9 +23,9 @@ from anthropic.types.messages.batch_create_params import Request
 
 from ..core.errors import TaskFailure
 from ..core.state import ErrorKind
-from .anthropic_api import Transient, classify
 from .batch_calls import BatchCalls
 from .batch_state import Batch, pause, report, size_of, tell
+from .faults import Transient, classify
 
 logger = logging.getLogger(__name__)
 

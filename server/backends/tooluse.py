@@ -1,5 +1,5 @@
-"""The workspace tool loop's pieces for the Messages API: the tool blocks of a streamed answer, and the
-turns that carry tool uses and their answers back.
+"""The workspace tool loop's pieces for the Messages API: a turn's tool uses (``answer_stream.py`` reads
+them from a streamed answer), and the turns that carry them and their answers back.
 
 A subagent with tools answers in turns: each turn is one Messages call; while its answer asks for tools
 (``stop_reason: tool_use``), the tools run (``Workspace.call``, in a worker thread), their answers go
@@ -69,25 +69,6 @@ class Reply:
             for use in self.uses
         ]
         return {"role": "assistant", "content": content}
-
-
-class ToolBlocks:
-    """Collects the tool_use blocks of a streamed answer, by their index in the content."""
-
-    def __init__(self) -> None:
-        self._by_index: dict[int, ToolUse] = {}
-
-    def start(self, index: int, block: Any) -> None:
-        if getattr(block, "type", None) == "tool_use":
-            self._by_index[index] = ToolUse(id=str(block.id), name=str(block.name))
-
-    def delta(self, index: int, partial_json: str) -> None:
-        use = self._by_index.get(index)
-        if use is not None:
-            use.raw_input += partial_json
-
-    def uses(self) -> list[ToolUse]:
-        return [self._by_index[i] for i in sorted(self._by_index)]
 
 
 class LoopSink:

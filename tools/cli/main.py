@@ -19,6 +19,7 @@ from ...server.config.commands import CommandSpec
 from ...server.config.settings import OPTIONS, Settings, SettingsError, load_settings
 from ..identity import package_version
 from ..stdio.greeter import Greeter
+from .loop import loop_options
 
 _ENVIRONMENT_HELP = """\
 environment:
@@ -127,8 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .run import run_command
 
         _configure_logging(settings)
-        return anyio.run(run_command, settings, args.plan, args.json)
-    return anyio.run(_doctor, settings, args.check)
+        return anyio.run(run_command, settings, args.plan, args.json, backend_options=loop_options())
+    return anyio.run(_doctor, settings, args.check, backend_options=loop_options())
 
 
 def _serve(settings: Settings) -> int:
@@ -146,7 +147,7 @@ def _serve(settings: Settings) -> int:
     # sends SIGTERM): the same shutdown, and the same status. serve_stdio reads stdin on the event loop,
     # so cancelling it never waits for the client to write.
     with contextlib.suppress(Stopped):
-        anyio.run(until_signalled, lambda: serve_stdio(server, greeted))
+        anyio.run(until_signalled, lambda: serve_stdio(server, greeted), backend_options=loop_options())
     return 0
 
 

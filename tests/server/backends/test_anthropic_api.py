@@ -107,6 +107,21 @@ async def test_every_task_is_in_flight_at_once(fake_api: FakeApi, make_settings:
         assert [s.output for s in runtime.registry.snapshots(ids)] == [f"r{i}" for i in range(20)]
 
 
+async def test_a_streamed_answer_is_read_without_the_sdks_event_decoder(
+    fake_api: FakeApi, make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The SDK's decoder and its object per event cost more CPU than the rest of a task: the backend
+    # reads the bytes itself (answer_stream.py; test_answer_stream.py holds it to the SDK's reading).
+    def refuse(*args: object) -> None:
+        raise AssertionError("the SDK's SSE decoder was used")
+
+    monkeypatch.setattr("anthropic._streaming.SSEDecoder.aiter_bytes", refuse)
+    async with api_runtime(make_settings()) as runtime:
+        (snap,) = await run_tasks(runtime, TaskRequest(task="[[words:5]]"))
+    assert (snap.state, snap.output) == (TaskState.COMPLETED, "w1 w2 w3 w4 w5"), snap.error
+    assert snap.usage.output_tokens == 5
+
+
 class RecordingSink:
     """A TaskSink that opens ``reached`` once the streamed text equals ``target``."""
 
@@ -398,21 +413,3 @@ async def test_the_findings_schema_is_accepted_by_the_sdk_for_constrained_decodi
         )
     assert snap.state is TaskState.COMPLETED and snap.structured == {"findings": []}
     assert "output_config" in fake_api.requests[0].body
-
-
-def test_constrained_decoding_is_asked_only_where_it_cannot_make_the_schema_stricter() -> None:
-    from server.backends.anthropic_api import (
-        _output_config,  # pyright: ignore[reportPrivateUsage]
-    )
-
-    def config(schema: dict[str, Any]) -> dict[str, Any]:
-        request = SubagentRequest(
-            model="m", max_tokens=1, system="", prompt="", cache_system=False, output_schema=schema
-        )
-        return _output_config(request)
-
-    nullable = config({"type": "object", "properties": {"a": {"type": ["string", "null"]}}})
-    sent = nullable["output_config"]["format"]["schema"]["properties"]["a"]
-    assert [branch["type"] for branch in sent["anyOf"]] == ["string", "null"]
-    assert config({"type": "object", "additionalProperties": {"type": "integer"}}) == {}
-    assert config({"type": "object", "patternProperties": {"^x": {"type": "integer"}}}) == {}
