@@ -24,12 +24,16 @@ _TOPS: Final = ("server", "tools")
 class _Alias(importlib.abc.Loader):
     def __init__(self, module: ModuleType) -> None:
         self._module = module
+        self._spec = module.__spec__
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
         return self._module
 
     def exec_module(self, module: ModuleType) -> None:
-        pass  # already executed, under its real name
+        # Already executed, under its real name. The import system has just set the module's __spec__ to
+        # the alias's: put the real one back, since a relative import the module makes later (inside a
+        # function) is resolved against it, and Python warns when it disagrees with __package__.
+        module.__spec__ = self._spec
 
 
 class _SourceNames(importlib.abc.MetaPathFinder):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING
 
@@ -29,15 +30,18 @@ def backend_names(settings: Settings, backend: Backend | None = None) -> list[st
     return ["auto", "anthropic", *settings.commands, "batch", SAMPLING]
 
 
-def create_server(settings: Settings, backend: Backend | None = None) -> MCPServer[RuntimeSlot]:
+def create_server(
+    settings: Settings, backend: Backend | None = None, after_import: Callable[[], None] | None = None
+) -> MCPServer[RuntimeSlot]:
     """An MCP server whose lifespan owns the runtime (client, registry, task group), which it opens in
     the background while it already serves (see ``engine``).
 
-    ``backend`` replaces the Anthropic backend (tests use it to run the engine without a provider).
+    ``backend`` replaces the Anthropic backend (tests use it to run the engine without a provider);
+    ``after_import`` is called once the runtime's modules are imported (see ``engine``).
     """
 
     def lifespan(_: MCPServer[RuntimeSlot]) -> AbstractAsyncContextManager[RuntimeSlot]:
-        return open_in_background(settings, backend)
+        return open_in_background(settings, backend, after_import)
 
     mcp: MCPServer[RuntimeSlot] = StrictServer(
         NAME,

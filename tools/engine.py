@@ -6,6 +6,9 @@ told its model "still connecting" meanwhile. So the server's lifespan does not o
 it serves. It starts a task that imports the runtime's module in a worker thread and then opens the
 runtime, and serves at once: the handshake, ``tools/list`` and ``prompts/list`` need no runtime; a tool
 that does awaits it (``runtime_of``), the first one for about a second.
+
+Whoever owns the process may ask to hear when the import is done (``after_import``): the console
+script freezes the heap then (see ``tools/cli/heap.py``).
 """
 
 from __future__ import annotations
@@ -41,8 +44,11 @@ class RuntimeSlot:
 
 
 @asynccontextmanager
-async def open_in_background(settings: Settings, backend: Backend | None) -> AsyncGenerator[RuntimeSlot]:
-    """A slot the runtime fills once it is open; it stays open until this context ends.
+async def open_in_background(
+    settings: Settings, backend: Backend | None, after_import: Callable[[], None] | None = None
+) -> AsyncGenerator[RuntimeSlot]:
+    """A slot the runtime fills once it is open; it stays open until this context ends. ``after_import``
+    is called once the runtime's modules are imported, before the runtime opens.
 
     Raises:
         Exception: what opening the runtime raised (it ends the server, as a failed lifespan does).
@@ -50,7 +56,7 @@ async def open_in_background(settings: Settings, backend: Backend | None) -> Asy
     slot = RuntimeSlot()
     closing = anyio.Event()
     async with anyio.create_task_group() as group:
-        group.start_soon(_hold, settings, backend, slot, closing)
+        group.start_soon(_hold, settings, backend, slot, closing, after_import)
         try:
             yield slot
         finally:
@@ -62,10 +68,18 @@ async def runtime_of(ctx: Context) -> Runtime:
     return await cast(RuntimeSlot, ctx.request_context.lifespan_context).get()
 
 
-async def _hold(settings: Settings, backend: Backend | None, slot: RuntimeSlot, closing: anyio.Event) -> None:
+async def _hold(
+    settings: Settings,
+    backend: Backend | None,
+    slot: RuntimeSlot,
+    closing: anyio.Event,
+    after_import: Callable[[], None] | None,
+) -> None:
     # Not abandoned on cancel: a server stopped within its first second waits for the import to end
     # rather than leave a thread importing while the interpreter shuts down.
     open_runtime = await anyio.to_thread.run_sync(_import_open_runtime)
+    if after_import is not None:
+        after_import()
     async with open_runtime(settings, backend) as runtime:
         slot.fill(runtime)
         await closing.wait()

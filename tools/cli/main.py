@@ -139,9 +139,10 @@ def _serve(settings: Settings) -> int:
 
     from ..app import create_server
     from ..stdio.serve import serve_stdio
+    from .heap import freeze_startup_heap
     from .signals import Stopped, until_signalled
 
-    server = create_server(settings)
+    server = create_server(settings, after_import=freeze_startup_heap)
     greeted = greeter.hand_over()
     # A client may stop its server with a signal instead of closing stdin (the MCP spec's stdio shutdown
     # sends SIGTERM): the same shutdown, and the same status. serve_stdio reads stdin on the event loop,

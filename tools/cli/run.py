@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ...server import FanoutError
 from ...server.app.plan import PlanOutcome, finish_plan, load_plan, start_plan, stop_plan
 from ..rendering import describe_usage
+from .heap import freeze_startup_heap
 from .progress import showing_progress
 from .signals import StopSignals, exit_status, stop_signals
 
@@ -34,6 +35,7 @@ async def run_command(settings: Settings, plan_path: Path, as_json: bool) -> int
     try:
         plan = load_plan(plan_path)
         async with stop_signals() as stop, open_runtime(settings) as runtime:
+            freeze_startup_heap()
             outcome = await _run(runtime, plan, stop)
             if outcome is not None:
                 print(_as_json(outcome) if as_json else _as_markdown(outcome), flush=True)
