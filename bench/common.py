@@ -15,7 +15,7 @@ import statistics
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,18 +100,32 @@ async def ready(client: Any) -> None:
     await client.call_tool("list_tasks", {"limit": 1})
 
 
-def children_cpu() -> float:
-    """CPU seconds used so far by this process's child processes that are still running (Linux)."""
-    me, total = str(os.getpid()), 0.0
-    tick = os.sysconf("SC_CLK_TCK")
+def _children() -> Iterator[tuple[int, list[str]]]:
+    """This process's child processes that are still running (Linux): pid and /proc stat fields after
+    the command's name (fields[1] is the parent pid; utime and stime are fields 11 and 12)."""
+    me = str(os.getpid())
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
-            continue
-        if fields[1] == me:  # fields[1] is the parent pid; utime and stime are fields 11 and 12
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+            continue  # ended while we looked
+        if fields[1] == me:
+            yield int(stat.parent.name), fields
+
+
+def children_cpu() -> float:
+    """CPU seconds used so far by this process's child processes that are still running (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    return sum((int(fields[11]) + int(fields[12])) / tick for _, fields in _children())
+
+
+def child_peak_rss_mib() -> float:
+    """The peak resident memory so far (VmHWM, MiB) of this process's one running child (Linux)."""
+    ((pid, _),) = list(_children())
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmHWM for pid {pid}")
 
 
 def rotations(names: Sequence[str], rounds: int) -> Iterable[tuple[int, list[str]]]:

@@ -25,6 +25,7 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from common import (
     SCRIPT,
     Fake,
     add_contender_flags,
+    child_peak_rss_mib,
     children_cpu,
     log,
     median,
@@ -125,19 +127,26 @@ async def run_engine(n: int) -> dict[str, Any]:
 
 
 async def run_stdio(n: int) -> dict[str, Any]:
+    return await over_stdio(["--max-concurrency", str(max(n, 1)), "--max-tasks", str(max(n, 1))], n)
+
+
+async def over_stdio(args: Sequence[str], n: int) -> dict[str, Any]:
+    """n tasks in one spawn_parallel to the installed server started with args, status polls until done,
+    every output fetched and checked; wall, CPU (client + server) and the server's peak memory."""
     import os
 
     from mcp import Client, StdioServerParameters
 
-    args = ["--max-concurrency", str(max(n, 1)), "--max-tasks", str(max(n, 1))]
     params = StdioServerParameters(
-        command=str(SCRIPT), args=args, env=server_env(os.environ["ANTHROPIC_BASE_URL"])
+        command=str(SCRIPT), args=list(args), env=server_env(os.environ["ANTHROPIC_BASE_URL"])
     )
     async with Client(params) as client:
         await ready(client)
         tasks = [{"task": task_text(i), "max_tokens": 1024} for i in range(n)]
         started, cpu, server = time.perf_counter(), time.process_time(), children_cpu()
         spawned: Any = (await client.call_tool("spawn_parallel", {"tasks": tasks})).structured_content
+        if "group_id" not in spawned:
+            raise RuntimeError(f"spawn_parallel refused: {spawned}")
         spawn_s = time.perf_counter() - started
         while True:
             status: Any = await client.call_tool(
@@ -148,8 +157,10 @@ async def run_stdio(n: int) -> dict[str, Any]:
         outputs = await fetch_outputs(client, spawned["task_ids"])
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu
         server_cpu = children_cpu() - server
+        peak = child_peak_rss_mib()
     ok = sum(text == EXPECTED for text in outputs.values())
-    return {"wall": wall, "cpu": cpu + server_cpu, "server_cpu": server_cpu, "ok": ok, "spawn_s": spawn_s}
+    return {"wall": wall, "cpu": cpu + server_cpu, "server_cpu": server_cpu, "ok": ok, "n": n,
+            "spawn_s": spawn_s, "peak_mib": peak}  # fmt: skip
 
 
 async def fetch_outputs(client: Any, ids: list[str]) -> dict[str, str]:

@@ -20,7 +20,6 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,6 @@ from common import (
     SCRIPT,
     Fake,
     add_contender_flags,
-    children_cpu,
     log,
     ran_contender,
     ready,
@@ -38,77 +36,19 @@ from common import (
     server_env,
     table,
 )
-from fanout import EXPECTED, fetch_outputs, task_text
+from fanout import EXPECTED, over_stdio, task_text
 
 TRIVIAL_SERVER = Path(__file__).resolve().parent / "trivial_server.py"
 RTT_CALLS = 300
 DEFAULT_TASKS = 100
 
 
-def child_pids() -> list[int]:
-    """The ids of this process's direct children (Linux)."""
-    me, found = str(os.getpid()), list[int]()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # ended while we looked
-        if fields[1] == me:
-            found.append(int(stat.parent.name))
-    return found
-
-
-def peak_rss_mib(pid: int) -> float:
-    """A process's peak resident memory so far (VmHWM), in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmHWM for pid {pid}")
-
-
-async def fan_out(args: Sequence[str], n: int) -> dict[str, Any]:
-    """Spawn n tasks in one call to a server started with args, wait with status polls, fetch and check
-    every output; wall, CPU (client + server) and the server's peak memory."""
-    from mcp import Client, StdioServerParameters
-
-    params = StdioServerParameters(
-        command=str(SCRIPT), args=list(args), env=server_env(os.environ["ANTHROPIC_BASE_URL"])
-    )
-    async with Client(params) as client:
-        await ready(client)
-        tasks = [{"task": task_text(i), "max_tokens": 1024} for i in range(n)]
-        started, cpu, server = time.perf_counter(), time.process_time(), children_cpu()
-        spawned: Any = (await client.call_tool("spawn_parallel", {"tasks": tasks})).structured_content
-        if "group_id" not in spawned:
-            raise RuntimeError(f"spawn_parallel refused: {spawned}")
-        while True:
-            status: Any = await client.call_tool(
-                "task_output", {"group_id": spawned["group_id"], "wait_s": 30, "include": "status"}
-            )
-            if status.structured_content["done"]:
-                break
-        outputs = await fetch_outputs(client, spawned["task_ids"])
-        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
-        server_cpu = children_cpu() - server
-        (pid,) = child_pids()
-        peak = peak_rss_mib(pid)
-    ok = sum(text == EXPECTED for text in outputs.values())
-    return {
-        "wall": wall,
-        "cpu": cpu + server_cpu,
-        "server_cpu": server_cpu,
-        "ok": ok,
-        "n": n,
-        "peak_mib": peak,
-    }
-
-
 async def run_tenk(n: int) -> dict[str, Any]:
-    return await fan_out(["--max-tasks", str(n), "--max-unfinished", str(n)], n)
+    return await over_stdio(["--max-tasks", str(n), "--max-unfinished", str(n)], n)
 
 
 async def run_defaults(n: int) -> dict[str, Any]:
-    return await fan_out([], n)
+    return await over_stdio([], n)
 
 
 async def run_rtt(calls: int) -> dict[str, Any]:

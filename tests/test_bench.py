@@ -10,24 +10,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def run_bench(script: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """One of bench/'s scripts, run as its README says, from the repository; its output."""
+    command = [sys.executable, str(REPO / "bench" / script), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False, cwd=REPO)
+
+
 def test_the_fanout_benchmark_runs_every_contender_to_completion() -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "bench" / "fanout.py"),
-            "--ns",
-            "2",
-            "--rounds",
-            "1",
-            "--latency",
-            "0.05",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-        cwd=REPO,
-    )
+    done = run_bench("fanout.py", "--ns", "2", "--rounds", "1", "--latency", "0.05", timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [line for line in done.stdout.splitlines() if line.startswith("| 2 |")]
     contenders = {row.split("|")[2].strip(): row for row in rows}
@@ -37,28 +27,14 @@ def test_the_fanout_benchmark_runs_every_contender_to_completion() -> None:
 
 
 def test_the_tool_list_benchmark_prints_both_sizes_within_their_targets() -> None:
-    done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "toollist.py")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=REPO,
-    )
+    done = run_bench("toollist.py", timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [line for line in done.stdout.splitlines() if "at most" in line]
     assert len(rows) == 2 and all(row.rstrip(" |").endswith("| met") for row in rows), done.stdout
 
 
 def test_the_startup_benchmark_measures_every_path_and_says_met_or_not() -> None:
-    done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "startup.py"), "--rounds", "1"],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-        cwd=REPO,
-    )
+    done = run_bench("startup.py", "--rounds", "1", timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = {line.split("|")[1].strip(): line for line in done.stdout.splitlines() if line.startswith("| ")}
     for measure in ("version", "help", "initialize", "discover"):
@@ -68,23 +44,7 @@ def test_the_startup_benchmark_measures_every_path_and_says_met_or_not() -> None
 
 
 def test_the_scale_benchmark_checks_every_output_and_says_met_or_not() -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "bench" / "scale.py"),
-            "--rounds",
-            "1",
-            "--tenk",
-            "30",
-            "--latency",
-            "0.05",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-        cwd=REPO,
-    )
+    done = run_bench("scale.py", "--rounds", "1", "--tenk", "30", "--latency", "0.05", timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "target" not in line]
     assert "| 30 / 30 |" in rows[0], rows[0]  # every one of the big spawn's outputs came back exact
