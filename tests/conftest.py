@@ -22,6 +22,15 @@ def anyio_backend() -> str:
     return "asyncio"  # the mcp and anthropic stacks are asyncio-first
 
 
+@pytest.fixture(autouse=True)
+def state_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's own per-user state directory: the default task store is a fresh file in it, never
+    the user's."""
+    home = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("XDG_STATE_HOME", str(home))
+    return home
+
+
 @pytest.fixture(scope="session")
 def fake_api_server() -> Iterator[FakeApi]:
     """One fake Messages API on 127.0.0.1 for the whole session."""

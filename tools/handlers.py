@@ -193,8 +193,9 @@ async def task_output(
     runtime = await runtime_of(ctx)
     registry = runtime.registry
     with _as_tool_errors("task_output"):
-        ids = registry.select(task_ids, group_id)
+        ids = await registry.select(task_ids, group_id)
     waited = await wait_for(runtime, ids, wait_budget("task_output", runtime.settings, wait_s), ctx)
+    await registry.refresh(ids)  # what other processes' tasks said meanwhile
     selector = _selector(task_ids, group_id)
     full = reads_text_only(ctx)
     if include == "status":
@@ -241,7 +242,7 @@ async def synthesize(
     """
     runtime = await runtime_of(ctx)
     with _as_tool_errors("synthesize"):
-        ids = runtime.registry.select(task_ids, group_id)
+        ids = await runtime.registry.select(task_ids, group_id)
         wait = waiting(runtime, wait_budget("synthesize", runtime.settings, wait_s), ctx)
         answer = await runtime.synthesizer.synthesize(ids, mode, quorum, instructions, wait)
     groups = _groups(runtime.registry, ids)
@@ -259,7 +260,7 @@ async def list_tasks(
     what runs. For a big group, task_output(group_id, include="status") is smaller."""
     registry = (await runtime_of(ctx)).registry
     with _as_tool_errors("list_tasks"):
-        listing = registry.list(group_id, state, limit)
+        listing = await registry.list(group_id, state, limit)
     answer = ListResult(
         counts=listing.counts,
         total=listing.total,
@@ -278,7 +279,7 @@ async def cancel_tasks(
     their outputs stay readable."""
     registry = (await runtime_of(ctx)).registry
     with _as_tool_errors("cancel_tasks"):
-        ids = registry.select(task_ids, group_id)
+        ids = await registry.select(task_ids, group_id)
     outcome = registry.cancel(ids)
     with anyio.move_on_after(_CANCEL_GRACE_S):
         await registry.wait(outcome.cancelled)

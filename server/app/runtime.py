@@ -29,7 +29,9 @@ from ..backends.throttle import Throttle
 from ..backends.workspace import Workspace
 from ..config.pricing import PriceTable
 from ..config.settings import Settings
+from ..core.durable import open_store
 from ..core.registry import TaskRegistry, open_registry
+from ..core.store import TaskStore
 from ..fanin.synthesis import Synthesizer
 from ..intake.files import FileReader
 
@@ -105,18 +107,31 @@ def make_roster(
 
 @asynccontextmanager
 async def open_runtime(settings: Settings, backend: Backend | None = None) -> AsyncGenerator[Runtime, None]:
-    """Open the client, the backends (unless one is given), the registry and the synthesizer.
+    """Open the task store, the client, the backends (unless one is given), the registry and the
+    synthesizer.
 
     Raises:
         ValueError: the price file cannot be used.
+        StoreUnavailable: the task store cannot be used.
     """
     prices = PriceTable.load(settings.prices_file)
     files = make_files(settings)
-    if backend is not None:
-        roster = Roster.single(backend)
-        async with open_registry(settings, roster, prices, files) as registry:
-            yield _compose(settings, roster, files, registry)
-        return
+    # The store outlives the registry: the ends of the tasks the registry cancels as it closes are
+    # written before the store closes.
+    async with open_store(settings) as store:
+        if backend is not None:
+            roster = Roster.single(backend)
+            async with open_registry(settings, roster, prices, files, store) as registry:
+                yield _compose(settings, roster, files, registry)
+            return
+        async with _open_with_client(settings, prices, files, store) as runtime:
+            yield runtime
+
+
+@asynccontextmanager
+async def _open_with_client(
+    settings: Settings, prices: PriceTable, files: FileReader, store: TaskStore
+) -> AsyncGenerator[Runtime, None]:
     client = make_client(settings)
     try:
         # The batch backend's drivers outlive the registry's tasks: a task cancelled at shutdown can
@@ -124,7 +139,7 @@ async def open_runtime(settings: Settings, backend: Backend | None = None) -> As
         endpoint = make_endpoint(settings, client)
         async with BatchBackend(client, prices, endpoint=endpoint).running() as batch:
             roster = make_roster(settings, client, batch, files)
-            async with open_registry(settings, roster, prices, files) as registry:
+            async with open_registry(settings, roster, prices, files, store) as registry:
                 yield _compose(settings, roster, files, registry)
     finally:
         with anyio.move_on_after(5, shield=True):

@@ -48,6 +48,17 @@ CONNECT_GRACE_S: Final = 30.0
 _COMMAND_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 
 
+def default_store() -> Path:
+    """Where tasks are kept unless ``--store`` says otherwise: the platform's per-user state directory."""
+    if os.name == "nt":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif os.uname().sysname == "Darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return base / "fanout-mcp" / "tasks.db"
+
+
 def default_roots() -> tuple[Path, ...]:
     """The working directory, unless it is the filesystem root or the home directory: clients such as
     Claude Desktop may start servers in ``/``, and reading the whole disk must be asked for, not given."""
@@ -76,6 +87,7 @@ class Settings(BaseModel):
     max_output_chars: Annotated[int, Field(ge=1_000, le=10_000_000)] = 45_000
     retention_s: Annotated[float, Field(gt=0)] = 86_400.0
     max_finished: Annotated[int, Field(ge=1, le=10_000_000)] = 10_000
+    store: Annotated[str | None, Field(min_length=1)] = None  #: None: the per-user default file
     max_file_bytes: Annotated[int, Field(ge=1)] = 200_000
     max_task_file_bytes: Annotated[int, Field(ge=1)] = 1_000_000
     retry_cap_s: Annotated[float, Field(gt=0, le=3_600)] = 60.0
@@ -231,6 +243,14 @@ OPTIONS: Final[Mapping[str, Option]] = {
         "--max-finished",
         "FANOUT_MAX_FINISHED",
         "most finished tasks kept; the oldest are evicted first (default: 10000)",
+    ),
+    "store": Option(
+        "--store",
+        "FANOUT_STORE",
+        "the SQLite file that keeps every task, shared by every server process that names it; 'memory' "
+        "keeps tasks in this process only, until it exits (default: $XDG_STATE_HOME/fanout-mcp/tasks.db, "
+        "~/.local/state/fanout-mcp/tasks.db without it)",
+        metavar="PATH",
     ),
     "max_file_bytes": Option(
         "--max-file-bytes",

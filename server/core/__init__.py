@@ -23,6 +23,7 @@ GroupRecord spend, spent_usd                      ``TaskTable.record_usage``, to
 Live scope, planned, deps, warm_gate, opens       ``Runner.prepare`` (made once, at registration)
 Live progress                                     ``Runner._start``
 Live cancel_note                                  ``TaskTable.ask_cancel``
+Live saved_revision                               ``TaskTable.moved_progress``
 Progress partial output, note, retry cause,       the ``Progress`` itself, from its backend's reports
 attempts, model                                   (and the runner's repair call); closed at the end
 ================================================  ===================================================

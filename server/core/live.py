@@ -33,3 +33,5 @@ class Live:
     opens: anyio.Event | None = None  #: set when this task's answer begins (its siblings may start)
     progress: Progress | None = None  #: while it runs; written by the runner when it starts it
     cancel_note: str | None = None  #: why it was asked to cancel; written by ``TaskTable.ask_cancel``
+    #: its progress's revision when a store last saved it; written by ``TaskTable.moved_progress``
+    saved_revision: tuple[int, int, str | None] | None = None

@@ -179,6 +179,7 @@ class Counts(BaseModel):
     completed: int = 0
     failed: int = 0
     cancelled: int = 0
+    interrupted: int = 0
 
     @staticmethod
     def of(states: list[TaskState]) -> Counts:

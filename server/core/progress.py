@@ -95,6 +95,12 @@ class Progress:
             return self._answer_in_repair
         return "".join(self._chunks) if self._chunks else None
 
+    @property
+    def revision(self) -> tuple[int, int, str | None]:
+        """Changes whenever what a reader sees changes (chunks, tries, note), at no cost per report: a
+        durable store saves a running task's partial output only when this moved."""
+        return (len(self._chunks) + (self._answer_in_repair is not None), self._attempts, self._note)
+
     def close(self) -> None:
         """The task has ended: ignore every report from now on."""
         self._closed = True

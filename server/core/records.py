@@ -132,9 +132,16 @@ class TaskRecord:
 
 @cache
 def _adapter() -> TypeAdapter[TaskRecord]:
-    from pydantic import TypeAdapter  # built on first use: most processes never write a record out
+    from pydantic import TypeAdapter  # built on first use: a server with --store memory never needs it
 
     return TypeAdapter(TaskRecord)
+
+
+@cache
+def _group_adapter() -> TypeAdapter[GroupRecord]:
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(GroupRecord)
 
 
 def to_json(record: TaskRecord) -> bytes:
@@ -144,3 +151,12 @@ def to_json(record: TaskRecord) -> bytes:
 
 def from_json(data: bytes | str) -> TaskRecord:
     return _adapter().validate_json(data)
+
+
+def group_to_json(group: GroupRecord) -> str:
+    """The group as JSON, complete: ``group_from_json`` gives back an equal record."""
+    return _group_adapter().dump_json(group).decode()
+
+
+def group_from_json(data: bytes | str) -> GroupRecord:
+    return _group_adapter().validate_json(data)

@@ -41,7 +41,7 @@ from .models import (
 from .records import GroupRecord, Spend, TaskRecord
 from .runner import Runner
 from .state import ErrorKind, TaskState
-from .store import MemoryStore, TaskStore
+from .store import MemoryStore, StoreHooks, TaskStore
 from .table import TaskTable
 
 logger = logging.getLogger(__name__)
@@ -70,6 +70,7 @@ class TaskRegistry:
         self._backends = backends
         self._prices = prices
         self._reader = files
+        self._store = store
         self._table = TaskTable(store, retention_s=settings.retention_s, max_finished=settings.max_finished)
         self._runner = Runner(task_group, self._table, settings, prices, self._retrying)
         runner = self._runner
@@ -78,6 +79,7 @@ class TaskRegistry:
         self._table.on_end(runner.let_siblings_go, runner.stop_spent_spawn, runner.forget_ended_spawn)
         self._closed = False
         self._retry_listeners: list[Callable[[RetryNotice], None]] = []
+        store.attach(StoreHooks(progress=self._table.moved_progress, cancel=self._cancel_asked))
 
     def on_retry(self, listener: Callable[[RetryNotice], None]) -> None:
         """Tell ``listener`` of every retry of every task, as it happens (before the wait).
@@ -130,6 +132,7 @@ class TaskRegistry:
                     "their cost is not counted against it (add it with --prices)."
                 )
         group, records = self._register(intake)
+        await self._store.flush()  # the ids are returned once they outlive a crash
         tasks = [SpawnedTask(task_id=r.id, label=r.spec.label, state=r.state) for r in records]
         return SpawnReceipt(group_id=group.id, tasks=tasks, warnings=intake.warnings)
 
@@ -174,8 +177,9 @@ class TaskRegistry:
 
     # --- reading -----------------------------------------------------------------------------------
 
-    def select(self, task_ids: Sequence[str] | None, group_id: str | None) -> list[str]:
-        """Resolve ``task_ids`` xor ``group_id`` into known task ids.
+    async def select(self, task_ids: Sequence[str] | None, group_id: str | None) -> list[str]:
+        """Resolve ``task_ids`` xor ``group_id`` into known task ids, their records current (read from
+        the store, for tasks other processes run or ran).
 
         Raises:
             InvalidInput: both or neither given, or an empty or oversized list.
@@ -188,13 +192,17 @@ class TaskRegistry:
                 "group_id), not " + ("both" if task_ids is not None else "neither")
             )
         if group_id is not None:
-            return [i for i in self._group(group_id).task_ids if self._table.task(i) is not None]
+            await self._store.refresh_group(group_id)
+            ids = self._group(group_id).task_ids
+            await self._store.refresh(ids)
+            return [i for i in ids if self._table.task(i) is not None]
         assert task_ids is not None
         if not task_ids:
             raise InvalidInput("task_ids is empty; pass the ids spawn_parallel returned, or a group_id")
         if len(task_ids) > _MAX_IDS_PER_CALL:
             raise InvalidInput(f"task_ids has {len(task_ids)} ids; pass at most {_MAX_IDS_PER_CALL} per call")
         unique = list(dict.fromkeys(task_ids))
+        await self._store.refresh(unique)
         unknown = [task_id for task_id in unique if self._table.task(task_id) is None]
         if unknown:
             raise UnknownTask(self._unknown_message(unknown))
@@ -245,7 +253,7 @@ class TaskRegistry:
     def snapshots(self, task_ids: Sequence[str]) -> list[TaskSnapshot]:
         return [self._table.snapshot(record) for record in self._records(task_ids)]
 
-    def list(
+    async def list(
         self, group_id: str | None = None, state: TaskState | None = None, limit: int | None = None
     ) -> Listing:
         """Tasks in spawn order, optionally of one group and/or in one state; the newest ``limit``.
@@ -256,13 +264,22 @@ class TaskRegistry:
         """
         self._table.evict()
         if group_id is not None:
+            await self._store.refresh_group(group_id)
             self._group(group_id)
-        tally = self._table.tally(group_id)
+        tally, shown = await self._store.listing(group_id, state, 10_000_000 if limit is None else limit)
         counts = Counts.of_tally(tally if state is None else {state: tally[state]})
         total = sum(tally.values()) if state is None else tally[state]
-        wanted = total if limit is None else max(0, min(limit, total))
-        shown = self._table.newest(group_id, state, wanted)
         return Listing([self._table.snapshot(record) for record in shown], total, counts)
+
+    def running_here(self) -> list[TaskSnapshot]:
+        """The tasks this process runs now, oldest first (from memory, without reading the store)."""
+        running = self._table.tally()[TaskState.RUNNING]
+        return [self._table.snapshot(r) for r in self._table.newest(None, TaskState.RUNNING, running)]
+
+    async def refresh(self, task_ids: Sequence[str]) -> None:
+        """Bring the records of tasks other processes run up to date (their partial output, their state),
+        before reading them again after a wait."""
+        await self._store.refresh(task_ids)
 
     def counts(self, task_ids: Sequence[str]) -> Counts:
         return Counts.of([record.state for record in self._records(task_ids)])
@@ -324,6 +341,9 @@ class TaskRegistry:
         # Look every record up first: ending a queued task can evict an old finished one further down.
         for record in self._known(task_ids):
             live = self._table.ask_cancel(record.id, reason)
+            if live is None and not record.state.terminal:  # another process runs it, and was asked
+                cancelled.append(record.id)
+                continue
             if live is None:
                 finished.append(self._table.snapshot(record))
                 continue
@@ -332,6 +352,12 @@ class TaskRegistry:
             live.scope.cancel()
             cancelled.append(record.id)
         return CancelOutcome(cancelled, finished)
+
+    def _cancel_asked(self, requests: list[tuple[str, str]]) -> None:
+        """Other processes asked to cancel these tasks of this one (through the store)."""
+        for task_id, reason in requests:
+            if self._table.live(task_id) is not None:
+                self.cancel([task_id], reason)
 
     # --- lifetime ----------------------------------------------------------------------------------
 

@@ -18,21 +18,32 @@ class TaskState(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    #: the server process that ran it ended first (a crash, a kill): it keeps its partial output, and
+    #: retry_tasks runs it again. Only a durable store, seeing the process gone, moves a task here.
+    INTERRUPTED = "interrupted"
 
     @property
     def terminal(self) -> bool:
         return self in TERMINAL_STATES
 
 
-TERMINAL_STATES: Final = frozenset({TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED})
+TERMINAL_STATES: Final = frozenset(
+    {TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED, TaskState.INTERRUPTED}
+)
 
 TRANSITIONS: Final[Mapping[TaskState, frozenset[TaskState]]] = {
     # QUEUED -> FAILED: a task whose dependency failed never starts.
-    TaskState.QUEUED: frozenset({TaskState.RUNNING, TaskState.CANCELLED, TaskState.FAILED}),
-    TaskState.RUNNING: frozenset({TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED}),
+    # -> INTERRUPTED: only ever in the store, for a process that is gone (never by this process's move).
+    TaskState.QUEUED: frozenset(
+        {TaskState.RUNNING, TaskState.CANCELLED, TaskState.FAILED, TaskState.INTERRUPTED}
+    ),
+    TaskState.RUNNING: frozenset(
+        {TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED, TaskState.INTERRUPTED}
+    ),
     TaskState.COMPLETED: frozenset(),
     TaskState.FAILED: frozenset(),
     TaskState.CANCELLED: frozenset(),
+    TaskState.INTERRUPTED: frozenset(),
 }
 
 

@@ -26,15 +26,21 @@ implementation must guarantee:
 What a running task's backend reports as it goes (the partial answer, the status note, the attempts)
 stays with the task's ``Progress`` until its end, and reaches the record with the move that ends it: a
 store write per streamed chunk would cost more than the chunk. Only usage is written at once (budgets
-and totals need it while the task runs). A store read by other processes while tasks run is the place
-to add an operation that takes the progress as well.
+and totals need it while the task runs). A store that other processes read (``durable/``) asks the
+table for the progress that moved, through the ``StoreHooks`` it is given, as often as it writes.
+
+A store may hold records of tasks this process does not run (another process's, or an earlier one's).
+Before the registry reads tasks it did not just spawn, it awaits ``refresh`` (or ``refresh_group``,
+``listing``): the one place a store may read a disk, off the event loop. The synchronous reads that
+follow answer from memory. A cancel of such a task is a ``request_cancel``, which its own process
+carries out (it learns of it through its store's ``StoreHooks.cancel``).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import anyio
@@ -69,6 +75,33 @@ class Outcome:
     note: str | None
     attempts: int
     finished_at: float  #: wall clock
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressReport:
+    """What a running task has said so far, for a store that writes it out."""
+
+    task_id: str
+    text: str | None
+    note: str | None
+    attempts: int
+
+
+def _no_progress() -> list[ProgressReport]:
+    return []
+
+
+def _no_cancels(requests: list[tuple[str, str]]) -> None:
+    raise AssertionError(f"no other process can ask this store to cancel {requests}")
+
+
+@dataclass(frozen=True, slots=True)
+class StoreHooks:
+    """What a store may ask of the engine: the running tasks whose progress moved since it last asked,
+    and to cancel tasks of this process (task id, why) that another process asked to cancel."""
+
+    progress: Callable[[], list[ProgressReport]] = field(default=_no_progress)
+    cancel: Callable[[list[tuple[str, str]]], None] = field(default=_no_cancels)
 
 
 class TaskStore(Protocol):
@@ -108,6 +141,27 @@ class TaskStore(Protocol):
     def evict(self, ended_before: float, keep: int) -> None:
         """Forget ended tasks that ended before ``ended_before`` (wall clock) or beyond the newest
         ``keep``, oldest first."""
+
+    def attach(self, hooks: StoreHooks) -> None:
+        """What the store may ask of the engine (see ``StoreHooks``); given once, by the registry."""
+
+    def request_cancel(self, task_id: str, reason: str) -> None:
+        """Ask the process that runs ``task_id`` (not this one) to cancel it."""
+
+    async def flush(self) -> None:
+        """Make every change so far durable (a spawn's tasks before its ids are returned)."""
+
+    async def refresh(self, task_ids: Sequence[str]) -> None:
+        """Make the records of ``task_ids`` that this process does not run current (see the module)."""
+
+    async def refresh_group(self, group_id: str) -> None:
+        """Make a group this process did not spawn current."""
+
+    async def listing(
+        self, group_id: str | None, state: TaskState | None, limit: int
+    ) -> tuple[Mapping[TaskState, int], list[TaskRecord]]:
+        """Tasks kept per state (of a group), and the newest ``limit`` (in a state), of every process."""
+        ...
 
 
 class MemoryStore:
@@ -151,6 +205,10 @@ class MemoryStore:
         record.stop_reason, record.model = outcome.stop_reason, outcome.model
         record.error, record.note, record.attempts = outcome.error, outcome.note, outcome.attempts
         self._finished.append((task_id, outcome.finished_at))
+        self.announce(task_id)
+
+    def announce(self, task_id: str) -> None:
+        """Raise a task's end on the chain (this store's tasks' own, or one another process ended)."""
         ended, self._ending = self._ending, Ending()
         ended.task_id, ended.next = task_id, self._ending
         ended.event.set()
@@ -192,6 +250,26 @@ class MemoryStore:
             self._recount(group_id, record.state, None)
             if not any(self._group_states[group_id].values()):
                 del self._groups[group_id], self._group_states[group_id]
+
+    def attach(self, hooks: StoreHooks) -> None:
+        """Nothing to ask: every task it holds runs in this process."""
+
+    def request_cancel(self, task_id: str, reason: str) -> None:
+        raise AssertionError(f"task {task_id} runs in this process: cancel it here")
+
+    async def flush(self) -> None:
+        """Nothing to write: memory is all there is."""
+
+    async def refresh(self, task_ids: Sequence[str]) -> None:
+        """Nothing to read: memory is current."""
+
+    async def refresh_group(self, group_id: str) -> None:
+        """Nothing to read: memory is current."""
+
+    async def listing(
+        self, group_id: str | None, state: TaskState | None, limit: int
+    ) -> tuple[Mapping[TaskState, int], list[TaskRecord]]:
+        return self.tally(group_id), self.newest(group_id, state, limit)
 
     def _recount(self, group_id: str, old: TaskState, new: TaskState | None) -> None:
         """One task moved from ``old`` to ``new`` (None: evicted)."""

@@ -19,7 +19,7 @@ from .models import TaskError, TaskSnapshot, Tokens
 from .progress import Progress
 from .records import GroupRecord, TaskRecord
 from .state import TaskState, can_move
-from .store import Ending, Outcome, TaskStore
+from .store import Ending, Outcome, ProgressReport, TaskStore
 
 #: Told of every end, after the table's bookkeeping: the ended task's record, its group, its live part.
 EndHook = Callable[[TaskRecord, GroupRecord, Live], None]
@@ -100,11 +100,27 @@ class TaskTable:
     # --- writing ----------------------------------------------------------------------------------------
 
     def ask_cancel(self, task_id: str, reason: str) -> Live | None:
-        """Note that an unfinished task is to be cancelled, and why; its live part (None: it ended)."""
+        """Note that an unfinished task is to be cancelled, and why; its live part (None: it ended, or it
+        runs in another process: then that process is asked, through the store)."""
         live = self._live.get(task_id)
         if live is not None:
             live.cancel_note = reason
-        return live
+            return live
+        record = self._store.task(task_id)
+        if record is not None and not record.state.terminal:
+            self._store.request_cancel(task_id, reason)
+        return None
+
+    def moved_progress(self) -> list[ProgressReport]:
+        """The running tasks whose progress moved since the last call (a store saves them)."""
+        moved: list[ProgressReport] = []
+        for task_id, live in self._live.items():
+            progress = live.progress
+            if progress is None or live.saved_revision == (revision := progress.revision):
+                continue
+            live.saved_revision = revision
+            moved.append(ProgressReport(task_id, progress.text, progress.note, progress.attempts))
+        return moved
 
     def record_usage(self, task_id: str, tokens: Tokens, cost_usd: float | None) -> None:
         """One provider call of a running task (its progress tells)."""
@@ -155,6 +171,13 @@ class TaskTable:
         """Forget ended tasks past the retention time or beyond the number kept."""
         self._store.evict(time.time() - self._retention_s, self._max_finished)
 
+    def _ended_anywhere(self, task_id: str) -> bool:
+        """Ended, here or in the process that runs it (whose end the store raises here too)."""
+        if task_id in self._live:
+            return False
+        record = self._store.task(task_id)
+        return record is None or record.state.terminal
+
     # --- waiting ----------------------------------------------------------------------------------------
 
     async def wait(
@@ -164,7 +187,7 @@ class TaskTable:
         # Take the chain's open end before looking at any state: every task that ends after this line
         # is on the chain from here, even if it ends while on_change is awaiting.
         node = self._store.ending
-        pending = {task_id for task_id in task_ids if task_id in self._live}
+        pending = {task_id for task_id in task_ids if not self._ended_anywhere(task_id)}
         while pending:
             await node.event.wait()
             before = len(pending)

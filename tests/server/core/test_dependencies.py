@@ -171,7 +171,7 @@ async def test_bad_dependencies_refuse_the_whole_spawn(
     async with open_registry(make_settings(), backend) as registry:
         with pytest.raises(InvalidInput, match=message.replace("(", r"\(").replace(")", r"\)")):
             await registry.spawn(SpawnRequest(tasks=tasks))
-        assert registry.list().total == 0
+        assert (await registry.list()).total == 0
 
 
 async def test_a_dependant_fails_as_soon_as_one_dependency_fails(make_settings: MakeSettings) -> None:

@@ -272,10 +272,10 @@ async def test_finished_tasks_beyond_the_count_limit_are_evicted_oldest_first(
             groups.append(receipt.group_id)
             with anyio.fail_after(5):
                 await registry.wait([receipt.tasks[0].task_id])
-        assert len(registry.list().tasks) == 3
+        assert len((await registry.list()).tasks) == 3
         with pytest.raises(UnknownTask, match="no group"):
-            registry.select(None, groups[0])
-        assert registry.select(None, groups[4])
+            await registry.select(None, groups[0])
+        assert await registry.select(None, groups[4])
 
 
 async def test_finished_tasks_older_than_the_retention_are_evicted(
@@ -291,10 +291,10 @@ async def test_finished_tasks_older_than_the_retention_are_evicted(
         with anyio.fail_after(5):
             await registry.wait([task_id])
         now[0] += 59
-        assert registry.select([task_id], None) == [task_id]
+        assert await registry.select([task_id], None) == [task_id]
         now[0] += 2
         with pytest.raises(UnknownTask, match="no task with id"):
-            registry.select([task_id], None)
+            await registry.select([task_id], None)
 
 
 async def test_wait_reports_each_change_and_returns_when_all_ended(make_settings: MakeSettings) -> None:
@@ -323,18 +323,18 @@ async def test_select_refuses_what_it_cannot_resolve(make_settings: MakeSettings
         receipt = await registry.spawn(spawn_of(1))
         task_id = receipt.tasks[0].task_id
         with pytest.raises(InvalidInput, match="not both"):
-            registry.select([task_id], receipt.group_id)
+            await registry.select([task_id], receipt.group_id)
         with pytest.raises(InvalidInput, match="not neither"):
-            registry.select(None, None)
+            await registry.select(None, None)
         with pytest.raises(InvalidInput, match="empty"):
-            registry.select([], None)
+            await registry.select([], None)
         with pytest.raises(UnknownTask, match=r"(?i)call list_tasks"):
-            registry.select(["t-nope"], None)
+            await registry.select(["t-nope"], None)
         with pytest.raises(UnknownTask, match="pass it as group_id"):
-            registry.select([receipt.group_id], None)
+            await registry.select([receipt.group_id], None)
         with pytest.raises(UnknownTask, match="pass it in task_ids"):
-            registry.select(None, task_id)
-        assert registry.select([task_id, task_id], None) == [task_id]
+            await registry.select(None, task_id)
+        assert await registry.select([task_id, task_id], None) == [task_id]
 
 
 async def test_spawn_refuses_when_the_backend_is_unavailable(make_settings: MakeSettings) -> None:
@@ -343,7 +343,7 @@ async def test_spawn_refuses_when_the_backend_is_unavailable(make_settings: Make
     async with running(backend, make_settings()) as registry:
         with pytest.raises(BackendUnavailable, match="ANTHROPIC_API_KEY"):
             await registry.spawn(spawn_of(1))
-        assert registry.list().total == 0
+        assert (await registry.list()).total == 0
 
 
 async def test_spawn_refuses_past_the_unfinished_limit(make_settings: MakeSettings) -> None:
@@ -628,44 +628,44 @@ async def test_a_groups_totals_are_the_sum_of_its_tasks_usage_at_every_step(
         with anyio.fail_after(5):
             await backend.wait_calls(4)
 
-        def check() -> None:
+        async def check() -> None:
             seen.update({snap.task_id: snap.usage for snap in registry.snapshots(ids)})
             summary = registry.group_summary(receipt.group_id)
             assert summary.usage == sum(seen.values(), Usage())
             assert (summary.tasks, summary.spent_usd) == (4, spent)
-            assert registry.list(receipt.group_id, limit=0).counts == registry.counts(ids)
+            assert (await registry.list(receipt.group_id, limit=0)).counts == registry.counts(ids)
 
         async def end(index: int, how: str) -> None:
             await puppet.step(index, how)
             with anyio.fail_after(5):
                 await registry.wait([ids[index]])
 
-        check()
+        await check()
         await puppet.step(0, ("claude-sonnet-5-5", Tokens(input_tokens=100), 0.5))
         spent += 0.5
-        check()
+        await check()
         await puppet.step(1, ("claude-sonnet-5-5", Tokens(output_tokens=10, cache_read_tokens=7), 0.25))
         spent += 0.25
-        check()
+        await check()
         await end(0, "end")
-        check()
+        await check()
         await puppet.step(2, ("claude-sonnet-5-5", Tokens()))  # ran, and nobody said what it cost
-        check()
+        await check()
         assert registry.group_summary(receipt.group_id).usage.cost_usd is None
         await puppet.step(1, ("my-own-model", Tokens(cache_write_tokens=5), 0.125))
         spent += 0.125
         await end(1, "fail")
-        check()
+        await check()
         await end(2, "end")  # three finished, two kept: the first is evicted
         with pytest.raises(UnknownTask):
             registry.snapshot(ids[0])
-        check()
+        await check()
         await puppet.step(3, ("claude-sonnet-5-5", Tokens(input_tokens=1), 0.0625))
         spent += 0.0625
         registry.cancel([ids[3]])
         with anyio.fail_after(5):
             await registry.wait([ids[3]])
-        check()
+        await check()
         total = registry.group_summary(receipt.group_id).usage
         assert (total.input_tokens, total.output_tokens, total.cache_read_tokens) == (101, 10, 7)
         assert total.cache_write_tokens == 5 and total.cost_usd is None
@@ -692,12 +692,12 @@ async def test_a_listing_reads_only_the_tasks_it_shows(make_settings: MakeSettin
         with anyio.fail_after(5):
             await registry.wait([t.task_id for t in [*first.tasks, *mine.tasks]])
         store._tasks = Watched(store._tasks)  # pyright: ignore[reportPrivateUsage]
-        listing = registry.list(limit=3)
+        listing = await registry.list(limit=3)
         assert [s.task_id for s in listing.tasks] == [t.task_id for t in mine.tasks[-3:]]
         assert (listing.total, listing.counts.completed) == (300, 300)
         assert len(reads) == 3
         reads.clear()
-        listing = registry.list(first.group_id, TaskState.COMPLETED, limit=2)
+        listing = await registry.list(first.group_id, TaskState.COMPLETED, limit=2)
         assert [s.task_id for s in listing.tasks] == [t.task_id for t in first.tasks[-2:]]
         assert (listing.total, listing.counts.completed, listing.counts.queued) == (200, 200, 0)
         assert len(reads) == 2

@@ -14,6 +14,8 @@ ALLOWED = {
     (TaskState.RUNNING, TaskState.COMPLETED),
     (TaskState.RUNNING, TaskState.FAILED),
     (TaskState.RUNNING, TaskState.CANCELLED),
+    (TaskState.QUEUED, TaskState.INTERRUPTED),
+    (TaskState.RUNNING, TaskState.INTERRUPTED),
 }
 
 
