@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -85,11 +88,18 @@ def run_contender(script: Path, args: Sequence[str], fake: Fake, timeout: float 
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def server_env(fake_url: str) -> dict[str, str]:
-    """The environment for the installed fanout-mcp, pointed at the fake."""
+def server_env(fake_url: str, store: str = "durable") -> dict[str, str]:
+    """The environment for the installed fanout-mcp, pointed at the fake. ``store``: "durable" (the
+    default store, as users run it, in a new file of its own so that no history weighs on a run) or
+    "memory" (``--store memory``)."""
     names = ("HOME", "PATH")
+    where = "memory"
+    if store != "memory":
+        directory = tempfile.mkdtemp(prefix="fanout-bench-")
+        atexit.register(shutil.rmtree, directory, True)
+        where = str(Path(directory) / "tasks.db")
     return {**{k: os.environ[k] for k in names if k in os.environ}, "ANTHROPIC_BASE_URL": fake_url,
-            "ANTHROPIC_API_KEY": "bench-key"}  # fmt: skip
+            "ANTHROPIC_API_KEY": "bench-key", "FANOUT_STORE": where}  # fmt: skip
 
 
 async def ready(client: Any) -> None:

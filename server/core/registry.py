@@ -40,13 +40,12 @@ from .models import (
 )
 from .records import GroupRecord, Spend, TaskRecord
 from .runner import Runner
+from .selection import check_selector, unknown_group, unknown_tasks
 from .state import ErrorKind, TaskState
 from .store import MemoryStore, StoreHooks, TaskStore
 from .table import TaskTable
 
 logger = logging.getLogger(__name__)
-
-_MAX_IDS_PER_CALL = 10_000
 
 
 def _new_id(prefix: str) -> str:
@@ -186,48 +185,30 @@ class TaskRegistry:
             UnknownTask: an id the registry does not know.
         """
         self._table.evict()
-        if (task_ids is None) == (group_id is None):
-            raise InvalidInput(
-                "give exactly one of task_ids (a list of ids from spawn_parallel) or group_id (its "
-                "group_id), not " + ("both" if task_ids is not None else "neither")
-            )
+        check_selector(task_ids, group_id)
         if group_id is not None:
             await self._store.refresh_group(group_id)
             ids = self._group(group_id).task_ids
             await self._store.refresh(ids)
             return [i for i in ids if self._table.task(i) is not None]
         assert task_ids is not None
-        if not task_ids:
-            raise InvalidInput("task_ids is empty; pass the ids spawn_parallel returned, or a group_id")
-        if len(task_ids) > _MAX_IDS_PER_CALL:
-            raise InvalidInput(f"task_ids has {len(task_ids)} ids; pass at most {_MAX_IDS_PER_CALL} per call")
         unique = list(dict.fromkeys(task_ids))
         await self._store.refresh(unique)
         unknown = [task_id for task_id in unique if self._table.task(task_id) is None]
         if unknown:
-            raise UnknownTask(self._unknown_message(unknown))
+            raise self._unknown(unknown)
         return unique
 
     def _group(self, group_id: str) -> GroupRecord:
         group = self._table.group(group_id)
         if group is None:
-            hint = " That is a task id: pass it in task_ids." if self._table.task(group_id) else ""
-            raise UnknownTask(
-                f"no group with id {group_id!r}.{hint} Call list_tasks to see the current groups; finished "
-                f"tasks are kept for {self._settings.retention_s:g} s."
-            )
+            is_a_task = self._table.task(group_id) is not None
+            raise unknown_group(group_id, is_a_task=is_a_task, retention_s=self._settings.retention_s)
         return group
 
-    def _unknown_message(self, unknown: list[str]) -> str:
-        shown = ", ".join(repr(task_id) for task_id in unknown[:5])
-        more = f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else ""
-        hint = ""
-        if any(self._table.group(task_id) is not None for task_id in unknown):
-            hint = " One of them is a group id: pass it as group_id instead."
-        return (
-            f"no task with id {shown}{more}.{hint} Call list_tasks to see the current ids; finished tasks "
-            f"are kept for {self._settings.retention_s:g} s."
-        )
+    def _unknown(self, unknown: list[str]) -> UnknownTask:
+        one_is_a_group = any(self._table.group(task_id) is not None for task_id in unknown)
+        return unknown_tasks(unknown, one_is_a_group=one_is_a_group, retention_s=self._settings.retention_s)
 
     def _records(self, task_ids: Sequence[str]) -> list[TaskRecord]:
         """The records of the known ones of ``task_ids``, in their order."""
@@ -241,13 +222,13 @@ class TaskRegistry:
         """
         records = self._records(task_ids)
         if len(records) != len(task_ids):
-            raise UnknownTask(self._unknown_message([i for i in task_ids if self._table.task(i) is None]))
+            raise self._unknown([i for i in task_ids if self._table.task(i) is None])
         return records
 
     def snapshot(self, task_id: str) -> TaskSnapshot:
         record = self._table.task(task_id)
         if record is None:
-            raise UnknownTask(self._unknown_message([task_id]))
+            raise self._unknown([task_id])
         return self._table.snapshot(record)
 
     def snapshots(self, task_ids: Sequence[str]) -> list[TaskSnapshot]:

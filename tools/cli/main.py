@@ -120,6 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"fanout-mcp: {exc}", file=sys.stderr)
         return 2
+    if args.command != "doctor" and (problem := _store_problem(settings)):
+        print(f"fanout-mcp: {problem}", file=sys.stderr)
+        return 2
     if args.command not in ("run", "doctor"):
         return _serve(settings)
     import anyio
@@ -130,6 +133,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         _configure_logging(settings)
         return anyio.run(run_command, settings, args.plan, args.json, backend_options=loop_options())
     return anyio.run(_doctor, settings, args.check, backend_options=loop_options())
+
+
+def _store_problem(settings: Settings) -> str | None:
+    """What is wrong with the settings' task store, checked before serving (a few ms: SQLite only)."""
+    from ...server.core.durable import StoreUnavailable, check_store
+
+    try:
+        check_store(settings)
+    except StoreUnavailable as exc:
+        return str(exc)
+    return None
 
 
 def _serve(settings: Settings) -> int:
@@ -154,6 +168,7 @@ def _serve(settings: Settings) -> int:
 
 async def _doctor(settings: Settings, try_endpoint: bool) -> int:
     from ...server.app.doctor import check  # the Anthropic SDK with it
+    from ...server.core.durable import describe_store
 
     checkup = await check(settings, try_endpoint=try_endpoint)
     width = max(len(c.name) for c in checkup.backends)
@@ -171,6 +186,7 @@ async def _doctor(settings: Settings, try_endpoint: bool) -> int:
         )
     roots = ", ".join(str(r) for r in settings.roots) or "none (no file can be read: give --root DIR)"
     print(f"roots: {roots}")
+    print(f"store: {describe_store(settings)}")
     return 0 if checkup.default_resolves_to is not None else 1
 
 

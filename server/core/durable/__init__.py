@@ -10,7 +10,8 @@ from pathlib import Path
 
 from ...config.settings import Settings, default_store
 from ..store import MemoryStore, TaskStore
-from .schema import StoreUnavailable
+from .database import Database
+from .schema import StoreUnavailable, connect
 from .store import DurableStore, open_durable_store
 
 MEMORY = "memory"
@@ -21,6 +22,49 @@ def store_path(settings: Settings) -> Path | None:
     if settings.store == MEMORY:
         return None
     return Path(settings.store).expanduser() if settings.store is not None else default_store()
+
+
+def check_store(settings: Settings) -> None:
+    """Open and close the settings' store file at once, before serving: a bad one stops the server at
+    start, with its message, rather than at its first tool call.
+
+    Raises:
+        StoreUnavailable: the file cannot be used (the message names it and says what to do).
+    """
+    path = store_path(settings)
+    if path is not None:
+        _make_default_directory(settings, path)
+        connect(path).close()
+
+
+def describe_store(settings: Settings) -> str:
+    """One line for ``doctor``: where tasks are kept, how many, the file's size and schema version."""
+    path = store_path(settings)
+    if path is None:
+        return "memory (--store memory): tasks are kept until the server exits"
+    try:
+        check_store(settings)
+        facts = Database(path, "doctor").facts()
+    except StoreUnavailable as exc:
+        return f"unusable: {exc}"
+    size = facts["bytes"] / 1024
+    return (
+        f"{path} ({facts['tasks']} tasks kept, {size:.0f} KiB, schema version {facts['schema_version']}; "
+        f"finished tasks kept {settings.retention_s:g} s, at most {settings.max_finished})"
+    )
+
+
+def _make_default_directory(settings: Settings, path: Path) -> None:
+    """The default place is ours to make (private to the user); a path given must exist already."""
+    if settings.store is not None:
+        return
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreUnavailable(
+            f"the task store's directory {path.parent} cannot be created ({exc.strerror}). Set "
+            "XDG_STATE_HOME to a writable directory, or choose a file with --store (or --store memory)."
+        ) from None
 
 
 @asynccontextmanager
@@ -34,12 +78,19 @@ async def open_store(settings: Settings) -> AsyncGenerator[TaskStore, None]:
     if path is None:
         yield MemoryStore()
         return
-    if settings.store is None:  # the default place is ours to make; a path given must exist
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _make_default_directory(settings, path)
     async with open_durable_store(
         path, retention_s=settings.retention_s, max_finished=settings.max_finished
     ) as store:
         yield store
 
 
-__all__ = ["MEMORY", "DurableStore", "StoreUnavailable", "open_store", "store_path"]
+__all__ = [
+    "MEMORY",
+    "DurableStore",
+    "StoreUnavailable",
+    "check_store",
+    "describe_store",
+    "open_store",
+    "store_path",
+]

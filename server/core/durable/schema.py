@@ -62,6 +62,8 @@ CREATE TABLE cancel_requests (
 
 #: version -> the script that takes a file from the version before it to this one
 MIGRATIONS: Final = {1: _V1}
+#: how long a call waits for another process's write to end before it gives up (busy timeout)
+LOCK_WAIT_S = 10.0
 SCHEMA_VERSION: Final = max(MIGRATIONS)
 
 
@@ -82,7 +84,7 @@ def connect(path: Path) -> sqlite3.Connection:
             "it, or choose another file with --store (or --store memory to keep nothing)."
         )
     try:
-        conn = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(path, timeout=LOCK_WAIT_S, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as exc:
         raise _unavailable(path, exc) from None
     try:
@@ -131,7 +133,7 @@ def _migrate(conn: sqlite3.Connection, version: int) -> None:
 def _unavailable(path: Path, exc: sqlite3.Error) -> StoreUnavailable:
     text = str(exc)
     if "locked" in text or "busy" in text:
-        what = "is locked by another program (an open transaction for over 10 s)"
+        what = f"is locked by another program (a transaction open for over {LOCK_WAIT_S:g} s)"
         todo = "Close the program that holds it, or choose another file with --store."
     elif "readonly" in text or "unable to open" in text or "read-only" in text:
         what = "cannot be written (the file or its directory is read-only, or not yours)"

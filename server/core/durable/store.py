@@ -285,14 +285,19 @@ async def open_durable_store(
     process_id = f"p-{secrets.token_urlsafe(9)}"
     db = await anyio.to_thread.run_sync(Database, path, process_id)
     store = DurableStore(db, retention_s, max_finished)
+    error: Exception | None = None
     try:
         await store.start()
         async with anyio.create_task_group() as tg:
             tg.start_soon(store.keep_in_step)
             try:
                 yield store
+            except Exception as exc:  # re-raised as itself below, not in an exception group
+                error = exc
             finally:
                 tg.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True):
             await store.close()
+    if error is not None:
+        raise error

@@ -346,7 +346,9 @@ async def test_no_task_of_a_server_run_by_an_ordinary_user_can_read_its_secrets(
     config = shared_dir / "fanout.json"
     snoop = [python, "-c", fake_clis.SNOOP, str(os.getpid())]  # up to this test, and no further
     config.write_text(json.dumps({"commands": {"snoop": {"argv": snoop}}}))
-    argv = as_nobody(command_line("--config", str(config), "--root", str(shared_dir), python=python))
+    argv = as_nobody(
+        command_line("--config", str(config), "--root", str(shared_dir), "--store", "memory", python=python)
+    )
 
     with anyio.fail_after(60):
         async with served(argv, env_for(shared_dir, ANTHROPIC_API_KEY=CANARY)) as server:
