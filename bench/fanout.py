@@ -10,7 +10,9 @@ checked word for word (set-up excluded):
   engine          fanout's engine in process: registry.spawn, registry.wait, then every task's output
   stdio           the installed fanout-mcp over stdio with the MCP client, as a client uses it:
                   spawn_parallel, task_output(include="status") until done, then every output paged
-                  back through task_output by task_ids; CPU includes the server process
+                  back through task_output by task_ids; CPU includes the server process. Its tasks are
+                  kept in the default durable store (a new SQLite file for each server)
+  stdio-memory    the same with --store memory: what the durable store costs, side by side
   mcp-agent       mcp-agent 0.2.6's ParallelLLM (bench/peer/), when its virtual environment is set up;
                   it does not stream (compare it with gather-nostream)
 
@@ -130,7 +132,12 @@ async def run_stdio(n: int) -> dict[str, Any]:
     return await over_stdio(["--max-concurrency", str(max(n, 1)), "--max-tasks", str(max(n, 1))], n)
 
 
-async def over_stdio(args: Sequence[str], n: int) -> dict[str, Any]:
+async def run_stdio_memory(n: int) -> dict[str, Any]:
+    limits = ["--max-concurrency", str(max(n, 1)), "--max-tasks", str(max(n, 1))]
+    return await over_stdio(limits, n, store="memory")
+
+
+async def over_stdio(args: Sequence[str], n: int, store: str = "durable") -> dict[str, Any]:
     """n tasks in one spawn_parallel to the installed server started with args, status polls until done,
     every output fetched and checked; wall, CPU (client + server) and the server's peak memory."""
     import os
@@ -138,7 +145,7 @@ async def over_stdio(args: Sequence[str], n: int) -> dict[str, Any]:
     from mcp import Client, StdioServerParameters
 
     params = StdioServerParameters(
-        command=str(SCRIPT), args=list(args), env=server_env(os.environ["ANTHROPIC_BASE_URL"])
+        command=str(SCRIPT), args=list(args), env=server_env(os.environ["ANTHROPIC_BASE_URL"], store)
     )
     async with Client(params) as client:
         await ready(client)
@@ -190,6 +197,7 @@ CONTENDERS = {
     "gather-nostream": gathered(whole_text),
     "engine": run_engine,
     "stdio": run_stdio,
+    "stdio-memory": run_stdio_memory,
 }
 
 
@@ -299,6 +307,10 @@ def targets(runs: list[dict[str, Any]]) -> str:
     cpu = median(mine) if mine else None
     add("N = 1000 over stdio: CPU per task, server + client", cpu, f"{cpu or 0:.2f} ms", "at most 3 ms",
         (cpu or 0) <= 3)  # fmt: skip
+    for n in (100, 1000):
+        durable = _median_ratio(runs, n, "stdio", "stdio-memory")
+        add(f"N = {n} over stdio: the durable store's wall ÷ the memory store's", durable,
+            f"{durable or 0:.3f} x", "at most 1.05 x", (durable or 0) <= 1.05)  # fmt: skip
     peer = _median_ratio(runs, 1000, "mcp-agent", "stdio")
     add(
         "N = 1000: mcp-agent's wall ÷ the server's",

@@ -135,11 +135,22 @@ class TaskRegistry:
         tasks = [SpawnedTask(task_id=r.id, label=r.spec.label, state=r.state) for r in records]
         return SpawnReceipt(group_id=group.id, tasks=tasks, warnings=intake.warnings)
 
-    async def spawn_planned(self, planned: Sequence[PlannedTask]) -> list[str]:
-        """Start tasks the engine planned itself (a synthesis) as a group of their own; their ids."""
+    async def spawn_planned(self, planned: Sequence[PlannedTask], synthesis_key: str) -> list[str]:
+        """Start the tasks of a model synthesis, planned by the engine, as a group of their own; their
+        ids. They are kept under ``synthesis_key`` (``recall_synthesis`` finds them, in any process)."""
         self._check_accepting(len(planned))
         group, _ = self._register(Intake(list(planned), warm_first=False, max_concurrency=None, warnings=[]))
+        self._store.remember_synthesis(synthesis_key, tuple(group.task_ids))
+        await self._store.flush()
         return list(group.task_ids)
+
+    async def recall_synthesis(self, synthesis_key: str) -> tuple[str, ...] | None:
+        """The tasks of the model synthesis kept under ``synthesis_key`` (by this process or another, this
+        one's earlier life included), their records current; None if none is kept."""
+        ids = await self._store.recall_synthesis(synthesis_key)
+        if ids is not None:
+            await self._store.refresh(ids)
+        return ids
 
     def _check_accepting(self, count: int) -> None:
         if self._closed:

@@ -148,6 +148,13 @@ class TaskStore(Protocol):
     def request_cancel(self, task_id: str, reason: str) -> None:
         """Ask the process that runs ``task_id`` (not this one) to cancel it."""
 
+    def remember_synthesis(self, key: str, task_ids: tuple[str, ...]) -> None:
+        """A model synthesis started under ``key``: its tasks, the last one the answer."""
+
+    async def recall_synthesis(self, key: str) -> tuple[str, ...] | None:
+        """The tasks of the model synthesis started under ``key`` by any process, if it is kept."""
+        ...
+
     async def flush(self) -> None:
         """Make every change so far durable (a spawn's tasks before its ids are returned)."""
 
@@ -256,6 +263,12 @@ class MemoryStore:
 
     def request_cancel(self, task_id: str, reason: str) -> None:
         raise AssertionError(f"task {task_id} runs in this process: cancel it here")
+
+    def remember_synthesis(self, key: str, task_ids: tuple[str, ...]) -> None:
+        """Nothing to keep: the synthesizer remembers its own jobs for this process's lifetime."""
+
+    async def recall_synthesis(self, key: str) -> tuple[str, ...] | None:
+        return None
 
     async def flush(self) -> None:
         """Nothing to write: memory is all there is."""

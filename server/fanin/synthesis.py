@@ -15,6 +15,8 @@ The merge is deterministic (``merge.py``). A model synthesis runs as tasks of th
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -143,8 +145,9 @@ class Synthesizer:
         tasks and instructions unless it failed or was cancelled, else a new one, over the answers as
         they are now."""
         key = (tuple(task_ids), instructions)
-        known = self._jobs.get(key)
+        known = self._jobs.get(key) or await self._recall(key)
         if known is not None and self._reusable(known.final):
+            self._jobs[key] = known
             self._jobs.move_to_end(key)
             return known.final
         answered, missing = split_answers(self._registry.snapshots(task_ids))
@@ -153,11 +156,16 @@ class Synthesizer:
             plan_model_synthesis, answered, missing, instructions, backend, self._settings,
             abandon_on_cancel=True,
         )  # fmt: skip
-        ids = await self._registry.spawn_planned(planned)
+        ids = await self._registry.spawn_planned(planned, _stored_key(key))
         self._jobs[key] = _Job(final=ids[-1], tasks=tuple(ids))
         while len(self._jobs) > _MAX_REMEMBERED:
             self._jobs.popitem(last=False)
         return ids[-1]
+
+    async def _recall(self, key: tuple[tuple[str, ...], str | None]) -> _Job | None:
+        """The job another process (or this one before a restart) started for the same key, if kept."""
+        ids = await self._registry.recall_synthesis(_stored_key(key))
+        return None if ids is None else _Job(final=ids[-1], tasks=ids)
 
     def _reusable(self, task_id: str) -> bool:
         try:
@@ -197,6 +205,11 @@ class Synthesizer:
             from_structured, value, answered, missing, usage, notes, abandon_on_cancel=True
         )
         return SynthesisDone(synthesis, final_id, total)
+
+
+def _stored_key(key: tuple[tuple[str, ...], str | None]) -> str:
+    """A job's key as the store keeps it: a digest of the tasks and the instructions."""
+    return hashlib.sha256(json.dumps(key).encode()).hexdigest()
 
 
 def _check_quorum(quorum: Quorum) -> None:

@@ -58,11 +58,8 @@ class Batch:
         default_factory=list[tuple[tuple[Any, ...], TaskRecord | None]]
     )
     cancel_requests: list[tuple[str, str]] = field(default_factory=list[tuple[str, str]])  #: (id, why)
-
-    def __bool__(self) -> bool:
-        return bool(
-            self.new_groups or self.group_spends or self.new_tasks or self.changed or self.cancel_requests
-        )
+    #: model syntheses started: (key, the ids of their tasks, the last one the answer)
+    syntheses: list[tuple[str, tuple[str, ...]]] = field(default_factory=list[tuple[str, tuple[str, ...]]])
 
 
 def columns(record: TaskRecord, partial: str | None, note: str | None, attempts: int) -> tuple[Any, ...]:
@@ -173,6 +170,10 @@ class Database:
                 "SELECT id, process, ?, ? FROM tasks WHERE id = ?",
                 [(reason, time.time(), task_id) for task_id, reason in batch.cancel_requests],
             )
+            conn.executemany(
+                "INSERT OR REPLACE INTO syntheses (key, final, tasks, created_at) VALUES (?, ?, ?, ?)",
+                [(key, ids[-1], json.dumps(ids), time.time()) for key, ids in batch.syntheses],
+            )
             conn.execute("UPDATE processes SET heartbeat_at = ? WHERE id = ?", (time.time(), self.process_id))
             rows = conn.execute(
                 "SELECT task_id, reason FROM cancel_requests WHERE process = ?", (self.process_id,)
@@ -194,6 +195,9 @@ class Database:
             if deleted:
                 self._conn.execute(
                     "DELETE FROM groups WHERE NOT EXISTS (SELECT 1 FROM tasks WHERE group_id = groups.id)"
+                )
+                self._conn.execute(
+                    "DELETE FROM syntheses WHERE NOT EXISTS (SELECT 1 FROM tasks WHERE id = syntheses.final)"
                 )
         return deleted
 
@@ -218,6 +222,11 @@ class Database:
             )
             found.extend(_record(row) for row in rows)
         return found
+
+    def synthesis(self, key: str) -> tuple[str, ...] | None:
+        """The tasks of the model synthesis started under ``key`` (the last one the answer), if any."""
+        row = self._conn.execute("SELECT tasks FROM syntheses WHERE key = ?", (key,)).fetchone()
+        return None if row is None else tuple(json.loads(row[0]))
 
     def group(self, group_id: str) -> GroupRecord | None:
         row = self._conn.execute("SELECT spend, body FROM groups WHERE id = ?", (group_id,)).fetchone()

@@ -52,6 +52,12 @@ CREATE TABLE tasks (
 CREATE INDEX tasks_by_group ON tasks (group_id, state);
 CREATE INDEX tasks_by_state ON tasks (state, finished_at);
 CREATE INDEX tasks_by_process ON tasks (process, state);
+CREATE TABLE syntheses (
+    key TEXT PRIMARY KEY,
+    final TEXT NOT NULL,
+    tasks TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
 CREATE TABLE cancel_requests (
     task_id TEXT PRIMARY KEY,
     process TEXT NOT NULL,

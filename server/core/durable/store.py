@@ -67,6 +67,7 @@ class DurableStore:
         self._spent_groups: dict[str, GroupRecord] = {}
         self._progress: dict[str, ProgressReport] = {}
         self._cancels: list[tuple[str, str]] = []
+        self._syntheses: list[tuple[str, tuple[str, ...]]] = []
         # Records read from the file: other processes' unfinished ones (watched), and ended ones (cached).
         self._watched: dict[str, TaskRecord] = {}
         self._cached: OrderedDict[str, TaskRecord] = OrderedDict()
@@ -127,6 +128,13 @@ class DurableStore:
 
     def request_cancel(self, task_id: str, reason: str) -> None:
         self._cancels.append((task_id, reason))
+
+    def remember_synthesis(self, key: str, task_ids: tuple[str, ...]) -> None:
+        self._syntheses.append((key, task_ids))
+
+    async def recall_synthesis(self, key: str) -> tuple[str, ...] | None:
+        await self.flush()
+        return await self._call(self._db.synthesis, key)
 
     # --- reading the file -----------------------------------------------------------------------------
 
@@ -199,14 +207,14 @@ class DurableStore:
             self._hooks.cancel(requests)
 
     def _batch(self) -> Batch:
-        batch = Batch(new_groups=self._new_groups, cancel_requests=self._cancels)
+        batch = Batch(new_groups=self._new_groups, cancel_requests=self._cancels, syntheses=self._syntheses)
         batch.group_spends = [(_spend_of(g), g.id) for g in self._spent_groups.values()]
         for task_id, record in self._new.items():
             batch.new_tasks.append((record, self._columns(record)))
             self._changed.pop(task_id, None)
         for record in self._changed.values():
             batch.changed.append((self._columns(record), record if record.state.terminal else None))
-        self._new_groups, self._cancels = [], []
+        self._new_groups, self._cancels, self._syntheses = [], [], []
         self._new, self._changed, self._spent_groups = {}, {}, {}
         return batch
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
@@ -24,8 +25,11 @@ from server import (
     UnknownTask,
     open_registry,
 )
+from server.backends.roster import Roster
 from server.core.durable import open_store
 from server.core.durable.store import DurableStore
+from server.fanin.synthesis import SynthesisDone, Synthesizer
+from tests.answers import synthesis
 from tests.server.fakes import ScriptedBackend, gated
 
 MakeSettings = Callable[..., Settings]
@@ -186,3 +190,27 @@ async def test_a_running_task_s_partial_output_reaches_the_file_while_it_runs(
                     break
                 await anyio.sleep(0.05)
         registry.cancel([receipt.tasks[0].task_id])
+
+
+async def test_a_model_synthesis_is_picked_up_by_the_next_process_not_paid_again(
+    on_file: Callable[..., Settings],
+) -> None:
+    async def handler(request: SubagentRequest, sink: TaskSink) -> SubagentResult:
+        if request.output_schema:
+            return SubagentResult(json.dumps(synthesis("Merged once.")), request.model, "end_turn")
+        return SubagentResult("an answer", request.model, "end_turn")
+
+    settings = on_file()
+    first_backend = ScriptedBackend(handler)
+    async with server(settings, first_backend) as first:
+        ids = [t.task_id for t in (await first.spawn(spawn_of(2))).tasks]
+        with anyio.fail_after(5):
+            done = await Synthesizer(first, settings, Roster.single(first_backend)).synthesize(ids, "llm")
+    assert isinstance(done, SynthesisDone) and len(first_backend.calls) == 3
+    second_backend = ScriptedBackend(handler)
+    async with server(settings, second_backend) as second:
+        await second.select(ids, None)
+        with anyio.fail_after(5):
+            again = await Synthesizer(second, settings, Roster.single(second_backend)).synthesize(ids, "llm")
+    assert isinstance(again, SynthesisDone) and again.task_id == done.task_id
+    assert again.synthesis.summary == "Merged once." and second_backend.calls == []
