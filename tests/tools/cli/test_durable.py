@@ -136,3 +136,37 @@ def test_doctor_reports_the_store(fake_api: FakeApi, tmp_path: Path) -> None:
     assert "schema version 1" in line
     memory = _start("doctor", "--store", "memory", "--root", str(tmp_path), home=tmp_path)
     assert "store: memory (--store memory)" in memory.stdout
+
+
+async def test_two_servers_on_one_store_share_history_cancel_each_other_s_tasks_and_keep_it_whole(
+    fake_api: FakeApi, tmp_path: Path
+) -> None:
+    store = tmp_path / "shared.db"
+    argv = [str(SCRIPT), "--root", str(tmp_path), "--store", str(store), "--max-tasks", "1000"]
+    env = _env(fake_api, tmp_path)
+    many = [{"task": f"[[words:5]] part {i}"} for i in range(1000)]
+    async with served(argv, env) as one, served(argv, env) as two:
+        with anyio.fail_after(120):
+            groups = [
+                (await one.call_tool("spawn_parallel", {"tasks": many}))["group_id"],
+                (await two.call_tool("spawn_parallel", {"tasks": many}))["group_id"],
+            ]
+            for server, group in ((one, groups[0]), (two, groups[1])):
+                await _until_done(server, group)
+            held = await one.call_tool("spawn_parallel", {"tasks": [{"task": "[[hold]]", "label": "held"}]})
+            await anyio.to_thread.run_sync(fake_api.wait_held, 1, 15.0)
+            # the other server reads the first one's group, and cancels its running task
+            theirs = await two.call_tool("task_output", {"group_id": groups[0], "include": "status"})
+            assert theirs["counts"]["completed"] == 1000
+            cancelled = await two.call_tool("cancel_tasks", {"group_id": held["group_id"]})
+            assert cancelled["counts"]["cancelled"] == 1  # its owner did it within the grace
+            listed = await one.call_tool("list_tasks", {"limit": 1})
+            assert listed["total"] == 2001
+            assert listed["counts"]["completed"] == 2000 and listed["counts"]["cancelled"] == 1
+    with sqlite3.connect(store) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+async def _until_done(server: Any, group: str) -> None:
+    while not (await server.call_tool("task_output", {"group_id": group, "include": "status"}))["done"]:
+        pass
