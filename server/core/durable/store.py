@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
@@ -38,6 +39,7 @@ from ..records import GroupRecord, TaskRecord
 from ..state import TaskState
 from ..store import Ending, MemoryStore, Outcome, ProgressReport, StoreHooks
 from .database import Batch, Database, columns, spend_json
+from .schema import StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +70,8 @@ class DurableStore:
         self._progress: dict[str, ProgressReport] = {}
         self._cancels: list[tuple[str, str]] = []
         self._syntheses: list[tuple[str, tuple[str, ...]]] = []
+        self._writing = anyio.Lock()
+        self._unwritten: list[Batch] = []  #: batches taken and not yet written, oldest first
         # Records read from the file: other processes' unfinished ones (watched), and ended ones (cached).
         self._watched: dict[str, TaskRecord] = {}
         self._cached: OrderedDict[str, TaskRecord] = OrderedDict()
@@ -195,14 +199,25 @@ class DurableStore:
 
     async def flush(self) -> None:
         """Write every change made so far, with the progress of running tasks, in one transaction; then
-        carry out the cancel requests other processes left."""
-        for report in self._hooks.progress():
-            self._progress[report.task_id] = report
-            record = self._own.task(report.task_id)
-            if record is not None:
-                self._changed[report.task_id] = record
-        batch = self._batch()
-        requests = await self._call(self._db.write, batch)
+        carry out the cancel requests other processes left.
+
+        A write that fails (the disk is full, another program holds the file) is logged and kept, and
+        made again, in order, by the next flush: the server goes on, and nothing it kept is dropped.
+        """
+        async with self._writing:  # batches are written in the order they were taken
+            for report in self._hooks.progress():
+                self._progress[report.task_id] = report
+                record = self._own.task(report.task_id)
+                if record is not None:
+                    self._changed[report.task_id] = record
+            self._unwritten.append(self._batch())
+            requests: list[tuple[str, str]] = []
+            try:
+                while self._unwritten:
+                    requests += await self._call(self._db.write, self._unwritten[0])
+                    self._unwritten.pop(0)
+            except StoreUnavailable as exc:
+                logger.warning("%s; writing again in %g s", exc, TICK_S)
         if requests:
             self._hooks.cancel(requests)
 
@@ -245,12 +260,15 @@ class DurableStore:
         while True:
             await anyio.sleep(TICK_S)
             tick += 1
-            await self.flush()
-            await self._watch()
-            if tick % _ORPHAN_TICKS == 0:
-                await self.interrupt_orphans()
-            if tick % _PRUNE_TICKS == 0:
-                await self.prune()
+            await self.flush()  # logs its own failures, and keeps what it could not write
+            try:
+                await self._watch()
+                if tick % _ORPHAN_TICKS == 0:
+                    await self.interrupt_orphans()
+                if tick % _PRUNE_TICKS == 0:
+                    await self.prune()
+            except StoreUnavailable as exc:  # a read that failed is made again at a later tick
+                logger.warning("%s", exc)
 
     async def _watch(self) -> None:
         if self._watched:
@@ -268,7 +286,18 @@ class DurableStore:
         return await self._call(self._db.facts)
 
     async def _call(self, call: Callable[..., _T], *args: Any) -> _T:
-        return await anyio.to_thread.run_sync(call, *args, limiter=self._worker)
+        """``call`` on the file, in the worker thread.
+
+        Raises:
+            StoreUnavailable: the file failed it (SQLite's error, with the file named and what to do).
+        """
+        try:
+            return await anyio.to_thread.run_sync(call, *args, limiter=self._worker)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(
+                f"the task store {self._db.path} failed a {'write' if call == self._db.write else 'read'} "
+                f"({exc}); if it goes on, check the disk and that no other program holds the file"
+            ) from None
 
 
 def _update(held: TaskRecord, fresh: TaskRecord) -> TaskRecord:

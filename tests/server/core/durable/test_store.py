@@ -214,3 +214,27 @@ async def test_a_model_synthesis_is_picked_up_by_the_next_process_not_paid_again
             again = await Synthesizer(second, settings, Roster.single(second_backend)).synthesize(ids, "llm")
     assert isinstance(again, SynthesisDone) and again.task_id == done.task_id
     assert again.synthesis.summary == "Merged once." and second_backend.calls == []
+
+
+async def test_writes_the_file_refuses_are_kept_and_made_later_while_the_server_goes_on(
+    on_file: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("server.core.durable.schema.LOCK_WAIT_S", 0.05)
+    settings = on_file()
+    async with server(settings, ScriptedBackend()) as registry:
+        holder = sqlite3.connect(settings.store or "", isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # another program holds the write lock
+        receipt = await registry.spawn(spawn_of(3))  # its write fails: the spawn goes on
+        ids = [t.task_id for t in receipt.tasks]
+        with anyio.fail_after(5):
+            await registry.wait(ids)
+        assert "failed a write" in caplog.text
+        holder.execute("ROLLBACK")
+        holder.close()
+        with anyio.fail_after(5):
+            while True:  # the next tick writes what was kept
+                with sqlite3.connect(settings.store or "") as conn:
+                    rows = conn.execute("SELECT state FROM tasks").fetchall()
+                if rows == [("completed",)] * 3:
+                    break
+                await anyio.sleep(0.05)
