@@ -48,6 +48,7 @@ _T = TypeVar("_T")
 #: how often the loop writes, saves partial output, takes cancel requests and watches other processes
 TICK_S: Final = 0.5
 _ORPHAN_TICKS: Final = 10  #: look for tasks of gone processes every 5 s
+_IDLE_TICKS: Final = 10  #: an idle process writes its heartbeat every 5 s (gone after ``STALE_AFTER_S``)
 _PRUNE_TICKS: Final = 120  #: delete what is past retention every minute
 _CACHE: Final = 20_000  #: ended records of other processes kept in memory at most
 
@@ -97,8 +98,8 @@ class DurableStore:
             self._new[record.id] = record
 
     def task(self, task_id: str) -> TaskRecord | None:
-        found = self._own.task(task_id) or self._changed.get(task_id) or self._watched.get(task_id)
-        return found or self._cached.get(task_id)
+        found = self._own.task(task_id) or self._new.get(task_id) or self._changed.get(task_id)
+        return found or self._watched.get(task_id) or self._cached.get(task_id)
 
     def group(self, group_id: str) -> GroupRecord | None:
         return self._own.group(group_id) or self._groups.get(group_id)
@@ -145,7 +146,8 @@ class DurableStore:
     async def refresh(self, task_ids: Sequence[str]) -> None:
         """Make the records of ``task_ids`` current: read those this process does not run from the file
         (new ones, and other processes' unfinished ones, which may have moved), with their groups."""
-        wanted = [i for i in task_ids if self._own.task(i) is None and i not in self._changed]
+        wanted = [i for i in task_ids if self._own.task(i) is None and i not in self._new]
+        wanted = [i for i in wanted if i not in self._changed]
         wanted = [i for i in wanted if i in self._watched or i not in self._cached]
         if not wanted:
             return
@@ -260,6 +262,8 @@ class DurableStore:
         while True:
             await anyio.sleep(TICK_S)
             tick += 1
+            if self._idle() and tick % _IDLE_TICKS:
+                continue  # nothing to write, watch or cancel: a heartbeat now and then is enough
             await self.flush()  # logs its own failures, and keeps what it could not write
             try:
                 await self._watch()
@@ -269,6 +273,14 @@ class DurableStore:
                     await self.prune()
             except StoreUnavailable as exc:  # a read that failed is made again at a later tick
                 logger.warning("%s", exc)
+
+    def _idle(self) -> bool:
+        """Nothing to write, no task here unfinished (none another process could ask to cancel), and
+        none of another process's watched."""
+        tally = self._own.tally()
+        busy = tally[TaskState.QUEUED] or tally[TaskState.RUNNING] or self._watched or self._unwritten
+        pending = self._new or self._changed or self._new_groups or self._cancels or self._syntheses
+        return not (busy or pending)
 
     async def _watch(self) -> None:
         if self._watched:
