@@ -39,7 +39,7 @@ from .models import (
     Usage,
 )
 from .records import GroupRecord, Spend, TaskRecord
-from .runner import Runner
+from .runner import SHUTDOWN_NOTE, Runner
 from .selection import check_selector, unknown_group, unknown_tasks
 from .state import ErrorKind, TaskState
 from .store import MemoryStore, StoreHooks, TaskStore
@@ -354,14 +354,15 @@ class TaskRegistry:
     # --- lifetime ----------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Refuse new spawns and cancel everything that runs."""
+        """Refuse new spawns and interrupt everything unfinished (it ends ``interrupted``)."""
         self._closed = True
+        self._runner.shutting_down = True
         self._tg.cancel_scope.cancel()
 
     def sweep(self) -> None:
-        """After the task group has ended: tasks whose runner never started end ``cancelled`` too."""
+        """After the task group has ended: tasks whose runner never started end ``interrupted`` too."""
         for task_id in self._table.unfinished_ids():
-            self._table.move(task_id, TaskState.CANCELLED, note="the server shut down before the task ended")
+            self._table.move(task_id, TaskState.INTERRUPTED, note=SHUTDOWN_NOTE)
 
 
 @asynccontextmanager

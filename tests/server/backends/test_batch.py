@@ -311,7 +311,7 @@ async def test_shutdown_with_a_batch_in_flight_cancels_it_and_leaves_nothing_run
             ids = await spawn(registry, "[[hold]]", "b")
             await calls(fake_api, "retrieve")
     assert {task.id for task in anyio.get_running_tasks()} == before
-    assert [s.state for s in registry.snapshots(ids)] == [TaskState.CANCELLED] * 2
+    assert [s.state for s in registry.snapshots(ids)] == [TaskState.INTERRUPTED] * 2
     assert fake_api.stats().batches_canceled == 1
 
 

@@ -174,7 +174,7 @@ async def test_cancelling_a_running_task_stops_its_backend_call(make_settings: M
         assert again.cancelled == [] and again.already_finished[0].state is TaskState.CANCELLED
 
 
-async def test_shutdown_cancels_every_unfinished_task_without_an_exception_group(
+async def test_shutdown_interrupts_every_unfinished_task_without_an_exception_group(
     make_settings: MakeSettings,
 ) -> None:
     backend = ScriptedBackend(gated(anyio.Event()))
@@ -182,19 +182,21 @@ async def test_shutdown_cancels_every_unfinished_task_without_an_exception_group
         ids = [t.task_id for t in (await registry.spawn(spawn_of(5))).tasks]
         with anyio.fail_after(5):
             await backend.wait_calls(2)
-    assert [s.state for s in registry.snapshots(ids)] == [TaskState.CANCELLED] * 5
+    snaps = registry.snapshots(ids)
+    assert [s.state for s in snaps] == [TaskState.INTERRUPTED] * 5
+    assert {s.note for s in snaps} == {"the server shut down before the task ended"}
     assert backend.in_flight == 0 and backend.cancelled == 2
     with pytest.raises(RegistryClosed):
         await registry.spawn(spawn_of(1))
 
 
-async def test_shutdown_right_after_a_spawn_cancels_tasks_whose_runner_never_started(
+async def test_shutdown_right_after_a_spawn_interrupts_tasks_whose_runner_never_started(
     make_settings: MakeSettings,
 ) -> None:
     backend = ScriptedBackend()
     async with running(backend, make_settings()) as registry:
         ids = [t.task_id for t in (await registry.spawn(spawn_of(3))).tasks]
-    assert {s.state for s in registry.snapshots(ids)} <= {TaskState.CANCELLED, TaskState.COMPLETED}
+    assert {s.state for s in registry.snapshots(ids)} <= {TaskState.INTERRUPTED, TaskState.COMPLETED}
     assert all(s.state.terminal for s in registry.snapshots(ids))
 
 
@@ -454,7 +456,7 @@ async def test_an_error_in_the_body_comes_out_as_itself_not_as_an_exception_grou
     with pytest.raises(InvalidInput, match="from the body"):
         await body()
     registry = seen[0]
-    assert [s.state for s in registry.snapshots(ids)] == [TaskState.CANCELLED] * 2
+    assert [s.state for s in registry.snapshots(ids)] == [TaskState.INTERRUPTED] * 2
 
 
 async def test_running_out_of_time_while_rate_limited_fails_as_rate_limited(
