@@ -25,6 +25,7 @@ import anyio.to_thread
 
 from ..backends.roster import Roster
 from ..config.settings import Settings
+from ..core.callers import Caller
 from ..core.errors import InvalidInput, UnknownTask
 from ..core.models import TaskSnapshot, Usage
 from ..core.registry import TaskRegistry
@@ -90,12 +91,15 @@ class Synthesizer:
         quorum: Quorum = "any",
         instructions: str | None = None,
         wait: Wait | None = None,
+        *,
+        caller: Caller,
     ) -> SynthesisAnswer:
         """The synthesis of these tasks' answers, as far as it has got.
 
         ``wait`` is how the caller waits for tasks (by default until they end; the tool, up to its
         ``wait_s``): first for the sources, then for the model synthesis started or picked up here.
-        ``quorum`` applies to a merge of findings.
+        ``quorum`` applies to a merge of findings. ``task_ids`` are ids ``caller`` may see (as the
+        registry's ``select`` returns them); a model synthesis runs as ``caller``'s tasks.
 
         Raises:
             InvalidInput: ``quorum`` is a number below 1.
@@ -114,9 +118,9 @@ class Synthesizer:
             return SynthesisPending(unfinished, len(task_ids), usage(task_ids))
         if (nothing := await self._without_answers(task_ids)) is not None:
             return SynthesisDone(nothing, None, usage(task_ids))
-        final = await self._start_model(task_ids, instructions)
+        final = await self._start_model(task_ids, instructions, caller)
         await wait([final])
-        return await self._read(final, task_ids, quorum)
+        return await self._read(final, task_ids, quorum, caller)
 
     async def merge(
         self, task_ids: Sequence[str], quorum: Quorum = "any", notes: Sequence[str] = ()
@@ -138,13 +142,14 @@ class Synthesizer:
         note = "no model synthesis was started: there is no answer to synthesize"
         return await anyio.to_thread.run_sync(merge, snapshots, "any", [note])
 
-    async def _start_model(self, task_ids: Sequence[str], instructions: str | None) -> str:
+    async def _start_model(self, task_ids: Sequence[str], instructions: str | None, caller: Caller) -> str:
         """The last task of the model synthesis over these tasks: the one already started for the same
         tasks and instructions unless it failed or was cancelled, else a new one, over the answers as
         they are now."""
-        key = (tuple(task_ids), instructions)
+        # One job per principal: an operator's synthesis of someone's tasks is the operator's own.
+        key = (caller.principal, tuple(task_ids), instructions)
         known = self._jobs.get(key)
-        if known is not None and self._reusable(known.final):
+        if known is not None and self._reusable(known.final, caller):
             self._jobs.move_to_end(key)
             return known.final
         answered, missing = split_answers(self._registry.snapshots(task_ids))
@@ -153,15 +158,15 @@ class Synthesizer:
             plan_model_synthesis, answered, missing, instructions, backend, self._settings,
             abandon_on_cancel=True,
         )  # fmt: skip
-        ids = await self._registry.spawn_planned(planned)
+        ids = await self._registry.spawn_planned(planned, caller=caller)
         self._jobs[key] = _Job(final=ids[-1], tasks=tuple(ids))
         while len(self._jobs) > _MAX_REMEMBERED:
             self._jobs.popitem(last=False)
         return ids[-1]
 
-    def _reusable(self, task_id: str) -> bool:
+    def _reusable(self, task_id: str, caller: Caller) -> bool:
         try:
-            state = self._registry.snapshot(task_id).state
+            state = self._registry.snapshot(task_id, caller=caller).state
         except UnknownTask:
             return False
         return state in {TaskState.QUEUED, TaskState.RUNNING, TaskState.COMPLETED}
@@ -172,10 +177,10 @@ class Synthesizer:
         return list(job.tasks) if job else [final_id]
 
     async def _read(
-        self, final_id: str, task_ids: Sequence[str], quorum: Quorum
+        self, final_id: str, task_ids: Sequence[str], quorum: Quorum, caller: Caller
     ) -> SynthesisRunning | SynthesisDone:
         """The model synthesis: running, finished, or (if it failed) a merge with a note."""
-        answer = self._registry.snapshot(final_id)
+        answer = self._registry.snapshot(final_id, caller=caller)
         job = self._job_tasks(final_id)
         total = self._registry.usage([*task_ids, *job])
         if not answer.state.terminal:

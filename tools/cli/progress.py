@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Final, Protocol, TextIO
 import anyio
 
 from ...server import RetryNotice, SpawnReceipt, TaskRegistry, TaskSnapshot, TaskState
+from ...server.app.plan import LOCAL
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -60,7 +61,7 @@ class _Watch:
 
     def running(self) -> list[TaskSnapshot]:
         """Every running task of the registry: the spawn's and its synthesis's (``run`` has no others)."""
-        return self.registry.list(state=TaskState.RUNNING).tasks
+        return self.registry.list(state=TaskState.RUNNING, caller=LOCAL).tasks
 
     @staticmethod
     def retry(notice: RetryNotice) -> str:
