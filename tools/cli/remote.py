@@ -77,16 +77,19 @@ def doctor_lines(settings: Settings) -> list[str]:
     """What ``doctor`` says of ``serve``: where it would listen, who may call, the hosts accepted."""
     from ..http.access import AccessError, open_access, public_url
 
-    lines = [f"serve (HTTP): {public_url(settings, settings.port)} (bind {settings.host}:{settings.port})"]
+    unfinished = settings.max_unfinished_per_principal or settings.max_unfinished
+    per_minute = settings.max_spawns_per_minute or "any number of"
+    lines = [
+        f"principals: operators {', '.join(settings.operators) or 'none'}; each may have {unfinished} "
+        f"unfinished tasks and make {per_minute} spawns a minute",
+        f"serve (HTTP): {public_url(settings, settings.port)} (bind {settings.host}:{settings.port})",
+    ]
     try:
         access = open_access(settings, settings.port)
     except AccessError as exc:
-        return [*lines, f"  cannot start: {exc}"]
-    lines.append(f"  auth: {access.mode}")
-    lines.append(f"  allowed hosts: {', '.join(access.security.allowed_hosts)}")
-    operators = ", ".join(settings.operators) or "none"
-    lines.append(f"  operators: {operators}")
-    per_minute = settings.max_spawns_per_minute or "no limit"
-    unfinished = settings.max_unfinished_per_principal or settings.max_unfinished
-    lines.append(f"  per principal: {unfinished} unfinished tasks, {per_minute} spawns a minute")
-    return lines
+        return [*lines, f"serve cannot start: {exc}"]
+    return [
+        *lines,
+        f"serve auth: {access.mode}",
+        f"serve allowed hosts: {', '.join(access.security.allowed_hosts)}",
+    ]

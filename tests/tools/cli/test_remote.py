@@ -71,7 +71,9 @@ def test_doctor_reports_the_http_settings(tmp_path: Path) -> None:
     refused = run_script("doctor", "--host", "0.0.0.0", home=tmp_path)
 
     assert "serve (HTTP): http://127.0.0.1:9000/mcp (bind 127.0.0.1:9000)" in done.stdout
-    assert f"auth: bearer tokens from {tokens} (2 principals)" in done.stdout
-    assert "allowed hosts: 127.0.0.1, 127.0.0.1:*, localhost, localhost:*" in done.stdout
-    assert "operators: alice" in done.stdout
-    assert "cannot start: refusing to listen on 0.0.0.0 without authentication" in refused.stdout
+    assert f"serve auth: bearer tokens from {tokens} (2 principals)" in done.stdout
+    assert "serve allowed hosts: 127.0.0.1, 127.0.0.1:*, localhost, localhost:*" in done.stdout
+    assert (
+        "principals: operators alice; each may have 5000 unfinished tasks and make 600 spawns" in done.stdout
+    )
+    assert "serve cannot start: refusing to listen on 0.0.0.0 without authentication" in refused.stdout
