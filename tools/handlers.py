@@ -21,6 +21,7 @@ from ..server import (
     BackendUnavailable,
     ErrorKind,
     FanoutError,
+    LimitReached,
     RegistryClosed,
     Settings,
     SpawnRequest,
@@ -39,6 +40,7 @@ from ..server.intake.requests import (
     Tasks,
 )
 from . import rendering
+from .callers import caller_of
 from .engine import runtime_of
 from .lean import ServerFacts
 from .next_calls import BIG_GROUP, cancel_next, list_next
@@ -99,6 +101,8 @@ def _as_tool_errors(tool: str) -> Generator[None, None, None]:
         yield
     except UnknownTask as exc:
         raise Refusal("not_found", str(exc), "list_tasks to see the ids this server still knows.") from None
+    except LimitReached as exc:
+        raise Refusal("limit_reached", str(exc), "What the message says; nothing was started.") from None
     except (
         BackendUnavailable
     ) as exc:  # the kind first, as a task's error carries it, for a caller to branch on
@@ -159,7 +163,11 @@ async def spawn_parallel(
         tools=tools,
     )
     with _as_tool_errors("spawn_parallel"):
-        receipt = await runtime.registry.spawn(request, extra_backends={NAME: SamplingBackend.of(ctx)})
+        receipt = await runtime.registry.spawn(
+            request,
+            extra_backends={NAME: SamplingBackend.of(ctx)},
+            caller=caller_of(ctx, runtime.settings.operators),
+        )
     ids = [t.task_id for t in receipt.tasks]
     if wait_s:
         await wait_for(runtime, ids, wait_budget("spawn_parallel", runtime.settings, wait_s), ctx)
@@ -193,7 +201,7 @@ async def task_output(
     runtime = await runtime_of(ctx)
     registry = runtime.registry
     with _as_tool_errors("task_output"):
-        ids = await registry.select(task_ids, group_id)
+        ids = await registry.select(task_ids, group_id, caller=caller_of(ctx, runtime.settings.operators))
     waited = await wait_for(runtime, ids, wait_budget("task_output", runtime.settings, wait_s), ctx)
     await registry.refresh(ids)  # what other processes' tasks said meanwhile
     selector = _selector(task_ids, group_id)
@@ -241,10 +249,11 @@ async def synthesize(
     restarted), or use mode 'merge' to merge what has finished now.
     """
     runtime = await runtime_of(ctx)
+    caller = caller_of(ctx, runtime.settings.operators)
     with _as_tool_errors("synthesize"):
-        ids = await runtime.registry.select(task_ids, group_id)
+        ids = await runtime.registry.select(task_ids, group_id, caller=caller)
         wait = waiting(runtime, wait_budget("synthesize", runtime.settings, wait_s), ctx)
-        answer = await runtime.synthesizer.synthesize(ids, mode, quorum, instructions, wait)
+        answer = await runtime.synthesizer.synthesize(ids, mode, quorum, instructions, wait, caller=caller)
     groups = _groups(runtime.registry, ids)
     full = reads_text_only(ctx)
     return result(*rendering.synthesis_reply(answer, groups, _selector(task_ids, group_id), full))
@@ -258,9 +267,11 @@ async def list_tasks(
 ) -> Annotated[types.CallToolResult, ListResult]:
     """List tasks (newest last) with state, label, errors and usage, not outputs: to find ids or see
     what runs. For a big group, task_output(group_id, include="status") is smaller."""
-    registry = (await runtime_of(ctx)).registry
+    runtime = await runtime_of(ctx)
     with _as_tool_errors("list_tasks"):
-        listing = await registry.list(group_id, state, limit)
+        listing = await runtime.registry.list(
+            group_id, state, limit, caller=caller_of(ctx, runtime.settings.operators)
+        )
     answer = ListResult(
         counts=listing.counts,
         total=listing.total,
@@ -277,10 +288,11 @@ async def cancel_tasks(
 ) -> Annotated[types.CallToolResult, CancelResult]:
     """Cancel queued or running tasks. Finished ones are left as they are (under already_finished), and
     their outputs stay readable."""
-    registry = (await runtime_of(ctx)).registry
+    runtime = await runtime_of(ctx)
+    registry, caller = runtime.registry, caller_of(ctx, runtime.settings.operators)
     with _as_tool_errors("cancel_tasks"):
-        ids = await registry.select(task_ids, group_id)
-    outcome = registry.cancel(ids)
+        ids = await registry.select(task_ids, group_id, caller=caller)
+        outcome = registry.cancel(ids, caller=caller)
     with anyio.move_on_after(_CANCEL_GRACE_S):
         await registry.wait(outcome.cancelled)
     counts = registry.counts(ids)

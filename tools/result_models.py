@@ -208,7 +208,9 @@ class SynthesisResult(BaseModel):
     next: Next
 
 
-ErrorKind = Literal["invalid_input", "not_found", "backend_unavailable", "shutting_down", "internal"]
+ErrorKind = Literal[
+    "invalid_input", "not_found", "limit_reached", "backend_unavailable", "shutting_down", "internal"
+]
 
 
 class CallError(BaseModel):

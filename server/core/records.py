@@ -58,6 +58,7 @@ class GroupRecord:
 
     id: str
     task_ids: list[str]
+    owner: str  #: the principal that spawned it (``callers.py``); every task of the group has it too
     budget_usd: float | None = None
     shared_bytes: int = 0  #: what its tasks share (shared context, file texts) until the last one ends
     #: every call of every task the group ever had, evicted ones too, so reading a group's totals costs
@@ -77,6 +78,7 @@ class TaskRecord:
     id: str
     group_id: str
     spec: TaskSpec
+    owner: str  #: the principal that spawned it: only it (and an operator) sees the task
     state: TaskState = TaskState.QUEUED
     output: str | None = None  #: the answer, once ended (a running task's partial one is its progress's)
     structured: Any = None

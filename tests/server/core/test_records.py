@@ -32,6 +32,7 @@ def an_ended_record() -> TaskRecord:
         id="t-abc",
         group_id="g-def",
         spec=spec,
+        owner="alice",
         state=TaskState.FAILED,
         output='{"ok": tru',
         structured={"ok": True, "found": [1, "two"]},
