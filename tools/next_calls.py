@@ -8,11 +8,6 @@ from collections.abc import Sequence
 from ..server import Counts
 from .result_models import SpawnedTaskView, TaskView
 
-
-def finished_count(counts: Counts) -> int:
-    return counts.completed + counts.failed + counts.cancelled
-
-
 # From this many tasks on, a group is polled with include="status" (counts and ids, a few bytes per task)
 # rather than read whole: all outputs of one task_output call share the server's character budget.
 BIG_GROUP = 20
@@ -68,7 +63,7 @@ def synthesis_next(done: bool, synthesis_id: str | None, missing: int, selector:
 
 
 def list_next(counts: Counts) -> str:
-    if not finished_count(counts) + counts.queued + counts.running:
+    if not counts.ended + counts.queued + counts.running:
         return "spawn_parallel to start tasks."
     if counts.queued + counts.running:
         return (

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 
 from ..server import Counts, SpawnReceipt, Synthesis, TaskSnapshot, TaskState, Usage
 from ..server.fanin.synthesis import SynthesisAnswer, SynthesisDone, SynthesisRunning
-from .next_calls import finished_count, spawn_next, synthesis_next
+from .next_calls import spawn_next, synthesis_next
 from .result_models import (
     CancelResult,
     GroupView,
@@ -157,7 +157,7 @@ def render_status(result: TaskOutputResult, full: bool) -> str:
 
 def _render_progress(result: TaskOutputResult, while_waiting: str) -> list[str]:
     counts = result.counts
-    finished, total = finished_count(counts), sum(getattr(counts, state.value) for state in TaskState)
+    finished, total = counts.ended, sum(getattr(counts, state.value) for state in TaskState)
     head = f"{finished}/{total} task(s) finished ({describe_counts(counts)})."
     if result.done:
         head += " All done."

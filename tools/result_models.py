@@ -106,6 +106,7 @@ class IdsByState(BaseModel):
     completed: list[str] = []
     failed: list[str] = []
     cancelled: list[str] = []
+    interrupted: list[str] = []
 
 
 class TaskOutputResult(BaseModel):

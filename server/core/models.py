@@ -179,6 +179,17 @@ class Counts(BaseModel):
     completed: int = 0
     failed: int = 0
     cancelled: int = 0
+    interrupted: int = 0
+
+    @property
+    def ended(self) -> int:
+        """Tasks in a terminal state."""
+        return self.completed + self.failed + self.cancelled + self.interrupted
+
+    @property
+    def retryable(self) -> int:
+        """Tasks that ended without an answer: what ``retry_tasks`` runs again."""
+        return self.failed + self.cancelled + self.interrupted
 
     @staticmethod
     def of(states: list[TaskState]) -> Counts:

@@ -18,21 +18,34 @@ class TaskState(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    #: its process ended (a crash, a kill) while it was queued or running: it keeps its partial output, its
+    #: note says why, and ``retry_tasks`` runs it again. A store that outlives the process moves it there.
+    INTERRUPTED = "interrupted"
 
     @property
     def terminal(self) -> bool:
         return self in TERMINAL_STATES
 
 
-TERMINAL_STATES: Final = frozenset({TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED})
+TERMINAL_STATES: Final = frozenset(
+    {TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED, TaskState.INTERRUPTED}
+)
+
+#: The ends a task may be run again from (``retry_tasks``): every end but a completed one.
+RETRYABLE_STATES: Final = TERMINAL_STATES - {TaskState.COMPLETED}
 
 TRANSITIONS: Final[Mapping[TaskState, frozenset[TaskState]]] = {
     # QUEUED -> FAILED: a task whose dependency failed never starts.
-    TaskState.QUEUED: frozenset({TaskState.RUNNING, TaskState.CANCELLED, TaskState.FAILED}),
-    TaskState.RUNNING: frozenset({TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED}),
+    TaskState.QUEUED: frozenset(
+        {TaskState.RUNNING, TaskState.CANCELLED, TaskState.FAILED, TaskState.INTERRUPTED}
+    ),
+    TaskState.RUNNING: frozenset(
+        {TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED, TaskState.INTERRUPTED}
+    ),
     TaskState.COMPLETED: frozenset(),
     TaskState.FAILED: frozenset(),
     TaskState.CANCELLED: frozenset(),
+    TaskState.INTERRUPTED: frozenset(),
 }
 
 

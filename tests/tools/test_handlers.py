@@ -345,7 +345,14 @@ async def test_cancel_tasks_cancels_the_unfinished_and_reports_the_finished(
         cancelled = await call(client, "cancel_tasks", group_id=spawned["group_id"])
         assert cancelled["cancelled"] == spawned["task_ids"][1:]
         assert cancelled["already_finished"] == [{"task_id": quick, "state": "completed"}]
-        assert cancelled["counts"] == {"queued": 0, "running": 0, "completed": 1, "failed": 0, "cancelled": 2}
+        assert cancelled["counts"] == {
+            "queued": 0,
+            "running": 0,
+            "completed": 1,
+            "failed": 0,
+            "cancelled": 2,
+            "interrupted": 0,
+        }
         still = await call(client, "task_output", task_ids=[quick])
         assert still["tasks"][0]["output"] == "quick"
     assert await anyio.to_thread.run_sync(fake_api.wait_idle, 10.0)
@@ -581,6 +588,7 @@ async def test_a_status_poll_of_a_big_group_returns_ids_by_state_in_a_few_bytes_
             "completed": n - 203,
             "failed": 200,
             "cancelled": 0,
+            "interrupted": 0,
         }
         assert status["ids_by_state"] == {
             "queued": [],
@@ -588,6 +596,7 @@ async def test_a_status_poll_of_a_big_group_returns_ids_by_state_in_a_few_bytes_
             "completed": [t for i, t in enumerate(ids[:-3]) if i % 10 != 1],
             "failed": ids[1::10],
             "cancelled": [],
+            "interrupted": [],
         }
         assert status["groups"][0]["tasks"] == n and status["waited_s"] >= 0
         # A few bytes a task, where the full answer takes hundreds (ids are 18 characters).

@@ -85,3 +85,25 @@ def test_usage_adds_to_its_task_and_group_at_once_and_the_group_keeps_it_after_e
     assert record is not None and group is not None
     assert (record.spend.input_tokens, record.spend.output_tokens, record.spend.cost_usd) == (10, 3, None)
     assert (group.spend.input_tokens, group.spent_usd, group.spend.cost_usd) == (10, 0.5, None)
+
+
+def test_an_interrupted_task_ends_with_what_it_holds_its_reason_and_its_end_raised() -> None:
+    store = MemoryStore()
+    queued, running = spawn(store, "g", 2)
+    store.move(running, TaskState.RUNNING, 1.0)
+    record = store.task(running)
+    assert record is not None
+    record.output = "half an ans"  # what a durable store flushed of a running task's partial answer
+    node = store.ending
+
+    store.interrupt(running, "its server process (pid 4242) ended", 5.0)
+    store.interrupt(queued, "its server process (pid 4242) ended", 5.0)
+
+    for task_id, output in ((running, "half an ans"), (queued, None)):
+        ended = store.task(task_id)
+        assert ended is not None and ended.state is TaskState.INTERRUPTED
+        assert (ended.output, ended.note) == (output, "its server process (pid 4242) ended")
+        assert ended.finished_at is not None
+    assert (node.task_id, node.next is not None and node.next.task_id) == (running, queued)
+    assert dict(store.tally("g")) == {**dict.fromkeys(TaskState, 0), "interrupted": 2}
+    assert store.finished() == 2
