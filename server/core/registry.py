@@ -32,6 +32,7 @@ from .models import (
     GroupSummary,
     Listing,
     RetryNotice,
+    RetryReceipt,
     SpawnedTask,
     SpawnReceipt,
     Statistics,
@@ -39,6 +40,7 @@ from .models import (
     Usage,
 )
 from .records import GroupRecord, Spend, TaskRecord
+from .retries import RetryPlan, plan_retry
 from .runner import Runner
 from .state import ErrorKind, TaskState
 from .store import MemoryStore, TaskStore
@@ -51,6 +53,31 @@ _MAX_IDS_PER_CALL = 10_000
 
 def _new_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_urlsafe(12)}"
+
+
+def _new_records(group_id: str, intake: Intake, retry: RetryPlan | None) -> list[TaskRecord]:
+    """A spawn's records: each with the ids of the tasks it depends on, and for a retry the id it runs
+    again and the tasks outside the spawn it still depends on."""
+    ids = [_new_id("t") for _ in intake.tasks]
+    records: list[TaskRecord] = []
+    for n, planned in enumerate(intake.tasks):
+        own = planned.spec.depends_on
+        depends_on = tuple(ids[i] for i in own) if own else ()
+        retry_of = None
+        if retry is not None:
+            depends_on += tuple(dep.id for dep in retry.outside[n])
+            retry_of = retry.retry_of[n]
+        records.append(TaskRecord(ids[n], group_id, planned.spec, depends_on, retry_of))
+    return records
+
+
+def _kept(request: SpawnRequest) -> SpawnRequest:
+    """The spawn request itself, to keep on its group: a plan's own fields (its synthesis) left out."""
+    if type(request) is SpawnRequest:
+        return request
+    return SpawnRequest.model_construct(
+        **{name: getattr(request, name) for name in SpawnRequest.model_fields}
+    )
 
 
 class TaskRegistry:
@@ -114,6 +141,42 @@ class TaskRegistry:
             BackendUnavailable: a task's backend cannot run here.
             RegistryClosed: the server is shutting down.
         """
+        group, records, warnings = await self._spawn(request, extra_backends)
+        tasks = [SpawnedTask(task_id=r.id, label=r.spec.label, state=r.state) for r in records]
+        return SpawnReceipt(group_id=group.id, tasks=tasks, warnings=warnings)
+
+    async def retry(
+        self, task_ids: Sequence[str], extra_backends: Mapping[str, Backend] | None = None
+    ) -> RetryReceipt:
+        """Run again, as one new spawn, those of ``task_ids`` (ids ``select`` returned) that ended
+        failed, cancelled or interrupted; the completed and unfinished ones are left as they are
+        (``skipped``).
+
+        Each runs again as its spawn asked for it (its files read again) with its spawn's settings, a
+        fresh budget equal to its spawn's, and ``retry_of`` its old id. A re-run that depended on another
+        re-run waits for the new copy; one that depended on a task not run again waits for that task's
+        answer (a completed one's joins its prompt at once). ``extra_backends``: as for ``spawn``.
+
+        Raises:
+            InvalidInput: nothing to run again; tasks of several spawns or of a synthesis; a dependency
+                that ended without an answer and is not run again, or is no longer kept.
+            BackendUnavailable: a task's backend cannot run here.
+            RegistryClosed: the server is shutting down.
+        """
+        plan = plan_retry(self._known(task_ids), self._table.task, self._table.group)
+        group, records, warnings = await self._spawn(plan.request, extra_backends, plan)
+        tasks = [
+            SpawnedTask(task_id=r.id, label=r.spec.label, state=r.state, retry_of=r.retry_of) for r in records
+        ]
+        return RetryReceipt(group_id=group.id, tasks=tasks, warnings=warnings, skipped=plan.skipped)
+
+    async def _spawn(
+        self,
+        request: SpawnRequest,
+        extra_backends: Mapping[str, Backend] | None,
+        retry: RetryPlan | None = None,
+    ) -> tuple[GroupRecord, list[TaskRecord], list[str]]:
+        """Check, prepare and register a spawn (a retry's too); its group, records and warnings."""
         self._check_accepting(len(request.tasks))
         roster = self._backends.with_extra(extra_backends or {})
         room = self._settings.max_queued_bytes - self._table.held_bytes
@@ -129,14 +192,14 @@ class TaskRegistry:
                     f"budget_usd counts only priced calls; the price of {', '.join(unpriced)} is unknown, so "
                     "their cost is not counted against it (add it with --prices)."
                 )
-        group, records = self._register(intake)
-        tasks = [SpawnedTask(task_id=r.id, label=r.spec.label, state=r.state) for r in records]
-        return SpawnReceipt(group_id=group.id, tasks=tasks, warnings=intake.warnings)
+        group, records = self._register(intake, _kept(request), retry)
+        return group, records, intake.warnings
 
     async def spawn_planned(self, planned: Sequence[PlannedTask]) -> list[str]:
         """Start tasks the engine planned itself (a synthesis) as a group of their own; their ids."""
         self._check_accepting(len(planned))
-        group, _ = self._register(Intake(list(planned), warm_first=False, max_concurrency=None, warnings=[]))
+        intake = Intake(list(planned), warm_first=False, max_concurrency=None, warnings=[])
+        group, _ = self._register(intake, None)
         return list(group.task_ids)
 
     def _check_accepting(self, count: int) -> None:
@@ -158,16 +221,20 @@ class TaskRegistry:
                 f"already hold {held}. {queued_bytes_hint(self._settings)}"
             )
 
-    def _register(self, intake: Intake) -> tuple[GroupRecord, list[TaskRecord]]:
+    def _register(
+        self, intake: Intake, request: SpawnRequest | None, retry: RetryPlan | None = None
+    ) -> tuple[GroupRecord, list[TaskRecord]]:
         group_id = _new_id("g")
-        records = [TaskRecord(_new_id("t"), group_id, planned.spec) for planned in intake.tasks]
+        records = _new_records(group_id, intake, retry)
         group = GroupRecord(
             group_id,
             [record.id for record in records],
+            request=request,
             budget_usd=intake.budget_usd,
             shared_bytes=intake.shared_bytes,
         )
-        lives = self._runner.prepare(intake, records)
+        outside = [dep for deps in retry.outside for dep in deps] if retry is not None else []
+        lives = self._runner.prepare(intake, records, outside)
         self._table.add(group, records, lives)
         self._runner.start(group_id, lives, intake.max_concurrency)
         return group, records
