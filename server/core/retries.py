@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from ..intake.requests import SpawnRequest, TaskRequest
 from .errors import InvalidInput
 from .records import GroupRecord, TaskRecord
-from .state import RETRYABLE_STATES, TaskState
+from .state import TaskState
 
 #: The states of the tasks a retry leaves as they are, in the order its answer names them.
 _LEFT: tuple[TaskState, ...] = (TaskState.COMPLETED, TaskState.QUEUED, TaskState.RUNNING)
@@ -48,7 +48,7 @@ def plan_retry(
     skipped: dict[TaskState, list[str]] = {state: [] for state in _LEFT}
     chosen: list[TaskRecord] = []
     for record in records:
-        if record.state in RETRYABLE_STATES:
+        if record.state.retryable:
             chosen.append(record)
         else:
             skipped[record.state].append(record.id)
@@ -113,7 +113,7 @@ def _kept_dependency(record: TaskRecord, dep_id: str, task: Callable[[str], Task
             "retention time), so its answer is gone: spawn_parallel the task again with what it needs in its "
             "context."
         )
-    if dep.state in RETRYABLE_STATES:
+    if dep.state.retryable:
         raise InvalidInput(
             f"{name} depends on {dep.spec.label!r} [{dep.id}], which ended {dep.state.value} and is not "
             "among the tasks to run again: add its id to task_ids, or run the whole group again with "

@@ -26,6 +26,11 @@ class TaskState(StrEnum):
     def terminal(self) -> bool:
         return self in TERMINAL_STATES
 
+    @property
+    def retryable(self) -> bool:
+        """Ended without an answer: ``retry_tasks`` runs it again."""
+        return self in RETRYABLE_STATES
+
 
 TERMINAL_STATES: Final = frozenset(
     {TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED, TaskState.INTERRUPTED}
