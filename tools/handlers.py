@@ -354,7 +354,5 @@ def register(mcp: MCPServer[Any], settings: Settings) -> None:
     mcp.add_tool(
         retry_tasks,
         title="Retry subagent tasks",
-        annotations=types.ToolAnnotations(
-            read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
-        ),
+        annotations=types.ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True),
     )

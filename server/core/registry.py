@@ -11,7 +11,6 @@ running. The records are in the table's store (``table.py``, ``store.py``).
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 
@@ -23,9 +22,9 @@ from ..backends.roster import Roster
 from ..config.pricing import PriceTable
 from ..config.settings import Settings
 from ..intake.files import FileReader
-from ..intake.prepare import Intake, PlannedTask, prepare, queued_bytes_hint
+from ..intake.prepare import PlannedTask
 from ..intake.requests import SpawnRequest
-from .errors import InvalidInput, RegistryClosed, UnknownTask
+from .errors import InvalidInput, UnknownTask
 from .models import (
     CancelOutcome,
     Counts,
@@ -40,8 +39,9 @@ from .models import (
     Usage,
 )
 from .records import GroupRecord, Spend, TaskRecord
-from .retries import RetryPlan, plan_retry
+from .retries import plan_retry
 from .runner import Runner
+from .spawning import Spawner
 from .state import ErrorKind, TaskState
 from .store import MemoryStore, TaskStore
 from .table import TaskTable
@@ -49,35 +49,6 @@ from .table import TaskTable
 logger = logging.getLogger(__name__)
 
 _MAX_IDS_PER_CALL = 10_000
-
-
-def _new_id(prefix: str) -> str:
-    return f"{prefix}-{secrets.token_urlsafe(12)}"
-
-
-def _new_records(group_id: str, intake: Intake, retry: RetryPlan | None) -> list[TaskRecord]:
-    """A spawn's records: each with the ids of the tasks it depends on, and for a retry the id it runs
-    again and the tasks outside the spawn it still depends on."""
-    ids = [_new_id("t") for _ in intake.tasks]
-    records: list[TaskRecord] = []
-    for n, planned in enumerate(intake.tasks):
-        own = planned.spec.depends_on
-        depends_on = tuple(ids[i] for i in own) if own else ()
-        retry_of = None
-        if retry is not None:
-            depends_on += tuple(dep.id for dep in retry.outside[n])
-            retry_of = retry.retry_of[n]
-        records.append(TaskRecord(ids[n], group_id, planned.spec, depends_on, retry_of))
-    return records
-
-
-def _kept(request: SpawnRequest) -> SpawnRequest:
-    """The spawn request itself, to keep on its group: a plan's own fields (its synthesis) left out."""
-    if type(request) is SpawnRequest:
-        return request
-    return SpawnRequest.model_construct(
-        **{name: getattr(request, name) for name in SpawnRequest.model_fields}
-    )
 
 
 class TaskRegistry:
@@ -94,16 +65,13 @@ class TaskRegistry:
     ) -> None:
         self._tg = task_group
         self._settings = settings
-        self._backends = backends
-        self._prices = prices
-        self._reader = files
         self._table = TaskTable(store, retention_s=settings.retention_s, max_finished=settings.max_finished)
         self._runner = Runner(task_group, self._table, settings, prices, self._retrying)
+        self._spawner = Spawner(settings, backends, prices, files, self._table, self._runner)
         runner = self._runner
         # What an end means beyond the table, in this order: the lead's gate opens before the budget stop
         # ends queued siblings, and a spawn is forgotten only after that.
         self._table.on_end(runner.let_siblings_go, runner.stop_spent_spawn, runner.forget_ended_spawn)
-        self._closed = False
         self._retry_listeners: list[Callable[[RetryNotice], None]] = []
 
     def on_retry(self, listener: Callable[[RetryNotice], None]) -> None:
@@ -141,7 +109,7 @@ class TaskRegistry:
             BackendUnavailable: a task's backend cannot run here.
             RegistryClosed: the server is shutting down.
         """
-        group, records, warnings = await self._spawn(request, extra_backends)
+        group, records, warnings = await self._spawner.spawn(request, extra_backends)
         tasks = [SpawnedTask(task_id=r.id, label=r.spec.label, state=r.state) for r in records]
         return SpawnReceipt(group_id=group.id, tasks=tasks, warnings=warnings)
 
@@ -164,80 +132,15 @@ class TaskRegistry:
             RegistryClosed: the server is shutting down.
         """
         plan = plan_retry(self._known(task_ids), self._table.task, self._table.group)
-        group, records, warnings = await self._spawn(plan.request, extra_backends, plan)
+        group, records, warnings = await self._spawner.spawn(plan.request, extra_backends, plan)
         tasks = [
             SpawnedTask(task_id=r.id, label=r.spec.label, state=r.state, retry_of=r.retry_of) for r in records
         ]
         return RetryReceipt(group_id=group.id, tasks=tasks, warnings=warnings, skipped=plan.skipped)
 
-    async def _spawn(
-        self,
-        request: SpawnRequest,
-        extra_backends: Mapping[str, Backend] | None,
-        retry: RetryPlan | None = None,
-    ) -> tuple[GroupRecord, list[TaskRecord], list[str]]:
-        """Check, prepare and register a spawn (a retry's too); its group, records and warnings."""
-        self._check_accepting(len(request.tasks))
-        roster = self._backends.with_extra(extra_backends or {})
-        room = self._settings.max_queued_bytes - self._table.held_bytes
-        intake = await prepare(request, self._settings, self._reader, roster, room)
-        self._check_accepting(len(intake.tasks))  # the file reads awaited: check again
-        self._check_room(intake)
-        if intake.budget_usd is not None:
-            unpriced = sorted(
-                {m for p in intake.tasks if (m := p.spec.model) and self._prices.price(m) is None}
-            )
-            if unpriced:
-                intake.warnings.append(
-                    f"budget_usd counts only priced calls; the price of {', '.join(unpriced)} is unknown, so "
-                    "their cost is not counted against it (add it with --prices)."
-                )
-        group, records = self._register(intake, _kept(request), retry)
-        return group, records, intake.warnings
-
     async def spawn_planned(self, planned: Sequence[PlannedTask]) -> list[str]:
         """Start tasks the engine planned itself (a synthesis) as a group of their own; their ids."""
-        self._check_accepting(len(planned))
-        intake = Intake(list(planned), warm_first=False, max_concurrency=None, warnings=[])
-        group, _ = self._register(intake, None)
-        return list(group.task_ids)
-
-    def _check_accepting(self, count: int) -> None:
-        if self._closed:
-            raise RegistryClosed("the server is shutting down and starts no new tasks")
-        limit, unfinished = self._settings.max_unfinished, self._table.unfinished
-        if unfinished + count > limit:
-            raise InvalidInput(
-                f"{unfinished} tasks are still queued or running and this spawn would pass the "
-                f"server's limit of {limit} unfinished tasks; collect or cancel some first."
-            )
-
-    def _check_room(self, intake: Intake) -> None:
-        spawn = intake.shared_bytes + sum(planned.held_bytes for planned in intake.tasks)
-        limit, held = self._settings.max_queued_bytes, self._table.held_bytes
-        if held + spawn > limit:
-            raise InvalidInput(
-                f"this spawn's tasks, shared context and files take {spawn} bytes, and unfinished tasks "
-                f"already hold {held}. {queued_bytes_hint(self._settings)}"
-            )
-
-    def _register(
-        self, intake: Intake, request: SpawnRequest | None, retry: RetryPlan | None = None
-    ) -> tuple[GroupRecord, list[TaskRecord]]:
-        group_id = _new_id("g")
-        records = _new_records(group_id, intake, retry)
-        group = GroupRecord(
-            group_id,
-            [record.id for record in records],
-            request=request,
-            budget_usd=intake.budget_usd,
-            shared_bytes=intake.shared_bytes,
-        )
-        outside = [dep for deps in retry.outside for dep in deps] if retry is not None else []
-        lives = self._runner.prepare(intake, records, outside)
-        self._table.add(group, records, lives)
-        self._runner.start(group_id, lives, intake.max_concurrency)
-        return group, records
+        return self._spawner.spawn_planned(planned)
 
     # --- reading -----------------------------------------------------------------------------------
 
@@ -404,7 +307,7 @@ class TaskRegistry:
 
     def close(self) -> None:
         """Refuse new spawns and cancel everything that runs."""
-        self._closed = True
+        self._spawner.closed = True
         self._tg.cancel_scope.cancel()
 
     def sweep(self) -> None:
