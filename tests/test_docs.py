@@ -149,6 +149,7 @@ def test_the_public_surfaces_are_pinned() -> None:
         "Quorum",
         "RegistryClosed",
         "RetryNotice",
+        "RetryReceipt",
         "Runtime",
         "Settings",
         "SettingsError",

@@ -50,6 +50,7 @@ from .result_models import (
     FinishedTask,
     GroupView,
     ListResult,
+    RetryResult,
     SpawnResult,
     SynthesisResult,
     TaskOutputResult,
@@ -305,8 +306,31 @@ async def cancel_tasks(
     return result(answer, rendering.render_cancel(answer))
 
 
+async def retry_tasks(
+    ctx: Context,
+    task_ids: TaskIds = None,
+    group_id: GroupId = None,
+) -> Annotated[types.CallToolResult, RetryResult]:
+    """Run tasks that ended interrupted, failed or cancelled again, in a new group: each under a new id,
+    with retry_of its old one. Completed and unfinished ones are left (under skipped).
+
+    Use it when tasks show interrupted (their server stopped: a crash or restart) or failed for a
+    passing reason. Each runs as first asked (files read again), with its spawn's settings and a fresh
+    budget_usd equal to the original's.
+
+    Next: task_output(group_id) with the new group_id.
+    """
+    runtime = await runtime_of(ctx)
+    registry, caller = runtime.registry, caller_of(ctx, runtime.settings.operators)
+    with _as_tool_errors("retry_tasks"):
+        ids = await registry.select(task_ids, group_id, caller=caller)
+        receipt = await registry.retry(ids, extra_backends={NAME: SamplingBackend.of(ctx)}, caller=caller)
+    answer = rendering.retry_result(receipt)
+    return result(answer, rendering.render_retry(answer))
+
+
 def register(mcp: MCPServer[Any], settings: Settings) -> None:
-    """Add the five tools to ``mcp``."""
+    """Add the six tools to ``mcp``."""
     mcp.add_tool(
         spawn_parallel,
         title="Spawn parallel subagents",
@@ -339,4 +363,9 @@ def register(mcp: MCPServer[Any], settings: Settings) -> None:
         annotations=types.ToolAnnotations(
             read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
         ),
+    )
+    mcp.add_tool(
+        retry_tasks,
+        title="Retry subagent tasks",
+        annotations=types.ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True),
     )

@@ -9,7 +9,7 @@ from typing import Final
 import mcp_types as types
 
 from ..server import Counts, TaskSnapshot, TaskState, Usage, fair_shares
-from .next_calls import finished_count, output_next
+from .next_calls import output_next
 from .rendering import ids_by_state, render_output, task_view
 from .result_models import GroupView, TaskOutputResult
 from .results import LARGE_RESULT_CHARS, largest_page, result
@@ -48,7 +48,7 @@ def output_result(
         pages = zip(snaps, shares, strict=True)
         views = [task_view(snap, offset, share, text_too=full) for snap, share in pages]
         answer = TaskOutputResult(
-            done=finished_count(counts) == len(snaps),
+            done=counts.ended == len(snaps),
             counts=counts,
             tasks=views,
             usage=usage,
@@ -73,7 +73,7 @@ def status_result(
     totals; no snapshot of any task."""
     counts = Counts.of_tally({state: len(state_ids) for state, state_ids in by_state.items()})
     return TaskOutputResult(
-        done=finished_count(counts) == named,
+        done=counts.ended == named,
         counts=counts,
         ids_by_state=ids_by_state(by_state),
         usage=usage,

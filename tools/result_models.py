@@ -55,6 +55,9 @@ class SpawnResult(BaseModel):
     next: Next
 
 
+RetryOf = Annotated[str | None, Field(description="The task this one runs again (retry_tasks).")]
+
+
 class TaskView(BaseModel):
     """One task in task_output: its state and (a page of) its output."""
 
@@ -62,6 +65,7 @@ class TaskView(BaseModel):
     group_id: str
     label: str
     state: TaskState
+    retry_of: RetryOf = _omitted_if_none()
     output: Annotated[str | None, Field(description="The answer, or the part that fits this page.")] = (
         _omitted_if_none()
     )
@@ -106,6 +110,7 @@ class IdsByState(BaseModel):
     completed: list[str] = []
     failed: list[str] = []
     cancelled: list[str] = []
+    interrupted: list[str] = []
 
 
 class TaskOutputResult(BaseModel):
@@ -139,6 +144,7 @@ class TaskSummary(BaseModel):
     label: str
     role: str | None = _omitted_if_none()
     state: TaskState
+    retry_of: RetryOf = _omitted_if_none()
     output_chars: int
     error: TaskError | None = _omitted_if_none()
     note: str | None = _omitted_if_none()
@@ -172,6 +178,34 @@ class CancelResult(BaseModel):
         list[FinishedTask], Field(description="Ids that had already ended; untouched.")
     ]
     counts: Counts
+    next: Next
+
+
+class RetriedTaskView(BaseModel):
+    task_id: str
+    retry_of: Annotated[str, Field(description="The id it runs again.")]
+    label: str
+    state: TaskState
+
+
+class SkippedTasks(BaseModel):
+    """Named tasks of one state that retry_tasks left as they are."""
+
+    state: TaskState
+    count: int
+    task_ids: Annotated[list[str], Field(description="Their ids (the first 100).")]
+    reason: Annotated[str, Field(description="Why, and what to do.")]
+
+
+class RetryResult(BaseModel):
+    """Returned by retry_tasks."""
+
+    group_id: Annotated[str, Field(description="The new group that runs the tasks again.")]
+    tasks: Annotated[
+        list[RetriedTaskView], Field(description="The new tasks, each with the id it runs again.")
+    ]
+    skipped: Annotated[list[SkippedTasks], Field(description="Named tasks not run again, by state.")]
+    warnings: list[str]
     next: Next
 
 

@@ -4,7 +4,7 @@
 ``runner.py``), bounded by a ``CapacityLimiter`` (and by its spawn's own limiter when it asked for
 less). Each task gets its own cancel scope when it is spawned, before its runner starts, so cancelling a
 queued task works. A task's failure is recorded on the task and never reaches the task group: its
-siblings and the server go on. On exit every unfinished task ends ``cancelled`` and nothing is left
+siblings and the server go on. On exit every unfinished task ends ``interrupted`` and nothing is left
 running. The records are in the table's store (``table.py``, ``store.py``).
 
 Every call that names tasks, or lists or spawns them, takes the ``Caller`` (``callers.py``): a task or
@@ -17,7 +17,6 @@ What ``select`` returns has been checked, so the calls that take its ids (``snap
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 
@@ -29,10 +28,10 @@ from ..backends.roster import Roster
 from ..config.pricing import PriceTable
 from ..config.settings import Settings
 from ..intake.files import FileReader
-from ..intake.prepare import Intake, PlannedTask, prepare, queued_bytes_hint
+from ..intake.prepare import PlannedTask
 from ..intake.requests import SpawnRequest
 from .callers import Caller
-from .errors import InvalidInput, RegistryClosed, UnknownTask
+from .errors import UnknownTask
 from .lookup import MAX_IDS_PER_CALL, Lookup
 from .models import (
     CancelOutcome,
@@ -40,6 +39,7 @@ from .models import (
     GroupSummary,
     Listing,
     RetryNotice,
+    RetryReceipt,
     SpawnedTask,
     SpawnReceipt,
     Statistics,
@@ -47,8 +47,10 @@ from .models import (
     Usage,
 )
 from .quotas import Quotas
-from .records import GroupRecord, Spend, TaskRecord
+from .records import Spend, TaskRecord
+from .retries import plan_retry
 from .runner import SHUTDOWN_NOTE, Runner
+from .spawning import Spawner
 from .state import ErrorKind, TaskState
 from .store import MemoryStore, StoreHooks, TaskStore
 from .table import TaskTable
@@ -57,10 +59,6 @@ logger = logging.getLogger(__name__)
 
 #: who a cancel another process asked for (through the store) is carried out as
 _ANOTHER_PROCESS = Caller("another server process on the store", operator=True)
-
-
-def _new_id(prefix: str) -> str:
-    return f"{prefix}-{secrets.token_urlsafe(12)}"
 
 
 class TaskRegistry:
@@ -77,23 +75,20 @@ class TaskRegistry:
     ) -> None:
         self._tg = task_group
         self._settings = settings
-        self._backends = backends
-        self._prices = prices
-        self._reader = files
         self._store = store
         self._table = TaskTable(store, retention_s=settings.retention_s, max_finished=settings.max_finished)
         self._lookup = Lookup(self._table, settings.retention_s)
         self._runner = Runner(task_group, self._table, settings, prices, self._retrying)
-        runner = self._runner
-        # What an end means beyond the table, in this order: the lead's gate opens before the budget stop
-        # ends queued siblings, and a spawn is forgotten only after that.
-        self._table.on_end(runner.let_siblings_go, runner.stop_spent_spawn, runner.forget_ended_spawn)
-        self._closed = False
-        self._quotas = Quotas(
+        quotas = Quotas(
             settings.max_unfinished_per_principal or settings.max_unfinished,
             settings.max_spawns_per_minute,
             lambda owner: self._table.tally(owner=owner),
         )
+        self._spawner = Spawner(settings, backends, prices, files, self._table, self._runner, quotas)
+        runner = self._runner
+        # What an end means beyond the table, in this order: the lead's gate opens before the budget stop
+        # ends queued siblings, and a spawn is forgotten only after that.
+        self._table.on_end(runner.let_siblings_go, runner.stop_spent_spawn, runner.forget_ended_spawn)
         self._retry_listeners: list[Callable[[RetryNotice], None]] = []
         store.attach(StoreHooks(progress=self._table.moved_progress, cancel=self._cancel_asked))
 
@@ -133,28 +128,39 @@ class TaskRegistry:
             BackendUnavailable: a task's backend cannot run here.
             RegistryClosed: the server is shutting down.
         """
-        self._check_accepting(len(request.tasks))
-        self._quotas.check(caller, len(request.tasks))
-        roster = self._backends.with_extra(extra_backends or {})
-        room = self._settings.max_queued_bytes - self._table.held_bytes
-        intake = await prepare(request, self._settings, self._reader, roster, room)
-        self._check_accepting(len(intake.tasks))  # the file reads awaited: check again
-        self._quotas.check(caller, len(intake.tasks))
-        self._check_room(intake)
-        if intake.budget_usd is not None:
-            unpriced = sorted(
-                {m for p in intake.tasks if (m := p.spec.model) and self._prices.price(m) is None}
-            )
-            if unpriced:
-                intake.warnings.append(
-                    f"budget_usd counts only priced calls; the price of {', '.join(unpriced)} is unknown, so "
-                    "their cost is not counted against it (add it with --prices)."
-                )
-        group, records = self._register(intake, caller)
-        self._quotas.spawned(caller)
+        group, records, warnings = await self._spawner.spawn(request, extra_backends, caller)
         await self._store.flush()  # the ids are returned once they outlive a crash
         tasks = [SpawnedTask(task_id=r.id, label=r.spec.label, state=r.state) for r in records]
-        return SpawnReceipt(group_id=group.id, tasks=tasks, warnings=intake.warnings)
+        return SpawnReceipt(group_id=group.id, tasks=tasks, warnings=warnings)
+
+    async def retry(
+        self, task_ids: Sequence[str], extra_backends: Mapping[str, Backend] | None = None, *, caller: Caller
+    ) -> RetryReceipt:
+        """Run again, as one new spawn, those of ``task_ids`` (ids ``select`` returned) that ended
+        failed, cancelled or interrupted; the completed and unfinished ones are left as they are
+        (``skipped``).
+
+        Each runs again as its spawn asked for it (its files read again) with its spawn's settings, a
+        fresh budget equal to its spawn's, and ``retry_of`` its old id. A re-run that depended on another
+        re-run waits for the new copy; one that depended on a task not run again waits for that task's
+        answer (a completed one's joins its prompt at once). ``extra_backends``: as for ``spawn``. The new
+        spawn belongs to ``caller``.
+
+        Raises:
+            InvalidInput: nothing to run again; tasks of several spawns or of a synthesis; a dependency
+                that ended without an answer and is not run again, or is no longer kept.
+            BackendUnavailable: a task's backend cannot run here.
+            RegistryClosed: the server is shutting down.
+        """
+        records = self._lookup.known(task_ids, caller)
+        await self._store.refresh([dep for record in records for dep in record.depends_on])
+        plan = plan_retry(records, self._table.task, self._table.group)
+        group, records, warnings = await self._spawner.spawn(plan.request, extra_backends, caller, plan)
+        await self._store.flush()
+        tasks = [
+            SpawnedTask(task_id=r.id, label=r.spec.label, state=r.state, retry_of=r.retry_of) for r in records
+        ]
+        return RetryReceipt(group_id=group.id, tasks=tasks, warnings=warnings, skipped=plan.skipped)
 
     async def spawn_planned(
         self, planned: Sequence[PlannedTask], synthesis_key: str, *, caller: Caller
@@ -162,12 +168,10 @@ class TaskRegistry:
         """Start the tasks of a model synthesis, planned by the engine for ``caller``, as a group of their
         own, owned by ``caller``; their ids. They are kept under ``synthesis_key`` (``recall_synthesis``
         finds them, in any process). Only the server's limits apply: the caller asked for it by name."""
-        self._check_accepting(len(planned))
-        intake = Intake(list(planned), warm_first=False, max_concurrency=None, warnings=[])
-        group, _ = self._register(intake, caller)
-        self._store.remember_synthesis(synthesis_key, tuple(group.task_ids))
+        ids = self._spawner.spawn_planned(planned, caller)
+        self._store.remember_synthesis(synthesis_key, tuple(ids))
         await self._store.flush()
-        return list(group.task_ids)
+        return ids
 
     async def recall_synthesis(self, synthesis_key: str) -> tuple[str, ...] | None:
         """The tasks of the model synthesis kept under ``synthesis_key`` (by this process or another, this
@@ -176,40 +180,6 @@ class TaskRegistry:
         if ids is not None:
             await self._store.refresh(ids)
         return ids
-
-    def _check_accepting(self, count: int) -> None:
-        if self._closed:
-            raise RegistryClosed("the server is shutting down and starts no new tasks")
-        limit, unfinished = self._settings.max_unfinished, self._table.unfinished
-        if unfinished + count > limit:
-            raise InvalidInput(
-                f"{unfinished} tasks are still queued or running and this spawn would pass the "
-                f"server's limit of {limit} unfinished tasks; collect or cancel some first."
-            )
-
-    def _check_room(self, intake: Intake) -> None:
-        spawn = intake.shared_bytes + sum(planned.held_bytes for planned in intake.tasks)
-        limit, held = self._settings.max_queued_bytes, self._table.held_bytes
-        if held + spawn > limit:
-            raise InvalidInput(
-                f"this spawn's tasks, shared context and files take {spawn} bytes, and unfinished tasks "
-                f"already hold {held}. {queued_bytes_hint(self._settings)}"
-            )
-
-    def _register(self, intake: Intake, caller: Caller) -> tuple[GroupRecord, list[TaskRecord]]:
-        group_id, owner = _new_id("g"), caller.principal
-        records = [TaskRecord(_new_id("t"), group_id, planned.spec, owner) for planned in intake.tasks]
-        group = GroupRecord(
-            group_id,
-            [record.id for record in records],
-            owner,
-            budget_usd=intake.budget_usd,
-            shared_bytes=intake.shared_bytes,
-        )
-        lives = self._runner.prepare(intake, records)
-        self._table.add(group, records, lives)
-        self._runner.start(group_id, lives, intake.max_concurrency)
-        return group, records
 
     # --- reading -----------------------------------------------------------------------------------
 
@@ -236,8 +206,7 @@ class TaskRegistry:
         elif task_ids is not None and group_id is None and len(task_ids) <= MAX_IDS_PER_CALL:
             await self._store.refresh(list(dict.fromkeys(task_ids)))
 
-    def _records(self, task_ids: Sequence[str]) -> list[TaskRecord]:
-        """The records of the known ones of ``task_ids``, in their order."""
+    def _records(self, task_ids: Sequence[str]) -> list[TaskRecord]:  # the known ones, in their order
         return [record for task_id in task_ids if (record := self._table.task(task_id)) is not None]
 
     def snapshot(self, task_id: str, *, caller: Caller) -> TaskSnapshot:
@@ -379,7 +348,7 @@ class TaskRegistry:
 
     def close(self) -> None:
         """Refuse new spawns and interrupt everything unfinished (it ends ``interrupted``)."""
-        self._closed = True
+        self._spawner.closed = True
         self._runner.shutting_down = True
         self._tg.cancel_scope.cancel()
 

@@ -85,12 +85,14 @@ class Runner:
 
     # --- a new spawn ------------------------------------------------------------------------------------
 
-    def prepare(self, intake: Intake, records: Sequence[TaskRecord]) -> list[Live]:
-        """The live part of each task of a spawn: its request, dependencies and warm-up gate."""
+    def prepare(
+        self, intake: Intake, records: Sequence[TaskRecord], outside: Sequence[TaskRecord] = ()
+    ) -> list[Live]:
+        """The live part of each task of a spawn: its request, dependencies and warm-up gate.
+        ``outside``: the tasks of other spawns some of them depend on (a retry's)."""
         leads: dict[tuple[str, str], anyio.Event] = {}
         lives: list[Live] = []
-        for record, planned in zip(records, intake.tasks, strict=True):
-            deps = tuple(records[i] for i in record.spec.depends_on)
+        for record, planned, deps in zip(records, intake.tasks, _dependencies(records, outside), strict=True):
             # A dependant starts late anyway: it neither warms the cache nor waits for a warm-up.
             warm = intake.warm_first and not deps and planned.backend.traits.caches_prompts
             gate, opens = _warm_up(record.spec, leads) if warm else (None, None)
@@ -300,6 +302,16 @@ class Runner:
             note="not started: the spawn's budget was spent",
             error=over_budget(group),
         )
+
+
+def _dependencies(
+    records: Sequence[TaskRecord], outside: Sequence[TaskRecord]
+) -> list[tuple[TaskRecord, ...]]:
+    """Each record's dependencies (its ``depends_on``), as records."""
+    if not any(record.depends_on for record in records):
+        return [()] * len(records)
+    known = {record.id: record for record in (*records, *outside)}
+    return [tuple(known[task_id] for task_id in record.depends_on) for record in records]
 
 
 async def _answer(

@@ -17,6 +17,9 @@ implementation must guarantee:
   store whose tasks end elsewhere (another process) raises those ends here as well.
 * **Usage added at once.** ``record_usage`` adds a call to its task's and its group's totals together;
   a group's totals include its evicted tasks.
+* **Interrupted, not running forever.** A task whose process ended before the task did (a crash, a
+  kill) ends ``interrupted``, moved by the store itself: with what the store holds of its output, the
+  reason as its note, and its end raised like any other (``MemoryStore.interrupt`` is that move).
 * **Eviction of ended tasks only**, oldest end first; a group goes with its last task.
 * **Reads cost what they return.** ``tally`` is kept as tasks move; ``newest`` reads the records it
   returns (and those it skips for a state), not the whole store.
@@ -42,6 +45,7 @@ carries out (it learns of it through its store's ``StoreHooks.cancel``).
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Reversible, Sequence
 from dataclasses import dataclass, field
@@ -232,6 +236,14 @@ class MemoryStore:
         ended, self._ending = self._ending, Ending()
         ended.task_id, ended.next = task_id, self._ending
         ended.event.set()
+
+    def interrupt(self, task_id: str, reason: str, at: float) -> None:
+        """End an unfinished task ``interrupted`` at ``at`` (monotonic), ``reason`` its note, keeping
+        what the record holds of its output: the move a durable store makes for the tasks of a process
+        that died. (Nothing in this process calls it on its own tasks, which end through the table.)"""
+        record = self._tasks[task_id]
+        outcome = Outcome(record.output, None, None, record.model, None, reason, record.attempts, time.time())
+        self.move(task_id, TaskState.INTERRUPTED, at, outcome)
 
     def record_usage(self, task_id: str, tokens: Tokens, cost_usd: float | None) -> None:
         record = self._tasks[task_id]

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from ..records import GroupRecord, Spend, TaskRecord, from_json, group_from_json, group_to_json, to_json
+from ..records import GroupRecord, Spend, TaskRecord, from_json, group_from_json, to_json
 from ..state import TERMINAL_STATES, TaskState
 from .schema import connect
 
@@ -150,7 +150,7 @@ class Database:
         with self._transaction():
             conn.executemany(
                 "INSERT INTO groups (id, owner, process, created_at, spend, body) VALUES (?, ?, ?, ?, ?, ?)",
-                [(g.id, _owner(g), self.process_id, time.time(), spend_json(g.spend), group_to_json(g))
+                [(g.id, _owner(g), self.process_id, time.time(), spend_json(g.spend), to_json(g).decode())
                  for g in batch.new_groups],
             )  # fmt: skip
             conn.executemany("UPDATE groups SET spend = ? WHERE id = ?", batch.group_spends)

@@ -7,7 +7,6 @@ import inspect
 from collections.abc import Callable
 
 import anyio
-import pytest
 
 from server import Caller, Settings, SpawnRequest, TaskRequest, TaskState, UnknownTask, open_registry
 from tests.server.fakes import ScriptedBackend, gated

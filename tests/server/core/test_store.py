@@ -105,3 +105,25 @@ def test_an_owners_tally_and_newest_hold_only_its_tasks_and_go_with_its_last_one
     store.evict(ended_before=1_000.0, keep=0)
     assert store.newest(None, None, 10, owner="bob") == []
     assert dict(store.tally(owner="bob")) == dict.fromkeys(TaskState, 0)
+
+
+def test_an_interrupted_task_ends_with_what_it_holds_its_reason_and_its_end_raised() -> None:
+    store = MemoryStore()
+    queued, running = spawn(store, "g", 2)
+    store.move(running, TaskState.RUNNING, 1.0)
+    record = store.task(running)
+    assert record is not None
+    record.output = "half an ans"  # what a durable store flushed of a running task's partial answer
+    node = store.ending
+
+    store.interrupt(running, "its server process (pid 4242) ended", 5.0)
+    store.interrupt(queued, "its server process (pid 4242) ended", 5.0)
+
+    for task_id, output in ((running, "half an ans"), (queued, None)):
+        ended = store.task(task_id)
+        assert ended is not None and ended.state is TaskState.INTERRUPTED
+        assert (ended.output, ended.note) == (output, "its server process (pid 4242) ended")
+        assert ended.finished_at is not None
+    assert (node.task_id, node.next is not None and node.next.task_id) == (running, queued)
+    assert dict(store.tally("g")) == {**dict.fromkeys(TaskState, 0), "interrupted": 2}
+    assert store.finished() == 2
