@@ -312,11 +312,10 @@ async def retry_tasks(
     group_id: GroupId = None,
 ) -> Annotated[types.CallToolResult, RetryResult]:
     """Run tasks that ended interrupted, failed or cancelled again, in a new group: each under a new id,
-    with retry_of its old one. Completed and unfinished ones are left (under skipped).
+    with retry_of its old one. Completed and unfinished ones are skipped.
 
-    Use it when tasks show interrupted (their server stopped: a crash or restart) or failed for a
-    passing reason. Each runs as first asked (files read again), with its spawn's settings and a fresh
-    budget_usd equal to the original's.
+    Use it when tasks show interrupted (their server stopped) or failed for a passing reason. Each
+    runs as first asked (files read again), with its spawn's settings and a fresh budget_usd.
 
     Next: task_output(group_id) with the new group_id.
     """
