@@ -23,7 +23,7 @@ from server import (
     TaskFailure,
     TaskSink,
 )
-from server.core import registry as registry_module
+from server.core import durable as durable_module
 from server.core.records import TaskRecord
 from server.core.store import MemoryStore
 from server.intake import answer_schemas as outputs
@@ -706,13 +706,13 @@ async def test_after_a_restart_interrupted_tasks_are_shown_and_one_call_runs_the
         stores.append(MemoryStore())
         return stores[-1]
 
-    monkeypatch.setattr(registry_module, "MemoryStore", first_store)
+    monkeypatch.setattr(durable_module, "MemoryStore", first_store)  # what --store memory opens
     tasks = [
         {"task": "[[reply:ground]]", "label": "ground"},
         {"task": "[[hold:after=2]] [[words:4]]", "label": "streaming", "depends_on": ["ground"]},
         {"task": "[[hold]] [[reply:queued one]]", "label": "held"},
     ]
-    async with connect(make_settings()) as client:
+    async with connect(make_settings(store="memory")) as client:
         spawned = await call(client, "spawn_parallel", tasks=tasks)
         group_id, ids = spawned["group_id"], spawned["task_ids"]
         await held(fake_api, 2)
@@ -722,8 +722,8 @@ async def test_after_a_restart_interrupted_tasks_are_shown_and_one_call_runs_the
         left = reopened(stores[0], group_id, partial)  # the store as it stood when its process died
     fake_api.release()
 
-    monkeypatch.setattr(registry_module, "MemoryStore", lambda: left)
-    async with connect(make_settings()) as client:  # a new server process on the same store
+    monkeypatch.setattr(durable_module, "MemoryStore", lambda: left)
+    async with connect(make_settings(store="memory")) as client:  # a new server process on that store
         listed = await call(client, "list_tasks", state="interrupted")
         assert [t["task_id"] for t in listed["tasks"]] == ids[1:]
         assert (
