@@ -69,7 +69,8 @@ REMOTE_OPTIONS: Final[Mapping[str, Option]] = {
     "operators": Option(
         "--operators",
         "FANOUT_OPERATORS",
-        "principals (comma-separated) that list and cancel every principal's tasks (default: none)",
+        "principals (comma-separated; the local user as local:NAME) that list and cancel every "
+        "principal's tasks (default: none)",
         metavar="NAMES",
     ),
     "host": Option(

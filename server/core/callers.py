@@ -13,6 +13,9 @@ import os
 from dataclasses import dataclass
 
 
+LOCAL_PREFIX = "local:"
+
+
 @dataclass(frozen=True, slots=True)
 class Caller:
     """The principal of a call, and whether it is an operator (sees and cancels every task)."""
@@ -22,12 +25,14 @@ class Caller:
 
     @classmethod
     def local(cls, operator: bool = False) -> Caller:
-        """The user this process runs as: the principal of stdio and of the ``run`` command."""
+        """The user this process runs as, ``local:NAME``: the principal of stdio and of the ``run``
+        command. The prefix keeps it apart from an HTTP token's principal of the same name (a token's name
+        has no ``:``) when stdio and HTTP servers share one store."""
         try:
             name = getpass.getuser()
         except (OSError, KeyError):  # no login name and no passwd entry (a bare container)
             name = f"uid-{os.getuid()}"
-        return cls(name, operator)
+        return cls(f"{LOCAL_PREFIX}{name}", operator)
 
     def sees(self, owner: str) -> bool:
         """Whether this caller may see (and cancel) what ``owner`` spawned."""
