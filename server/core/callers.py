@@ -12,7 +12,6 @@ import getpass
 import os
 from dataclasses import dataclass
 
-
 LOCAL_PREFIX = "local:"
 
 
