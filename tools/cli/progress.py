@@ -132,6 +132,7 @@ class _LiveTable:
     def _render(self) -> RenderableType:
         from rich.console import Group
         from rich.table import Table
+        from rich.text import Text
 
         watch = self._watch
         table = Table(box=None, pad_edge=False, header_style="bold")
@@ -147,7 +148,9 @@ class _LiveTable:
                 "?" if usage.cost_usd is None else f"${usage.cost_usd:.4f}",
                 snap.note or "",
             )
-        return Group(table, self._footer())
+        # Text, not a str: a str is highlighted (its numbers coloured one by one), and how depends on what
+        # else was printed; the footer reads the same on every redraw.
+        return Group(table, Text(self._footer()))
 
     def _footer(self) -> str:
         watch = self._watch
