@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncGenerator, Callable
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from mcp.server.mcpserver import MCPServer
@@ -14,7 +14,9 @@ from .engine import RuntimeSlot, open_in_background
 from .handlers import register, tool_facts
 from .identity import INSTRUCTIONS, NAME, TITLE, package_version
 from .prompt_templates import register_prompts
+from .run_parallel import register as register_run_parallel
 from .sampling import NAME as SAMPLING
+from .tasks.support import TaskSupport
 
 if TYPE_CHECKING:
     from ..server import Backend, Settings
@@ -40,8 +42,12 @@ def create_server(
     ``after_import`` is called once the runtime's modules are imported (see ``engine``).
     """
 
-    def lifespan(_: MCPServer[RuntimeSlot]) -> AbstractAsyncContextManager[RuntimeSlot]:
-        return open_in_background(settings, backend, after_import)
+    tasks = TaskSupport()
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[RuntimeSlot]) -> AsyncGenerator[RuntimeSlot]:
+        async with open_in_background(settings, backend, after_import) as slot, tasks.open():
+            yield slot
 
     mcp: MCPServer[RuntimeSlot] = StrictServer(
         NAME,
@@ -51,8 +57,12 @@ def create_server(
         lifespan=lifespan,
         log_level=settings.log_level,  # type: ignore[arg-type]  # checked by Settings
         facts=tool_facts(settings, backend_names(settings, backend)),
+        extensions=[tasks.extension],
+        middleware=[tasks.middleware],
     )
+    tasks.serve(mcp)
     register(mcp, settings)
+    register_run_parallel(mcp, settings)
     register_prompts(mcp)
     if not settings.roots:
         logger.warning(

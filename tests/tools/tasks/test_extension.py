@@ -1,0 +1,166 @@
+"""The 2026-07-28 tasks extension through the real MCP client in memory, declaring the extension on its
+requests as Claude Code does: a handle at once, polls through working to the end, cancel both ways."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client, MCPError
+from mcp_types import CallToolResult
+
+from server import Settings
+from tests.fake_api import FakeApi
+from tests.tools.tasks.client import CreatedTask, TasksClient, call_as_task, cancel_task, get_task
+from tests.tools.test_handlers import MakeSettings, call, held, structured
+from tools import create_server
+from tools.tasks import book
+
+HELD = [{"task": "[[hold]]", "label": "a"}, {"task": "[[hold]]", "label": "b"}]
+
+
+@asynccontextmanager
+async def tasks_client(settings: Settings) -> AsyncGenerator[Client]:
+    async with Client(create_server(settings), extensions=[TasksClient()]) as client:
+        yield client
+
+
+async def handle(client: Client, tool: str, **arguments: Any) -> CreatedTask:
+    answer = await call_as_task(client, tool, arguments)
+    assert isinstance(answer, CreatedTask), answer
+    return answer
+
+
+async def until_ended(client: Client, task_id: str) -> Any:
+    """Poll as Claude Code does (at once, then every pollIntervalMs) until the task has ended."""
+    with anyio.fail_after(30):
+        while True:
+            polled = await get_task(client, task_id)
+            if polled.status != "working":
+                return polled
+            await anyio.sleep((polled.poll_interval_ms or 1000) / 1000)
+
+
+async def test_run_parallel_answers_with_a_handle_at_once_and_the_result_holds_every_output_and_the_synthesis(
+    fake_api: FakeApi, make_settings: MakeSettings
+) -> None:
+    async with tasks_client(make_settings()) as client:
+        created = await handle(client, "run_parallel", tasks=HELD, mode="llm")
+        group_id, kind, _ = created.task_id.split(".")  # the group's id names the handle
+        assert group_id.startswith("g-") and kind == "run" and created.status == "working"
+        await held(fake_api, 2)  # the handle came back while both subagents were still running
+        working = await get_task(client, created.task_id)
+        assert working.status == "working" and working.status_message is not None
+        assert "0 of 2 done" in working.status_message and "2 running" in working.status_message
+        assert working.poll_interval_ms == 1000 and working.ttl_ms
+        fake_api.release()
+        ended = await until_ended(client, created.task_id)
+        assert ended.last_updated_at != working.last_updated_at
+        assert ended.status == "completed" and ended.result is not None
+        result = CallToolResult.model_validate(ended.result)
+        answer = structured(result)
+        assert not result.is_error and answer["done"]
+        assert [t["state"] for t in answer["outputs"]["tasks"]] == ["completed", "completed"]
+        assert answer["synthesis"]["mode"] == "llm" and answer["synthesis"]["done"]
+        listed = await call(client, "list_tasks", group_id=group_id)
+        assert listed["counts"]["completed"] == 2
+
+
+async def test_tasks_cancel_cancels_the_fan_out_and_cancel_tasks_on_the_group_ends_the_handle(
+    fake_api: FakeApi, make_settings: MakeSettings
+) -> None:
+    async with tasks_client(make_settings()) as client:
+        first = await handle(client, "run_parallel", tasks=HELD)
+        assert first.task_id.startswith("g-") and "." not in first.task_id  # the group's id itself
+        await held(fake_api, 2)
+        await cancel_task(client, first.task_id)
+        assert (await until_ended(client, first.task_id)).status == "cancelled"
+        # The handle's id is the group's: the plain tools take it as it is.
+        listed = await call(client, "list_tasks", group_id=first.task_id)
+        assert listed["counts"]["cancelled"] == 2
+        second = await handle(client, "run_parallel", tasks=HELD, mode="merge")
+        group_id = second.task_id.split(".")[0]
+        assert await anyio.to_thread.run_sync(fake_api.wait_requests, 4, 10.0)
+        await call(client, "cancel_tasks", group_id=group_id)
+        assert (await until_ended(client, second.task_id)).status == "cancelled"
+
+
+async def test_a_fan_out_whose_every_subagent_fails_completes_with_the_failures_in_its_result(
+    fake_api: FakeApi, make_settings: MakeSettings
+) -> None:
+    failing = [
+        {"task": "[[hold]][[fail:400;message=bad one]]"},
+        {"task": "[[hold]][[fail:400;message=bad two]]"},
+    ]
+    async with tasks_client(make_settings()) as client:
+        created = await handle(client, "run_parallel", tasks=failing, mode="merge")
+        fake_api.release()
+        ended = await until_ended(client, created.task_id)
+    assert ended.status == "completed"
+    result = CallToolResult.model_validate(ended.result)
+    assert not result.is_error
+    assert [t["state"] for t in structured(result)["outputs"]["tasks"]] == ["failed", "failed"]
+
+
+async def test_an_internal_error_ends_the_task_failed_with_the_error(
+    fake_api: FakeApi, make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*args: object) -> CallToolResult:
+        raise RuntimeError("the engine broke")
+
+    monkeypatch.setattr(book, "collect", broken)
+    async with tasks_client(make_settings()) as client:
+        created = await handle(client, "run_parallel", tasks=HELD)
+        ended = await until_ended(client, created.task_id)
+    assert ended.status == "failed" and ended.error is not None
+    assert "the engine broke" in ended.error["message"]
+
+
+async def test_task_output_and_synthesize_that_would_wait_answer_with_handles(
+    fake_api: FakeApi, make_settings: MakeSettings
+) -> None:
+    async with tasks_client(make_settings()) as client:
+        spawned = await call(client, "spawn_parallel", tasks=HELD)
+        group = spawned["group_id"]
+        waiting = await handle(client, "task_output", group_id=group)
+        merging = await handle(client, "synthesize", group_id=group, mode="llm")
+        assert waiting.task_id.startswith(group) and merging.task_id.startswith(group)
+        fake_api.release()
+        outputs = CallToolResult.model_validate((await until_ended(client, waiting.task_id)).result)
+        merged = CallToolResult.model_validate((await until_ended(client, merging.task_id)).result)
+        assert structured(outputs)["done"] and structured(merged)["done"]
+        # Nothing left to wait for: a plain result, no handle.
+        again = await call_as_task(client, "task_output", {"group_id": group})
+        assert isinstance(again, CallToolResult) and structured(again)["done"]
+
+
+async def test_an_unknown_id_is_the_protocols_error_and_a_client_without_the_extension_is_refused(
+    fake_api: FakeApi, make_settings: MakeSettings
+) -> None:
+    settings = make_settings()
+    async with tasks_client(settings) as client:
+        for unknown in ("g-nothing", "nonsense", "g-x.run.!!", "g-x.task_output.e30"):
+            with pytest.raises(MCPError) as refused:
+                await get_task(client, unknown)
+            assert refused.value.error.code == -32602
+    async with Client(create_server(settings)) as plain:
+        with pytest.raises(MCPError) as refused:
+            await get_task(plain, "g-nothing")
+        assert refused.value.error.code == -32021
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_a_client_without_tasks_gets_run_parallels_plain_result_within_the_servers_wait(
+    fake_api: FakeApi, make_settings: MakeSettings, mode: str
+) -> None:
+    async with Client(create_server(make_settings(max_wait_s=0.5)), mode=mode) as client:  # type: ignore[arg-type]
+        answer = await call(client, "run_parallel", tasks=HELD, wait_s=30)
+        assert not answer["done"] and answer["synthesis"] is None
+        assert f'task_output(group_id="{answer["group_id"]}")' in answer["next"]
+        fake_api.release()
+        done = await call(client, "run_parallel", tasks=[{"task": "[[reply:one]]"}], mode="merge")
+    assert done["done"] and done["synthesis"]["mode"] == "merge"
+    assert done["outputs"]["tasks"][0]["output"] == "one"
