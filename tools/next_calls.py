@@ -10,7 +10,8 @@ from .result_models import SpawnedTaskView, TaskView
 
 
 def finished_count(counts: Counts) -> int:
-    return counts.completed + counts.failed + counts.cancelled
+    """Tasks that have ended, in any way (``interrupted``: their server process ended first)."""
+    return counts.completed + counts.failed + counts.cancelled + counts.interrupted
 
 
 # From this many tasks on, a group is polled with include="status" (counts and ids, a few bytes per task)

@@ -244,6 +244,9 @@ class TaskBook:
                 structured = cast(dict[str, Any], answer.structured_content or {})
                 if answer.is_error or structured.get("done"):
                     break
+                # A step returns unfinished only once its wait has run out, or when what it waits
+                # for cannot move on its own: pace the next one as a client would poll.
+                await anyio.sleep(job.poll_interval_ms / 1000)
             job.observe(await progress(context, job.task_ids))  # the status message at the end
         except Exception as exc:
             logger.exception("task %s failed inside the server", job.task_id)
