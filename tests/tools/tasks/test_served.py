@@ -16,7 +16,7 @@ from tests.tools.served import SCRIPT, Served, served, started
 
 EXTENSION = "io.modelcontextprotocol/tasks"
 # What Claude Code (2.1.319) puts in the _meta of every request: the extension among its capabilities.
-CLAUDE_CODE = {
+CLAUDE_CODE: dict[str, Any] = {
     "io.modelcontextprotocol/protocolVersion": "2026-07-28",
     "io.modelcontextprotocol/clientInfo": {"name": "claude-code", "version": "2.1.319"},
     "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}, "extensions": {EXTENSION: {}}},
@@ -72,7 +72,7 @@ async def test_claude_codes_extension_flow_replayed_against_the_installed_server
             )
             assert listed["structuredContent"]["counts"]["cancelled"] == 2
             # A call that does not declare the extension gets today's result, and no tasks/*.
-            plain = {**CLAUDE_CODE, "io.modelcontextprotocol/clientCapabilities": {}}
+            plain: dict[str, Any] = {**CLAUDE_CODE, "io.modelcontextprotocol/clientCapabilities": {}}
             result = await server.request(
                 "tools/call", {"name": "list_tasks", "arguments": {}, "_meta": plain}
             )
@@ -99,6 +99,7 @@ async def test_vs_codes_core_tasks_against_the_installed_server(fake_api: FakeAp
             assert (await server.request("tasks/get", {"taskId": created["taskId"]}))["status"] == "working"
             listed = await server.request("tasks/list", {})
             assert created["taskId"] in [task["taskId"] for task in listed["tasks"]]
+            result: dict[str, Any] = {}
             async with anyio.create_task_group() as group:
                 group.start_soon(_release_when_held, fake_api)
                 result = await server.request("tasks/result", {"taskId": created["taskId"]})  # blocks
