@@ -120,6 +120,13 @@ class Synthesizer:
         await wait([final])
         return await self._read(final, task_ids, quorum)
 
+    async def started(self, task_ids: Sequence[str], instructions: str | None) -> tuple[str, ...]:
+        """Every task of the model synthesis started over these tasks and instructions (here, by another
+        process, or before a restart), to cancel it with them; none if none was."""
+        key = (tuple(task_ids), instructions)
+        job = self._jobs.get(key) or await self._recall(key)
+        return job.tasks if job is not None else ()
+
     async def merge(
         self, task_ids: Sequence[str], quorum: Quorum = "any", notes: Sequence[str] = ()
     ) -> Synthesis:

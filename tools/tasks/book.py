@@ -167,11 +167,17 @@ class TaskBook:
         return job
 
     async def cancel(self, job: Job, ctx: ServerRequestContext[Any, Any]) -> None:
-        """Cancel the tasks the job waits for, as cancel_tasks does, and the job itself."""
-        registry = (await runtime_of(self._context(ctx))).registry
+        """Cancel the tasks the job waits for, as cancel_tasks does (its model synthesis too), and the job
+        itself."""
+        runtime = await runtime_of(self._context(ctx))
         job.cancel_asked = True
+        synthesis: tuple[str, ...] = ()
+        if job.handle.kind != "task_output":  # its model synthesis, if one started, goes with it
+            synthesis = await runtime.synthesizer.started(
+                job.task_ids, job.handle.arguments.get("instructions")
+            )
         try:
-            registry.cancel(job.task_ids, reason="cancelled by tasks/cancel")
+            runtime.registry.cancel([*job.task_ids, *synthesis], reason="cancelled by tasks/cancel")
         except UnknownTask:  # ended and no longer kept meanwhile: nothing left to cancel
             logger.debug("tasks of %s no longer kept", job.task_id)
         job.scope.cancel()

@@ -164,3 +164,17 @@ async def test_a_client_without_tasks_gets_run_parallels_plain_result_within_the
         done = await call(client, "run_parallel", tasks=[{"task": "[[reply:one]]"}], mode="merge")
     assert done["done"] and done["synthesis"]["mode"] == "merge"
     assert done["outputs"]["tasks"][0]["output"] == "one"
+
+
+async def test_tasks_cancel_during_the_model_synthesis_cancels_the_synthesis_too(
+    fake_api: FakeApi, make_settings: MakeSettings
+) -> None:
+    quick = [{"task": "[[reply:one]]"}, {"task": "[[reply:two]]"}]
+    async with tasks_client(make_settings()) as client:
+        created = await handle(client, "run_parallel", tasks=quick, mode="llm", instructions="[[hold]]")
+        await held(fake_api, 1)  # the sources have ended; the synthesis waits at the gate
+        await cancel_task(client, created.task_id)
+        assert (await until_ended(client, created.task_id)).status == "cancelled"
+        listed = await call(client, "list_tasks")
+    states = [task["state"] for task in listed["tasks"]]
+    assert states == ["completed", "completed", "cancelled"]
