@@ -191,6 +191,8 @@ class TaskBook:
             raise TaskNotFound(handle.task_id) from exc
         job = Job(handle, ids, ttl_ms=int(runtime.settings.retention_s * 1000))
         job.observe(await progress(context, ids))
+        if (opened := self._jobs.get(job.task_id)) is not None:  # by a poll that came meanwhile
+            return opened
         self._jobs[job.task_id] = job
         self._forget_old()
         assert self._tg is not None, "the book is not open"
