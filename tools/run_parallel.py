@@ -105,12 +105,14 @@ async def collect(
         synthesis = SynthesisResult.model_validate(merged.structured_content)
         texts.append(_text(merged))
     done = read.done and (synthesis is None or synthesis.done)
+    next_call = _next(group_id, read, synthesis, mode)
     answer = RunResult(
         group_id=group_id,
         done=done,
-        outputs=read,
+        # One next call for the run: the outputs' own would say to synthesize what is synthesized.
+        outputs=read.model_copy(update={"next": next_call}),
         synthesis=synthesis,
-        next=_next(group_id, read, synthesis, mode),
+        next=next_call,
     )
     return result(answer, "\n\n".join([f"Group {group_id}.", *texts, f"Next: {answer.next}"]))
 
@@ -120,9 +122,13 @@ def _next(group_id: str, read: TaskOutputResult, synthesis: SynthesisResult | No
     if not read.done:
         merge = "" if mode == "none" else f", then synthesize({group})"
         return f"task_output({group}) to wait for the tasks still running{merge}. {read.next}"
-    if synthesis is not None:
-        return synthesis.next
-    return read.next
+    if synthesis is None:
+        return read.next
+    if any(task.truncated for task in read.tasks):  # the synthesis read them whole; the model did not
+        return (
+            f"{synthesis.next} Outputs cut short here: task_output(task_ids=[that id], offset=next_offset)."
+        )
+    return synthesis.next
 
 
 def _text(answer: types.CallToolResult) -> str:

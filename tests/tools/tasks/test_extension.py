@@ -152,20 +152,6 @@ async def test_an_unknown_id_is_the_protocols_error_and_a_client_without_the_ext
         assert refused.value.error.code == -32021
 
 
-@pytest.mark.parametrize("mode", ["auto", "legacy"])
-async def test_a_client_without_tasks_gets_run_parallels_plain_result_within_the_servers_wait(
-    fake_api: FakeApi, make_settings: MakeSettings, mode: str
-) -> None:
-    async with Client(create_server(make_settings(max_wait_s=0.5)), mode=mode) as client:  # type: ignore[arg-type]
-        answer = await call(client, "run_parallel", tasks=HELD, wait_s=30)
-        assert not answer["done"] and answer["synthesis"] is None
-        assert f'task_output(group_id="{answer["group_id"]}")' in answer["next"]
-        fake_api.release()
-        done = await call(client, "run_parallel", tasks=[{"task": "[[reply:one]]"}], mode="merge")
-    assert done["done"] and done["synthesis"]["mode"] == "merge"
-    assert done["outputs"]["tasks"][0]["output"] == "one"
-
-
 async def test_tasks_cancel_during_the_model_synthesis_cancels_the_synthesis_too(
     fake_api: FakeApi, make_settings: MakeSettings
 ) -> None:
