@@ -117,6 +117,8 @@ async def test_vs_codes_core_tasks_against_the_installed_server(fake_api: FakeAp
             assert cancelled["status"] == "cancelled"
             again = await server.exchange("tasks/cancel", {"taskId": second["taskId"]})
             assert again["error"]["code"] == -32602
+            unknown = await server.exchange("tasks/get", {"taskId": "g-unknown"})
+            assert unknown["error"]["code"] == -32602
             plain = await server.request(
                 "tools/call", {"name": "run_parallel", "arguments": {"tasks": HELD, "wait_s": 0}}
             )
