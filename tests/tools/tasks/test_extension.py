@@ -125,6 +125,8 @@ async def test_task_output_and_synthesize_that_would_wait_answer_with_handles(
     async with tasks_client(make_settings()) as client:
         spawned = await call(client, "spawn_parallel", tasks=HELD)
         group = spawned["group_id"]
+        look = await call_as_task(client, "task_output", {"group_id": group, "wait_s": 0})
+        assert isinstance(look, CallToolResult) and not structured(look)["done"]  # a look: no handle
         waiting = await handle(client, "task_output", group_id=group)
         merging = await handle(client, "synthesize", group_id=group, mode="llm")
         assert waiting.task_id.startswith(group) and merging.task_id.startswith(group)
