@@ -1,10 +1,15 @@
-"""The 2026-07-28 tasks extension through the real MCP client in memory, declaring the extension on its
-requests as Claude Code does: a handle at once, polls through working to the end, cancel both ways."""
+"""The 2026-07-28 tasks extension as Claude Code speaks it (the extension declared in each request's own
+_meta): through the real MCP client in memory, and in raw JSON-RPC against the installed server over
+stdio (a transcript of Claude Code's flow, and a restart in the middle). A handle at once, polls through
+working to the end, cancel both ways, failures, unknown ids."""
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -14,7 +19,9 @@ from mcp_types import CallToolResult
 
 from server import Settings
 from tests.fake_api import FakeApi
-from tests.tools.tasks.client import CreatedTask, TasksClient, call_as_task, cancel_task, get_task
+from tests.tools.cli.test_main import script_env
+from tests.tools.served import SCRIPT, Served, started
+from tests.tools.tasks.client import EXTENSION, CreatedTask, TasksClient, call_as_task, cancel_task, get_task
 from tests.tools.test_handlers import MakeSettings, call, held, structured
 from tools import create_server
 from tools.tasks import book
@@ -166,3 +173,92 @@ async def test_tasks_cancel_during_the_model_synthesis_cancels_the_synthesis_too
         listed = await call(client, "list_tasks")
     states = [task["state"] for task in listed["tasks"]]
     assert states == ["completed", "completed", "cancelled"]
+
+
+# --- against the installed server over stdio, in raw JSON-RPC, as Claude Code speaks ---------------------
+
+# What Claude Code (2.1.319) puts in the _meta of every request: the extension among its capabilities.
+CLAUDE_CODE: dict[str, Any] = {
+    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+    "io.modelcontextprotocol/clientInfo": {"name": "claude-code", "version": "2.1.319"},
+    "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}, "extensions": {EXTENSION: {}}},
+}
+
+
+def as_claude_code(**params: Any) -> dict[str, Any]:
+    return {**params, "_meta": CLAUDE_CODE}
+
+
+async def poll(server: Served, task_id: str) -> dict[str, Any]:
+    """tasks/get at once, then every pollIntervalMs, until the task has ended (bound by the caller)."""
+    while True:
+        task = await server.request("tasks/get", as_claude_code(taskId=task_id))
+        if task["status"] != "working":
+            return task
+        await anyio.sleep(task["pollIntervalMs"] / 1000)
+
+
+def argv(tmp_path: Path, store: Path | None = None) -> list[str]:
+    return [str(SCRIPT), "--root", str(tmp_path), "--store", str(store or tmp_path / "tasks.db")]
+
+
+async def test_claude_codes_extension_flow_replayed_against_the_installed_server(
+    fake_api: FakeApi, tmp_path: Path
+) -> None:
+    async with started(argv(tmp_path), script_env(fake_api)) as server:
+        with anyio.fail_after(60):
+            discovered = await server.request("server/discover", as_claude_code())
+            assert discovered["capabilities"]["extensions"] == {EXTENSION: {}}
+            call = as_claude_code(name="run_parallel", arguments={"tasks": HELD, "mode": "merge"})
+            created = await server.request("tools/call", call)
+            assert created["resultType"] == "task" and created["status"] == "working"
+            assert {"taskId", "createdAt", "lastUpdatedAt", "ttlMs", "pollIntervalMs"} <= set(created)
+            first = await server.request("tasks/get", as_claude_code(taskId=created["taskId"]))  # at once
+            assert first["status"] == "working" and "2 running" in first["statusMessage"]
+            fake_api.release()
+            ended = await poll(server, created["taskId"])
+            assert ended["status"] == "completed" and not ended["result"].get("isError")
+            outputs = ended["result"]["structuredContent"]["outputs"]["tasks"]
+            assert [t["state"] for t in outputs] == ["completed", "completed"]
+            assert ended["result"]["structuredContent"]["synthesis"]["mode"] == "merge"
+            # An interrupt: tasks/cancel, and the fan-out is cancelled.
+            fake_api.rearm()
+            second = await server.request(
+                "tools/call", as_claude_code(name="run_parallel", arguments={"tasks": HELD})
+            )
+            await server.request("tasks/cancel", as_claude_code(taskId=second["taskId"]))
+            assert (await poll(server, second["taskId"]))["status"] == "cancelled"
+            listed = await server.request(
+                "tools/call", as_claude_code(name="list_tasks", arguments={"group_id": second["taskId"]})
+            )
+            assert listed["structuredContent"]["counts"]["cancelled"] == 2
+            # A call that does not declare the extension gets today's result, and no tasks/*.
+            plain: dict[str, Any] = {**CLAUDE_CODE, "io.modelcontextprotocol/clientCapabilities": {}}
+            result = await server.request(
+                "tools/call", {"name": "list_tasks", "arguments": {}, "_meta": plain}
+            )
+            assert result["resultType"] == "complete"
+            refused = await server.exchange("tasks/get", {"taskId": second["taskId"], "_meta": plain})
+            assert refused["error"]["code"] == -32021
+            unknown = await server.exchange("tasks/get", as_claude_code(taskId="g-unknown"))
+            assert unknown["error"]["code"] == -32602
+
+
+async def test_a_task_survives_a_kill_and_restart_on_the_same_store(
+    fake_api: FakeApi, tmp_path: Path
+) -> None:
+    store = tmp_path / "tasks.db"
+    async with started(argv(tmp_path, store), script_env(fake_api)) as server:
+        with anyio.fail_after(60):
+            call = as_claude_code(name="run_parallel", arguments={"tasks": HELD, "mode": "merge"})
+            created = await server.request("tools/call", call)
+            assert await anyio.to_thread.run_sync(fake_api.wait_held, 2, 10.0)
+            os.kill(server.pid, signal.SIGKILL)
+            await server.exit_status()
+    async with started(argv(tmp_path, store), script_env(fake_api)) as server:
+        with anyio.fail_after(60):
+            ended = await poll(server, created["taskId"])
+    assert ended["status"] == "completed"
+    outputs = ended["result"]["structuredContent"]["outputs"]["tasks"]
+    assert [t["state"] for t in outputs] == ["interrupted", "interrupted"]
+    assert ended["result"]["structuredContent"]["synthesis"]["done"]
