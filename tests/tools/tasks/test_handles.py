@@ -20,8 +20,8 @@ def test_a_run_with_the_default_synthesis_is_its_group_id_and_any_other_handle_s
 def test_a_waiting_calls_handle_keeps_its_arguments_but_the_wait() -> None:
     answer = {"done": False, "groups": [{"group_id": "g-xyz"}]}
     found = handle_for("task_output", {"task_ids": ["t-1"], "wait_s": 30, "include": "status"}, answer)
+    assert found is not None and parse(found.task_id) == found
     assert found == Handle("task_output", "g-xyz", {"task_ids": ["t-1"], "include": "status"})
-    assert parse(found.task_id) == found  # pyright: ignore[reportOptionalMemberAccess]  (checked above)
 
 
 @pytest.mark.parametrize(
