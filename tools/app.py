@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncGenerator, Callable
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from mcp.server.auth.provider import TokenVerifier
@@ -16,7 +16,9 @@ from .engine import RuntimeSlot, open_in_background
 from .handlers import register, tool_facts
 from .identity import INSTRUCTIONS, NAME, TITLE, package_version
 from .prompt_templates import register_prompts
+from .run_parallel import register as register_run_parallel
 from .sampling import NAME as SAMPLING
+from .tasks.support import TaskSupport
 
 if TYPE_CHECKING:
     from ..server import Backend, Settings
@@ -48,8 +50,12 @@ def create_server(
     and ``auth`` check the bearer tokens of HTTP requests (``tools/http/access.py``).
     """
 
-    def lifespan(_: MCPServer[RuntimeSlot]) -> AbstractAsyncContextManager[RuntimeSlot]:
-        return open_in_background(settings, backend, after_import)
+    tasks = TaskSupport(settings.operators)
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[RuntimeSlot]) -> AsyncGenerator[RuntimeSlot]:
+        async with open_in_background(settings, backend, after_import) as slot, tasks.open():
+            yield slot
 
     mcp: MCPServer[RuntimeSlot] = StrictServer(
         NAME,
@@ -61,8 +67,12 @@ def create_server(
         facts=tool_facts(settings, backend_names(settings, backend)),
         token_verifier=verifier,
         auth=auth,
+        extensions=[tasks.extension],
+        middleware=[tasks.middleware],
     )
+    tasks.serve(mcp)
     register(mcp, settings)
+    register_run_parallel(mcp, settings)
     register_prompts(mcp)
     if not settings.roots:
         logger.warning(

@@ -78,6 +78,21 @@ WaitSeconds = Annotated[
 ]
 TaskIds = Annotated[list[str] | None, Field(description="Task ids (or give group_id).")]
 GroupId = Annotated[str | None, Field(description="All tasks of this spawn_parallel group.")]
+Instructions = Annotated[str | None, Field(description="What the merged answer should focus on.")]
+SynthesisMode = Annotated[
+    Literal["auto", "llm", "merge"],
+    Field(
+        description="'llm': a model merges; 'merge': by rule, no model; 'auto': 'llm' if the server's "
+        "default backend can run, else 'merge'."
+    ),
+]
+QuorumArg = Annotated[
+    Literal["any", "majority", "all"] | int,
+    Field(
+        description="'merge' of findings: keep those at least this many tasks reported ('majority': "
+        "over half of those with findings)."
+    ),
+]
 
 
 def tool_facts(settings: Settings, backends: Sequence[str]) -> ServerFacts:
@@ -222,24 +237,9 @@ async def synthesize(
     ctx: Context,
     group_id: GroupId = None,
     task_ids: TaskIds = None,
-    instructions: Annotated[
-        str | None,
-        Field(description="What the merged answer should focus on."),
-    ] = None,
-    mode: Annotated[
-        Literal["auto", "llm", "merge"],
-        Field(
-            description="'llm': a model merges; 'merge': by rule, no model; 'auto': 'llm' if the server's "
-            "default backend can run, else 'merge'."
-        ),
-    ] = "auto",
-    quorum: Annotated[
-        Literal["any", "majority", "all"] | int,
-        Field(
-            description="'merge' of findings: keep those at least this many tasks reported ('majority': "
-            "over half of those with findings)."
-        ),
-    ] = "any",
+    instructions: Instructions = None,
+    mode: SynthesisMode = "auto",
+    quorum: QuorumArg = "any",
     wait_s: WaitSeconds = None,
 ) -> Annotated[types.CallToolResult, SynthesisResult]:
     """Merge finished tasks' answers into one: duplicates once, conflicts with every side, actions by

@@ -16,6 +16,7 @@ from mcp.server.mcpserver import Context
 from ..server.fanin.synthesis import Wait
 from .rendering import describe_counts
 from .results import Refusal, call_again
+from .tasks.mode import look_only
 
 if TYPE_CHECKING:
     from ..server import Runtime, Settings
@@ -25,17 +26,17 @@ logger = logging.getLogger(__name__)
 
 def wait_budget(tool: str, settings: Settings, wait_s: float | None) -> float:
     """The seconds a call of ``tool`` waits: the server's default, or what it asked for, at most the
-    server's limit.
+    server's limit; none for a call a task handle waits for instead (``tasks.mode``).
 
     Raises:
         Refusal: ``wait_s`` is not a number of seconds >= 0.
     """
     if wait_s is None:
-        return min(settings.default_wait_s, settings.max_wait_s)
+        wait_s = settings.default_wait_s
     if math.isnan(wait_s) or wait_s < 0:
         message = f"wait_s must be a number of seconds >= 0 (got {wait_s})"
         raise Refusal("invalid_input", message, call_again(tool))
-    return min(wait_s, settings.max_wait_s)
+    return 0.0 if look_only() else min(wait_s, settings.max_wait_s)
 
 
 def waiting(runtime: Runtime, seconds: float, ctx: Context) -> Wait:

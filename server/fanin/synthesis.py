@@ -128,6 +128,15 @@ class Synthesizer:
         await wait([final])
         return await self._read(final, task_ids, quorum, caller)
 
+    async def started(
+        self, task_ids: Sequence[str], instructions: str | None, *, caller: Caller
+    ) -> tuple[str, ...]:
+        """Every task of the model synthesis started for ``caller`` over these tasks and instructions (here,
+        by another process, or before a restart), to cancel it with them; none if none was."""
+        key = (caller.principal, tuple(task_ids), instructions)
+        job = self._jobs.get(key) or await self._recall(key)
+        return job.tasks if job is not None else ()
+
     async def merge(
         self, task_ids: Sequence[str], quorum: Quorum = "any", notes: Sequence[str] = ()
     ) -> Synthesis:

@@ -42,6 +42,7 @@ class Served:
         self._stderr = bytearray()
         self._stderr_done = anyio.Event()
         self._next_id = 0
+        self.notifications: list[dict[str, Any]] = []  #: what came meanwhile, in order
         group.start_soon(self._gather_stderr)
 
     @property
@@ -49,13 +50,20 @@ class Served:
         return self.process.pid
 
     async def request(self, method: str, params: dict[str, Any]) -> Any:
+        message = await self.exchange(method, params)
+        assert "error" not in message, message
+        return message["result"]
+
+    async def exchange(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """The whole answer to a request, its result or its error; notifications meanwhile are kept."""
         self._next_id += 1
         await self._send({"jsonrpc": "2.0", "id": self._next_id, "method": method, "params": params})
         while True:
             message = json.loads(await self._stdout.receive_until(b"\n", 16 * 1024 * 1024))
             if message.get("id") == self._next_id:
-                assert "error" not in message, message
-                return message["result"]
+                return message
+            if "id" not in message:
+                self.notifications.append(message)
 
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> Any:
         result = await self.request("tools/call", {"name": name, "arguments": arguments})

@@ -86,8 +86,14 @@ async def test_tools_are_listed_with_descriptions_schemas_and_hints(
     async with connect(make_settings(), mode) as client:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
     assert set(tools) == {
-        "spawn_parallel", "task_output", "synthesize", "list_tasks", "cancel_tasks", "retry_tasks"
-    }  # fmt: skip
+        "spawn_parallel",
+        "task_output",
+        "synthesize",
+        "list_tasks",
+        "cancel_tasks",
+        "retry_tasks",
+        "run_parallel",
+    }
     for tool in tools.values():
         assert tool.description and len(tool.description) > 100
         assert tool.output_schema is not None

@@ -30,6 +30,10 @@ from ..identity import INSTRUCTIONS, NAME, TITLE
 HANDSHAKE_VERSIONS: Final = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
 MODERN_VERSIONS: Final = ("2026-07-28",)
 _META: Final = "io.modelcontextprotocol/"
+# What tools/tasks advertises: core tasks at 2025-11-25 (core.py), the tasks extension at 2026-07-28.
+_CORE_TASKS: Final = "2025-11-25"
+_TASKS_CAPABILITY: Final[dict[str, Any]] = {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}}
+_TASKS_EXTENSION: Final = "io.modelcontextprotocol/tasks"
 # A first line longer than this is not a handshake: the SDK gets it unanswered.
 _MAX_FIRST_LINE: Final = 64 * 1024
 
@@ -133,14 +137,18 @@ def initialize_answer(params: dict[str, Any], version: str) -> dict[str, Any] | 
     if not well_formed:
         return None
     asked = params["protocolVersion"]
+    negotiated = asked if asked in HANDSHAKE_VERSIONS else HANDSHAKE_VERSIONS[-1]
+    capabilities: dict[str, Any] = {
+        "prompts": {"listChanged": False},
+        "resources": {"listChanged": False, "subscribe": False},
+        "tools": {"listChanged": False},
+    }
+    if negotiated == _CORE_TASKS:
+        capabilities["tasks"] = _TASKS_CAPABILITY
     return {
-        "capabilities": {
-            "prompts": {"listChanged": False},
-            "resources": {"listChanged": False, "subscribe": False},
-            "tools": {"listChanged": False},
-        },
+        "capabilities": capabilities,
         "instructions": INSTRUCTIONS,
-        "protocolVersion": asked if asked in HANDSHAKE_VERSIONS else HANDSHAKE_VERSIONS[-1],
+        "protocolVersion": negotiated,
         "serverInfo": _server_info(version),
     }
 
@@ -158,6 +166,7 @@ def discover_answer(params: dict[str, Any], version: str) -> dict[str, Any] | No
     return {
         "cacheScope": "private",
         "capabilities": {
+            "extensions": {_TASKS_EXTENSION: {}},
             "prompts": {"listChanged": True},
             "resources": {"listChanged": True, "subscribe": True},
             "tools": {"listChanged": True},
