@@ -339,7 +339,7 @@ async def test_without_an_api_key_the_server_starts_and_spawning_says_how_to_con
 ) -> None:
     monkeypatch.delenv("ANTHROPIC_API_KEY")
     async with connect(make_settings(), mode) as client:
-        assert len((await client.list_tools()).tools) == 6
+        assert len((await client.list_tools()).tools) == 7
         message = await error(client, "spawn_parallel", tasks=[{"task": "x"}])
         assert "ANTHROPIC_API_KEY" in message
         assert (await call(client, "list_tasks"))["tasks"] == []

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import signal
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 from anyio.abc import Process
 from mcp import Client
+from mcp.client import ClientExtension
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
@@ -37,13 +38,15 @@ class Serving:
         return self.url.removesuffix("/mcp")
 
     @asynccontextmanager
-    async def client(self, token: str | None, mode: str = "auto") -> AsyncGenerator[Client]:
+    async def client(
+        self, token: str | None, mode: str = "auto", extensions: Sequence[ClientExtension] = ()
+    ) -> AsyncGenerator[Client]:
         """The SDK's client, connected with ``token`` as its bearer token (its HTTP client is ours to
-        close: the SDK closes only one it made)."""
+        close: the SDK closes only one it made), declaring ``extensions``."""
         headers = {"Authorization": f"Bearer {token}"} if token is not None else None
         async with create_mcp_http_client(headers=headers) as http:
             transport = streamable_http_client(self.url, http_client=http)
-            async with Client(transport, mode=mode) as client:  # type: ignore[arg-type]
+            async with Client(transport, mode=mode, extensions=list(extensions)) as client:  # type: ignore[arg-type]
                 yield client
 
     async def stop(self) -> int:

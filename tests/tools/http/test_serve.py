@@ -9,10 +9,12 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
+from mcp import MCPError
 
 from tests.answers import reply, synthesis
 from tests.fake_api import FakeApi
 from tests.tools.http.serving import call, serve_env, serving
+from tests.tools.tasks.client import CreatedTask, TasksClient, call_as_task, cancel_task, get_task
 from tools.http.tokens import add_token
 
 #: A request that needs nothing but a caller let in: 2026-07-28's server/discover, as a client sends it.
@@ -150,6 +152,33 @@ async def test_one_principal_cannot_see_read_synthesize_or_cancel_anothers_tasks
                 assert (await call(root, "list_tasks"))["total"] == 3
                 cancelled = await call(root, "cancel_tasks", group_id=group)
                 assert sorted(cancelled["cancelled"]) == sorted(ids)
+        assert await served.stop() == 0
+
+
+async def test_one_principals_task_handle_is_unknown_to_another_and_an_operator_can_poll_it(
+    fake_api: FakeApi, tmp_path: Path
+) -> None:
+    path, issued = tokens(tmp_path, "alice", "bob", "root")
+    args = ["--auth-tokens", str(path), "--operators", "root"]
+    async with serving(args, serve_env(fake_api, tmp_path)) as served:
+        with anyio.fail_after(60):
+            async with (
+                served.client(issued["alice"], extensions=[TasksClient()]) as alice,
+                served.client(issued["bob"], extensions=[TasksClient()]) as bob,
+                served.client(issued["root"], extensions=[TasksClient()]) as root,
+            ):
+                handle = await call_as_task(alice, "run_parallel", {"tasks": [{"task": "[[hold]] a"}]})
+                assert isinstance(handle, CreatedTask)
+                assert (await get_task(alice, handle.task_id)).status == "working"
+                for attempt in (get_task, cancel_task):
+                    with pytest.raises(MCPError) as refused:
+                        await attempt(bob, handle.task_id)
+                    with pytest.raises(MCPError) as never:
+                        await attempt(bob, "g-neverexisted0000")
+                    assert refused.value.error.code == never.value.error.code == -32602
+                assert (await get_task(alice, handle.task_id)).status == "working"  # bob's cancel did nothing
+                assert (await get_task(root, handle.task_id)).status == "working"
+                await cancel_task(alice, handle.task_id)
         assert await served.stop() == 0
 
 
