@@ -34,6 +34,7 @@ from ..server.intake.requests import (
     MaxConcurrency,
     SharedContext,
     SpawnBackend,
+    SpawnEdit,
     SpawnOutputSchema,
     SpawnTools,
     Tasks,
@@ -136,6 +137,7 @@ async def spawn_parallel(
     budget_usd: Annotated[BudgetUsd, Field(gt=0)] = None,
     backend: SpawnBackend = None,
     tools: Annotated[SpawnTools, Field(max_length=1)] = [],  # noqa: B006  (pydantic copies defaults)
+    edit: SpawnEdit = False,
     wait_s: Annotated[float, Field(ge=0, description="Seconds to wait before returning.")] = 0,
 ) -> Annotated[types.CallToolResult, SpawnResult]:
     """Start independent subagent tasks in parallel, in the background; returns group_id and task_ids at once.
@@ -157,6 +159,7 @@ async def spawn_parallel(
         budget_usd=budget_usd,
         backend=backend,
         tools=tools,
+        edit=edit,
     )
     with _as_tool_errors("spawn_parallel"):
         receipt = await runtime.registry.spawn(request, extra_backends={NAME: SamplingBackend.of(ctx)})

@@ -110,6 +110,19 @@ class TaskRequest(BaseModel):
             description="Working directory of an agent CLI task, inside the roots.",
         ),
     ] = None
+    edit: Annotated[
+        bool | None,
+        Field(
+            description="True: it changes files, in a git worktree of its own (default: the spawn's edit).",
+        ),
+    ] = None
+    scope: Annotated[
+        list[str],
+        Field(
+            max_length=100,
+            description="Globs of the files an edit task is meant to change, relative to the repository.",
+        ),
+    ] = []
     depends_on: Annotated[
         list[str | int],
         Field(
@@ -153,6 +166,13 @@ BudgetUsd = Annotated[
 ]
 SpawnBackend = Annotated[str | None, Field(description="For tasks without their own (see tasks).")]
 SpawnTools = Annotated[list[Literal["read"]], Field(description="For tasks without their own (see tasks).")]
+SpawnEdit = Annotated[
+    bool,
+    Field(
+        description="Every task changes files, each in its own git worktree of your current tree; "
+        "task_output shows its changes, apply_changes brings them into your tree."
+    ),
+]
 
 
 class SpawnRequest(BaseModel):
@@ -167,3 +187,4 @@ class SpawnRequest(BaseModel):
     budget_usd: BudgetUsd = None
     backend: SpawnBackend = None
     tools: SpawnTools = []
+    edit: SpawnEdit = False
