@@ -40,6 +40,7 @@ from ..server.intake.requests import (
     Tasks,
 )
 from . import rendering
+from .change_tools import register_change_tools
 from .engine import runtime_of
 from .lean import ServerFacts
 from .next_calls import BIG_GROUP, cancel_next, list_next
@@ -206,9 +207,11 @@ async def task_output(
         status = status_result(len(ids), by_state, usage, _groups(registry, ids), waited, selector)
         return result(status, rendering.render_status(status, full))
     snaps = registry.snapshots(ids)  # one read of the tasks: counts and usage come from it too
+    changes = await runtime.changes.changes(ids)
     return output_result(
         snaps, _groups(registry, ids), waited, selector,
         offset=offset, max_chars=max_chars, max_output_chars=runtime.settings.max_output_chars, full=full,
+        changes=changes,
     )  # fmt: skip
 
 
@@ -250,7 +253,10 @@ async def synthesize(
         answer = await runtime.synthesizer.synthesize(ids, mode, quorum, instructions, wait)
     groups = _groups(runtime.registry, ids)
     full = reads_text_only(ctx)
-    return result(*rendering.synthesis_reply(answer, groups, _selector(task_ids, group_id), full))
+    reply, text = rendering.synthesis_reply(answer, groups, _selector(task_ids, group_id), full)
+    with _as_tool_errors("synthesize"):
+        overview = await runtime.changes.overview(ids)  # edit tasks: conflicts found by git, no model
+    return result(reply.model_copy(update={"changes": overview}), text)
 
 
 async def list_tasks(
@@ -297,7 +303,8 @@ async def cancel_tasks(
 
 
 def register(mcp: MCPServer[Any], settings: Settings) -> None:
-    """Add the five tools to ``mcp``."""
+    """Add the tools to ``mcp``: these five and those of change sets (``change_tools``)."""
+    register_change_tools(mcp)
     mcp.add_tool(
         spawn_parallel,
         title="Spawn parallel subagents",

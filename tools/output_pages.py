@@ -9,6 +9,7 @@ from typing import Final
 import mcp_types as types
 
 from ..server import Counts, TaskSnapshot, TaskState, Usage, fair_shares
+from ..server.changes.models import ChangeSet
 from .next_calls import finished_count, output_next
 from .rendering import ids_by_state, render_output, task_view
 from .result_models import GroupView, TaskOutputResult
@@ -28,6 +29,7 @@ def output_result(
     max_chars: int,
     max_output_chars: int,
     full: bool,
+    changes: Mapping[str, ChangeSet] | None = None,
 ) -> types.CallToolResult:
     """The tasks (``snaps``), each with a page of its output from ``offset``: at most ``max_chars``, and
     all together within ``max_output_chars`` as sent unless a page larger than the default is asked for.
@@ -47,6 +49,8 @@ def output_result(
         shares = fair_shares(wanted, budget)
         pages = zip(snaps, shares, strict=True)
         views = [task_view(snap, offset, share, text_too=full) for snap, share in pages]
+        if changes:  # an edit task's changes, next to its answer
+            views = [v.model_copy(update={"changes": changes.get(v.task_id)}) for v in views]
         answer = TaskOutputResult(
             done=finished_count(counts) == len(snaps),
             counts=counts,
