@@ -113,14 +113,14 @@ def gathered(answer: Any) -> Any:
 
 
 async def run_engine(n: int) -> dict[str, Any]:
-    from server import SpawnRequest, TaskRequest, TaskState, load_settings, open_runtime
+    from server import Caller, SpawnRequest, TaskRequest, TaskState, load_settings, open_runtime
 
     limits = {"max_concurrency": str(max(n, 1)), "max_tasks_per_spawn": str(max(n, 1))}
     settings = load_settings({**limits, "roots": [str(Path.cwd())]})
     async with open_runtime(settings) as runtime:
         request = SpawnRequest(tasks=[TaskRequest(task=task_text(i), max_tokens=1024) for i in range(n)])
         started, cpu = time.perf_counter(), time.process_time()
-        receipt = await runtime.registry.spawn(request)
+        receipt = await runtime.registry.spawn(request, caller=Caller.local())
         ids = [t.task_id for t in receipt.tasks]
         await runtime.registry.wait(ids)
         outputs = [s.output for s in runtime.registry.snapshots(ids) if s.state is TaskState.COMPLETED]

@@ -139,7 +139,7 @@ class InstantBackend:
 
 
 async def measure_engine(tasks: int, trace: bool) -> dict[str, Any]:
-    from server import SpawnRequest, TaskRequest, load_settings, open_runtime
+    from server import Caller, SpawnRequest, TaskRequest, load_settings, open_runtime
 
     limits = {"max_tasks_per_spawn": str(tasks), "max_unfinished": str(tasks), "max_finished": str(tasks),
               "max_concurrency": "1000", "roots": [str(Path.cwd())]}  # fmt: skip
@@ -152,7 +152,7 @@ async def measure_engine(tasks: int, trace: bool) -> dict[str, Any]:
         base_heap = tracemalloc.get_traced_memory()[0] if trace else 0
         base_rss = _rss_kb()
         started_cpu = time.process_time()
-        receipt = await runtime.registry.spawn(request)
+        receipt = await runtime.registry.spawn(request, caller=Caller.local())
         await runtime.registry.wait([t.task_id for t in receipt.tasks])
         cpu = time.process_time() - started_cpu
         del receipt
@@ -198,7 +198,7 @@ def measure_queued() -> dict[str, Any]:
 
 
 async def _queued(root: str, names: list[str]) -> dict[str, Any]:
-    from server import SpawnRequest, TaskRequest, load_settings, open_runtime
+    from server import Caller, SpawnRequest, TaskRequest, load_settings, open_runtime
 
     tasks = QUEUED_SPAWNS * QUEUED_PER_SPAWN
     settings = load_settings({"max_unfinished": str(tasks), "max_concurrency": "1", "roots": [root]})
@@ -209,7 +209,7 @@ async def _queued(root: str, names: list[str]) -> dict[str, Any]:
         for spawn in range(QUEUED_SPAWNS):
             request = SpawnRequest(tasks=[TaskRequest(task=f"item {spawn}.{i}", files=names)
                                           for i in range(QUEUED_PER_SPAWN)])  # fmt: skip
-            await runtime.registry.spawn(request)
+            await runtime.registry.spawn(request, caller=Caller.local())
         await backend.running.wait()
         gc.collect()
         grown = _rss_kb() - base

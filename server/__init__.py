@@ -11,11 +11,14 @@ from typing import TYPE_CHECKING, Final
 if TYPE_CHECKING:
     from .app.runtime import Runtime, open_runtime
     from .backends import Backend, TaskSink
-    from .config.settings import OPTIONS, Option, Settings, SettingsError, load_settings
+    from .config.option import Option
+    from .config.settings import OPTIONS, Settings, SettingsError, load_settings
+    from .core.callers import Caller
     from .core.errors import (
         BackendUnavailable,
         FanoutError,
         InvalidInput,
+        LimitReached,
         RegistryClosed,
         TaskFailure,
         UnknownTask,
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
         Counts,
         GroupSummary,
         RetryNotice,
+        RetryReceipt,
         SpawnReceipt,
         Statistics,
         SubagentRequest,
@@ -50,6 +54,8 @@ _EXPORTS: Final = {
     "BackendUnavailable": "core.errors",
     "FanoutError": "core.errors",
     "InvalidInput": "core.errors",
+    "LimitReached": "core.errors",
+    "Caller": "core.callers",
     "RegistryClosed": "core.errors",
     "TaskFailure": "core.errors",
     "UnknownTask": "core.errors",
@@ -63,6 +69,7 @@ _EXPORTS: Final = {
     "Counts": "core.models",
     "GroupSummary": "core.models",
     "RetryNotice": "core.models",
+    "RetryReceipt": "core.models",
     "SpawnReceipt": "core.models",
     "SpawnRequest": "intake.requests",
     "Statistics": "core.models",
@@ -81,7 +88,7 @@ _EXPORTS: Final = {
     "Runtime": "app.runtime",
     "open_runtime": "app.runtime",
     "OPTIONS": "config.settings",
-    "Option": "config.settings",
+    "Option": "config.option",
     "Settings": "config.settings",
     "SettingsError": "config.settings",
     "load_settings": "config.settings",
@@ -97,6 +104,7 @@ __all__ = [
     "Action",
     "Backend",
     "BackendUnavailable",
+    "Caller",
     "CancelOutcome",
     "Conflict",
     "ConflictSide",
@@ -105,6 +113,7 @@ __all__ = [
     "FanoutError",
     "GroupSummary",
     "InvalidInput",
+    "LimitReached",
     "Location",
     "MergedFinding",
     "Missing",
@@ -112,6 +121,7 @@ __all__ = [
     "Quorum",
     "RegistryClosed",
     "RetryNotice",
+    "RetryReceipt",
     "Runtime",
     "Settings",
     "SettingsError",

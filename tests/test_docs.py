@@ -120,7 +120,7 @@ def test_every_client_command_in_the_readme_names_the_server_first_then_options_
     adds = re.findall(r"claude mcp add [^\n`]*", README)
     assert adds
     for add in adds:
-        assert re.match(r"claude mcp add fanout (-\S+ \S+ )*-- \S", add), add
+        assert re.match(r'claude mcp add fanout (-\S+ (?:"[^"]*"|\S+) )*-- \S', add), add
 
 
 def test_the_public_surfaces_are_pinned() -> None:
@@ -132,6 +132,7 @@ def test_the_public_surfaces_are_pinned() -> None:
         "Action",
         "Backend",
         "BackendUnavailable",
+        "Caller",
         "CancelOutcome",
         "Conflict",
         "ConflictSide",
@@ -140,6 +141,7 @@ def test_the_public_surfaces_are_pinned() -> None:
         "FanoutError",
         "GroupSummary",
         "InvalidInput",
+        "LimitReached",
         "Location",
         "MergedFinding",
         "Missing",
@@ -147,6 +149,7 @@ def test_the_public_surfaces_are_pinned() -> None:
         "Quorum",
         "RegistryClosed",
         "RetryNotice",
+        "RetryReceipt",
         "Runtime",
         "Settings",
         "SettingsError",
@@ -239,3 +242,15 @@ def test_each_fake_demo_in_the_readme_ends_with_merged_findings_and_exit_0(
 
 def test_the_readme_shows_the_offline_demo_in_set_up() -> None:
     assert [demo for demo in fake_demos() if demo in section("Set up")]
+
+
+def test_the_remote_client_snippets_parse_and_reach_the_served_endpoint_with_a_token() -> None:
+    remote = section("Remote use")
+    cursor, vscode = (json.loads(block) for block in blocks(remote, "json"))
+    (codex,) = (tomllib.loads(block)["mcp_servers"]["fanout"] for block in blocks(remote, "toml"))
+    entries = [cursor["mcpServers"]["fanout"], vscode["servers"]["fanout"], codex]
+
+    assert {entry["url"] for entry in entries} == {"http://127.0.0.1:8765/mcp"}
+    assert cursor["mcpServers"]["fanout"]["headers"]["Authorization"].startswith("Bearer ")
+    assert vscode["servers"]["fanout"]["type"] == "http"
+    assert codex["bearer_token_env_var"] == "FANOUT_TOKEN" and codex["tool_timeout_sec"] > 50

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING
 
+from mcp.server.auth.provider import TokenVerifier
+from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 
 from .arguments import StrictServer
@@ -31,13 +33,19 @@ def backend_names(settings: Settings, backend: Backend | None = None) -> list[st
 
 
 def create_server(
-    settings: Settings, backend: Backend | None = None, after_import: Callable[[], None] | None = None
+    settings: Settings,
+    backend: Backend | None = None,
+    after_import: Callable[[], None] | None = None,
+    *,
+    verifier: TokenVerifier | None = None,
+    auth: AuthSettings | None = None,
 ) -> MCPServer[RuntimeSlot]:
     """An MCP server whose lifespan owns the runtime (client, registry, task group), which it opens in
     the background while it already serves (see ``engine``).
 
     ``backend`` replaces the Anthropic backend (tests use it to run the engine without a provider);
-    ``after_import`` is called once the runtime's modules are imported (see ``engine``).
+    ``after_import`` is called once the runtime's modules are imported (see ``engine``). ``verifier``
+    and ``auth`` check the bearer tokens of HTTP requests (``tools/http/access.py``).
     """
 
     def lifespan(_: MCPServer[RuntimeSlot]) -> AbstractAsyncContextManager[RuntimeSlot]:
@@ -51,6 +59,8 @@ def create_server(
         lifespan=lifespan,
         log_level=settings.log_level,  # type: ignore[arg-type]  # checked by Settings
         facts=tool_facts(settings, backend_names(settings, backend)),
+        token_verifier=verifier,
+        auth=auth,
     )
     register(mcp, settings)
     register_prompts(mcp)

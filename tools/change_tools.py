@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from ..server import FanoutError
 from ..server.changes.models import ApplyOutcome, UndoOutcome
+from .callers import caller_of
 from .engine import runtime_of
 from .result_models import _omitted_if_none  # pyright: ignore[reportPrivateUsage]
 from .results import Refusal, call_again, result
@@ -53,6 +54,7 @@ async def task_patch(
     while truncated is true, call again with offset=next_offset (task_output lists the files)."""
     runtime = await runtime_of(ctx)
     try:
+        await runtime.registry.select([task_id], None, caller=caller_of(ctx, runtime.settings.operators))
         patch = await runtime.changes.patch(task_id)
     except FanoutError as exc:
         raise Refusal("invalid_input", str(exc), call_again("task_patch")) from None
@@ -80,7 +82,9 @@ async def apply_changes(
         if undo is not None:
             outcome = ApplyResult(undo=await runtime.changes.undo(undo))
             return result(outcome, outcome.model_dump_json(indent=1, exclude_none=True))
-        ids = await runtime.registry.select(task_ids, group_id)
+        ids = await runtime.registry.select(
+            task_ids, group_id, caller=caller_of(ctx, runtime.settings.operators)
+        )
         unfinished = [s.task_id for s in runtime.registry.snapshots(ids) if not s.state.terminal]
         if unfinished:
             wait = "task_output with the same ids waits for them; then apply_changes again."
@@ -100,7 +104,9 @@ async def discard_changes(
     deleted. What was applied stays in the tree."""
     runtime = await runtime_of(ctx)
     try:
-        ids = await runtime.registry.select(task_ids, group_id)
+        ids = await runtime.registry.select(
+            task_ids, group_id, caller=caller_of(ctx, runtime.settings.operators)
+        )
         gone = DiscardResult(discarded=await runtime.changes.discard(ids))
     except FanoutError as exc:
         raise Refusal("invalid_input", str(exc), call_again("discard_changes")) from None

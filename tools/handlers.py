@@ -21,6 +21,7 @@ from ..server import (
     BackendUnavailable,
     ErrorKind,
     FanoutError,
+    LimitReached,
     RegistryClosed,
     Settings,
     SpawnRequest,
@@ -40,6 +41,7 @@ from ..server.intake.requests import (
     Tasks,
 )
 from . import rendering
+from .callers import caller_of
 from .change_tools import register_change_tools
 from .engine import runtime_of
 from .lean import ServerFacts
@@ -50,6 +52,7 @@ from .result_models import (
     FinishedTask,
     GroupView,
     ListResult,
+    RetryResult,
     SpawnResult,
     SynthesisResult,
     TaskOutputResult,
@@ -101,6 +104,8 @@ def _as_tool_errors(tool: str) -> Generator[None, None, None]:
         yield
     except UnknownTask as exc:
         raise Refusal("not_found", str(exc), "list_tasks to see the ids this server still knows.") from None
+    except LimitReached as exc:
+        raise Refusal("limit_reached", str(exc), "What the message says; nothing was started.") from None
     except (
         BackendUnavailable
     ) as exc:  # the kind first, as a task's error carries it, for a caller to branch on
@@ -163,7 +168,11 @@ async def spawn_parallel(
         edit=edit,
     )
     with _as_tool_errors("spawn_parallel"):
-        receipt = await runtime.registry.spawn(request, extra_backends={NAME: SamplingBackend.of(ctx)})
+        receipt = await runtime.registry.spawn(
+            request,
+            extra_backends={NAME: SamplingBackend.of(ctx)},
+            caller=caller_of(ctx, runtime.settings.operators),
+        )
     ids = [t.task_id for t in receipt.tasks]
     if wait_s:
         await wait_for(runtime, ids, wait_budget("spawn_parallel", runtime.settings, wait_s), ctx)
@@ -197,7 +206,7 @@ async def task_output(
     runtime = await runtime_of(ctx)
     registry = runtime.registry
     with _as_tool_errors("task_output"):
-        ids = await registry.select(task_ids, group_id)
+        ids = await registry.select(task_ids, group_id, caller=caller_of(ctx, runtime.settings.operators))
     waited = await wait_for(runtime, ids, wait_budget("task_output", runtime.settings, wait_s), ctx)
     await registry.refresh(ids)  # what other processes' tasks said meanwhile
     selector = _selector(task_ids, group_id)
@@ -247,10 +256,11 @@ async def synthesize(
     restarted), or use mode 'merge' to merge what has finished now.
     """
     runtime = await runtime_of(ctx)
+    caller = caller_of(ctx, runtime.settings.operators)
     with _as_tool_errors("synthesize"):
-        ids = await runtime.registry.select(task_ids, group_id)
+        ids = await runtime.registry.select(task_ids, group_id, caller=caller)
         wait = waiting(runtime, wait_budget("synthesize", runtime.settings, wait_s), ctx)
-        answer = await runtime.synthesizer.synthesize(ids, mode, quorum, instructions, wait)
+        answer = await runtime.synthesizer.synthesize(ids, mode, quorum, instructions, wait, caller=caller)
     groups = _groups(runtime.registry, ids)
     full = reads_text_only(ctx)
     reply, text = rendering.synthesis_reply(answer, groups, _selector(task_ids, group_id), full)
@@ -267,9 +277,11 @@ async def list_tasks(
 ) -> Annotated[types.CallToolResult, ListResult]:
     """List tasks (newest last) with state, label, errors and usage, not outputs: to find ids or see
     what runs. For a big group, task_output(group_id, include="status") is smaller."""
-    registry = (await runtime_of(ctx)).registry
+    runtime = await runtime_of(ctx)
     with _as_tool_errors("list_tasks"):
-        listing = await registry.list(group_id, state, limit)
+        listing = await runtime.registry.list(
+            group_id, state, limit, caller=caller_of(ctx, runtime.settings.operators)
+        )
     answer = ListResult(
         counts=listing.counts,
         total=listing.total,
@@ -286,10 +298,11 @@ async def cancel_tasks(
 ) -> Annotated[types.CallToolResult, CancelResult]:
     """Cancel queued or running tasks. Finished ones are left as they are (under already_finished), and
     their outputs stay readable."""
-    registry = (await runtime_of(ctx)).registry
+    runtime = await runtime_of(ctx)
+    registry, caller = runtime.registry, caller_of(ctx, runtime.settings.operators)
     with _as_tool_errors("cancel_tasks"):
-        ids = await registry.select(task_ids, group_id)
-    outcome = registry.cancel(ids)
+        ids = await registry.select(task_ids, group_id, caller=caller)
+        outcome = registry.cancel(ids, caller=caller)
     with anyio.move_on_after(_CANCEL_GRACE_S):
         await registry.wait(outcome.cancelled)
     counts = registry.counts(ids)
@@ -302,9 +315,30 @@ async def cancel_tasks(
     return result(answer, rendering.render_cancel(answer))
 
 
+async def retry_tasks(
+    ctx: Context,
+    task_ids: TaskIds = None,
+    group_id: GroupId = None,
+) -> Annotated[types.CallToolResult, RetryResult]:
+    """Run tasks that ended interrupted, failed or cancelled again, in a new group: each under a new id,
+    with retry_of its old one. Completed and unfinished ones are skipped.
+
+    Use it when tasks show interrupted (their server stopped) or failed for a passing reason. Each
+    runs as first asked (files read again), with its spawn's settings and a fresh budget_usd.
+
+    Next: task_output(group_id) with the new group_id.
+    """
+    runtime = await runtime_of(ctx)
+    registry, caller = runtime.registry, caller_of(ctx, runtime.settings.operators)
+    with _as_tool_errors("retry_tasks"):
+        ids = await registry.select(task_ids, group_id, caller=caller)
+        receipt = await registry.retry(ids, extra_backends={NAME: SamplingBackend.of(ctx)}, caller=caller)
+    answer = rendering.retry_result(receipt)
+    return result(answer, rendering.render_retry(answer))
+
+
 def register(mcp: MCPServer[Any], settings: Settings) -> None:
-    """Add the tools to ``mcp``: these five and those of change sets (``change_tools``)."""
-    register_change_tools(mcp)
+    """Add the six tools to ``mcp``, then those of change sets (``change_tools``)."""
     mcp.add_tool(
         spawn_parallel,
         title="Spawn parallel subagents",
@@ -338,3 +372,9 @@ def register(mcp: MCPServer[Any], settings: Settings) -> None:
             read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
         ),
     )
+    mcp.add_tool(
+        retry_tasks,
+        title="Retry subagent tasks",
+        annotations=types.ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True),
+    )
+    register_change_tools(mcp)

@@ -6,19 +6,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..server import Counts
-from .result_models import SpawnedTaskView, TaskView
-
-
-def finished_count(counts: Counts) -> int:
-    return counts.completed + counts.failed + counts.cancelled
-
+from .result_models import RetriedTaskView, SpawnedTaskView, TaskView
 
 # From this many tasks on, a group is polled with include="status" (counts and ids, a few bytes per task)
 # rather than read whole: all outputs of one task_output call share the server's character budget.
 BIG_GROUP = 20
 
 
-def spawn_next(group_id: str, tasks: Sequence[SpawnedTaskView], waited: bool) -> str:
+def spawn_next(group_id: str, tasks: Sequence[SpawnedTaskView | RetriedTaskView], waited: bool) -> str:
     group = f'group_id="{group_id}"'
     running = not waited or any(not t.state.terminal for t in tasks)
     if len(tasks) < BIG_GROUP:
@@ -33,6 +28,25 @@ def spawn_next(group_id: str, tasks: Sequence[SpawnedTaskView], waited: bool) ->
     return f"{read}."
 
 
+def retry_next(group_id: str, tasks: Sequence[RetriedTaskView], kept: bool) -> str:
+    """After retry_tasks: collect the re-runs as after a spawn; with the answers that stood, if any."""
+    collect = spawn_next(group_id, tasks, waited=False)
+    if not kept:
+        return collect
+    return (
+        f"{collect} To merge them with the answers that stood, synthesize(task_ids=[...]) with the new ids "
+        "and the completed ones'."
+    )
+
+
+def _again(counts: Counts, selector: str) -> str:
+    """What to add to a next call when some of the tasks ended without an answer."""
+    if not counts.retryable:
+        return ""
+    n = counts.retryable
+    return f" retry_tasks({selector}) runs the {n} failed, cancelled or interrupted task(s) again."
+
+
 def output_next(counts: Counts, tasks: Sequence[TaskView], status: bool, selector: str) -> str:
     """After task_output: wait on, read the rest of a truncated output, or merge. ``selector`` is how the
     call named its tasks (``group_id="g-…"``, or the same task_ids)."""
@@ -44,14 +58,19 @@ def output_next(counts: Counts, tasks: Sequence[TaskView], status: bool, selecto
         also = f" ({len(cut) - 1} more truncated the same way)" if len(cut) > 1 else ""
         return (
             f'task_output(task_ids=["{first.task_id}"], offset={first.next_offset}) for the rest of '
-            f"{first.label}{also}; or synthesize({selector}) to merge the answers."
+            f"{first.label}{also}; or synthesize({selector}) to merge the answers.{_again(counts, selector)}"
         )
     if status:
-        return f"synthesize({selector}) to merge the answers, or task_output(task_ids=[...]) for a few."
-    return f"synthesize({selector}) to merge the answers."
+        return (
+            f"synthesize({selector}) to merge the answers, or task_output(task_ids=[...]) for a few."
+            f"{_again(counts, selector)}"
+        )
+    return f"synthesize({selector}) to merge the answers.{_again(counts, selector)}"
 
 
-def synthesis_next(done: bool, synthesis_id: str | None, missing: int, selector: str) -> str:
+def synthesis_next(
+    done: bool, synthesis_id: str | None, missing: int, selector: str, retryable: int = 0
+) -> str:
     if not done and synthesis_id is None:
         return (
             f"synthesize({selector}) again to keep waiting, cancel_tasks what you no longer need, or "
@@ -62,19 +81,27 @@ def synthesis_next(done: bool, synthesis_id: str | None, missing: int, selector:
             f"synthesize({selector}) again with the same arguments: synthesis task {synthesis_id} is "
             "picked up, not started again."
         )
+    if retryable:
+        return (
+            "This is the merged answer. The tasks under missing gave none (see reason): retry_tasks(task_ids="
+            f"[...]) with the ids of the {retryable} failed, cancelled or interrupted runs them again, then "
+            "synthesize again."
+        )
     if missing:
         return "Nothing more: this is the merged answer. The tasks under missing gave none (see reason)."
     return "Nothing more: this is the merged answer."
 
 
 def list_next(counts: Counts) -> str:
-    if not finished_count(counts) + counts.queued + counts.running:
+    if not counts.ended + counts.queued + counts.running:
         return "spawn_parallel to start tasks."
+    again = _again(counts, "task_ids=[...]")
     if counts.queued + counts.running:
         return (
             "task_output(task_ids=[...]) to wait for and read them; cancel_tasks to stop any still running."
+            + again
         )
-    return "task_output(task_ids=[...]) to read outputs."
+    return "task_output(task_ids=[...]) to read outputs." + again
 
 
 def cancel_next(counts: Counts) -> str:

@@ -10,9 +10,9 @@ import mcp_types as types
 
 from ..server import Counts, TaskSnapshot, TaskState, Usage, fair_shares
 from ..server.changes.models import ChangeSet
-from .next_calls import finished_count, output_next
+from .next_calls import output_next
 from .rendering import ids_by_state, render_output, task_view
-from .result_models import GroupView, TaskOutputResult
+from .result_models import GroupView, TaskOutputResult, TaskView
 from .results import LARGE_RESULT_CHARS, largest_page, result
 
 # task_output's page per task when none is asked for; a larger one may pass what a client shows whole.
@@ -40,19 +40,17 @@ def output_result(
     # Every task gets up to max_chars, and all of them together what keeps the result (as sent) within
     # what a client shows whole, shared fairly: a result a client would cut or save to a file helps
     # nobody. The rest is paged. A page larger than the default, asked for, may be larger.
-    limit = max_output_chars
-    size_limit = None
-    if max_chars > DEFAULT_MAX_CHARS:
-        limit = size_limit = max(limit, LARGE_RESULT_CHARS)
+    size_limit = max(max_output_chars, LARGE_RESULT_CHARS) if max_chars > DEFAULT_MAX_CHARS else None
+    limit = size_limit or max_output_chars
 
     def build(budget: int) -> types.CallToolResult:
         shares = fair_shares(wanted, budget)
         pages = zip(snaps, shares, strict=True)
-        views = [task_view(snap, offset, share, text_too=full) for snap, share in pages]
-        if changes:  # an edit task's changes, next to its answer
-            views = [v.model_copy(update={"changes": changes.get(v.task_id)}) for v in views]
+        views = [
+            _with_changes(task_view(snap, offset, share, text_too=full), changes) for snap, share in pages
+        ]
         answer = TaskOutputResult(
-            done=finished_count(counts) == len(snaps),
+            done=counts.ended == len(snaps),
             counts=counts,
             tasks=views,
             usage=usage,
@@ -63,6 +61,12 @@ def output_result(
         return result(answer, render_output(answer, max_chars, full), size_limit)
 
     return largest_page(build, sum(wanted), limit, copies=2 if full else 1)
+
+
+def _with_changes(view: TaskView, changes: Mapping[str, ChangeSet] | None) -> TaskView:
+    """An edit task's view with its changes next to its answer."""
+    found = changes.get(view.task_id) if changes else None
+    return view if found is None else view.model_copy(update={"changes": found})
 
 
 def status_result(
@@ -77,7 +81,7 @@ def status_result(
     totals; no snapshot of any task."""
     counts = Counts.of_tally({state: len(state_ids) for state, state_ids in by_state.items()})
     return TaskOutputResult(
-        done=finished_count(counts) == named,
+        done=counts.ended == named,
         counts=counts,
         ids_by_state=ids_by_state(by_state),
         usage=usage,

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from ..server import Counts, SpawnReceipt, Synthesis, TaskSnapshot, TaskState, Usage
+from ..server import Counts, RetryReceipt, SpawnReceipt, Synthesis, TaskSnapshot, TaskState, Usage
 from ..server.fanin.synthesis import SynthesisAnswer, SynthesisDone, SynthesisRunning
-from .next_calls import finished_count, spawn_next, synthesis_next
+from .next_calls import retry_next, spawn_next, synthesis_next
 from .result_models import (
     CancelResult,
     GroupView,
     IdsByState,
     ListResult,
+    RetriedTaskView,
+    RetryResult,
+    SkippedTasks,
     SpawnedTaskView,
     SpawnResult,
     SynthesisResult,
@@ -40,6 +43,36 @@ def spawn_result(receipt: SpawnReceipt, snaps: Sequence[TaskSnapshot], waited: b
     )
 
 
+SKIPPED_SHOWN = 100  #: ids of one state that retry_tasks left, shown (a whole group may be named)
+
+
+def retry_result(receipt: RetryReceipt) -> RetryResult:
+    """retry_tasks's answer: the new spawn, and the named tasks left as they were, with why."""
+    views = [
+        RetriedTaskView(task_id=t.task_id, retry_of=t.retry_of or "", label=t.label, state=t.state)
+        for t in receipt.tasks
+    ]
+    skipped = [
+        SkippedTasks(state=state, count=len(ids), task_ids=ids[:SKIPPED_SHOWN], reason=_left_because(state))
+        for state, ids in receipt.skipped.items()
+        if ids
+    ]
+    kept = bool(receipt.skipped.get(TaskState.COMPLETED))
+    return RetryResult(
+        group_id=receipt.group_id,
+        tasks=views,
+        skipped=skipped,
+        warnings=receipt.warnings,
+        next=retry_next(receipt.group_id, views, kept),
+    )
+
+
+def _left_because(state: TaskState) -> str:
+    if state is TaskState.COMPLETED:
+        return "its answer stands (task_output reads it): not run again"
+    return "not ended yet: wait for it with task_output, or cancel_tasks it, then retry_tasks again"
+
+
 def task_view(snap: TaskSnapshot, offset: int, max_chars: int, text_too: bool = False) -> TaskView:
     """One task's page. A task whose answer was parsed (``structured``) and fits whole gets the parsed
     value instead of its text, which says the same a second time (``text_too`` keeps the text, for a
@@ -54,6 +87,7 @@ def task_view(snap: TaskSnapshot, offset: int, max_chars: int, text_too: bool = 
         group_id=snap.group_id,
         label=snap.label,
         state=snap.state,
+        retry_of=snap.retry_of,
         output=page if snap.output is not None and (structured is None or text_too) else None,
         structured=structured,
         partial=snap.partial,
@@ -77,6 +111,7 @@ def task_summary(snap: TaskSnapshot) -> TaskSummary:
         label=snap.label,
         role=snap.role,
         state=snap.state,
+        retry_of=snap.retry_of,
         output_chars=len(snap.output or ""),
         error=snap.error,
         note=snap.note,
@@ -130,6 +165,20 @@ def render_spawn(result: SpawnResult) -> str:
     return _with_next(["\n".join(lines)], result.next)
 
 
+def render_retry(result: RetryResult) -> str:
+    lines = [f"Running {len(result.tasks)} task(s) again in group {result.group_id}:"]
+    lines += [f"- {t.task_id}  {t.label}  ({t.state.value}), runs {t.retry_of} again" for t in result.tasks]
+    if result.skipped:
+        lines.append("\nLeft as they were:")
+        for left in result.skipped:
+            more = f" (and {left.count - len(left.task_ids)} more)" if left.count > len(left.task_ids) else ""
+            lines.append(f"- {left.count} {left.state.value}: {' '.join(left.task_ids)}{more}; {left.reason}")
+    if result.warnings:
+        lines.append("\nWarnings:")
+        lines += [f"- {w}" for w in result.warnings]
+    return _with_next(["\n".join(lines)], result.next)
+
+
 def render_output(result: TaskOutputResult, max_chars: int, full: bool) -> str:
     """Every task with its output page (``full``), or a line per task, its output left to the
     structured content."""
@@ -157,7 +206,7 @@ def render_status(result: TaskOutputResult, full: bool) -> str:
 
 def _render_progress(result: TaskOutputResult, while_waiting: str) -> list[str]:
     counts = result.counts
-    finished, total = finished_count(counts), sum(getattr(counts, state.value) for state in TaskState)
+    finished, total = counts.ended, sum(getattr(counts, state.value) for state in TaskState)
     head = f"{finished}/{total} task(s) finished ({describe_counts(counts)})."
     if result.done:
         head += " All done."
@@ -280,7 +329,13 @@ def _synthesis_done(
         groups=groups,
         synthesis_task_id=synthesis_id,
         notes=synthesis.notes,
-        next=synthesis_next(True, synthesis_id, len(synthesis.missing), selector),
+        next=synthesis_next(
+            True,
+            synthesis_id,
+            len(synthesis.missing),
+            selector,
+            sum(m.state.retryable for m in synthesis.missing),
+        ),
     )
 
 

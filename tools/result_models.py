@@ -56,6 +56,9 @@ class SpawnResult(BaseModel):
     next: Next
 
 
+RetryOf = Annotated[str | None, Field(description="The task this one runs again (retry_tasks).")]
+
+
 class TaskView(BaseModel):
     """One task in task_output: its state and (a page of) its output."""
 
@@ -63,6 +66,7 @@ class TaskView(BaseModel):
     group_id: str
     label: str
     state: TaskState
+    retry_of: RetryOf = _omitted_if_none()
     output: Annotated[str | None, Field(description="The answer, or the part that fits this page.")] = (
         _omitted_if_none()
     )
@@ -111,6 +115,7 @@ class IdsByState(BaseModel):
     completed: list[str] = []
     failed: list[str] = []
     cancelled: list[str] = []
+    interrupted: list[str] = []
 
 
 class TaskOutputResult(BaseModel):
@@ -144,6 +149,7 @@ class TaskSummary(BaseModel):
     label: str
     role: str | None = _omitted_if_none()
     state: TaskState
+    retry_of: RetryOf = _omitted_if_none()
     output_chars: int
     error: TaskError | None = _omitted_if_none()
     note: str | None = _omitted_if_none()
@@ -177,6 +183,34 @@ class CancelResult(BaseModel):
         list[FinishedTask], Field(description="Ids that had already ended; untouched.")
     ]
     counts: Counts
+    next: Next
+
+
+class RetriedTaskView(BaseModel):
+    task_id: str
+    retry_of: Annotated[str, Field(description="The id it runs again.")]
+    label: str
+    state: TaskState
+
+
+class SkippedTasks(BaseModel):
+    """Named tasks of one state that retry_tasks left as they are."""
+
+    state: TaskState
+    count: int
+    task_ids: Annotated[list[str], Field(description="Their ids (the first 100).")]
+    reason: Annotated[str, Field(description="Why, and what to do.")]
+
+
+class RetryResult(BaseModel):
+    """Returned by retry_tasks."""
+
+    group_id: Annotated[str, Field(description="The new group that runs the tasks again.")]
+    tasks: Annotated[
+        list[RetriedTaskView], Field(description="The new tasks, each with the id it runs again.")
+    ]
+    skipped: Annotated[list[SkippedTasks], Field(description="Named tasks not run again, by state.")]
+    warnings: list[str]
     next: Next
 
 
@@ -217,7 +251,9 @@ class SynthesisResult(BaseModel):
     next: Next
 
 
-ErrorKind = Literal["invalid_input", "not_found", "backend_unavailable", "shutting_down", "internal"]
+ErrorKind = Literal[
+    "invalid_input", "not_found", "limit_reached", "backend_unavailable", "shutting_down", "internal"
+]
 
 
 class CallError(BaseModel):

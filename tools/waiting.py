@@ -14,7 +14,6 @@ import anyio
 from mcp.server.mcpserver import Context
 
 from ..server.fanin.synthesis import Wait
-from .next_calls import finished_count
 from .rendering import describe_counts
 from .results import Refusal, call_again
 
@@ -61,7 +60,7 @@ async def wait_for(runtime: Runtime, task_ids: Sequence[str], seconds: float, ct
     async def report() -> None:
         nonlocal last
         counts = registry.counts(task_ids)
-        done = finished_count(counts)
+        done = counts.ended
         # Progress must rise with every notification (MCP spec), heartbeats included: between task
         # ends it creeps up with the time waited, never reaching the next whole task.
         waited = (anyio.current_time() - started) / seconds if seconds > 0 else 0.0

@@ -7,7 +7,7 @@ it; a ``wait_s`` is accepted and ignored) plus an optional ``synthesis``:
 A run is ``start_plan`` (the spawn) then ``finish_plan`` (every task's end, then the synthesis); a run
 stopped part-way (Ctrl-C) ends with ``stop_plan``, which never waits on a provider again: it cancels
 what is unfinished and gives what finished, with the merge of it where the plan asks for a synthesis
-that a merge can give.
+that a merge can give. The tasks are the local user's (``LOCAL``).
 """
 
 from __future__ import annotations
@@ -16,16 +16,20 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from ..core.callers import Caller
 from ..core.errors import InvalidInput
 from ..core.models import SpawnReceipt, TaskSnapshot
 from ..fanin.report import Synthesis
 from ..fanin.synthesis import SynthesisDone
 from ..intake.requests import SpawnRequest
 from .runtime import Runtime
+
+#: Who runs a plan: the user at the terminal, the principal the stdio server would name too.
+LOCAL: Final = Caller.local()
 
 
 class SynthesisOptions(BaseModel):
@@ -88,7 +92,7 @@ async def start_plan(runtime: Runtime, plan: Plan) -> SpawnReceipt:
     Raises:
         InvalidInput, BackendUnavailable: as ``TaskRegistry.spawn``.
     """
-    return await runtime.registry.spawn(plan)
+    return await runtime.registry.spawn(plan, caller=LOCAL)
 
 
 async def finish_plan(
@@ -124,7 +128,7 @@ async def stop_plan(runtime: Runtime, plan: Plan, receipt: SpawnReceipt, reason:
     """
     registry = runtime.registry
     ids = [t.task_id for t in receipt.tasks]
-    registry.cancel(ids, reason)
+    registry.cancel(ids, reason, caller=LOCAL)
     await registry.wait(ids)
     synthesis = None
     if plan.synthesis.mode in ("merge", "auto"):
@@ -136,6 +140,8 @@ async def stop_plan(runtime: Runtime, plan: Plan, receipt: SpawnReceipt, reason:
 async def _synthesize(runtime: Runtime, ids: list[str], options: SynthesisOptions) -> Synthesis | None:
     if options.mode == "none":
         return None
-    answer = await runtime.synthesizer.synthesize(ids, options.mode, instructions=options.instructions)
+    answer = await runtime.synthesizer.synthesize(
+        ids, options.mode, instructions=options.instructions, caller=LOCAL
+    )
     assert isinstance(answer, SynthesisDone)  # the tasks have ended, and it waits for the synthesis
     return answer.synthesis

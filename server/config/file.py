@@ -31,7 +31,7 @@ from pydantic import ValidationError
 
 from .commands import PRESETS, CommandSpec, command_from_config
 
-_PATH_KEYS = ("prices_file",)
+_PATH_KEYS = ("prices_file", "auth_tokens", "oauth_client_secret_file")
 
 
 class ConfigError(ValueError):

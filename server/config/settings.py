@@ -30,7 +30,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Final
 
@@ -38,7 +37,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from .commands import DEFAULTABLE, PRESETS, RESERVED, CommandSpec
 from .file import ConfigError, read_config
+from .option import Option
 from .pricing import PriceTable
+from .remote import REMOTE_OPTIONS, RemoteSettings
 
 DEFAULT_MODEL: Final = "claude-sonnet-5-5"
 # Why 30 s: long enough to ride out a network, VPN or local gateway coming up alongside the server (two
@@ -68,8 +69,8 @@ def default_roots() -> tuple[Path, ...]:
     return (cwd,)
 
 
-class Settings(BaseModel):
-    """Everything the engine can be configured with. Frozen once built."""
+class Settings(RemoteSettings):
+    """Everything the engine (and ``serve``, ``remote.py``) can be configured with. Frozen once built."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -146,16 +147,6 @@ class Settings(BaseModel):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("log level must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return level
-
-
-@dataclass(frozen=True, slots=True)
-class Option:
-    """How one setting is given on the command line and in the environment."""
-
-    flag: str
-    env: str
-    help: str
-    metavar: str = "N"
 
 
 # The single list that the CLI's flags, ``--help`` and the README's configuration table come from.
@@ -322,6 +313,7 @@ OPTIONS: Final[Mapping[str, Option]] = {
         "commands ([commands.NAME]); see the README",
         metavar="FILE",
     ),
+    **REMOTE_OPTIONS,
 }
 
 

@@ -4,7 +4,8 @@
 
     FanoutError
     ├── InvalidInput         the caller must change its request (the message says how)
-    │   └── UnknownTask      an id the registry does not know (or has evicted)
+    │   ├── UnknownTask      an id the registry does not know (or has evicted), or another principal's
+    │   └── LimitReached     a spawn would pass a principal's limit (the message says which, and what to do)
     ├── BackendUnavailable   the backend cannot run anything here (no API key, ...)
     ├── RegistryClosed       a spawn arrived after shutdown began
     └── TaskFailure          a backend's verdict on one task: an ErrorKind and a message
@@ -27,6 +28,10 @@ class InvalidInput(FanoutError):
 
 class UnknownTask(InvalidInput):
     """No task or group with this id (never existed, or evicted after its retention time)."""
+
+
+class LimitReached(InvalidInput):
+    """A spawn would pass one of its principal's limits (unfinished tasks, spawns a minute)."""
 
 
 class BackendUnavailable(FanoutError):

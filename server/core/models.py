@@ -150,6 +150,7 @@ class TaskSnapshot(BaseModel):
     attempts: int
     elapsed_s: float | None = Field(description="Seconds since the task started running (until it ended).")
     cancel_requested: bool = False
+    retry_of: str | None = Field(default=None, description="The task this one runs again (retry_tasks).")
 
 
 class SpawnedTask(BaseModel):
@@ -160,6 +161,7 @@ class SpawnedTask(BaseModel):
     task_id: str
     label: str
     state: TaskState
+    retry_of: str | None = None  #: the task it runs again, in a retry's spawn
 
 
 class SpawnReceipt(BaseModel):
@@ -170,6 +172,12 @@ class SpawnReceipt(BaseModel):
     group_id: str
     tasks: list[SpawnedTask]
     warnings: list[str]
+
+
+class RetryReceipt(SpawnReceipt):
+    """What ``retry`` returns: the new spawn that runs the tasks again, and the named tasks it left."""
+
+    skipped: dict[TaskState, list[str]]  #: ids not run again, by state: completed, queued or running
 
 
 class Counts(BaseModel):
@@ -183,6 +191,16 @@ class Counts(BaseModel):
     failed: int = 0
     cancelled: int = 0
     interrupted: int = 0
+
+    @property
+    def ended(self) -> int:
+        """Tasks in a terminal state."""
+        return self.completed + self.failed + self.cancelled + self.interrupted
+
+    @property
+    def retryable(self) -> int:
+        """Tasks that ended without an answer: what ``retry_tasks`` runs again."""
+        return self.failed + self.cancelled + self.interrupted
 
     @staticmethod
     def of(states: list[TaskState]) -> Counts:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from ..intake.requests import SpawnRequest
 from .models import TaskError, TaskSnapshot, TaskSpec, Tokens, Usage
 from .state import TaskState
 
@@ -58,6 +59,10 @@ class GroupRecord:
 
     id: str
     task_ids: list[str]
+    owner: str  #: the principal that spawned it (``callers.py``); every task of the group has it too
+    #: the spawn as it was asked for (file names, not their texts, which a re-run reads again): what
+    #: ``retry`` runs again. None for a spawn the engine planned itself (a synthesis). Never changes.
+    request: SpawnRequest | None = None
     budget_usd: float | None = None
     shared_bytes: int = 0  #: what its tasks share (shared context, file texts) until the last one ends
     #: every call of every task the group ever had, evicted ones too, so reading a group's totals costs
@@ -77,6 +82,11 @@ class TaskRecord:
     id: str
     group_id: str
     spec: TaskSpec
+    owner: str  #: the principal that spawned it: only it (and an operator) sees the task
+    #: the ids of the tasks whose answers it waits for: of its own spawn, and for a re-run the tasks
+    #: outside it that it keeps depending on (completed or unfinished ones the retry did not run again)
+    depends_on: tuple[str, ...] = ()
+    retry_of: str | None = None  #: the task this one runs again (``retry``)
     state: TaskState = TaskState.QUEUED
     output: str | None = None  #: the answer, once ended (a running task's partial one is its progress's)
     structured: Any = None
@@ -127,11 +137,12 @@ class TaskRecord:
             attempts=attempts,
             elapsed_s=self.elapsed(),
             cancel_requested=live is not None and live.cancel_note is not None,
+            retry_of=self.retry_of,
         )
 
 
 @cache
-def _adapter() -> TypeAdapter[TaskRecord]:
+def _task_adapter() -> TypeAdapter[TaskRecord]:
     from pydantic import TypeAdapter  # built on first use: a server with --store memory never needs it
 
     return TypeAdapter(TaskRecord)
@@ -144,18 +155,15 @@ def _group_adapter() -> TypeAdapter[GroupRecord]:
     return TypeAdapter(GroupRecord)
 
 
-def to_json(record: TaskRecord) -> bytes:
-    """The record as JSON, complete: ``from_json`` gives back an equal record."""
-    return _adapter().dump_json(record)
+def to_json(record: TaskRecord | GroupRecord) -> bytes:
+    """The record as JSON, complete: ``from_json`` (``group_from_json``) gives back an equal record."""
+    if isinstance(record, GroupRecord):
+        return _group_adapter().dump_json(record)
+    return _task_adapter().dump_json(record)
 
 
 def from_json(data: bytes | str) -> TaskRecord:
-    return _adapter().validate_json(data)
-
-
-def group_to_json(group: GroupRecord) -> str:
-    """The group as JSON, complete: ``group_from_json`` gives back an equal record."""
-    return _group_adapter().dump_json(group).decode()
+    return _task_adapter().validate_json(data)
 
 
 def group_from_json(data: bytes | str) -> GroupRecord:

@@ -4,14 +4,19 @@
 ``runner.py``), bounded by a ``CapacityLimiter`` (and by its spawn's own limiter when it asked for
 less). Each task gets its own cancel scope when it is spawned, before its runner starts, so cancelling a
 queued task works. A task's failure is recorded on the task and never reaches the task group: its
-siblings and the server go on. On exit every unfinished task ends ``cancelled`` and nothing is left
+siblings and the server go on. On exit every unfinished task ends ``interrupted`` and nothing is left
 running. The records are in the table's store (``table.py``, ``store.py``).
+
+Every call that names tasks, or lists or spawns them, takes the ``Caller`` (``callers.py``): a task or
+group belongs to the principal that spawned it, and another principal's id answers exactly as an id
+that never existed (the same exception and message, hints included). An operator sees everything.
+What ``select`` returns has been checked, so the calls that take its ids (``snapshots``, ``counts``,
+``usage``, ``wait``...) take no caller.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 
@@ -23,33 +28,37 @@ from ..backends.roster import Roster
 from ..config.pricing import PriceTable
 from ..config.settings import Settings
 from ..intake.files import FileReader
-from ..intake.prepare import Intake, PlannedTask, prepare, queued_bytes_hint
+from ..intake.prepare import PlannedTask
 from ..intake.requests import SpawnRequest
-from .errors import InvalidInput, RegistryClosed, UnknownTask
+from .callers import Caller
+from .errors import UnknownTask
+from .lookup import MAX_IDS_PER_CALL, Lookup
 from .models import (
     CancelOutcome,
     Counts,
     GroupSummary,
     Listing,
     RetryNotice,
+    RetryReceipt,
     SpawnedTask,
     SpawnReceipt,
     Statistics,
     TaskSnapshot,
     Usage,
 )
-from .records import GroupRecord, Spend, TaskRecord
-from .runner import Runner
-from .selection import check_selector, unknown_group, unknown_tasks
+from .quotas import Quotas
+from .records import Spend, TaskRecord
+from .retries import plan_retry
+from .runner import SHUTDOWN_NOTE, Runner
+from .spawning import Spawner
 from .state import ErrorKind, TaskState
 from .store import MemoryStore, StoreHooks, TaskStore
 from .table import TaskTable
 
 logger = logging.getLogger(__name__)
 
-
-def _new_id(prefix: str) -> str:
-    return f"{prefix}-{secrets.token_urlsafe(12)}"
+#: who a cancel another process asked for (through the store) is carried out as
+_ANOTHER_PROCESS = Caller("another server process on the store", operator=True)
 
 
 class TaskRegistry:
@@ -66,17 +75,20 @@ class TaskRegistry:
     ) -> None:
         self._tg = task_group
         self._settings = settings
-        self._backends = backends
-        self._prices = prices
-        self._reader = files
         self._store = store
         self._table = TaskTable(store, retention_s=settings.retention_s, max_finished=settings.max_finished)
+        self._lookup = Lookup(self._table, settings.retention_s)
         self._runner = Runner(task_group, self._table, settings, prices, self._retrying)
+        quotas = Quotas(
+            settings.max_unfinished_per_principal or settings.max_unfinished,
+            settings.max_spawns_per_minute,
+            lambda owner: self._table.tally(owner=owner),
+        )
+        self._spawner = Spawner(settings, backends, prices, files, self._table, self._runner, quotas)
         runner = self._runner
         # What an end means beyond the table, in this order: the lead's gate opens before the budget stop
         # ends queued siblings, and a spawn is forgotten only after that.
         self._table.on_end(runner.let_siblings_go, runner.stop_spent_spawn, runner.forget_ended_spawn)
-        self._closed = False
         self._retry_listeners: list[Callable[[RetryNotice], None]] = []
         store.attach(StoreHooks(progress=self._table.moved_progress, cancel=self._cancel_asked))
 
@@ -103,46 +115,63 @@ class TaskRegistry:
     # --- spawning ----------------------------------------------------------------------------------
 
     async def spawn(
-        self, request: SpawnRequest, extra_backends: Mapping[str, Backend] | None = None
+        self, request: SpawnRequest, extra_backends: Mapping[str, Backend] | None = None, *, caller: Caller
     ) -> SpawnReceipt:
         """Start every task of ``request`` in the background and return their ids at once.
 
         ``extra_backends`` are backends only this spawn's tasks may use (the MCP layer's sampling
-        backend, bound to the session that asked).
+        backend, bound to the session that asked). The tasks and their group belong to ``caller``.
 
         Raises:
             InvalidInput: the request cannot run as given (the message says why and what to do).
+            LimitReached: the spawn would pass one of ``caller``'s limits.
             BackendUnavailable: a task's backend cannot run here.
             RegistryClosed: the server is shutting down.
         """
-        self._check_accepting(len(request.tasks))
-        roster = self._backends.with_extra(extra_backends or {})
-        room = self._settings.max_queued_bytes - self._table.held_bytes
-        intake = await prepare(request, self._settings, self._reader, roster, room)
-        self._check_accepting(len(intake.tasks))  # the file reads awaited: check again
-        self._check_room(intake)
-        if intake.budget_usd is not None:
-            unpriced = sorted(
-                {m for p in intake.tasks if (m := p.spec.model) and self._prices.price(m) is None}
-            )
-            if unpriced:
-                intake.warnings.append(
-                    f"budget_usd counts only priced calls; the price of {', '.join(unpriced)} is unknown, so "
-                    "their cost is not counted against it (add it with --prices)."
-                )
-        group, records = self._register(intake)
+        group, records, warnings = await self._spawner.spawn(request, extra_backends, caller)
         await self._store.flush()  # the ids are returned once they outlive a crash
         tasks = [SpawnedTask(task_id=r.id, label=r.spec.label, state=r.state) for r in records]
-        return SpawnReceipt(group_id=group.id, tasks=tasks, warnings=intake.warnings)
+        return SpawnReceipt(group_id=group.id, tasks=tasks, warnings=warnings)
 
-    async def spawn_planned(self, planned: Sequence[PlannedTask], synthesis_key: str) -> list[str]:
-        """Start the tasks of a model synthesis, planned by the engine, as a group of their own; their
-        ids. They are kept under ``synthesis_key`` (``recall_synthesis`` finds them, in any process)."""
-        self._check_accepting(len(planned))
-        group, _ = self._register(Intake(list(planned), warm_first=False, max_concurrency=None, warnings=[]))
-        self._store.remember_synthesis(synthesis_key, tuple(group.task_ids))
+    async def retry(
+        self, task_ids: Sequence[str], extra_backends: Mapping[str, Backend] | None = None, *, caller: Caller
+    ) -> RetryReceipt:
+        """Run again, as one new spawn, those of ``task_ids`` (ids ``select`` returned) that ended
+        failed, cancelled or interrupted; the completed and unfinished ones are left as they are
+        (``skipped``).
+
+        Each runs again as its spawn asked for it (its files read again) with its spawn's settings, a
+        fresh budget equal to its spawn's, and ``retry_of`` its old id. A re-run that depended on another
+        re-run waits for the new copy; one that depended on a task not run again waits for that task's
+        answer (a completed one's joins its prompt at once). ``extra_backends``: as for ``spawn``. The new
+        spawn belongs to ``caller``.
+
+        Raises:
+            InvalidInput: nothing to run again; tasks of several spawns or of a synthesis; a dependency
+                that ended without an answer and is not run again, or is no longer kept.
+            BackendUnavailable: a task's backend cannot run here.
+            RegistryClosed: the server is shutting down.
+        """
+        records = self._lookup.known(task_ids, caller)
+        await self._store.refresh([dep for record in records for dep in record.depends_on])
+        plan = plan_retry(records, self._table.task, self._table.group)
+        group, records, warnings = await self._spawner.spawn(plan.request, extra_backends, caller, plan)
         await self._store.flush()
-        return list(group.task_ids)
+        tasks = [
+            SpawnedTask(task_id=r.id, label=r.spec.label, state=r.state, retry_of=r.retry_of) for r in records
+        ]
+        return RetryReceipt(group_id=group.id, tasks=tasks, warnings=warnings, skipped=plan.skipped)
+
+    async def spawn_planned(
+        self, planned: Sequence[PlannedTask], synthesis_key: str, *, caller: Caller
+    ) -> list[str]:
+        """Start the tasks of a model synthesis, planned by the engine for ``caller``, as a group of their
+        own, owned by ``caller``; their ids. They are kept under ``synthesis_key`` (``recall_synthesis``
+        finds them, in any process). Only the server's limits apply: the caller asked for it by name."""
+        ids = self._spawner.spawn_planned(planned, caller)
+        self._store.remember_synthesis(synthesis_key, tuple(ids))
+        await self._store.flush()
+        return ids
 
     async def recall_synthesis(self, synthesis_key: str) -> tuple[str, ...] | None:
         """The tasks of the model synthesis kept under ``synthesis_key`` (by this process or another, this
@@ -152,103 +181,58 @@ class TaskRegistry:
             await self._store.refresh(ids)
         return ids
 
-    def _check_accepting(self, count: int) -> None:
-        if self._closed:
-            raise RegistryClosed("the server is shutting down and starts no new tasks")
-        limit, unfinished = self._settings.max_unfinished, self._table.unfinished
-        if unfinished + count > limit:
-            raise InvalidInput(
-                f"{unfinished} tasks are still queued or running and this spawn would pass the "
-                f"server's limit of {limit} unfinished tasks; collect or cancel some first."
-            )
-
-    def _check_room(self, intake: Intake) -> None:
-        spawn = intake.shared_bytes + sum(planned.held_bytes for planned in intake.tasks)
-        limit, held = self._settings.max_queued_bytes, self._table.held_bytes
-        if held + spawn > limit:
-            raise InvalidInput(
-                f"this spawn's tasks, shared context and files take {spawn} bytes, and unfinished tasks "
-                f"already hold {held}. {queued_bytes_hint(self._settings)}"
-            )
-
-    def _register(self, intake: Intake) -> tuple[GroupRecord, list[TaskRecord]]:
-        group_id = _new_id("g")
-        records = [TaskRecord(_new_id("t"), group_id, planned.spec) for planned in intake.tasks]
-        group = GroupRecord(
-            group_id,
-            [record.id for record in records],
-            budget_usd=intake.budget_usd,
-            shared_bytes=intake.shared_bytes,
-        )
-        lives = self._runner.prepare(intake, records)
-        self._table.add(group, records, lives)
-        self._runner.start(group_id, lives, intake.max_concurrency)
-        return group, records
-
     # --- reading -----------------------------------------------------------------------------------
 
-    async def select(self, task_ids: Sequence[str] | None, group_id: str | None) -> list[str]:
-        """Resolve ``task_ids`` xor ``group_id`` into known task ids, their records current (read from
-        the store, for tasks other processes run or ran).
+    async def select(
+        self, task_ids: Sequence[str] | None, group_id: str | None, *, caller: Caller
+    ) -> list[str]:
+        """Resolve ``task_ids`` xor ``group_id`` into known task ids that ``caller`` may see, their records
+        current (read from the store, for tasks other processes run or ran).
 
         Raises:
             InvalidInput: both or neither given, or an empty or oversized list.
-            UnknownTask: an id the registry does not know.
+            UnknownTask: an id the registry does not know, or one that ``caller`` may not see.
         """
         self._table.evict()
-        check_selector(task_ids, group_id)
-        if group_id is not None:
+        await self._load(task_ids, group_id)
+        return self._lookup.select(task_ids, group_id, caller)
+
+    async def _load(self, task_ids: Sequence[str] | None, group_id: str | None) -> None:
+        """Read from the store what this process does not run among the tasks named (see ``refresh``)."""
+        if group_id is not None and task_ids is None:
             await self._store.refresh_group(group_id)
-            ids = self._group(group_id).task_ids
-            await self._store.refresh(ids)
-            return [i for i in ids if self._table.task(i) is not None]
-        assert task_ids is not None
-        unique = list(dict.fromkeys(task_ids))
-        await self._store.refresh(unique)
-        unknown = [task_id for task_id in unique if self._table.task(task_id) is None]
-        if unknown:
-            raise self._unknown(unknown)
-        return unique
+            if (group := self._table.group(group_id)) is not None:
+                await self._store.refresh(group.task_ids)
+        elif task_ids is not None and group_id is None and len(task_ids) <= MAX_IDS_PER_CALL:
+            await self._store.refresh(list(dict.fromkeys(task_ids)))
 
-    def _group(self, group_id: str) -> GroupRecord:
-        group = self._table.group(group_id)
-        if group is None:
-            is_a_task = self._table.task(group_id) is not None
-            raise unknown_group(group_id, is_a_task=is_a_task, retention_s=self._settings.retention_s)
-        return group
-
-    def _unknown(self, unknown: list[str]) -> UnknownTask:
-        one_is_a_group = any(self._table.group(task_id) is not None for task_id in unknown)
-        return unknown_tasks(unknown, one_is_a_group=one_is_a_group, retention_s=self._settings.retention_s)
-
-    def _records(self, task_ids: Sequence[str]) -> list[TaskRecord]:
-        """The records of the known ones of ``task_ids``, in their order."""
+    def _records(self, task_ids: Sequence[str]) -> list[TaskRecord]:  # the known ones, in their order
         return [record for task_id in task_ids if (record := self._table.task(task_id)) is not None]
 
-    def _known(self, task_ids: Sequence[str]) -> list[TaskRecord]:
-        """The records of ``task_ids``, every one known (ids ``select`` returned).
+    def snapshot(self, task_id: str, *, caller: Caller) -> TaskSnapshot:
+        """One task as it is now.
 
         Raises:
-            UnknownTask: one is not (any more).
+            UnknownTask: no such task, or another principal's.
         """
-        records = self._records(task_ids)
-        if len(records) != len(task_ids):
-            raise self._unknown([i for i in task_ids if self._table.task(i) is None])
-        return records
-
-    def snapshot(self, task_id: str) -> TaskSnapshot:
-        record = self._table.task(task_id)
+        record = self._lookup.task(task_id, caller)
         if record is None:
-            raise self._unknown([task_id])
+            raise UnknownTask(self._lookup.unknown_message([task_id], caller))
         return self._table.snapshot(record)
 
     def snapshots(self, task_ids: Sequence[str]) -> list[TaskSnapshot]:
         return [self._table.snapshot(record) for record in self._records(task_ids)]
 
     async def list(
-        self, group_id: str | None = None, state: TaskState | None = None, limit: int | None = None
+        self,
+        group_id: str | None = None,
+        state: TaskState | None = None,
+        limit: int | None = None,
+        *,
+        caller: Caller,
     ) -> Listing:
-        """Tasks in spawn order, optionally of one group and/or in one state; the newest ``limit``.
+        """``caller``'s tasks (an operator's: everyone's) in spawn order, optionally of one group and/or
+        in one state; the newest ``limit``.
 
         The counts are kept as tasks move, and the tasks are read newest first until ``limit`` are found,
         so a listing costs what it returns, not what the registry holds (with a ``state``, what it skips
@@ -257,8 +241,10 @@ class TaskRegistry:
         self._table.evict()
         if group_id is not None:
             await self._store.refresh_group(group_id)
-            self._group(group_id)
-        tally, shown = await self._store.listing(group_id, state, 10_000_000 if limit is None else limit)
+            self._lookup.group(group_id, caller)
+        owner = caller.owner_filter
+        wanted = 10_000_000 if limit is None else limit
+        tally, shown = await self._store.listing(group_id, state, wanted, owner)
         counts = Counts.of_tally(tally if state is None else {state: tally[state]})
         total = sum(tally.values()) if state is None else tally[state]
         return Listing([self._table.snapshot(record) for record in shown], total, counts)
@@ -326,12 +312,18 @@ class TaskRegistry:
         """
         await self._table.wait(task_ids, on_change)
 
-    def cancel(self, task_ids: Sequence[str], reason: str = "cancelled by cancel_tasks") -> CancelOutcome:
-        """Cancel every unfinished task of ``task_ids``; a queued one ends at once, a running one soon."""
+    def cancel(
+        self, task_ids: Sequence[str], reason: str = "cancelled by cancel_tasks", *, caller: Caller
+    ) -> CancelOutcome:
+        """Cancel every unfinished task of ``task_ids``; a queued one ends at once, a running one soon.
+
+        Raises:
+            UnknownTask: one of them is not known to ``caller`` (then none is cancelled).
+        """
         cancelled: list[str] = []
         finished: list[TaskSnapshot] = []
         # Look every record up first: ending a queued task can evict an old finished one further down.
-        for record in self._known(task_ids):
+        for record in self._lookup.known(task_ids, caller):
             live = self._table.ask_cancel(record.id, reason)
             if live is None and not record.state.terminal:  # another process runs it, and was asked
                 cancelled.append(record.id)
@@ -346,22 +338,24 @@ class TaskRegistry:
         return CancelOutcome(cancelled, finished)
 
     def _cancel_asked(self, requests: list[tuple[str, str]]) -> None:
-        """Other processes asked to cancel these tasks of this one (through the store)."""
+        """Other processes asked to cancel these tasks of this one (through the store): the one that asked
+        checked that its caller may."""
         for task_id, reason in requests:
             if self._table.live(task_id) is not None:
-                self.cancel([task_id], reason)
+                self.cancel([task_id], reason, caller=_ANOTHER_PROCESS)
 
     # --- lifetime ----------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Refuse new spawns and cancel everything that runs."""
-        self._closed = True
+        """Refuse new spawns and interrupt everything unfinished (it ends ``interrupted``)."""
+        self._spawner.closed = True
+        self._runner.shutting_down = True
         self._tg.cancel_scope.cancel()
 
     def sweep(self) -> None:
-        """After the task group has ended: tasks whose runner never started end ``cancelled`` too."""
+        """After the task group has ended: tasks whose runner never started end ``interrupted`` too."""
         for task_id in self._table.unfinished_ids():
-            self._table.move(task_id, TaskState.CANCELLED, note="the server shut down before the task ended")
+            self._table.move(task_id, TaskState.INTERRUPTED, note=SHUTDOWN_NOTE)
 
 
 @asynccontextmanager

@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 # How long a spawn's runners wait to start, so that the spawn's own reply is written first.
 DISPATCH_DELAY_S = 0.005
 
+SHUTDOWN_NOTE = "the server shut down before the task ended"
+
 # Longest siblings wait, once their cache-warming lead runs, for its answer to begin before they start.
 WARM_WAIT_S = 30.0
 
@@ -75,6 +77,7 @@ class Runner:
         self._limiter = anyio.CapacityLimiter(settings.max_concurrency)
         self._bounds: WeakKeyDictionary[Traits, anyio.CapacityLimiter] = WeakKeyDictionary()
         self._spawns: dict[str, _Spawn] = {}
+        self.shutting_down = False  #: set by the registry as it closes: what is cancelled now is interrupted
 
     @property
     def capacity(self) -> int:
@@ -82,12 +85,14 @@ class Runner:
 
     # --- a new spawn ------------------------------------------------------------------------------------
 
-    def prepare(self, intake: Intake, records: Sequence[TaskRecord]) -> list[Live]:
-        """The live part of each task of a spawn: its request, dependencies and warm-up gate."""
+    def prepare(
+        self, intake: Intake, records: Sequence[TaskRecord], outside: Sequence[TaskRecord] = ()
+    ) -> list[Live]:
+        """The live part of each task of a spawn: its request, dependencies and warm-up gate.
+        ``outside``: the tasks of other spawns some of them depend on (a retry's)."""
         leads: dict[tuple[str, str], anyio.Event] = {}
         lives: list[Live] = []
-        for record, planned in zip(records, intake.tasks, strict=True):
-            deps = tuple(records[i] for i in record.spec.depends_on)
+        for record, planned, deps in zip(records, intake.tasks, _dependencies(records, outside), strict=True):
             # A dependant starts late anyway: it neither warms the cache nor waits for a warm-up.
             warm = intake.warm_first and not deps and planned.backend.traits.caches_prompts
             gate, opens = _warm_up(record.spec, leads) if warm else (None, None)
@@ -123,8 +128,16 @@ class Runner:
             except anyio.get_cancelled_exc_class():
                 # Synchronous bookkeeping only: nothing here awaits, so no shield is needed.
                 if not self._table.ended(live.task_id):
-                    self._table.move(live.task_id, TaskState.CANCELLED, note=live.cancel_note or "cancelled")
+                    self._end_cancelled(live)
                 raise
+
+    def _end_cancelled(self, live: Live) -> None:
+        """A task cancelled: by a caller (its note says why), or by the server shutting down, which
+        interrupts it (retry_tasks runs it again)."""
+        if live.cancel_note is None and self.shutting_down:
+            self._table.move(live.task_id, TaskState.INTERRUPTED, note=SHUTDOWN_NOTE)
+        else:
+            self._table.move(live.task_id, TaskState.CANCELLED, note=live.cancel_note or "cancelled")
 
     async def _execute(self, live: Live) -> None:
         if (live.deps or live.warm_gate is not None) and not await self._turn(live):
@@ -289,6 +302,16 @@ class Runner:
             note="not started: the spawn's budget was spent",
             error=over_budget(group),
         )
+
+
+def _dependencies(
+    records: Sequence[TaskRecord], outside: Sequence[TaskRecord]
+) -> list[tuple[TaskRecord, ...]]:
+    """Each record's dependencies (its ``depends_on``), as records."""
+    if not any(record.depends_on for record in records):
+        return [()] * len(records)
+    known = {record.id: record for record in (*records, *outside)}
+    return [tuple(known[task_id] for task_id in record.depends_on) for record in records]
 
 
 async def _answer(

@@ -18,22 +18,29 @@ class TaskState(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
-    #: the server process that ran it ended first (a crash, a kill): it keeps its partial output, and
-    #: retry_tasks runs it again. Only a durable store, seeing the process gone, moves a task here.
+    #: its process ended (a crash, a kill) while it was queued or running: it keeps its partial output, its
+    #: note says why, and ``retry_tasks`` runs it again. A store that outlives the process moves it there.
     INTERRUPTED = "interrupted"
 
     @property
     def terminal(self) -> bool:
         return self in TERMINAL_STATES
 
+    @property
+    def retryable(self) -> bool:
+        """Ended without an answer: ``retry_tasks`` runs it again."""
+        return self in RETRYABLE_STATES
+
 
 TERMINAL_STATES: Final = frozenset(
     {TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED, TaskState.INTERRUPTED}
 )
 
+#: The ends a task may be run again from (``retry_tasks``): every end but a completed one.
+RETRYABLE_STATES: Final = TERMINAL_STATES - {TaskState.COMPLETED}
+
 TRANSITIONS: Final[Mapping[TaskState, frozenset[TaskState]]] = {
     # QUEUED -> FAILED: a task whose dependency failed never starts.
-    # -> INTERRUPTED: only ever in the store, for a process that is gone (never by this process's move).
     TaskState.QUEUED: frozenset(
         {TaskState.RUNNING, TaskState.CANCELLED, TaskState.FAILED, TaskState.INTERRUPTED}
     ),

@@ -17,9 +17,16 @@ implementation must guarantee:
   store whose tasks end elsewhere (another process) raises those ends here as well.
 * **Usage added at once.** ``record_usage`` adds a call to its task's and its group's totals together;
   a group's totals include its evicted tasks.
+* **Interrupted, not running forever.** A task whose process ended before the task did (a crash, a
+  kill) ends ``interrupted``, moved by the store itself: with what the store holds of its output, the
+  reason as its note, and its end raised like any other (``MemoryStore.interrupt`` is that move).
 * **Eviction of ended tasks only**, oldest end first; a group goes with its last task.
 * **Reads cost what they return.** ``tally`` is kept as tasks move; ``newest`` reads the records it
   returns (and those it skips for a state), not the whole store.
+* **Reads by owner.** Every record has its ``owner`` (the principal that spawned it). ``tally`` and
+  ``newest`` take an ``owner``: given, they count and return only that owner's tasks (kept per owner as
+  tasks move, as per group); None means every owner's. That is all the store knows of callers: who may
+  see what is the registry's (``callers.py``).
 * **Records are the store's own.** ``task`` returns the record that later moves change: the runner
   holds a task's dependencies' records, to read their state and answers after they may be evicted.
 
@@ -38,8 +45,9 @@ carries out (it learns of it through its store's ``StoreHooks.cancel``).
 
 from __future__ import annotations
 
+import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Reversible, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -126,12 +134,14 @@ class TaskStore(Protocol):
     def record_usage(self, task_id: str, tokens: Tokens, cost_usd: float | None) -> None:
         """One provider call of a task: add it to the task's totals and to its group's."""
 
-    def tally(self, group_id: str | None = None) -> Mapping[TaskState, int]:
-        """Tasks kept per state: of one group, or of all."""
+    def tally(self, group_id: str | None = None, owner: str | None = None) -> Mapping[TaskState, int]:
+        """Tasks kept per state: of one group, else of one owner, else of all."""
         ...
 
-    def newest(self, group_id: str | None, state: TaskState | None, limit: int) -> list[TaskRecord]:
-        """The newest ``limit`` tasks kept (of a group, in a state), in spawn order."""
+    def newest(
+        self, group_id: str | None, state: TaskState | None, limit: int, owner: str | None = None
+    ) -> list[TaskRecord]:
+        """The newest ``limit`` tasks kept (of a group, in a state, of an owner), in spawn order."""
         ...
 
     def finished(self) -> int:
@@ -165,9 +175,10 @@ class TaskStore(Protocol):
         """Make a group this process did not spawn current."""
 
     async def listing(
-        self, group_id: str | None, state: TaskState | None, limit: int
+        self, group_id: str | None, state: TaskState | None, limit: int, owner: str | None = None
     ) -> tuple[Mapping[TaskState, int], list[TaskRecord]]:
-        """Tasks kept per state (of a group), and the newest ``limit`` (in a state), of every process."""
+        """Tasks kept per state (of a group, else of an owner, else all), and the newest ``limit`` of them
+        (in a state), of every process."""
         ...
 
 
@@ -179,6 +190,8 @@ class MemoryStore:
         self._groups: dict[str, GroupRecord] = {}
         self._per_state = dict.fromkeys(TaskState, 0)
         self._group_states: dict[str, dict[TaskState, int]] = {}
+        self._owner_states: dict[str, dict[TaskState, int]] = {}
+        self._owned: dict[str, dict[str, None]] = {}  #: each owner's task ids kept, in spawn order
         self._finished: deque[tuple[str, float]] = deque()  #: ended tasks kept, oldest end first
         self._ending = Ending()
 
@@ -190,8 +203,12 @@ class MemoryStore:
         self._groups[group.id] = group
         self._group_states[group.id] = {**dict.fromkeys(TaskState, 0), TaskState.QUEUED: len(tasks)}
         self._per_state[TaskState.QUEUED] += len(tasks)
+        owner = group.owner
+        self._owner_states.setdefault(owner, dict.fromkeys(TaskState, 0))[TaskState.QUEUED] += len(tasks)
+        owned = self._owned.setdefault(owner, {})
         for record in tasks:
             self._tasks[record.id] = record
+            owned[record.id] = None
 
     def task(self, task_id: str) -> TaskRecord | None:
         return self._tasks.get(task_id)
@@ -201,7 +218,7 @@ class MemoryStore:
 
     def move(self, task_id: str, target: TaskState, at: float, outcome: Outcome | None = None) -> None:
         record = self._tasks[task_id]
-        self._recount(record.group_id, record.state, target)
+        self._recount(record, record.state, target)
         record.state = target
         if outcome is None:
             record.started = at
@@ -220,6 +237,14 @@ class MemoryStore:
         ended.task_id, ended.next = task_id, self._ending
         ended.event.set()
 
+    def interrupt(self, task_id: str, reason: str, at: float) -> None:
+        """End an unfinished task ``interrupted`` at ``at`` (monotonic), ``reason`` its note, keeping
+        what the record holds of its output: the move a durable store makes for the tasks of a process
+        that died. (Nothing in this process calls it on its own tasks, which end through the table.)"""
+        record = self._tasks[task_id]
+        outcome = Outcome(record.output, None, None, record.model, None, reason, record.attempts, time.time())
+        self.move(task_id, TaskState.INTERRUPTED, at, outcome)
+
     def record_usage(self, task_id: str, tokens: Tokens, cost_usd: float | None) -> None:
         record = self._tasks[task_id]
         record.spend.add(tokens, cost_usd)
@@ -228,17 +253,28 @@ class MemoryStore:
         if cost_usd is not None:
             group.spent_usd += cost_usd
 
-    def tally(self, group_id: str | None = None) -> Mapping[TaskState, int]:
-        return self._per_state if group_id is None else self._group_states[group_id]
+    def tally(self, group_id: str | None = None, owner: str | None = None) -> Mapping[TaskState, int]:
+        if group_id is not None:
+            return self._group_states[group_id]
+        if owner is not None:
+            return self._owner_states.get(owner) or dict.fromkeys(TaskState, 0)
+        return self._per_state
 
-    def newest(self, group_id: str | None, state: TaskState | None, limit: int) -> list[TaskRecord]:
-        ids = self._tasks if group_id is None else self._groups[group_id].task_ids
+    def newest(
+        self, group_id: str | None, state: TaskState | None, limit: int, owner: str | None = None
+    ) -> list[TaskRecord]:
+        if group_id is not None:
+            ids: Reversible[str] = self._groups[group_id].task_ids
+        else:
+            ids = self._tasks if owner is None else self._owned.get(owner, {})
         shown: list[TaskRecord] = []
         for task_id in reversed(ids):
             if len(shown) == limit:
                 break
             record = self._tasks.get(task_id)  # a group's evicted tasks are skipped
-            if record is not None and (state is None or record.state is state):
+            if record is None or (owner is not None and record.owner != owner):
+                continue
+            if state is None or record.state is state:
                 shown.append(record)
         shown.reverse()
         return shown
@@ -254,7 +290,11 @@ class MemoryStore:
             if record is None:
                 continue
             group_id = record.group_id
-            self._recount(group_id, record.state, None)
+            self._recount(record, record.state, None)
+            owned = self._owned[record.owner]
+            del owned[task_id]
+            if not owned:  # a principal that keeps no task costs nothing
+                del self._owned[record.owner], self._owner_states[record.owner]
             if not any(self._group_states[group_id].values()):
                 del self._groups[group_id], self._group_states[group_id]
 
@@ -280,13 +320,16 @@ class MemoryStore:
         """Nothing to read: memory is current."""
 
     async def listing(
-        self, group_id: str | None, state: TaskState | None, limit: int
+        self, group_id: str | None, state: TaskState | None, limit: int, owner: str | None = None
     ) -> tuple[Mapping[TaskState, int], list[TaskRecord]]:
-        return self.tally(group_id), self.newest(group_id, state, limit)
+        tally = self.tally(group_id, owner)
+        wanted = max(0, min(limit, sum(tally.values()) if state is None else tally[state]))
+        return tally, self.newest(group_id, state, wanted, owner)
 
-    def _recount(self, group_id: str, old: TaskState, new: TaskState | None) -> None:
+    def _recount(self, record: TaskRecord, old: TaskState, new: TaskState | None) -> None:
         """One task moved from ``old`` to ``new`` (None: evicted)."""
-        for tally in (self._per_state, self._group_states[group_id]):
+        tallies = (self._per_state, self._group_states[record.group_id], self._owner_states[record.owner])
+        for tally in tallies:
             tally[old] -= 1
             if new is not None:
                 tally[new] += 1

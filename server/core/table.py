@@ -90,12 +90,14 @@ class TaskTable:
     def snapshot(self, record: TaskRecord) -> TaskSnapshot:
         return record.snapshot(self._live.get(record.id))
 
-    def newest(self, group_id: str | None, state: TaskState | None, limit: int) -> list[TaskRecord]:
-        return self._store.newest(group_id, state, limit)
+    def newest(
+        self, group_id: str | None, state: TaskState | None, limit: int, owner: str | None = None
+    ) -> list[TaskRecord]:
+        return self._store.newest(group_id, state, limit, owner)
 
-    def tally(self, group_id: str | None = None) -> Mapping[TaskState, int]:
-        """Tasks kept per state (of one group, or of all), kept as tasks move."""
-        return self._store.tally(group_id)
+    def tally(self, group_id: str | None = None, owner: str | None = None) -> Mapping[TaskState, int]:
+        """Tasks kept per state (of one group, else of one owner, else of all), kept as tasks move."""
+        return self._store.tally(group_id, owner)
 
     # --- writing ----------------------------------------------------------------------------------------
 

@@ -83,6 +83,8 @@ def _reason(snap: TaskSnapshot) -> str:
         return "completed with an empty answer"
     if snap.state is TaskState.CANCELLED:
         return snap.note or "cancelled"
+    if snap.state is TaskState.INTERRUPTED:
+        return f"{snap.note or 'interrupted'}; retry_tasks runs it again"
     return f"still {snap.state.value}; call synthesize again later to include it"
 
 

@@ -27,6 +27,7 @@ import anyio.to_thread
 
 from ..backends.roster import Roster
 from ..config.settings import Settings
+from ..core.callers import Caller
 from ..core.errors import InvalidInput, UnknownTask
 from ..core.models import TaskSnapshot, Usage
 from ..core.registry import TaskRegistry
@@ -70,6 +71,10 @@ class SynthesisDone:
 SynthesisAnswer = SynthesisPending | SynthesisRunning | SynthesisDone
 
 
+#: a model synthesis's key: the principal it is for, the tasks it reads, its instructions
+_Key = tuple[str, tuple[str, ...], str | None]
+
+
 @dataclass(frozen=True, slots=True)
 class _Job:
     final: str
@@ -83,7 +88,7 @@ class Synthesizer:
         self._registry = registry
         self._settings = settings
         self._backends = backends
-        self._jobs: OrderedDict[tuple[object, ...], _Job] = OrderedDict()
+        self._jobs: OrderedDict[_Key, _Job] = OrderedDict()
 
     async def synthesize(
         self,
@@ -92,12 +97,15 @@ class Synthesizer:
         quorum: Quorum = "any",
         instructions: str | None = None,
         wait: Wait | None = None,
+        *,
+        caller: Caller,
     ) -> SynthesisAnswer:
         """The synthesis of these tasks' answers, as far as it has got.
 
         ``wait`` is how the caller waits for tasks (by default until they end; the tool, up to its
         ``wait_s``): first for the sources, then for the model synthesis started or picked up here.
-        ``quorum`` applies to a merge of findings.
+        ``quorum`` applies to a merge of findings. ``task_ids`` are ids ``caller`` may see (as the
+        registry's ``select`` returns them); a model synthesis runs as ``caller``'s tasks.
 
         Raises:
             InvalidInput: ``quorum`` is a number below 1.
@@ -116,9 +124,9 @@ class Synthesizer:
             return SynthesisPending(unfinished, len(task_ids), usage(task_ids))
         if (nothing := await self._without_answers(task_ids)) is not None:
             return SynthesisDone(nothing, None, usage(task_ids))
-        final = await self._start_model(task_ids, instructions)
+        final = await self._start_model(task_ids, instructions, caller)
         await wait([final])
-        return await self._read(final, task_ids, quorum)
+        return await self._read(final, task_ids, quorum, caller)
 
     async def merge(
         self, task_ids: Sequence[str], quorum: Quorum = "any", notes: Sequence[str] = ()
@@ -140,13 +148,14 @@ class Synthesizer:
         note = "no model synthesis was started: there is no answer to synthesize"
         return await anyio.to_thread.run_sync(merge, snapshots, "any", [note])
 
-    async def _start_model(self, task_ids: Sequence[str], instructions: str | None) -> str:
+    async def _start_model(self, task_ids: Sequence[str], instructions: str | None, caller: Caller) -> str:
         """The last task of the model synthesis over these tasks: the one already started for the same
         tasks and instructions unless it failed or was cancelled, else a new one, over the answers as
         they are now."""
-        key = (tuple(task_ids), instructions)
+        # One job per principal: an operator's synthesis of someone's tasks is the operator's own.
+        key = (caller.principal, tuple(task_ids), instructions)
         known = self._jobs.get(key) or await self._recall(key)
-        if known is not None and self._reusable(known.final):
+        if known is not None and self._reusable(known.final, caller):
             self._jobs[key] = known
             self._jobs.move_to_end(key)
             return known.final
@@ -156,20 +165,20 @@ class Synthesizer:
             plan_model_synthesis, answered, missing, instructions, backend, self._settings,
             abandon_on_cancel=True,
         )  # fmt: skip
-        ids = await self._registry.spawn_planned(planned, _stored_key(key))
+        ids = await self._registry.spawn_planned(planned, _stored_key(key), caller=caller)
         self._jobs[key] = _Job(final=ids[-1], tasks=tuple(ids))
         while len(self._jobs) > _MAX_REMEMBERED:
             self._jobs.popitem(last=False)
         return ids[-1]
 
-    async def _recall(self, key: tuple[tuple[str, ...], str | None]) -> _Job | None:
+    async def _recall(self, key: _Key) -> _Job | None:
         """The job another process (or this one before a restart) started for the same key, if kept."""
         ids = await self._registry.recall_synthesis(_stored_key(key))
         return None if ids is None else _Job(final=ids[-1], tasks=ids)
 
-    def _reusable(self, task_id: str) -> bool:
+    def _reusable(self, task_id: str, caller: Caller) -> bool:
         try:
-            state = self._registry.snapshot(task_id).state
+            state = self._registry.snapshot(task_id, caller=caller).state
         except UnknownTask:
             return False
         return state in {TaskState.QUEUED, TaskState.RUNNING, TaskState.COMPLETED}
@@ -180,10 +189,10 @@ class Synthesizer:
         return list(job.tasks) if job else [final_id]
 
     async def _read(
-        self, final_id: str, task_ids: Sequence[str], quorum: Quorum
+        self, final_id: str, task_ids: Sequence[str], quorum: Quorum, caller: Caller
     ) -> SynthesisRunning | SynthesisDone:
         """The model synthesis: running, finished, or (if it failed) a merge with a note."""
-        answer = self._registry.snapshot(final_id)
+        answer = self._registry.snapshot(final_id, caller=caller)
         job = self._job_tasks(final_id)
         total = self._registry.usage([*task_ids, *job])
         if not answer.state.terminal:
@@ -207,7 +216,7 @@ class Synthesizer:
         return SynthesisDone(synthesis, final_id, total)
 
 
-def _stored_key(key: tuple[tuple[str, ...], str | None]) -> str:
+def _stored_key(key: _Key) -> str:
     """A job's key as the store keeps it: a digest of the tasks and the instructions."""
     return hashlib.sha256(json.dumps(key).encode()).hexdigest()
 

@@ -1,7 +1,8 @@
 """Claude Code, the real CLI (tests/e2e/claude.py), with the server as the README connects it, offline.
 
 The README's `claude mcp add` line, run as written in a directory laid out as a clone, and `cp mcp.json
-.mcp.json` both leave a server that `claude mcp get` reports connected; and a whole fan-out driven
+.mcp.json` both leave a server that `claude mcp get` reports connected, and so does its remote line
+against `fanout-mcp serve` with a bearer token; and a whole fan-out driven
 headless through `claude -p` (tests/e2e/headless.py) completes. What the model saw is printed (run with
 `-s` to read it), not pinned: the tool results' shapes are the server's to change.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +21,7 @@ import pytest
 from tests.e2e.claude import REPO, SCRIPT, run_claude, run_shell, sealed_env
 from tests.e2e.headless import FINAL, TOOLS, drive, report, tool
 from tests.fake_api import FakeApi, serve_in_thread
+from tools.http.tokens import add_token
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 CONNECTED = "Status: ✔ Connected"
@@ -94,3 +97,32 @@ def test_claude_code_headless_runs_a_whole_fan_out_offline(fake: FakeApi, tmp_pa
     assert task_ids <= set(
         re.findall(r"(?<![\w-])t-[\w-]{16}(?![\w-])", synthesized)
     )  # the merge reached the model
+
+
+def test_the_readmes_remote_claude_mcp_add_line_leaves_a_connected_http_server(
+    fake: FakeApi, tmp_path: Path
+) -> None:
+    lines = re.findall(r"^claude mcp (?:add|get) .*$", section("Remote use"), re.MULTILINE)
+    assert [line.split()[2] for line in lines] == ["add", "get"]
+    tokens = tmp_path / "tokens"
+    token = add_token(tokens, "alice")
+    env = sealed_env(tmp_path / "home", FANOUT_TOKEN=token)
+    server_env = {**env, "ANTHROPIC_BASE_URL": fake.base_url, "ANTHROPIC_API_KEY": "test-key"}
+    argv = [str(SCRIPT), "serve", "--port", "0", "--auth-tokens", str(tokens)]
+    with subprocess.Popen(argv, env=server_env, stderr=subprocess.PIPE, text=True) as server:
+        try:
+            assert server.stderr is not None
+            announced = re.search(r"serving MCP at (http://\S+)", server.stderr.readline())
+            assert announced is not None
+            # As written, with the port this test's server got.
+            added = run_shell(
+                lines[0].replace("http://127.0.0.1:8765/mcp", announced.group(1)), env=env, cwd=tmp_path
+            )
+            got = run_shell(lines[1], env=env, cwd=tmp_path)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+    assert added.returncode == 0, added.stdout + added.stderr
+    assert CONNECTED in got.stdout and "Type: http" in got.stdout, got.stdout + got.stderr
+    assert server.returncode == 0

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
-from server import Backend, SubagentRequest, SubagentResult, TaskSink
+from server import Backend, Caller, SubagentRequest, SubagentResult, TaskSink
 from server.backends import Traits
 
 Handler = Callable[[SubagentRequest, TaskSink], Awaitable[SubagentResult]]
@@ -89,3 +89,7 @@ def gated(gate: anyio.Event, text: str = "done") -> Handler:
         return SubagentResult(text=text, model=request.model, stop_reason="end_turn")
 
     return handler
+
+
+#: The principal the engine's tests spawn and read as (a plain one: not an operator).
+ME = Caller("tester")

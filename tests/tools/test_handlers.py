@@ -1,4 +1,4 @@
-"""The five tools through the real MCP client, in memory, in both protocol eras, against the fake API."""
+"""The six tools through the real MCP client, in memory, in both protocol eras, against the fake API."""
 
 from __future__ import annotations
 
@@ -23,11 +23,14 @@ from server import (
     TaskFailure,
     TaskSink,
 )
+from server.core import durable as durable_module
 from server.core.records import TaskRecord
+from server.core.store import MemoryStore
 from server.intake import answer_schemas as outputs
 from tests.answers import reply, synthesis
 from tests.fake_api import FakeApi
 from tests.gates import ThreadGate
+from tests.server.core.test_retries import reopened
 from tests.server.fakes import ScriptedBackend, echo
 from tools import create_server
 
@@ -82,11 +85,9 @@ async def test_tools_are_listed_with_descriptions_schemas_and_hints(
 ) -> None:
     async with connect(make_settings(), mode) as client:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
-    assert set(tools) == {"spawn_parallel", "task_output", "synthesize", "list_tasks", "cancel_tasks"} | {
-        "task_patch",
-        "apply_changes",
-        "discard_changes",
-    }
+    assert set(tools) == {
+        "spawn_parallel", "task_output", "synthesize", "list_tasks", "cancel_tasks", "retry_tasks"
+    } | {"task_patch", "apply_changes", "discard_changes"}  # fmt: skip
     for tool in tools.values():
         assert tool.description and len(tool.description) > 100
         assert tool.output_schema is not None
@@ -291,6 +292,11 @@ async def test_bad_input_gets_an_error_that_says_what_to_do_and_the_server_keeps
             ("synthesize", {"group_id": "g-nope"}, "no group with id"),
             ("synthesize", {"group_id": group_id, "mode": "vote"}, "mode"),
             ("cancel_tasks", {"task_ids": ["t-nope"]}, "no task with id"),
+            ("retry_tasks", {}, "not neither"),
+            ("retry_tasks", {"task_ids": [task_id], "group_id": group_id}, "not both"),
+            ("retry_tasks", {"task_ids": ["t-nope"]}, "Call list_tasks"),
+            ("retry_tasks", {"group_id": "g-nope"}, "no group with id"),
+            ("retry_tasks", {"task_ids": [task_id]}, "nothing to run again"),
             ("list_tasks", {"state": "sleeping"}, "state"),
         ]
         for tool, arguments, words in cases:
@@ -327,9 +333,7 @@ async def test_without_an_api_key_the_server_starts_and_spawning_says_how_to_con
 ) -> None:
     monkeypatch.delenv("ANTHROPIC_API_KEY")
     async with connect(make_settings(), mode) as client:
-        assert (
-            len((await client.list_tools()).tools) == 8
-        )  # the five, and task_patch, apply_changes, discard_changes
+        assert len((await client.list_tools()).tools) == 9  # the six, and the three of change sets
         message = await error(client, "spawn_parallel", tasks=[{"task": "x"}])
         assert "ANTHROPIC_API_KEY" in message
         assert (await call(client, "list_tasks"))["tasks"] == []
@@ -351,7 +355,14 @@ async def test_cancel_tasks_cancels_the_unfinished_and_reports_the_finished(
         cancelled = await call(client, "cancel_tasks", group_id=spawned["group_id"])
         assert cancelled["cancelled"] == spawned["task_ids"][1:]
         assert cancelled["already_finished"] == [{"task_id": quick, "state": "completed"}]
-        assert cancelled["counts"] == {"queued": 0, "running": 0, "completed": 1, "failed": 0, "cancelled": 2}
+        assert cancelled["counts"] == {
+            "queued": 0,
+            "running": 0,
+            "completed": 1,
+            "failed": 0,
+            "cancelled": 2,
+            "interrupted": 0,
+        }
         still = await call(client, "task_output", task_ids=[quick])
         assert still["tasks"][0]["output"] == "quick"
     assert await anyio.to_thread.run_sync(fake_api.wait_idle, 10.0)
@@ -587,6 +598,7 @@ async def test_a_status_poll_of_a_big_group_returns_ids_by_state_in_a_few_bytes_
             "completed": n - 203,
             "failed": 200,
             "cancelled": 0,
+            "interrupted": 0,
         }
         assert status["ids_by_state"] == {
             "queued": [],
@@ -594,6 +606,7 @@ async def test_a_status_poll_of_a_big_group_returns_ids_by_state_in_a_few_bytes_
             "completed": [t for i, t in enumerate(ids[:-3]) if i % 10 != 1],
             "failed": ids[1::10],
             "cancelled": [],
+            "interrupted": [],
         }
         assert status["groups"][0]["tasks"] == n and status["waited_s"] >= 0
         # A few bytes a task, where the full answer takes hundreds (ids are 18 characters).
@@ -635,3 +648,105 @@ async def test_task_output_of_one_task_reads_that_task_not_its_whole_group(
         reads.clear()
         status = await call(client, "task_output", group_id=spawned["group_id"], include="status")
         assert status["done"] and reads == {}  # the whole group, and not one snapshot
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_retry_tasks_runs_failed_and_cancelled_tasks_again_as_first_asked_in_a_new_group(
+    fake_api: FakeApi, make_settings: MakeSettings, tmp_path: Path, mode: str
+) -> None:
+    (tmp_path / "notes.txt").write_text("the notes, read again\n")
+    tasks = [
+        {"task": "[[reply:kept]]", "label": "kept"},
+        {"task": "[[fail:400;count=1]] [[reply:fixed]]", "label": "flaky", "context": "only login()",
+         "files": ["notes.txt"]},
+        {"task": "[[hold]] [[reply:slow]]", "label": "slow"},
+    ]  # fmt: skip
+    async with connect(make_settings(), mode) as client:
+        spawned = await call(client, "spawn_parallel", tasks=tasks, shared_context="A Flask app.")
+        group_id, ids = spawned["group_id"], spawned["task_ids"]
+        await held(fake_api, 1)
+        await call(client, "cancel_tasks", task_ids=[ids[2]])
+        ended = await call(client, "task_output", group_id=group_id, wait_s=20)
+        assert ended["counts"] == {
+            "queued": 0, "running": 0, "completed": 1, "failed": 1, "cancelled": 1, "interrupted": 0
+        }  # fmt: skip
+        assert f'retry_tasks(group_id="{group_id}") runs the 2 failed, cancelled' in ended["next"]
+        fake_api.release()
+
+        retried = await call(client, "retry_tasks", group_id=group_id)
+
+        assert [(t["label"], t["retry_of"]) for t in retried["tasks"]] == [
+            ("flaky", ids[1]),
+            ("slow", ids[2]),
+        ]
+        (skipped,) = retried["skipped"]
+        assert (skipped["state"], skipped["count"], skipped["task_ids"]) == ("completed", 1, [ids[0]])
+        assert "not run again" in skipped["reason"]
+        new_group = retried["group_id"]
+        assert new_group != group_id and f'task_output(group_id="{new_group}")' in retried["next"]
+        assert "synthesize(task_ids=[...])" in retried["next"]  # with the answer that stood
+        done = await call(client, "task_output", group_id=new_group, wait_s=20)
+        assert [(t["output"], t["retry_of"]) for t in done["tasks"]] == [("fixed", ids[1]), ("slow", ids[2])]
+        listed = await call(client, "list_tasks", group_id=new_group)
+        assert [t["retry_of"] for t in listed["tasks"]] == ids[1:]
+        first_listed = await call(client, "list_tasks", group_id=group_id)
+        assert all("retry_of" not in t for t in first_listed["tasks"])  # null: left out
+    flaky = [r.body for r in fake_api.requests if "only login()" in json.dumps(r.body)]
+    assert len(flaky) == 2  # the first try and the re-run, each as it was asked for
+    assert all("A Flask app." in json.dumps(body["system"]) for body in flaky)
+    assert "the notes, read again" in json.dumps(flaky[-1]["messages"])
+
+
+async def test_after_a_restart_interrupted_tasks_are_shown_and_one_call_runs_them_again(
+    fake_api: FakeApi, make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stores: list[MemoryStore] = []
+
+    def first_store() -> MemoryStore:
+        stores.append(MemoryStore())
+        return stores[-1]
+
+    monkeypatch.setattr(durable_module, "MemoryStore", first_store)  # what --store memory opens
+    tasks = [
+        {"task": "[[reply:ground]]", "label": "ground"},
+        {"task": "[[hold:after=2]] [[words:4]]", "label": "streaming", "depends_on": ["ground"]},
+        {"task": "[[hold]] [[reply:queued one]]", "label": "held"},
+    ]
+    async with connect(make_settings(store="memory")) as client:
+        spawned = await call(client, "spawn_parallel", tasks=tasks)
+        group_id, ids = spawned["group_id"], spawned["task_ids"]
+        await held(fake_api, 2)
+        poll = {"task_ids": [ids[1]], "wait_s": 0}
+        running = await poll_until(client, poll, lambda answer: bool(answer["tasks"][0].get("output")))
+        partial = {ids[1]: running["tasks"][0]["output"], ids[2]: ""}  # two deltas streamed, then held
+        left = reopened(stores[0], group_id, partial)  # the store as it stood when its process died
+    fake_api.release()
+
+    monkeypatch.setattr(durable_module, "MemoryStore", lambda: left)
+    async with connect(make_settings(store="memory")) as client:  # a new server process on that store
+        listed = await call(client, "list_tasks", state="interrupted")
+        assert [t["task_id"] for t in listed["tasks"]] == ids[1:]
+        assert (
+            "retry_tasks(task_ids=[...]) runs the 2 failed, cancelled or interrupted task(s) again"
+            in listed["next"]
+        )
+        shown = await call(client, "task_output", group_id=group_id)
+        assert shown["done"] and shown["counts"]["interrupted"] == 2
+        assert shown["tasks"][1]["output"] == partial[ids[1]] and shown["tasks"][1]["partial"]
+        assert shown["tasks"][1]["note"] == "its server process ended"
+        merged = await call(client, "synthesize", group_id=group_id, mode="merge")
+        assert {m["state"] for m in merged["missing"]} == {"interrupted"}
+        assert all("retry_tasks runs it again" in m["reason"] for m in merged["missing"])
+        assert "retry_tasks(task_ids=[...])" in merged["next"]
+
+        retried = await call(client, "retry_tasks", group_id=group_id)
+        done = await call(client, "task_output", group_id=retried["group_id"], wait_s=20)
+
+    assert [(t["state"], t["retry_of"]) for t in done["tasks"]] == [
+        ("completed", ids[1]),
+        ("completed", ids[2]),
+    ]
+    assert done["tasks"][1]["output"] == "queued one"
+    streamed = [r.body for r in fake_api.requests if "[[hold:after=2]]" in json.dumps(r.body)]
+    assert "ground" in json.dumps(streamed[-1]["messages"])  # the answer of the task that completed before
+    assert sum("[[reply:ground]]" in json.dumps(r.body) for r in fake_api.requests) == 1  # not run again

@@ -84,7 +84,12 @@ async def test_every_tool_result_says_what_to_call_next_in_its_structured_conten
         cancelled = await answer(session, "cancel_tasks", group_id=group)
         assert next_of(cancelled).startswith("task_output or synthesize still read")
         done = await answer(session, "task_output", group_id=group)
-        assert next_of(done) == f'synthesize(group_id="{group}") to merge the answers.'
+        assert next_of(done) == (
+            f'synthesize(group_id="{group}") to merge the answers. retry_tasks(group_id="{group}") runs the 1 '
+            "failed, cancelled or interrupted task(s) again."
+        )
+        retried = await answer(session, "retry_tasks", group_id=group)
+        assert next_of(retried).startswith(f'task_output(group_id="{structured(retried)["group_id"]}")')
 
 
 def refusals(tmp_path: Path) -> list[tuple[str, dict[str, Any], str, str]]:
@@ -107,6 +112,8 @@ def refusals(tmp_path: Path) -> list[tuple[str, dict[str, Any], str, str]]:
         ("task_output", {"group_id": "g-x", "wait_s": -1}, "invalid_input", "wait_s"),
         ("synthesize", {"group_id": "g-x", "quorum": "most"}, "invalid_input", "quorum"),
         ("cancel_tasks", {"group_id": "g-nope"}, "not_found", "g-nope"),
+        ("retry_tasks", {}, "invalid_input", "not neither"),
+        ("retry_tasks", {"task_ids": ["t-gone"]}, "not_found", "t-gone"),
         ("list_tasks", {"state": "sleeping"}, "invalid_input", "state"),
         ("no_such_tool", {}, "invalid_input", "Unknown tool"),
     ]

@@ -1,4 +1,5 @@
-"""The ``fanout-mcp`` command: serve MCP over stdio (the default), or run a plan file."""
+"""The ``fanout-mcp`` command: serve MCP over stdio (the default) or over HTTP (``serve``), run a plan
+file, add a bearer token, or check the set-up (``doctor``)."""
 
 from __future__ import annotations
 
@@ -55,7 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     # before the command from being reset by the command's own default.
     after = _add_setting_flags(argparse.ArgumentParser(add_help=False), default=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser("serve", help="serve MCP over stdio (the default)", parents=[after])
+    commands.add_parser(
+        "serve",
+        parents=[after],
+        help="serve MCP over streamable HTTP at /mcp (--host, --port; see the README's Remote use)",
+        description="Serve MCP over streamable HTTP at http://HOST:PORT/mcp, with /healthz. Every other "
+        "setting applies as on stdio. Any address but loopback needs --auth-tokens or --oauth-issuer.",
+    )
+    _add_token(commands.add_parser, after)
     _add_run(commands.add_parser, after)
     _add_doctor(commands.add_parser, after)
     return parser
@@ -81,6 +89,21 @@ def _add_run(add_parser: Callable[..., argparse.ArgumentParser], after: argparse
     )
     run.add_argument("plan", type=Path, metavar="PLAN.json")
     run.add_argument("--json", action="store_true", help="print the results as JSON instead of markdown")
+
+
+def _add_token(add_parser: Callable[..., argparse.ArgumentParser], after: argparse.ArgumentParser) -> None:
+    token = add_parser("token", help="add a bearer token for serve")
+    actions = token.add_subparsers(dest="token_action", metavar="ACTION", required=True)
+    add = actions.add_parser(
+        "add",
+        parents=[after],
+        help="print a new random token for NAME once, and append its digest to the token file",
+        description="Print a new token for the principal NAME (shown only now) and append "
+        "'NAME sha256:<digest>' to FILE (--file, else --auth-tokens, else ~/.config/fanout-mcp/tokens; "
+        "created readable by its owner only).",
+    )
+    add.add_argument("name", metavar="NAME")
+    add.add_argument("--file", type=Path, metavar="FILE", help="the token file to append to")
 
 
 def _add_doctor(add_parser: Callable[..., argparse.ArgumentParser], after: argparse.ArgumentParser) -> None:
@@ -120,17 +143,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"fanout-mcp: {exc}", file=sys.stderr)
         return 2
-    if args.command != "doctor" and (problem := _store_problem(settings)):
+    if args.command not in ("doctor", "token") and (problem := _store_problem(settings)):
         print(f"fanout-mcp: {problem}", file=sys.stderr)
         return 2
-    if args.command not in ("run", "doctor"):
+    if args.command is None:
         return _serve(settings)
+    if args.command in ("serve", "token"):
+        from .remote import serve_command, token_command
+
+        return (
+            serve_command(settings)
+            if args.command == "serve"
+            else token_command(args.name, args.file, settings)
+        )
     import anyio
 
     if args.command == "run":
         from .run import run_command
 
-        _configure_logging(settings)
+        configure_logging(settings)
         return anyio.run(run_command, settings, args.plan, args.json, backend_options=loop_options())
     return anyio.run(_doctor, settings, args.check, backend_options=loop_options())
 
@@ -187,10 +218,13 @@ async def _doctor(settings: Settings, try_endpoint: bool) -> int:
     roots = ", ".join(str(r) for r in settings.roots) or "none (no file can be read: give --root DIR)"
     print(f"roots: {roots}")
     print(f"store: {describe_store(settings)}")
+    from .remote import doctor_lines
+
+    print("\n".join(doctor_lines(settings)))
     return 0 if checkup.default_resolves_to is not None else 1
 
 
-def _configure_logging(settings: Settings) -> None:
+def configure_logging(settings: Settings) -> None:
     handler = logging.StreamHandler(_Stderr())
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=settings.log_level, handlers=[handler])

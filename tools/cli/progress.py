@@ -154,8 +154,7 @@ class _LiveTable:
         counts = watch.registry.counts(watch.ids)
         usage = watch.registry.group_summary(watch.receipt.group_id).usage
         cost = "cost unknown" if usage.cost_usd is None else f"${usage.cost_usd:.4f}"
-        done = counts.completed + counts.failed + counts.cancelled
         return (
-            f"{done}/{len(watch.ids)} done, {counts.running} running, {counts.queued} queued; "
+            f"{counts.ended}/{len(watch.ids)} done, {counts.running} running, {counts.queued} queued; "
             f"{usage.input_tokens} in / {usage.output_tokens} out tokens, {cost}"
         )

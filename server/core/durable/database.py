@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from ..records import GroupRecord, Spend, TaskRecord, from_json, group_from_json, group_to_json, to_json
+from ..records import GroupRecord, Spend, TaskRecord, from_json, group_from_json, to_json
 from ..state import TERMINAL_STATES, TaskState
 from .schema import connect
 
@@ -150,14 +150,14 @@ class Database:
         with self._transaction():
             conn.executemany(
                 "INSERT INTO groups (id, owner, process, created_at, spend, body) VALUES (?, ?, ?, ?, ?, ?)",
-                [(g.id, _owner(g), self.process_id, time.time(), spend_json(g.spend), group_to_json(g))
+                [(g.id, g.owner, self.process_id, time.time(), spend_json(g.spend), to_json(g).decode())
                  for g in batch.new_groups],
             )  # fmt: skip
             conn.executemany("UPDATE groups SET spend = ? WHERE id = ?", batch.group_spends)
             conn.executemany(
                 "INSERT INTO tasks (group_id, owner, process, body, state, started_at, finished_at, "
                 "partial, note, attempts, spend, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(r.group_id, _owner(r), self.process_id, to_json(r).decode(), *cols)
+                [(r.group_id, r.owner, self.process_id, to_json(r).decode(), *cols)
                  for r, cols in batch.new_tasks],
             )  # fmt: skip
             conn.executemany(
@@ -309,10 +309,6 @@ def _where(
 def _chunks(ids: Sequence[str], size: int = 500) -> Iterable[Sequence[str]]:
     for start in range(0, len(ids), size):
         yield ids[start : start + size]
-
-
-def _owner(record: TaskRecord | GroupRecord) -> str:
-    return str(getattr(record, "owner", ""))
 
 
 def _gone(row: tuple[Any, ...], now: float) -> bool:

@@ -119,11 +119,13 @@ class DurableStore:
         assert group is not None
         self._spent_groups[group.id] = group
 
-    def tally(self, group_id: str | None = None) -> Mapping[TaskState, int]:
-        return self._own.tally(group_id)
+    def tally(self, group_id: str | None = None, owner: str | None = None) -> Mapping[TaskState, int]:
+        return self._own.tally(group_id, owner)
 
-    def newest(self, group_id: str | None, state: TaskState | None, limit: int) -> list[TaskRecord]:
-        return self._own.newest(group_id, state, limit)
+    def newest(
+        self, group_id: str | None, state: TaskState | None, limit: int, owner: str | None = None
+    ) -> list[TaskRecord]:
+        return self._own.newest(group_id, state, limit, owner)
 
     def finished(self) -> int:
         return self._own.finished()

@@ -32,6 +32,7 @@ from server.backends.throttle import Throttle
 from server.backends.workspace import Workspace
 from server.intake.files import FileReader
 from tests.fake_api import FakeApi
+from tests.server.fakes import ME
 
 MakeSettings = Callable[..., Settings]
 
@@ -57,7 +58,7 @@ async def api_runtime(
 
 
 async def run_tasks(runtime: Runtime, *tasks: TaskRequest, **spawn: Any) -> list[TaskSnapshot]:
-    receipt = await runtime.registry.spawn(SpawnRequest(tasks=list(tasks), **spawn))
+    receipt = await runtime.registry.spawn(SpawnRequest(tasks=list(tasks), **spawn), caller=ME)
     ids = [t.task_id for t in receipt.tasks]
     with anyio.fail_after(20):
         await runtime.registry.wait(ids)
@@ -95,7 +96,8 @@ async def test_streams_the_answer_and_records_usage_and_cost(
 async def test_every_task_is_in_flight_at_once(fake_api: FakeApi, make_settings: MakeSettings) -> None:
     async with api_runtime(make_settings(max_concurrency=20)) as runtime:
         receipt = await runtime.registry.spawn(
-            SpawnRequest(tasks=[TaskRequest(task=f"part {i} [[hold]] [[reply:r{i}]]") for i in range(20)])
+            SpawnRequest(tasks=[TaskRequest(task=f"part {i} [[hold]] [[reply:r{i}]]") for i in range(20)]),
+            caller=ME,
         )
         ids = [t.task_id for t in receipt.tasks]
         await held(fake_api, 20)
@@ -341,15 +343,15 @@ async def test_cancel_and_shutdown_leave_no_request_running(
     async with api_runtime(make_settings()) as runtime:
         registry = runtime.registry
         receipt = await registry.spawn(
-            SpawnRequest(tasks=[TaskRequest(task=f"{i} [[hold]]") for i in range(4)])
+            SpawnRequest(tasks=[TaskRequest(task=f"{i} [[hold]]") for i in range(4)]), caller=ME
         )
         ids = [t.task_id for t in receipt.tasks]
         await held(fake_api, 4)
-        outcome = registry.cancel(ids[:1])
+        outcome = registry.cancel(ids[:1], caller=ME)
         with anyio.fail_after(5):
             await registry.wait(outcome.cancelled)
-        assert registry.snapshot(ids[0]).state is TaskState.CANCELLED
-    assert [s.state for s in registry.snapshots(ids)] == [TaskState.CANCELLED] * 4
+        assert registry.snapshot(ids[0], caller=ME).state is TaskState.CANCELLED
+    assert [s.state for s in registry.snapshots(ids)] == [TaskState.CANCELLED] + [TaskState.INTERRUPTED] * 3
     await idle(fake_api)
 
 
@@ -359,7 +361,7 @@ async def test_without_credentials_spawning_fails_with_how_to_configure_them(
     monkeypatch.delenv("ANTHROPIC_API_KEY")
     async with api_runtime(make_settings()) as runtime:
         with pytest.raises(BackendUnavailable, match="ANTHROPIC_API_KEY"):
-            await runtime.registry.spawn(SpawnRequest(tasks=[TaskRequest(task="x")]))
+            await runtime.registry.spawn(SpawnRequest(tasks=[TaskRequest(task="x")]), caller=ME)
     assert fake_api.requests == []
 
 
@@ -377,7 +379,7 @@ async def test_a_placeholder_key_is_reported_as_such_without_a_request(
     monkeypatch.setenv("ANTHROPIC_API_KEY", key)
     async with api_runtime(make_settings()) as runtime:
         with pytest.raises(BackendUnavailable, match=re.escape(words)):
-            await runtime.registry.spawn(SpawnRequest(tasks=[TaskRequest(task="x")]))
+            await runtime.registry.spawn(SpawnRequest(tasks=[TaskRequest(task="x")]), caller=ME)
     assert fake_api.requests == [] and fake_api.token_counts == []
 
 

@@ -36,6 +36,7 @@ from server.config.pricing import PriceTable
 from server.intake.files import FileReader
 from server.intake.prepare import prepare
 from tests.fake_api import FakeApi
+from tests.server.fakes import ME
 
 MakeSettings = Callable[..., Settings]
 WAIT = 10.0  # upper bound for every wait; no test relies on timing
@@ -57,7 +58,9 @@ async def batch_registry(settings: Settings, **options: Any) -> AsyncGenerator[T
 
 
 async def spawn(registry: TaskRegistry, *tasks: str, **fields: Any) -> list[str]:
-    receipt = await registry.spawn(SpawnRequest(tasks=[TaskRequest(task=t, **fields) for t in tasks]))
+    receipt = await registry.spawn(
+        SpawnRequest(tasks=[TaskRequest(task=t, **fields) for t in tasks]), caller=ME
+    )
     return [t.task_id for t in receipt.tasks]
 
 
@@ -205,7 +208,7 @@ async def test_cancelling_every_task_of_a_sent_batch_cancels_the_batch_at_the_pr
     async with batch_registry(make_settings()) as registry:
         ids = await spawn(registry, "[[hold]]", "b", "c")
         await calls(fake_api, "retrieve")
-        registry.cancel(ids)
+        registry.cancel(ids, caller=ME)
         snaps = await finished(registry, ids)
     assert [s.state for s in snaps] == [TaskState.CANCELLED] * 3
     stats = fake_api.stats()
@@ -218,7 +221,7 @@ async def test_cancelling_one_task_of_a_batch_leaves_its_siblings_to_complete(
     async with batch_registry(make_settings()) as registry:
         ids = await spawn(registry, "[[hold]] [[reply:a]]", "[[reply:b]]", "[[reply:c]]")
         await calls(fake_api, "retrieve")
-        registry.cancel(ids[1:2])
+        registry.cancel(ids[1:2], caller=ME)
         with anyio.fail_after(WAIT):
             await registry.wait(ids[1:2])
         fake_api.release()
@@ -242,7 +245,7 @@ async def test_a_task_cancelled_before_its_batch_is_sent_is_left_out_of_it(
             while registry.counts(ids).running < 3:  # every task is in the batch's window
                 await anyio.wait_all_tasks_blocked()
         assert fake_api.stats().batch_calls == {}
-        registry.cancel(ids[:1])
+        registry.cancel(ids[:1], caller=ME)
         snaps = await finished(registry, ids)
     assert [s.state for s in snaps] == [TaskState.CANCELLED, TaskState.COMPLETED, TaskState.COMPLETED]
     (requests,) = sent_batches(fake_api)
@@ -256,7 +259,7 @@ async def test_tasks_that_leave_while_creating_the_batch_is_retried_never_create
     async with batch_registry(make_settings(), poll_min_s=30, poll_max_s=60) as registry:
         ids = await spawn(registry, "a", "b")
         await calls(fake_api, "create")  # refused: the next try is 20 s or more away
-        registry.cancel(ids)
+        registry.cancel(ids, caller=ME)
         snaps = await finished(registry, ids)
     assert [s.state for s in snaps] == [TaskState.CANCELLED] * 2
     assert fake_api.stats().batch_calls == {"create": 1}
@@ -311,7 +314,7 @@ async def test_shutdown_with_a_batch_in_flight_cancels_it_and_leaves_nothing_run
             ids = await spawn(registry, "[[hold]]", "b")
             await calls(fake_api, "retrieve")
     assert {task.id for task in anyio.get_running_tasks()} == before
-    assert [s.state for s in registry.snapshots(ids)] == [TaskState.CANCELLED] * 2
+    assert [s.state for s in registry.snapshots(ids)] == [TaskState.INTERRUPTED] * 2
     assert fake_api.stats().batches_canceled == 1
 
 
@@ -486,7 +489,7 @@ async def test_a_batch_a_lost_create_made_is_cancelled_when_its_tasks_leave_befo
     async with batch_registry(make_settings(), poll_min_s=30, poll_max_s=60) as registry:
         ids = await spawn(registry, "a", "b")
         await calls(fake_api, "create")  # the next try, and its look, are 20 s or more away
-        registry.cancel(ids)
+        registry.cancel(ids, caller=ME)
         snaps = await finished(registry, ids)
         await calls(fake_api, "cancel")
     assert [s.state for s in snaps] == [TaskState.CANCELLED] * 2

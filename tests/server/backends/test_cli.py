@@ -33,6 +33,7 @@ from server.config.commands import CommandSpec, command_from_config
 from server.core.registry import TaskRegistry, open_registry
 from tests.server.backends import fake_clis
 from tests.server.backends.fake_clis import is_gone, read_pids
+from tests.server.fakes import ME
 
 pytestmark = pytest.mark.anyio
 
@@ -539,7 +540,7 @@ async def output_is(registry: TaskRegistry, task_id: str, text: str) -> None:
     """Poll (bound it with ``fail_after``) until the task's output is ``text``: the registry has no event
     for a partial output to wait on."""
     while True:
-        if registry.snapshot(task_id).output == text:
+        if registry.snapshot(task_id, caller=ME).output == text:
             return
         await anyio.sleep(0.02)
 
@@ -559,9 +560,11 @@ async def test_a_cancelled_or_failed_cli_task_costs_null_not_zero(
 
     with anyio.fail_after(30):
         async with open_registry(make_settings(), roster) as registry:
-            ids = [task.task_id for task in (await registry.spawn(SpawnRequest(tasks=tasks))).tasks]
+            ids = [
+                task.task_id for task in (await registry.spawn(SpawnRequest(tasks=tasks), caller=ME)).tasks
+            ]
             await output_is(registry, ids[0], "ready\n")
-            registry.cancel(ids[:1])
+            registry.cancel(ids[:1], caller=ME)
             await registry.wait(ids)
             hung, failed = registry.snapshots(ids)
 
@@ -801,7 +804,9 @@ async def test_tasks_of_one_spawn_run_each_in_its_own_cwd_else_the_first_root(
 
     with anyio.fail_after(30):
         async with open_registry(make_settings(), backend) as registry:
-            ids = [task.task_id for task in (await registry.spawn(SpawnRequest(tasks=tasks))).tasks]
+            ids = [
+                task.task_id for task in (await registry.spawn(SpawnRequest(tasks=tasks), caller=ME)).tasks
+            ]
             await registry.wait(ids)
             outputs = [snapshot.output for snapshot in registry.snapshots(ids)]
 

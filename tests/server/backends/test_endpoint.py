@@ -22,12 +22,13 @@ from server import (
     open_runtime,
 )
 from tests.fake_api import FakeApi, serve_in_thread
+from tests.server.fakes import ME
 
 MakeSettings = Callable[..., Settings]
 
 
 async def run_tasks(runtime: Runtime, *tasks: TaskRequest) -> list[TaskSnapshot]:
-    receipt = await runtime.registry.spawn(SpawnRequest(tasks=list(tasks)))
+    receipt = await runtime.registry.spawn(SpawnRequest(tasks=list(tasks)), caller=ME)
     ids = [t.task_id for t in receipt.tasks]
     with anyio.fail_after(20):
         await runtime.registry.wait(ids)
@@ -62,7 +63,7 @@ async def test_a_refused_key_fails_a_ten_task_spawn_with_one_request_naming_what
     async with open_runtime(make_settings()) as runtime:
         snaps = await run_tasks(runtime, *(TaskRequest(task=f"part {i}") for i in range(10)))
         with pytest.raises(BackendUnavailable, match=variable):  # a later spawn: refused at the call
-            await runtime.registry.spawn(SpawnRequest(tasks=[TaskRequest(task="again")]))
+            await runtime.registry.spawn(SpawnRequest(tasks=[TaskRequest(task="again")]), caller=ME)
     assert errors_of(snaps) == [(TaskState.FAILED, ErrorKind.BACKEND_UNAVAILABLE)] * 10
     message = snaps[0].error.message if snaps[0].error else ""
     assert f"Fix {variable} in the server's environment" in message
@@ -83,7 +84,7 @@ async def test_a_key_refused_while_a_task_waits_to_retry_fails_it_without_anothe
     async with open_runtime(make_settings()) as runtime:
         runtime.registry.on_retry(lambda notice: waiting.set())
         spawned = await runtime.registry.spawn(
-            SpawnRequest(tasks=[TaskRequest(task="[[fail:503;retry-after=50]] patient")])
+            SpawnRequest(tasks=[TaskRequest(task="[[fail:503;retry-after=50]] patient")]), caller=ME
         )
         with anyio.fail_after(10):
             await waiting.wait()  # it waits 50 s before its next try
@@ -91,7 +92,7 @@ async def test_a_key_refused_while_a_task_waits_to_retry_fails_it_without_anothe
             (refused,) = await run_tasks(runtime, TaskRequest(task="newcomer"))
             patient_id = spawned.tasks[0].task_id
             await runtime.registry.wait([patient_id])
-        patient = runtime.registry.snapshot(patient_id)
+        patient = runtime.registry.snapshot(patient_id, caller=ME)
     assert refused.error is not None and refused.error.kind is ErrorKind.BACKEND_UNAVAILABLE
     assert patient.error is not None and patient.error.kind is ErrorKind.BACKEND_UNAVAILABLE
     assert "refused the credentials" in patient.error.message

@@ -30,6 +30,7 @@ from server.backends.workspace import Stopped, ToolAnswer, Workspace
 from server.intake.files import FileInfo, FileReader
 from tests.fake_api import FakeApi
 from tests.server.backends.test_anthropic_api import api_runtime, run_tasks
+from tests.server.fakes import ME
 
 MakeSettings = Callable[..., Settings]
 
@@ -234,20 +235,20 @@ async def test_each_tool_use_shows_in_the_partial_output_while_the_task_runs(
         task=f"{tools([use('read_file', path='src/app.py')])} [[hold]] [[reply:done]]", tools=["read"]
     )
     async with api_runtime(make_settings(roots=(root,))) as runtime:
-        receipt = await runtime.registry.spawn(SpawnRequest(tasks=[task]))
+        receipt = await runtime.registry.spawn(SpawnRequest(tasks=[task]), caller=ME)
         (task_id,) = [t.task_id for t in receipt.tasks]
         await reached(fake_api, requests=1)  # the first turn waits at the fake's gate
-        assert runtime.registry.snapshot(task_id).output is None
+        assert runtime.registry.snapshot(task_id, caller=ME).output is None
         fake_api.release()
         fake_api.rearm()  # the first turn goes on; the second will wait
         await reached(fake_api, requests=2)
-        running = runtime.registry.snapshot(task_id)
+        running = runtime.registry.snapshot(task_id, caller=ME)
         assert running.state is TaskState.RUNNING and running.partial
         assert running.output == "\n· read_file src/app.py\n"
         fake_api.release()
         with anyio.fail_after(10):
             await runtime.registry.wait([task_id])
-        assert runtime.registry.snapshot(task_id).output == "done"
+        assert runtime.registry.snapshot(task_id, caller=ME).output == "done"
 
 
 async def reached(fake: FakeApi, *, requests: int) -> None:

@@ -17,12 +17,13 @@ from tests.fake_api import FakeApi
 from tests.server.backends.test_anthropic_api import api_runtime
 from tests.server.backends.test_tooluse import tools, use
 from tests.server.changes.fake_editors import edits, run_git, state
+from tests.server.fakes import ME
 
 pytestmark = pytest.mark.anyio
 
 
 async def finished(registry: TaskRegistry, request: SpawnRequest) -> tuple[str, list[str]]:
-    receipt = await registry.spawn(request)
+    receipt = await registry.spawn(request, caller=ME)
     ids = [t.task_id for t in receipt.tasks]
     with anyio.fail_after(30):
         await registry.wait(ids)
@@ -118,7 +119,7 @@ async def test_a_bad_edit_request_is_refused_at_the_call_with_nothing_written(
 ) -> None:
     refs_before = run_git(repo, "for-each-ref")
     with pytest.raises(InvalidInput, match=said):
-        await registry.spawn(request_)
+        await registry.spawn(request_, caller=ME)
     assert run_git(repo, "for-each-ref") == refs_before and worktrees(repo).count("worktree ") == 1
 
 
@@ -129,14 +130,14 @@ async def test_a_directory_outside_any_git_work_tree_is_refused(tmp_path: Path, 
     editor = CommandBackend("editor", CommandSpec(argv=("editor",)), settings.roots)
     async with open_registry(settings, editor) as registry:
         with pytest.raises(InvalidInput, match="not in a git work tree"):
-            await registry.spawn(SpawnRequest(tasks=[TaskRequest(task="t", edit=True)]))
+            await registry.spawn(SpawnRequest(tasks=[TaskRequest(task="t", edit=True)]), caller=ME)
 
 
 async def test_a_repository_in_the_middle_of_a_merge_is_refused(registry: TaskRegistry, repo: Path) -> None:
     head = run_git(repo, "rev-parse", "HEAD").strip()
     (repo / ".git" / "MERGE_HEAD").write_text(head + "\n")
     with pytest.raises(InvalidInput, match="middle of a merge"):
-        await registry.spawn(SpawnRequest(tasks=[TaskRequest(task="t", edit=True)]))
+        await registry.spawn(SpawnRequest(tasks=[TaskRequest(task="t", edit=True)]), caller=ME)
 
 
 async def test_an_anthropic_edit_task_writes_through_its_tools_into_its_worktree_only(
@@ -150,7 +151,7 @@ async def test_an_anthropic_edit_task_writes_through_its_tools_into_its_worktree
     ]
     task = TaskRequest(task=f"implement {tools(writes)} [[tool_echo]]", edit=True, backend="anthropic")
     async with api_runtime(Settings(roots=(repo,))) as runtime:
-        receipt = await runtime.registry.spawn(SpawnRequest(tasks=[task]))
+        receipt = await runtime.registry.spawn(SpawnRequest(tasks=[task]), caller=ME)
         ids = [t.task_id for t in receipt.tasks]
         with anyio.fail_after(30):
             await runtime.registry.wait(ids)

@@ -14,6 +14,7 @@ from server.changes.editing import state_dir
 from server.changes.workshop import Workshop
 from server.core.registry import TaskRegistry
 from tests.server.changes.fake_editors import edits, run_git, state
+from tests.server.fakes import ME
 
 pytestmark = pytest.mark.anyio
 
@@ -33,7 +34,7 @@ async def three_tasks(registry: TaskRegistry) -> tuple[str, list[str]]:
         TaskRequest(task=edits({"lib.py": "X = 3\n"}), label="clash", scope=["lib.py"]),
         TaskRequest(task="look only", label="idle"),
     ]
-    receipt = await registry.spawn(SpawnRequest(tasks=tasks, edit=True))
+    receipt = await registry.spawn(SpawnRequest(tasks=tasks, edit=True), caller=ME)
     ids = [t.task_id for t in receipt.tasks]
     with anyio.fail_after(30):
         await registry.wait(ids)

@@ -20,7 +20,7 @@ from server import (
     TaskState,
     open_registry,
 )
-from tests.server.fakes import ScriptedBackend
+from tests.server.fakes import ME, ScriptedBackend
 
 MakeSettings = Callable[..., Settings]
 
@@ -55,7 +55,7 @@ async def test_a_diamond_runs_its_middle_in_parallel_and_the_join_gets_both_answ
 
     backend = ScriptedBackend(handler)
     async with open_registry(make_settings(), backend) as registry:
-        receipt = await registry.spawn(SpawnRequest(tasks=DIAMOND))
+        receipt = await registry.spawn(SpawnRequest(tasks=DIAMOND), caller=ME)
         ids = [t.task_id for t in receipt.tasks]
         with anyio.fail_after(5):
             await registry.wait(ids)
@@ -79,7 +79,7 @@ async def test_a_failed_dependency_fails_everything_downstream_without_running_i
 
     backend = ScriptedBackend(handler)
     async with open_registry(make_settings(), backend) as registry:
-        receipt = await registry.spawn(SpawnRequest(tasks=DIAMOND))
+        receipt = await registry.spawn(SpawnRequest(tasks=DIAMOND), caller=ME)
         ids = [t.task_id for t in receipt.tasks]
         with anyio.fail_after(5):
             await registry.wait(ids)
@@ -102,14 +102,14 @@ async def test_a_cancelled_dependency_fails_its_dependants(make_settings: MakeSe
 
     backend = ScriptedBackend(handler)
     async with open_registry(make_settings(), backend) as registry:
-        receipt = await registry.spawn(SpawnRequest(tasks=DIAMOND[:2]))
+        receipt = await registry.spawn(SpawnRequest(tasks=DIAMOND[:2]), caller=ME)
         first, second = (t.task_id for t in receipt.tasks)
         with anyio.fail_after(5):
             await backend.wait_calls(1)
-        registry.cancel([first])
+        registry.cancel([first], caller=ME)
         with anyio.fail_after(5):
             await registry.wait([first, second])
-        snap = registry.snapshot(second)
+        snap = registry.snapshot(second, caller=ME)
     assert snap.error is not None and snap.error.kind is ErrorKind.DEPENDENCY_FAILED
     assert "cancelled" in snap.error.message
 
@@ -129,12 +129,12 @@ async def test_independent_tasks_start_at_once_beside_a_chain(make_settings: Mak
         TaskRequest(task="D"),
     ]
     async with open_registry(make_settings(), backend) as registry:
-        ids = [t.task_id for t in (await registry.spawn(SpawnRequest(tasks=tasks))).tasks]
+        ids = [t.task_id for t in (await registry.spawn(SpawnRequest(tasks=tasks), caller=ME)).tasks]
         with anyio.fail_after(5):
             await backend.wait_calls(3)
         await anyio.wait_all_tasks_blocked()
         assert sorted(task_letter(c) for c in backend.calls) == ["A", "C", "D"]
-        assert registry.snapshot(ids[1]).state is TaskState.QUEUED
+        assert registry.snapshot(ids[1], caller=ME).state is TaskState.QUEUED
         release.set()
         with anyio.fail_after(5):
             await registry.wait(ids)
@@ -170,8 +170,8 @@ async def test_bad_dependencies_refuse_the_whole_spawn(
     backend = ScriptedBackend()
     async with open_registry(make_settings(), backend) as registry:
         with pytest.raises(InvalidInput, match=message.replace("(", r"\(").replace(")", r"\)")):
-            await registry.spawn(SpawnRequest(tasks=tasks))
-        assert (await registry.list()).total == 0
+            await registry.spawn(SpawnRequest(tasks=tasks), caller=ME)
+        assert (await registry.list(caller=ME)).total == 0
 
 
 async def test_a_dependant_fails_as_soon_as_one_dependency_fails(make_settings: MakeSettings) -> None:
@@ -189,9 +189,11 @@ async def test_a_dependant_fails_as_soon_as_one_dependency_fails(make_settings: 
         TaskRequest(task="C", depends_on=["task 1", "task 2"]),
     ]
     async with open_registry(make_settings(), ScriptedBackend(handler)) as registry:
-        first, _, joined = (t.task_id for t in (await registry.spawn(SpawnRequest(tasks=tasks))).tasks)
+        first, _, joined = (
+            t.task_id for t in (await registry.spawn(SpawnRequest(tasks=tasks), caller=ME)).tasks
+        )
         with anyio.fail_after(5):
             await registry.wait([first, joined])  # C fails while B is still running
-        snap = registry.snapshot(joined)
+        snap = registry.snapshot(joined, caller=ME)
         assert snap.error is not None and snap.error.kind is ErrorKind.DEPENDENCY_FAILED
         slow.set()

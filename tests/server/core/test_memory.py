@@ -20,7 +20,7 @@ from server.backends.roster import Roster
 from server.intake.files import FileReader
 from server.intake.prepare import prepare
 from server.intake.subagent_prompt import TaskPrompt
-from tests.server.fakes import ScriptedBackend, gated
+from tests.server.fakes import ME, ScriptedBackend, gated
 
 MakeSettings = Callable[..., Settings]
 FILE_BYTES = 199_000
@@ -70,7 +70,7 @@ async def test_a_task_gets_its_files_in_the_prompt_written_when_it_starts(
     files = write_files(tmp_path, 2)
     backend = ScriptedBackend()
     async with open_registry(make_settings(), backend) as registry:
-        receipt = await registry.spawn(naming(files, 2))
+        receipt = await registry.spawn(naming(files, 2), caller=ME)
         with anyio.fail_after(5):
             await registry.wait([t.task_id for t in receipt.tasks])
 
@@ -91,7 +91,7 @@ async def test_queued_tasks_naming_the_same_files_hold_them_once_not_once_each(
         tracemalloc.start()
         try:
             before, _ = tracemalloc.get_traced_memory()
-            receipt = await registry.spawn(naming(files, 200))
+            receipt = await registry.spawn(naming(files, 200), caller=ME)
             with anyio.fail_after(5):
                 await backend.wait_calls(1)
             await anyio.wait_all_tasks_blocked()
@@ -112,22 +112,22 @@ async def test_a_spawn_past_max_queued_bytes_is_refused_until_unfinished_tasks_e
     release = anyio.Event()
     backend = ScriptedBackend(gated(release))
     async with open_registry(make_settings(max_queued_bytes=1_000_000), backend) as registry:
-        held = await registry.spawn(naming(first, 4))
+        held = await registry.spawn(naming(first, 4), caller=ME)
         assert 3 * FILE_BYTES < registry.statistics().held_bytes < 1_000_000
 
         with pytest.raises(
             InvalidInput, match=r"at most 1000000 bytes .*--max-queued-bytes.*wait for tasks to finish"
         ):
-            await registry.spawn(naming(second, 1))
+            await registry.spawn(naming(second, 1), caller=ME)
 
         release.set()
         with anyio.fail_after(5):
             await registry.wait([t.task_id for t in held.tasks])
         assert registry.statistics().held_bytes == 0
-        again = await registry.spawn(naming(second, 1))
+        again = await registry.spawn(naming(second, 1), caller=ME)
         with anyio.fail_after(5):
             await registry.wait([t.task_id for t in again.tasks])
-        assert registry.snapshot(again.tasks[0].task_id).output == "done"
+        assert registry.snapshot(again.tasks[0].task_id, caller=ME).output == "done"
 
 
 async def test_a_spawn_of_many_small_tasks_counts_each_tasks_own_text(make_settings: MakeSettings) -> None:
@@ -138,7 +138,7 @@ async def test_a_spawn_of_many_small_tasks_counts_each_tasks_own_text(make_setti
         big = SpawnRequest(tasks=[TaskRequest(task="x" * 1_000, context="y" * 1_000) for _ in range(30)])
 
         with pytest.raises(InvalidInput, match="take 6"):
-            await registry.spawn(big)
+            await registry.spawn(big, caller=ME)
 
         assert registry.statistics().held_bytes == 0
         release.set()

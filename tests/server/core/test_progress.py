@@ -19,7 +19,7 @@ from server import (
     Tokens,
     open_registry,
 )
-from tests.server.fakes import ScriptedBackend
+from tests.server.fakes import ME, ScriptedBackend
 
 MakeSettings = Callable[..., Settings]
 
@@ -38,18 +38,20 @@ async def test_a_backend_that_reports_after_its_task_ended_changes_nothing(
     heard: list[RetryNotice] = []
     async with open_registry(make_settings(), ScriptedBackend(handler)) as registry:
         registry.on_retry(heard.append)
-        receipt = await registry.spawn(SpawnRequest(tasks=[TaskRequest(task="x")], budget_usd=10.0))
+        receipt = await registry.spawn(
+            SpawnRequest(tasks=[TaskRequest(task="x")], budget_usd=10.0), caller=ME
+        )
         task_id = receipt.tasks[0].task_id
         with anyio.fail_after(5):
             await registry.wait([task_id])
-        before = (registry.snapshot(task_id), registry.group_summary(receipt.group_id))
+        before = (registry.snapshot(task_id, caller=ME), registry.group_summary(receipt.group_id))
         (late,) = sinks
         late.add_usage("claude-sonnet-5-5", Tokens(input_tokens=1_000_000))
         late.restart("rate limited (429); retrying in 1.0 s (attempt 2)", ErrorKind.RATE_LIMITED)
         late.status("still here")
         late.append(" and more")
         late.response_started()
-        after = (registry.snapshot(task_id), registry.group_summary(receipt.group_id))
+        after = (registry.snapshot(task_id, caller=ME), registry.group_summary(receipt.group_id))
     assert before == after
     assert before[0].state is TaskState.COMPLETED and before[1].spent_usd == 2.0
     assert heard == []

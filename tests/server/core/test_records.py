@@ -6,10 +6,10 @@ import dataclasses
 import json
 
 import server.core as core_package
-from server import ErrorKind, TaskError, TaskState, Tokens
+from server import ErrorKind, SpawnRequest, TaskError, TaskRequest, TaskState, Tokens
 from server.core.live import Live
 from server.core.models import TaskSpec
-from server.core.records import GroupRecord, Spend, TaskRecord, from_json, to_json
+from server.core.records import GroupRecord, Spend, TaskRecord, from_json, group_from_json, to_json
 
 
 def an_ended_record() -> TaskRecord:
@@ -32,6 +32,9 @@ def an_ended_record() -> TaskRecord:
         id="t-abc",
         group_id="g-def",
         spec=spec,
+        owner="alice",
+        depends_on=("t-a", "t-b"),
+        retry_of="t-old",
         state=TaskState.FAILED,
         output='{"ok": tru',
         structured={"ok": True, "found": [1, "two"]},
@@ -56,6 +59,31 @@ def test_a_record_goes_out_as_json_and_comes_back_equal() -> None:
     again = from_json(data)
     assert again == record
     assert again.snapshot() == record.snapshot()
+
+
+def test_a_group_goes_out_as_json_with_its_request_and_comes_back_equal() -> None:
+    request = SpawnRequest(
+        tasks=[
+            TaskRequest(
+                task="review auth", files=["src/auth.py"], depends_on=["db"], output_schema="findings"
+            ),
+            TaskRequest(task="review db", label="db", context="postgres", tools=["read"]),
+        ],
+        shared_context="A Flask app.",
+        budget_usd=1.5,
+        max_concurrency=2,
+        output_schema={"type": "object"},
+        backend="anthropic",
+        tools=["read"],
+    )
+    group = GroupRecord("g-def", ["t-a", "t-b"], "alice", request=request, budget_usd=1.5, shared_bytes=12)
+    group.spend.add(Tokens(input_tokens=5), 0.25)
+    group.spent_usd = 0.25
+
+    again = group_from_json(to_json(group))
+
+    assert again == group
+    assert again.request is not None and again.request.tasks[1].context == "postgres"
 
 
 def test_a_record_holds_no_live_object() -> None:

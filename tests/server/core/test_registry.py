@@ -27,7 +27,7 @@ from server import (
     open_registry,
 )
 from server.core.store import MemoryStore
-from tests.server.fakes import ScriptedBackend, gated
+from tests.server.fakes import ME, ScriptedBackend, gated
 
 MakeSettings = Callable[..., Settings]
 
@@ -46,7 +46,7 @@ async def test_all_tasks_run_at_once_up_to_the_limit(make_settings: MakeSettings
     release = anyio.Event()
     backend = ScriptedBackend(gated(release))
     async with running(backend, make_settings(max_concurrency=20)) as registry:
-        receipt = await registry.spawn(spawn_of(12))
+        receipt = await registry.spawn(spawn_of(12), caller=ME)
         ids = [t.task_id for t in receipt.tasks]
         with anyio.fail_after(5):
             await backend.wait_calls(12)
@@ -63,7 +63,7 @@ async def test_concurrency_limit_queues_the_rest(make_settings: MakeSettings) ->
     release = anyio.Event()
     backend = ScriptedBackend(gated(release))
     async with running(backend, make_settings(max_concurrency=3)) as registry:
-        ids = [t.task_id for t in (await registry.spawn(spawn_of(8))).tasks]
+        ids = [t.task_id for t in (await registry.spawn(spawn_of(8), caller=ME)).tasks]
         with anyio.fail_after(5):
             await backend.wait_calls(3)
         await anyio.wait_all_tasks_blocked()
@@ -81,7 +81,7 @@ async def test_a_spawn_can_ask_for_less_concurrency_than_the_server(make_setting
     release = anyio.Event()
     backend = ScriptedBackend(gated(release))
     async with running(backend, make_settings(max_concurrency=10)) as registry:
-        ids = [t.task_id for t in (await registry.spawn(spawn_of(6, max_concurrency=2))).tasks]
+        ids = [t.task_id for t in (await registry.spawn(spawn_of(6, max_concurrency=2), caller=ME)).tasks]
         with anyio.fail_after(5):
             await backend.wait_calls(2)
         await anyio.wait_all_tasks_blocked()
@@ -103,7 +103,7 @@ async def test_a_failing_task_leaves_its_siblings_and_the_registry_alone(make_se
 
     backend = ScriptedBackend(handler)
     async with running(backend, make_settings()) as registry:
-        ids = [t.task_id for t in (await registry.spawn(spawn_of(4))).tasks]
+        ids = [t.task_id for t in (await registry.spawn(spawn_of(4), caller=ME)).tasks]
         with anyio.fail_after(5):
             await registry.wait(ids)
         snaps = registry.snapshots(ids)
@@ -116,20 +116,20 @@ async def test_a_failing_task_leaves_its_siblings_and_the_registry_alone(make_se
         assert snaps[1].error is not None and snaps[1].error.kind is ErrorKind.API_ERROR
         assert snaps[1].output == "half an answer" and snaps[1].partial
         assert snaps[2].error is not None and snaps[2].error.kind is ErrorKind.INTERNAL
-        again = await registry.spawn(spawn_of(1))
+        again = await registry.spawn(spawn_of(1), caller=ME)
         with anyio.fail_after(5):
             await registry.wait([again.tasks[0].task_id])
-        assert registry.snapshot(again.tasks[0].task_id).state is TaskState.COMPLETED
+        assert registry.snapshot(again.tasks[0].task_id, caller=ME).state is TaskState.COMPLETED
 
 
 async def test_a_task_that_overruns_its_timeout_fails_as_timeout(make_settings: MakeSettings) -> None:
     backend = ScriptedBackend(gated(anyio.Event(), text="never"))  # the gate never opens
     async with running(backend, make_settings()) as registry:
         request = SpawnRequest(tasks=[TaskRequest(task="slow", timeout_s=0.05)])
-        task_id = (await registry.spawn(request)).tasks[0].task_id
+        task_id = (await registry.spawn(request, caller=ME)).tasks[0].task_id
         with anyio.fail_after(5):
             await registry.wait([task_id])
-        snap = registry.snapshot(task_id)
+        snap = registry.snapshot(task_id, caller=ME)
         assert snap.state is TaskState.FAILED
         assert snap.error is not None and snap.error.kind is ErrorKind.TIMEOUT
         assert "timeout_s" in snap.error.message
@@ -143,58 +143,60 @@ async def test_cancelling_a_queued_task_ends_it_at_once_and_never_runs_it(
     release = anyio.Event()
     backend = ScriptedBackend(gated(release))
     async with running(backend, make_settings(max_concurrency=1)) as registry:
-        first, second = (t.task_id for t in (await registry.spawn(spawn_of(2))).tasks)
+        first, second = (t.task_id for t in (await registry.spawn(spawn_of(2), caller=ME)).tasks)
         with anyio.fail_after(5):
             await backend.wait_calls(1)
-        outcome = registry.cancel([second])
+        outcome = registry.cancel([second], caller=ME)
         assert outcome.cancelled == [second]
-        assert registry.snapshot(second).state is TaskState.CANCELLED
+        assert registry.snapshot(second, caller=ME).state is TaskState.CANCELLED
         release.set()
         with anyio.fail_after(5):
             await registry.wait([first, second])
-        assert registry.snapshot(first).state is TaskState.COMPLETED
+        assert registry.snapshot(first, caller=ME).state is TaskState.COMPLETED
         assert len(backend.calls) == 1
 
 
 async def test_cancelling_a_running_task_stops_its_backend_call(make_settings: MakeSettings) -> None:
     backend = ScriptedBackend(gated(anyio.Event()))
     async with running(backend, make_settings()) as registry:
-        task_id = (await registry.spawn(spawn_of(1))).tasks[0].task_id
+        task_id = (await registry.spawn(spawn_of(1), caller=ME)).tasks[0].task_id
         with anyio.fail_after(5):
             await backend.wait_calls(1)
-        outcome = registry.cancel([task_id])
-        assert registry.snapshot(task_id).cancel_requested
+        outcome = registry.cancel([task_id], caller=ME)
+        assert registry.snapshot(task_id, caller=ME).cancel_requested
         with anyio.fail_after(5):
             await registry.wait(outcome.cancelled)
-        snap = registry.snapshot(task_id)
+        snap = registry.snapshot(task_id, caller=ME)
         assert snap.state is TaskState.CANCELLED
         assert snap.note == "cancelled by cancel_tasks"
         assert backend.cancelled == 1
-        again = registry.cancel([task_id])
+        again = registry.cancel([task_id], caller=ME)
         assert again.cancelled == [] and again.already_finished[0].state is TaskState.CANCELLED
 
 
-async def test_shutdown_cancels_every_unfinished_task_without_an_exception_group(
+async def test_shutdown_interrupts_every_unfinished_task_without_an_exception_group(
     make_settings: MakeSettings,
 ) -> None:
     backend = ScriptedBackend(gated(anyio.Event()))
     async with running(backend, make_settings(max_concurrency=2)) as registry:
-        ids = [t.task_id for t in (await registry.spawn(spawn_of(5))).tasks]
+        ids = [t.task_id for t in (await registry.spawn(spawn_of(5), caller=ME)).tasks]
         with anyio.fail_after(5):
             await backend.wait_calls(2)
-    assert [s.state for s in registry.snapshots(ids)] == [TaskState.CANCELLED] * 5
+    snaps = registry.snapshots(ids)
+    assert [s.state for s in snaps] == [TaskState.INTERRUPTED] * 5
+    assert {s.note for s in snaps} == {"the server shut down before the task ended"}
     assert backend.in_flight == 0 and backend.cancelled == 2
     with pytest.raises(RegistryClosed):
-        await registry.spawn(spawn_of(1))
+        await registry.spawn(spawn_of(1), caller=ME)
 
 
-async def test_shutdown_right_after_a_spawn_cancels_tasks_whose_runner_never_started(
+async def test_shutdown_right_after_a_spawn_interrupts_tasks_whose_runner_never_started(
     make_settings: MakeSettings,
 ) -> None:
     backend = ScriptedBackend()
     async with running(backend, make_settings()) as registry:
-        ids = [t.task_id for t in (await registry.spawn(spawn_of(3))).tasks]
-    assert {s.state for s in registry.snapshots(ids)} <= {TaskState.CANCELLED, TaskState.COMPLETED}
+        ids = [t.task_id for t in (await registry.spawn(spawn_of(3), caller=ME)).tasks]
+    assert {s.state for s in registry.snapshots(ids)} <= {TaskState.INTERRUPTED, TaskState.COMPLETED}
     assert all(s.state.terminal for s in registry.snapshots(ids))
 
 
@@ -214,7 +216,7 @@ async def test_warm_first_starts_one_task_and_releases_siblings_when_its_answer_
     settings = make_settings(cache_min_tokens=100)
     async with running(backend, settings) as registry:
         request = spawn_of(4, shared_context="shared words " * 200)
-        ids = [t.task_id for t in (await registry.spawn(request)).tasks]
+        ids = [t.task_id for t in (await registry.spawn(request, caller=ME)).tasks]
         with anyio.fail_after(5):
             await backend.wait_calls(1)
         await anyio.wait_all_tasks_blocked()
@@ -234,7 +236,9 @@ async def test_short_shared_context_starts_everything_at_once(make_settings: Mak
     release = anyio.Event()
     backend = ScriptedBackend(gated(release), caches_prompts=True)
     async with running(backend, make_settings()) as registry:
-        ids = [t.task_id for t in (await registry.spawn(spawn_of(3, shared_context="short"))).tasks]
+        ids = [
+            t.task_id for t in (await registry.spawn(spawn_of(3, shared_context="short"), caller=ME)).tasks
+        ]
         with anyio.fail_after(5):
             await backend.wait_calls(3)
         assert not backend.calls[0].cache_system
@@ -251,7 +255,9 @@ async def test_a_lead_that_fails_still_lets_its_siblings_start(make_settings: Ma
 
     backend = ScriptedBackend(handler, caches_prompts=True)
     async with running(backend, make_settings(cache_min_tokens=10)) as registry:
-        ids = [t.task_id for t in (await registry.spawn(spawn_of(3, shared_context="x " * 100))).tasks]
+        ids = [
+            t.task_id for t in (await registry.spawn(spawn_of(3, shared_context="x " * 100), caller=ME)).tasks
+        ]
         with anyio.fail_after(5):
             await registry.wait(ids)
         assert [s.state for s in registry.snapshots(ids)] == [
@@ -268,14 +274,14 @@ async def test_finished_tasks_beyond_the_count_limit_are_evicted_oldest_first(
     async with running(backend, make_settings(max_finished=3)) as registry:
         groups: list[str] = []
         for _ in range(5):
-            receipt = await registry.spawn(spawn_of(1))
+            receipt = await registry.spawn(spawn_of(1), caller=ME)
             groups.append(receipt.group_id)
             with anyio.fail_after(5):
                 await registry.wait([receipt.tasks[0].task_id])
-        assert len((await registry.list()).tasks) == 3
+        assert len((await registry.list(caller=ME)).tasks) == 3
         with pytest.raises(UnknownTask, match="no group"):
-            await registry.select(None, groups[0])
-        assert await registry.select(None, groups[4])
+            await registry.select(None, groups[0], caller=ME)
+        assert await registry.select(None, groups[4], caller=ME)
 
 
 async def test_finished_tasks_older_than_the_retention_are_evicted(
@@ -287,14 +293,14 @@ async def test_finished_tasks_older_than_the_retention_are_evicted(
     monkeypatch.setattr(table_module.time, "time", lambda: now[0])
     backend = ScriptedBackend()
     async with running(backend, make_settings(retention_s=60)) as registry:
-        task_id = (await registry.spawn(spawn_of(1))).tasks[0].task_id
+        task_id = (await registry.spawn(spawn_of(1), caller=ME)).tasks[0].task_id
         with anyio.fail_after(5):
             await registry.wait([task_id])
         now[0] += 59
-        assert await registry.select([task_id], None) == [task_id]
+        assert await registry.select([task_id], None, caller=ME) == [task_id]
         now[0] += 2
         with pytest.raises(UnknownTask, match="no task with id"):
-            await registry.select([task_id], None)
+            await registry.select([task_id], None, caller=ME)
 
 
 async def test_wait_reports_each_change_and_returns_when_all_ended(make_settings: MakeSettings) -> None:
@@ -307,7 +313,7 @@ async def test_wait_reports_each_change_and_returns_when_all_ended(make_settings
         changes += 1
 
     async with running(backend, make_settings()) as registry:
-        ids = [t.task_id for t in (await registry.spawn(spawn_of(2))).tasks]
+        ids = [t.task_id for t in (await registry.spawn(spawn_of(2), caller=ME)).tasks]
         with anyio.move_on_after(0.01):
             await registry.wait(ids, on_change)  # nothing ends while the gate is shut
         assert changes == 0
@@ -320,21 +326,21 @@ async def test_wait_reports_each_change_and_returns_when_all_ended(make_settings
 
 async def test_select_refuses_what_it_cannot_resolve(make_settings: MakeSettings) -> None:
     async with running(ScriptedBackend(), make_settings()) as registry:
-        receipt = await registry.spawn(spawn_of(1))
+        receipt = await registry.spawn(spawn_of(1), caller=ME)
         task_id = receipt.tasks[0].task_id
         with pytest.raises(InvalidInput, match="not both"):
-            await registry.select([task_id], receipt.group_id)
+            await registry.select([task_id], receipt.group_id, caller=ME)
         with pytest.raises(InvalidInput, match="not neither"):
-            await registry.select(None, None)
+            await registry.select(None, None, caller=ME)
         with pytest.raises(InvalidInput, match="empty"):
-            await registry.select([], None)
+            await registry.select([], None, caller=ME)
         with pytest.raises(UnknownTask, match=r"(?i)call list_tasks"):
-            await registry.select(["t-nope"], None)
+            await registry.select(["t-nope"], None, caller=ME)
         with pytest.raises(UnknownTask, match="pass it as group_id"):
-            await registry.select([receipt.group_id], None)
+            await registry.select([receipt.group_id], None, caller=ME)
         with pytest.raises(UnknownTask, match="pass it in task_ids"):
-            await registry.select(None, task_id)
-        assert await registry.select([task_id, task_id], None) == [task_id]
+            await registry.select(None, task_id, caller=ME)
+        assert await registry.select([task_id, task_id], None, caller=ME) == [task_id]
 
 
 async def test_spawn_refuses_when_the_backend_is_unavailable(make_settings: MakeSettings) -> None:
@@ -342,22 +348,22 @@ async def test_spawn_refuses_when_the_backend_is_unavailable(make_settings: Make
     backend.unavailable = "no key: set ANTHROPIC_API_KEY"
     async with running(backend, make_settings()) as registry:
         with pytest.raises(BackendUnavailable, match="ANTHROPIC_API_KEY"):
-            await registry.spawn(spawn_of(1))
-        assert (await registry.list()).total == 0
+            await registry.spawn(spawn_of(1), caller=ME)
+        assert (await registry.list(caller=ME)).total == 0
 
 
 async def test_spawn_refuses_past_the_unfinished_limit(make_settings: MakeSettings) -> None:
     backend = ScriptedBackend(gated(anyio.Event()))
     async with running(backend, make_settings(max_unfinished=4)) as registry:
-        await registry.spawn(spawn_of(3))
+        await registry.spawn(spawn_of(3), caller=ME)
         with pytest.raises(InvalidInput, match="limit of 4 unfinished"):
-            await registry.spawn(spawn_of(2))
-        await registry.spawn(spawn_of(1))
+            await registry.spawn(spawn_of(2), caller=ME)
+        await registry.spawn(spawn_of(1), caller=ME)
 
 
 async def test_ids_are_unguessable_and_url_safe(make_settings: MakeSettings) -> None:
     async with running(ScriptedBackend(), make_settings()) as registry:
-        receipt = await registry.spawn(spawn_of(50))
+        receipt = await registry.spawn(spawn_of(50), caller=ME)
     ids = [t.task_id for t in receipt.tasks]
     assert len(set(ids)) == 50
     for task_id in [*ids, receipt.group_id]:
@@ -379,10 +385,10 @@ async def test_usage_and_cost_add_up_across_attempts(make_settings: MakeSettings
         return SubagentResult(text="ok", model="claude-sonnet-5-5", stop_reason="end_turn")
 
     async with running(ScriptedBackend(handler), make_settings()) as registry:
-        task_id = (await registry.spawn(spawn_of(1))).tasks[0].task_id
+        task_id = (await registry.spawn(spawn_of(1), caller=ME)).tasks[0].task_id
         with anyio.fail_after(5):
             await registry.wait([task_id])
-        snap = registry.snapshot(task_id)
+        snap = registry.snapshot(task_id, caller=ME)
     assert snap.attempts == 2
     assert (snap.usage.input_tokens, snap.usage.output_tokens, snap.usage.cache_read_tokens) == (
         2000,
@@ -401,10 +407,10 @@ async def test_unknown_model_has_unknown_cost(make_settings: MakeSettings) -> No
         return SubagentResult(text="ok", model="some-other-model", stop_reason="end_turn")
 
     async with running(ScriptedBackend(handler), make_settings()) as registry:
-        task_id = (await registry.spawn(spawn_of(1))).tasks[0].task_id
+        task_id = (await registry.spawn(spawn_of(1), caller=ME)).tasks[0].task_id
         with anyio.fail_after(5):
             await registry.wait([task_id])
-        assert registry.snapshot(task_id).usage.cost_usd is None
+        assert registry.snapshot(task_id, caller=ME).usage.cost_usd is None
         assert registry.usage([task_id]).cost_usd is None
 
 
@@ -413,10 +419,10 @@ async def test_an_answer_cut_by_max_tokens_says_so(make_settings: MakeSettings) 
         return SubagentResult(text="cut", model=request.model, stop_reason="max_tokens")
 
     async with running(ScriptedBackend(handler), make_settings()) as registry:
-        task_id = (await registry.spawn(spawn_of(1))).tasks[0].task_id
+        task_id = (await registry.spawn(spawn_of(1), caller=ME)).tasks[0].task_id
         with anyio.fail_after(5):
             await registry.wait([task_id])
-        snap = registry.snapshot(task_id)
+        snap = registry.snapshot(task_id, caller=ME)
     assert snap.state is TaskState.COMPLETED and snap.stop_reason == "max_tokens"
     assert snap.note is not None and "max_tokens" in snap.note
 
@@ -425,16 +431,16 @@ async def test_a_running_task_shows_its_partial_output(make_settings: MakeSettin
     release = anyio.Event()
     backend = ScriptedBackend(gated(release, text="hello"))
     async with running(backend, make_settings()) as registry:
-        task_id = (await registry.spawn(spawn_of(1))).tasks[0].task_id
+        task_id = (await registry.spawn(spawn_of(1), caller=ME)).tasks[0].task_id
         with anyio.fail_after(5):
             await backend.wait_calls(1)
         await anyio.wait_all_tasks_blocked()
-        snap = registry.snapshot(task_id)
+        snap = registry.snapshot(task_id, caller=ME)
         assert (snap.state, snap.output, snap.partial) == (TaskState.RUNNING, "h", True)
         release.set()
         with anyio.fail_after(5):
             await registry.wait([task_id])
-        snap = registry.snapshot(task_id)
+        snap = registry.snapshot(task_id, caller=ME)
         assert (snap.state, snap.output, snap.partial) == (TaskState.COMPLETED, "hello", False)
 
 
@@ -448,13 +454,13 @@ async def test_an_error_in_the_body_comes_out_as_itself_not_as_an_exception_grou
     async def body() -> None:
         async with running(backend, make_settings()) as registry:
             seen.append(registry)
-            ids.extend(t.task_id for t in (await registry.spawn(spawn_of(2))).tasks)
+            ids.extend(t.task_id for t in (await registry.spawn(spawn_of(2), caller=ME)).tasks)
             raise InvalidInput("from the body")
 
     with pytest.raises(InvalidInput, match="from the body"):
         await body()
     registry = seen[0]
-    assert [s.state for s in registry.snapshots(ids)] == [TaskState.CANCELLED] * 2
+    assert [s.state for s in registry.snapshots(ids)] == [TaskState.INTERRUPTED] * 2
 
 
 async def test_running_out_of_time_while_rate_limited_fails_as_rate_limited(
@@ -467,10 +473,10 @@ async def test_running_out_of_time_while_rate_limited_fails_as_rate_limited(
 
     async with running(ScriptedBackend(handler), make_settings()) as registry:
         request = SpawnRequest(tasks=[TaskRequest(task="x", timeout_s=0.05)])
-        task_id = (await registry.spawn(request)).tasks[0].task_id
+        task_id = (await registry.spawn(request, caller=ME)).tasks[0].task_id
         with anyio.fail_after(5):
             await registry.wait([task_id])
-        snap = registry.snapshot(task_id)
+        snap = registry.snapshot(task_id, caller=ME)
     assert snap.error is not None and snap.error.kind is ErrorKind.RATE_LIMITED
     assert "kept rate-limiting" in snap.error.message and "siblings kept their results" in snap.error.message
 
@@ -498,14 +504,14 @@ async def test_each_retry_is_told_to_listeners_and_logged_as_it_happens(
     async with running(ScriptedBackend(handler), make_settings()) as registry:
         registry.on_retry(broken_listener)
         registry.on_retry(listener)
-        receipt = await registry.spawn(SpawnRequest(tasks=[TaskRequest(task="x", label="flaky")]))
+        receipt = await registry.spawn(SpawnRequest(tasks=[TaskRequest(task="x", label="flaky")]), caller=ME)
         task_id = receipt.tasks[0].task_id
         with anyio.fail_after(5):
             await first_retry_heard.wait()
             assert [n.attempt for n in heard] == [2]
             go_on.set()
             await registry.wait([task_id])
-        snap = registry.snapshot(task_id)
+        snap = registry.snapshot(task_id, caller=ME)
     assert snap.state is TaskState.COMPLETED  # the broken listener failed nothing
     assert [(n.task_id, n.group_id, n.label, n.attempt, n.cause) for n in heard] == [
         (task_id, receipt.group_id, "flaky", 2, ErrorKind.API_ERROR),
@@ -533,7 +539,7 @@ async def test_a_change_during_on_change_is_not_lost(make_settings: MakeSettings
         await anyio.wait_all_tasks_blocked()
 
     async with running(ScriptedBackend(handler), make_settings()) as registry:
-        ids = [t.task_id for t in (await registry.spawn(spawn_of(2))).tasks]
+        ids = [t.task_id for t in (await registry.spawn(spawn_of(2), caller=ME)).tasks]
         first_gate.set()
         with anyio.fail_after(5):  # without the fix this waits until the timeout
             await registry.wait(ids, on_change)
@@ -544,19 +550,19 @@ async def test_cancelling_a_list_that_evicts_a_later_entry_reports_it(make_setti
     backend = ScriptedBackend(gated(anyio.Event()))
     async with running(backend, make_settings(max_finished=1, max_concurrency=1)) as registry:
         done_id = (
-            (await registry.spawn(SpawnRequest(tasks=[TaskRequest(task="a", timeout_s=0.01)])))
+            (await registry.spawn(SpawnRequest(tasks=[TaskRequest(task="a", timeout_s=0.01)]), caller=ME))
             .tasks[0]
             .task_id
         )
         with anyio.fail_after(5):
             await registry.wait([done_id])
-        blocker, queued = (t.task_id for t in (await registry.spawn(spawn_of(2))).tasks)
+        blocker, queued = (t.task_id for t in (await registry.spawn(spawn_of(2), caller=ME)).tasks)
         with anyio.fail_after(5):
             await backend.wait_calls(2)
-        outcome = registry.cancel([queued, done_id])
+        outcome = registry.cancel([queued, done_id], caller=ME)
         assert outcome.cancelled == [queued]
         assert [s.task_id for s in outcome.already_finished] == [done_id]
-        registry.cancel([blocker])
+        registry.cancel([blocker], caller=ME)
 
 
 async def test_siblings_start_anyway_when_the_lead_never_answers(
@@ -573,7 +579,9 @@ async def test_siblings_start_anyway_when_the_lead_never_answers(
 
     backend = ScriptedBackend(handler, caches_prompts=True)
     async with running(backend, make_settings(cache_min_tokens=10)) as registry:
-        ids = [t.task_id for t in (await registry.spawn(spawn_of(3, shared_context="x " * 100))).tasks]
+        ids = [
+            t.task_id for t in (await registry.spawn(spawn_of(3, shared_context="x " * 100), caller=ME)).tasks
+        ]
         with anyio.fail_after(5):
             await backend.wait_calls(3)
         release.set()
@@ -623,7 +631,7 @@ async def test_a_groups_totals_are_the_sum_of_its_tasks_usage_at_every_step(
     seen: dict[str, Usage] = {}  # each task's usage as last seen, kept after the task is evicted
     spent = 0.0
     async with running(backend, make_settings(max_finished=2)) as registry:
-        receipt = await registry.spawn(spawn_of(4))
+        receipt = await registry.spawn(spawn_of(4), caller=ME)
         ids = [t.task_id for t in receipt.tasks]
         with anyio.fail_after(5):
             await backend.wait_calls(4)
@@ -633,7 +641,7 @@ async def test_a_groups_totals_are_the_sum_of_its_tasks_usage_at_every_step(
             summary = registry.group_summary(receipt.group_id)
             assert summary.usage == sum(seen.values(), Usage())
             assert (summary.tasks, summary.spent_usd) == (4, spent)
-            assert (await registry.list(receipt.group_id, limit=0)).counts == registry.counts(ids)
+            assert (await registry.list(receipt.group_id, limit=0, caller=ME)).counts == registry.counts(ids)
 
         async def end(index: int, how: str) -> None:
             await puppet.step(index, how)
@@ -658,11 +666,11 @@ async def test_a_groups_totals_are_the_sum_of_its_tasks_usage_at_every_step(
         await check()
         await end(2, "end")  # three finished, two kept: the first is evicted
         with pytest.raises(UnknownTask):
-            registry.snapshot(ids[0])
+            registry.snapshot(ids[0], caller=ME)
         await check()
         await puppet.step(3, ("claude-sonnet-5-5", Tokens(input_tokens=1), 0.0625))
         spent += 0.0625
-        registry.cancel([ids[3]])
+        registry.cancel([ids[3]], caller=ME)
         with anyio.fail_after(5):
             await registry.wait([ids[3]])
         await check()
@@ -687,17 +695,17 @@ async def test_a_listing_reads_only_the_tasks_it_shows(make_settings: MakeSettin
     store = MemoryStore()
     settings = make_settings(max_tasks_per_spawn=200)
     async with open_registry(settings, ScriptedBackend(), store=store) as registry:
-        first = await registry.spawn(spawn_of(200))
-        mine = await registry.spawn(spawn_of(100))
+        first = await registry.spawn(spawn_of(200), caller=ME)
+        mine = await registry.spawn(spawn_of(100), caller=ME)
         with anyio.fail_after(5):
             await registry.wait([t.task_id for t in [*first.tasks, *mine.tasks]])
         store._tasks = Watched(store._tasks)  # pyright: ignore[reportPrivateUsage]
-        listing = await registry.list(limit=3)
+        listing = await registry.list(limit=3, caller=ME)
         assert [s.task_id for s in listing.tasks] == [t.task_id for t in mine.tasks[-3:]]
         assert (listing.total, listing.counts.completed) == (300, 300)
         assert len(reads) == 3
         reads.clear()
-        listing = await registry.list(first.group_id, TaskState.COMPLETED, limit=2)
+        listing = await registry.list(first.group_id, TaskState.COMPLETED, limit=2, caller=ME)
         assert [s.task_id for s in listing.tasks] == [t.task_id for t in first.tasks[-2:]]
         assert (listing.total, listing.counts.completed, listing.counts.queued) == (200, 200, 0)
         assert len(reads) == 2

@@ -20,7 +20,7 @@ from server import (
 )
 from server.backends import Traits
 from server.backends.roster import Roster
-from tests.server.fakes import ScriptedBackend, gated
+from tests.server.fakes import ME, ScriptedBackend, gated
 
 MakeSettings = Callable[..., Settings]
 
@@ -37,7 +37,7 @@ async def test_a_task_waiting_for_its_backends_own_bound_stays_queued_and_holds_
     free = ScriptedBackend(gated(release), name="free")
     roster = Roster({"bounded": bounded, "free": free}, default="bounded")
     async with open_registry(make_settings(max_concurrency=4), roster) as registry:
-        receipt = await registry.spawn(SpawnRequest(tasks=[*on("bounded", 5), *on("free", 2)]))
+        receipt = await registry.spawn(SpawnRequest(tasks=[*on("bounded", 5), *on("free", 2)]), caller=ME)
         ids = [t.task_id for t in receipt.tasks]
         with anyio.fail_after(5):
             await bounded.wait_calls(2)
@@ -62,7 +62,7 @@ async def test_backends_that_share_one_traits_record_share_its_bound_and_equal_r
         second = ScriptedBackend(gated(release), name="second", traits=other)
         roster = Roster({"first": first, "second": second}, default="first")
         async with open_registry(make_settings(), roster) as registry:
-            receipt = await registry.spawn(SpawnRequest(tasks=[*on("first", 3), *on("second", 3)]))
+            receipt = await registry.spawn(SpawnRequest(tasks=[*on("first", 3), *on("second", 3)]), caller=ME)
             ids = [t.task_id for t in receipt.tasks]
             with anyio.fail_after(5):
                 while first.in_flight + second.in_flight < (2 if shared else 4):
@@ -94,7 +94,7 @@ async def test_a_running_tasks_spend_ends_its_queued_siblings_as_soon_as_another
         tasks=[TaskRequest(task=f"part {i}") for i in range(4)], max_concurrency=2, budget_usd=1.0
     )
     async with open_registry(make_settings(), ScriptedBackend(handler)) as registry:
-        ids = [t.task_id for t in (await registry.spawn(request)).tasks]
+        ids = [t.task_id for t in (await registry.spawn(request, caller=ME)).tasks]
         with anyio.fail_after(5):
             await registry.wait(ids[1:2])  # part 1 ended while part 0, which spent the budget, runs on
         states = [s.state for s in registry.snapshots(ids)]

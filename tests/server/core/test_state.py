@@ -5,12 +5,13 @@ import itertools
 import pytest
 
 from server import TERMINAL_STATES, TaskState
-from server.core.state import TRANSITIONS, can_move
+from server.core.state import RETRYABLE_STATES, TRANSITIONS, can_move
 
 ALLOWED = {
     (TaskState.QUEUED, TaskState.RUNNING),
     (TaskState.QUEUED, TaskState.CANCELLED),
     (TaskState.QUEUED, TaskState.FAILED),
+    (TaskState.QUEUED, TaskState.INTERRUPTED),
     (TaskState.RUNNING, TaskState.COMPLETED),
     (TaskState.RUNNING, TaskState.FAILED),
     (TaskState.RUNNING, TaskState.CANCELLED),
@@ -31,3 +32,8 @@ def test_terminal_states_are_absorbing_and_every_state_has_a_row() -> None:
         assert state.terminal
     assert not TaskState.QUEUED.terminal
     assert not TaskState.RUNNING.terminal
+
+
+def test_every_end_but_completed_can_be_retried() -> None:
+    assert {TaskState.FAILED, TaskState.CANCELLED, TaskState.INTERRUPTED} == RETRYABLE_STATES
+    assert TaskState.INTERRUPTED.terminal

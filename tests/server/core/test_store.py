@@ -12,9 +12,9 @@ def spec(index: int) -> TaskSpec:
     return TaskSpec(index, f"p{index}", None, f"part {index}", "m", "scripted", 60.0, ())
 
 
-def spawn(store: TaskStore, group_id: str, count: int) -> list[str]:
-    records = [TaskRecord(f"{group_id}-t{i}", group_id, spec(i)) for i in range(count)]
-    store.put(GroupRecord(group_id, [r.id for r in records]), records)
+def spawn(store: TaskStore, group_id: str, count: int, owner: str = "alice") -> list[str]:
+    records = [TaskRecord(f"{group_id}-t{i}", group_id, spec(i), owner) for i in range(count)]
+    store.put(GroupRecord(group_id, [r.id for r in records], owner), records)
     return [r.id for r in records]
 
 
@@ -85,3 +85,45 @@ def test_usage_adds_to_its_task_and_group_at_once_and_the_group_keeps_it_after_e
     assert record is not None and group is not None
     assert (record.spend.input_tokens, record.spend.output_tokens, record.spend.cost_usd) == (10, 3, None)
     assert (group.spend.input_tokens, group.spent_usd, group.spend.cost_usd) == (10, 0.5, None)
+
+
+def test_an_owners_tally_and_newest_hold_only_its_tasks_and_go_with_its_last_one() -> None:
+    store = MemoryStore()
+    alices = spawn(store, "g1", 2, owner="alice")
+    bobs = spawn(store, "g2", 3, owner="bob")
+    end(store, bobs[0], 10.0)
+
+    assert dict(store.tally(owner="alice")) == {**dict.fromkeys(TaskState, 0), "queued": 2}
+    assert dict(store.tally(owner="bob")) == {**dict.fromkeys(TaskState, 0), "queued": 2, "completed": 1}
+    assert dict(store.tally(owner="carol")) == dict.fromkeys(TaskState, 0)
+    assert [r.id for r in store.newest(None, None, 10, owner="alice")] == alices
+    assert [r.id for r in store.newest(None, TaskState.QUEUED, 1, owner="bob")] == bobs[2:]
+    assert [r.id for r in store.newest(None, None, 10)] == alices + bobs  # None: every owner's
+
+    for task_id in bobs[1:]:
+        end(store, task_id, 20.0)
+    store.evict(ended_before=1_000.0, keep=0)
+    assert store.newest(None, None, 10, owner="bob") == []
+    assert dict(store.tally(owner="bob")) == dict.fromkeys(TaskState, 0)
+
+
+def test_an_interrupted_task_ends_with_what_it_holds_its_reason_and_its_end_raised() -> None:
+    store = MemoryStore()
+    queued, running = spawn(store, "g", 2)
+    store.move(running, TaskState.RUNNING, 1.0)
+    record = store.task(running)
+    assert record is not None
+    record.output = "half an ans"  # what a durable store flushed of a running task's partial answer
+    node = store.ending
+
+    store.interrupt(running, "its server process (pid 4242) ended", 5.0)
+    store.interrupt(queued, "its server process (pid 4242) ended", 5.0)
+
+    for task_id, output in ((running, "half an ans"), (queued, None)):
+        ended = store.task(task_id)
+        assert ended is not None and ended.state is TaskState.INTERRUPTED
+        assert (ended.output, ended.note) == (output, "its server process (pid 4242) ended")
+        assert ended.finished_at is not None
+    assert (node.task_id, node.next is not None and node.next.task_id) == (running, queued)
+    assert dict(store.tally("g")) == {**dict.fromkeys(TaskState, 0), "interrupted": 2}
+    assert store.finished() == 2

@@ -22,10 +22,10 @@ OWN_BYTES, SHARED_BYTES = 10, 100
 def table_of(count: int) -> tuple[TaskTable, list[str]]:
     table = TaskTable(MemoryStore(), retention_s=60.0, max_finished=100)
     spec = TaskSpec(0, "p", None, "part", "m", "scripted", 60.0, ())
-    records = [TaskRecord(f"t{i}", "g", spec) for i in range(count)]
+    records = [TaskRecord(f"t{i}", "g", spec, "alice") for i in range(count)]
     # The table never reads a task's request: only the runner does.
     lives = [Live(r.id, "g", cast(PlannedTask, None), OWN_BYTES) for r in records]
-    table.add(GroupRecord("g", [r.id for r in records], shared_bytes=SHARED_BYTES), records, lives)
+    table.add(GroupRecord("g", [r.id for r in records], "alice", shared_bytes=SHARED_BYTES), records, lives)
     return table, [r.id for r in records]
 
 

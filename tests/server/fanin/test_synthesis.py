@@ -30,7 +30,7 @@ from server.fanin.synthesis import SynthesisDone, SynthesisPending, SynthesisRun
 from server.intake.prepare import PlannedTask
 from tests.answers import synthesis
 from tests.gates import ThreadGate
-from tests.server.fakes import Handler, ScriptedBackend
+from tests.server.fakes import ME, Handler, ScriptedBackend
 
 MakeSettings = Callable[..., Settings]
 T = TypeVar("T")
@@ -52,7 +52,7 @@ async def plan_for(
     configured = make_settings(**settings)
     async with open_registry(configured, backend) as registry:
         receipt = await registry.spawn(
-            SpawnRequest(tasks=[TaskRequest(task=f"t{i}") for i in range(answers)])
+            SpawnRequest(tasks=[TaskRequest(task=f"t{i}") for i in range(answers)]), caller=ME
         )
         ids = [t.task_id for t in receipt.tasks]
         with anyio.fail_after(5):
@@ -125,15 +125,21 @@ async def test_a_model_synthesis_is_planned_and_read_in_worker_threads(
 
     settings, backend = make_settings(), ScriptedBackend(handler)
     async with open_registry(settings, backend) as registry:
-        ids = [t.task_id for t in (await registry.spawn(SpawnRequest(tasks=[TaskRequest(task="a")]))).tasks]
+        ids = [
+            t.task_id
+            for t in (await registry.spawn(SpawnRequest(tasks=[TaskRequest(task="a")]), caller=ME)).tasks
+        ]
         synth = Synthesizer(registry, settings, Roster.single(backend))
         with anyio.fail_after(5):
             planned = await while_held(
-                monkeypatch, model_tasks, "_pieces", lambda: synth.synthesize(ids, "llm")
+                monkeypatch, model_tasks, "_pieces", lambda: synth.synthesize(ids, "llm", caller=ME)
             )
             # Called again, it picks up the synthesis it started, and reads its answer again.
             read = await while_held(
-                monkeypatch, synthesis_module, "from_structured", lambda: synth.synthesize(ids, "llm")
+                monkeypatch,
+                synthesis_module,
+                "from_structured",
+                lambda: synth.synthesize(ids, "llm", caller=ME),
             )
     assert isinstance(planned, SynthesisDone) and isinstance(read, SynthesisDone)
     assert planned.synthesis.summary == read.synthesis.summary == "Done."
@@ -160,23 +166,23 @@ async def test_a_model_synthesis_is_pending_until_every_task_ended_then_runs_onc
     settings, backend = make_settings(), ScriptedBackend(handler)
     async with open_registry(settings, backend) as registry:
         tasks = [TaskRequest(task="quick"), TaskRequest(task="slow")]
-        ids = [t.task_id for t in (await registry.spawn(SpawnRequest(tasks=tasks))).tasks]
+        ids = [t.task_id for t in (await registry.spawn(SpawnRequest(tasks=tasks), caller=ME)).tasks]
         synth = Synthesizer(registry, settings, Roster.single(backend))
         with anyio.fail_after(5):
             await backend.wait_calls(2)
             await registry.wait(ids[:1])
-            pending = await synth.synthesize(ids, "llm", wait=look)
+            pending = await synth.synthesize(ids, "llm", wait=look, caller=ME)
             assert pending == SynthesisPending(unfinished=1, sources=2, total_usage=registry.usage(ids))
             assert len(backend.calls) == 2  # no synthesis was started
             slow.set()
             await registry.wait(ids)
-            running = await synth.synthesize(ids, "llm", wait=look)
+            running = await synth.synthesize(ids, "llm", wait=look, caller=ME)
             assert isinstance(running, SynthesisRunning)
             await backend.wait_calls(3)
-            again = await synth.synthesize(ids, "llm", wait=look)
+            again = await synth.synthesize(ids, "llm", wait=look, caller=ME)
             assert again == running and len(backend.calls) == 3  # picked up, not started again
             synthesizing.set()
-            done = await synth.synthesize(ids, "llm")  # waits for it
+            done = await synth.synthesize(ids, "llm", caller=ME)  # waits for it
     assert isinstance(done, SynthesisDone) and done.task_id == running.task_id
     assert done.synthesis.mode == "llm" and done.synthesis.summary == "Both."
 
@@ -186,10 +192,13 @@ async def test_auto_merges_without_a_model_when_the_default_backend_cannot_run(
 ) -> None:
     settings, backend = make_settings(), ScriptedBackend()
     async with open_registry(settings, backend) as registry:
-        ids = [t.task_id for t in (await registry.spawn(SpawnRequest(tasks=[TaskRequest(task="a")]))).tasks]
+        ids = [
+            t.task_id
+            for t in (await registry.spawn(SpawnRequest(tasks=[TaskRequest(task="a")]), caller=ME)).tasks
+        ]
         backend.unavailable = "no key"
         with anyio.fail_after(5):
-            answer = await Synthesizer(registry, settings, Roster.single(backend)).synthesize(ids)
+            answer = await Synthesizer(registry, settings, Roster.single(backend)).synthesize(ids, caller=ME)
     assert isinstance(answer, SynthesisDone) and answer.task_id is None
     assert answer.synthesis.mode == "merge" and len(backend.calls) == 1
 
@@ -202,4 +211,4 @@ async def test_a_quorum_below_one_is_refused_before_any_wait(make_settings: Make
     async with open_registry(settings, backend) as registry:
         synth = Synthesizer(registry, settings, Roster.single(backend))
         with pytest.raises(InvalidInput, match=r"quorum must be .* >= 1 \(got 0\)"):
-            await synth.synthesize([], "merge", 0, wait=never)
+            await synth.synthesize([], "merge", 0, wait=never, caller=ME)

@@ -25,7 +25,7 @@ from server import (
 from server.intake import answer_schemas as outputs
 from server.intake.answer_schemas import FINDINGS_SCHEMA, check_answer, resolve_schema
 from tests.gates import ThreadGate
-from tests.server.fakes import Handler, ScriptedBackend
+from tests.server.fakes import ME, Handler, ScriptedBackend
 
 MakeSettings = Callable[..., Settings]
 
@@ -85,10 +85,10 @@ def replies(*texts: str) -> Handler:
 
 async def run_one(make_settings: MakeSettings, backend: ScriptedBackend, task: TaskRequest) -> TaskSnapshot:
     async with open_registry(make_settings(), backend) as registry:
-        task_id = (await registry.spawn(SpawnRequest(tasks=[task]))).tasks[0].task_id
+        task_id = (await registry.spawn(SpawnRequest(tasks=[task]), caller=ME)).tasks[0].task_id
         with anyio.fail_after(5):
             await registry.wait([task_id])
-        return registry.snapshot(task_id)
+        return registry.snapshot(task_id, caller=ME)
 
 
 async def test_a_valid_answer_comes_back_parsed(make_settings: MakeSettings) -> None:
@@ -134,11 +134,11 @@ async def test_the_spawns_schema_applies_to_tasks_without_their_own(make_setting
     )
     async with open_registry(make_settings(), backend) as registry:
         with pytest.raises(InvalidInput, match="task 1's output_schema: output_schema 'nope'"):
-            await registry.spawn(SpawnRequest(tasks=[TaskRequest(task="x", output_schema="nope")]))
-        ids = [t.task_id for t in (await registry.spawn(request)).tasks]
+            await registry.spawn(SpawnRequest(tasks=[TaskRequest(task="x", output_schema="nope")]), caller=ME)
+        ids = [t.task_id for t in (await registry.spawn(request, caller=ME)).tasks]
         with anyio.fail_after(5):
             await registry.wait(ids[:1])
-        assert registry.snapshot(ids[0]).structured == {"n": 1}
+        assert registry.snapshot(ids[0], caller=ME).structured == {"n": 1}
         assert backend.calls[0].output_schema == schema
 
 
@@ -257,9 +257,9 @@ async def test_a_pattern_re2_cannot_run_is_refused_at_spawn_naming_it_and_where_
     backend = ScriptedBackend()
     async with open_registry(make_settings(), backend) as registry:
         with pytest.raises(InvalidInput) as spawn_level:
-            await registry.spawn(SpawnRequest(tasks=[TaskRequest(task="x")], output_schema=schema))
+            await registry.spawn(SpawnRequest(tasks=[TaskRequest(task="x")], output_schema=schema), caller=ME)
         with pytest.raises(InvalidInput) as task_level:
-            await registry.spawn(SpawnRequest(tasks=[TaskRequest(task="x", output_schema=schema)]))
+            await registry.spawn(SpawnRequest(tasks=[TaskRequest(task="x", output_schema=schema)]), caller=ME)
     assert str(spawn_level.value).startswith("the spawn's output_schema: ")
     assert str(task_level.value).startswith("task 1's output_schema: ")
     for refused in (spawn_level.value, task_level.value):
@@ -293,9 +293,9 @@ async def test_cancelling_a_task_while_its_answer_is_checked_ends_it_at_once(
         backend = ScriptedBackend(replies(json.dumps({"findings": []})))
         async with open_registry(make_settings(), backend) as registry:
             request = SpawnRequest(tasks=[TaskRequest(task="review", output_schema="findings")])
-            task_id = (await registry.spawn(request)).tasks[0].task_id
+            task_id = (await registry.spawn(request, caller=ME)).tasks[0].task_id
             await gate.entered()
-            registry.cancel([task_id])
+            registry.cancel([task_id], caller=ME)
             with anyio.fail_after(5):  # the check is abandoned in its thread, not waited for
                 await registry.wait([task_id])
-            assert registry.snapshot(task_id).state is TaskState.CANCELLED
+            assert registry.snapshot(task_id, caller=ME).state is TaskState.CANCELLED

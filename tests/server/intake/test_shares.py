@@ -20,7 +20,7 @@ from server import (
     Tokens,
     open_registry,
 )
-from tests.server.fakes import Handler, ScriptedBackend
+from tests.server.fakes import ME, Handler, ScriptedBackend
 
 MakeSettings = Callable[..., Settings]
 
@@ -41,7 +41,7 @@ async def test_tasks_not_started_when_the_budget_is_spent_end_cancelled_as_budge
         tasks=[TaskRequest(task=f"t{i}") for i in range(5)], max_concurrency=1, budget_usd=3.0
     )
     async with open_registry(make_settings(), backend) as registry:
-        receipt = await registry.spawn(request)
+        receipt = await registry.spawn(request, caller=ME)
         ids = [t.task_id for t in receipt.tasks]
         with anyio.fail_after(5):
             await registry.wait(ids)
@@ -60,19 +60,21 @@ async def test_without_a_budget_everything_runs_and_a_bad_budget_is_refused(
 ) -> None:
     backend = ScriptedBackend(costing(1_000_000))
     async with open_registry(make_settings(), backend) as registry:
-        receipt = await registry.spawn(SpawnRequest(tasks=[TaskRequest(task=f"t{i}") for i in range(3)]))
+        receipt = await registry.spawn(
+            SpawnRequest(tasks=[TaskRequest(task=f"t{i}") for i in range(3)]), caller=ME
+        )
         with anyio.fail_after(5):
             await registry.wait([t.task_id for t in receipt.tasks])
         assert registry.group_summary(receipt.group_id).spent_usd == 6.0
         for bad in (0.0, -1.0, float("inf"), float("nan")):
             with pytest.raises(InvalidInput, match="budget_usd must be a positive number"):
-                await registry.spawn(SpawnRequest(tasks=[TaskRequest(task="x")], budget_usd=bad))
+                await registry.spawn(SpawnRequest(tasks=[TaskRequest(task="x")], budget_usd=bad), caller=ME)
 
 
 async def test_a_budget_warns_when_a_models_price_is_unknown(make_settings: MakeSettings) -> None:
     async with open_registry(make_settings(), ScriptedBackend()) as registry:
         receipt = await registry.spawn(
-            SpawnRequest(tasks=[TaskRequest(task="x", model="my-own-model")], budget_usd=1.0)
+            SpawnRequest(tasks=[TaskRequest(task="x", model="my-own-model")], budget_usd=1.0), caller=ME
         )
     assert any("my-own-model is unknown" in w for w in receipt.warnings)
 
@@ -86,7 +88,7 @@ async def test_a_call_with_no_tokens_and_no_cost_said_makes_the_cost_unknown_eve
         return SubagentResult(text="ok", model=request.model, stop_reason="end_turn")
 
     async with open_registry(make_settings(), ScriptedBackend(silent)) as registry:
-        receipt = await registry.spawn(SpawnRequest(tasks=[TaskRequest(task="t")]))
+        receipt = await registry.spawn(SpawnRequest(tasks=[TaskRequest(task="t")]), caller=ME)
         ids = [t.task_id for t in receipt.tasks]
         with anyio.fail_after(5):
             await registry.wait(ids)

@@ -63,9 +63,14 @@ async def test_a_killed_server_s_results_survive_and_its_running_tasks_end_inter
         with anyio.fail_after(10):
             await first.exit_status()
 
+    fake_api.release()  # from now on nothing waits at the fake's gate
     async with served(argv, _env(fake_api, home)) as second:
-        with anyio.fail_after(20):
+        with anyio.fail_after(30):
             after = await second.call_tool("task_output", {"group_id": group, "wait_s": 0})
+            resumed = await second.call_tool("retry_tasks", {"group_id": group})
+            again = await second.call_tool("task_output", {"group_id": resumed["group_id"], "wait_s": 20})
+    assert [t["retry_of"] for t in resumed["tasks"]] == ids[1:]
+    assert again["done"] and [t["state"] for t in again["tasks"]] == ["completed", "completed"]
     by_id = {t["task_id"]: t for t in after["tasks"]}
     assert by_id[ids[0]]["output"] == done["tasks"][0]["output"] == "the first answer, whole"
     assert by_id[ids[0]]["state"] == "completed"
