@@ -1,8 +1,10 @@
 """The tool list: what a client puts in its model's prompt (names, descriptions, input schemas) and the
 whole tools/list answer, as the installed server sends it over stdio with its default settings.
 
-Targets: the prompt part at most 2,125 tokens (characters / 4), the whole answer at most 13,000
-characters (2,000 and 12,000 for the five tools before retry_tasks). Sizes, not timings: one run says it.
+Targets: the prompt part at most 2,400 tokens (characters / 4), the whole answer at most 15,000
+characters (2,000 and 12,000 for the first five tools; 2,125 and 13,000 with retry_tasks; edit tasks then
+added apply_changes, spawn_parallel's edit and scope and task_output's include="patch"). Sizes, not
+timings: one run says it.
 
     .venv/bin/python bench/toollist.py
 """
@@ -18,8 +20,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, SCRIPT, server_env, table
 
-PROMPT_TOKENS = 2_125
-LIST_CHARS = 13_000
+PROMPT_TOKENS = 2_400
+LIST_CHARS = 15_000
 
 
 def compact(value: Any) -> str:

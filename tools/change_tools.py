@@ -1,128 +1,110 @@
-"""The MCP tools of change sets: an edit task's patch, apply (and undo) into the user's tree, discard.
+"""The MCP side of change sets: the apply_changes tool (apply, undo, discard) and task_output's patches.
 
-A thin layer like ``handlers.py``: each tool selects tasks through the registry, checks that they have
-ended, makes one call on the runtime's ``Workshop`` and returns its answer as it is.
+A thin layer like ``handlers.py``: the tasks are selected through the registry with the caller (another
+principal's ids answer as unknown ones), checked to have ended, and handed to the runtime's ``Workshop``
+in one call, whose answer goes back as it is with the next call to make. One tool rather than three:
+every tool costs every client's model the tokens of its description on every turn.
 """
 
-from typing import Annotated, Any
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated, Any
 
 import mcp_types as types
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import BaseModel, Field
 
-from ..server import FanoutError
+from ..server import Caller, TaskSnapshot
 from ..server.changes.models import ApplyOutcome, UndoOutcome
 from .callers import caller_of
 from .engine import runtime_of
-from .result_models import _omitted_if_none  # pyright: ignore[reportPrivateUsage]
-from .results import Refusal, call_again, result
+from .next_calls import apply_next, discard_next, undo_next
+from .result_models import Next
+from .result_models import _omitted_if_none as omitted_if_none  # pyright: ignore[reportPrivateUsage]
+from .results import Refusal, as_tool_errors, result
 
-TaskIds = Annotated[
-    list[str] | None, Field(description="Edit task ids, in the order to apply (or give group_id).")
-]
-GroupId = Annotated[
-    str | None, Field(description="All edit tasks of this spawn_parallel group, in spawn order.")
-]
+if TYPE_CHECKING:
+    from ..server import Runtime
 
-
-class PatchPage(BaseModel):
-    task_id: str
-    patch: str
-    total_chars: int
-    truncated: bool = Field(description="More follows: call again with offset=next_offset.")
-    next_offset: int | None = _omitted_if_none()
+TaskIds = Annotated[list[str] | None, Field(description="Edit task ids, in the order to apply.")]
+GroupId = Annotated[str | None, Field(description="All edit tasks of this group, in spawn order.")]
 
 
 class ApplyResult(BaseModel):
+    """Returned by apply_changes: what the apply, undo or discard did."""
+
     applied: Annotated[ApplyOutcome | None, Field(description="What this apply did (or would do).")] = (
-        _omitted_if_none()
+        omitted_if_none()
     )
-    undo: Annotated[UndoOutcome | None, Field(description="What undo did.")] = _omitted_if_none()
-
-
-class DiscardResult(BaseModel):
-    discarded: Annotated[list[str], Field(description="Tasks whose worktrees and change sets are gone.")]
-
-
-async def task_patch(
-    ctx: Context,
-    task_id: str,
-    offset: Annotated[int, Field(ge=0, description="Skip this many characters of the patch.")] = 0,
-    max_chars: Annotated[int, Field(ge=1, le=200_000, description="Characters at most.")] = 20_000,
-) -> Annotated[types.CallToolResult, PatchPage]:
-    """An edit task's changes as a unified diff against the snapshot of your tree it started from, paged:
-    while truncated is true, call again with offset=next_offset (task_output lists the files)."""
-    runtime = await runtime_of(ctx)
-    try:
-        await runtime.registry.select([task_id], None, caller=caller_of(ctx, runtime.settings.operators))
-        patch = await runtime.changes.patch(task_id)
-    except FanoutError as exc:
-        raise Refusal("invalid_input", str(exc), call_again("task_patch")) from None
-    end = offset + max_chars
-    page = PatchPage(task_id=task_id, patch=patch[offset:end], total_chars=len(patch),
-                     truncated=end < len(patch), next_offset=end if end < len(patch) else None)  # fmt: skip
-    return result(page, page.patch or "(no changes)")
+    undo: UndoOutcome | None = omitted_if_none()
+    discarded: Annotated[
+        list[str] | None, Field(description="Tasks whose worktrees and change sets are gone.")
+    ] = omitted_if_none()
+    next: Next
 
 
 async def apply_changes(
     ctx: Context,
     group_id: GroupId = None,
     task_ids: TaskIds = None,
-    dry_run: Annotated[bool, Field(description="True: only say what would apply and what not.")] = True,
+    dry_run: Annotated[bool, Field(description="Only say what would apply.")] = True,
     undo: Annotated[str | None, Field(description="An apply_id: reverse that apply instead.")] = None,
+    discard: Annotated[bool, Field(description="Delete their changes instead (worktrees, refs).")] = False,
 ) -> Annotated[types.CallToolResult, ApplyResult]:
-    """Apply finished edit tasks' changes into the user's working tree, in order (never HEAD, the index
-    or branches). Each is checked against the tree as it is then; one that conflicts is skipped with its
-    paths and the rest still apply. dry_run is the default: look first, then call with dry_run=false.
-    undo=<apply_id> reverses an apply while its files are unchanged since, else returns the reverse
-    patch.
-    """
+    """Apply finished edit tasks' changes to the user's working tree, in order (never HEAD, the index or
+    branches): one that conflicts with the tree as it is then is skipped with its paths, the rest
+    apply. Look with the default dry_run first."""
     runtime = await runtime_of(ctx)
-    try:
+    caller = caller_of(ctx, runtime.settings.operators)
+    with as_tool_errors("apply_changes"):
         if undo is not None:
-            outcome = ApplyResult(undo=await runtime.changes.undo(undo))
-            return result(outcome, outcome.model_dump_json(indent=1, exclude_none=True))
-        ids = await runtime.registry.select(
-            task_ids, group_id, caller=caller_of(ctx, runtime.settings.operators)
-        )
-        unfinished = [s.task_id for s in runtime.registry.snapshots(ids) if not s.state.terminal]
-        if unfinished:
-            wait = "task_output with the same ids waits for them; then apply_changes again."
-            raise Refusal("invalid_input", f"tasks not finished yet: {', '.join(unfinished)}", wait)
-        if group_id is not None:  # a group's tasks that are not edit tasks are left out, not refused
-            ids = list(await runtime.changes.records(ids))
-        applied = ApplyResult(applied=await runtime.changes.apply(ids, dry_run))
-    except FanoutError as exc:
-        raise Refusal("invalid_input", str(exc), call_again("apply_changes")) from None
-    return result(applied, applied.model_dump_json(indent=1, exclude_none=True))
+            outcome = await runtime.changes.undo(undo, caller=caller)
+            answer = ApplyResult(undo=outcome, next=undo_next(outcome))
+        else:
+            ids = await runtime.registry.select(task_ids, group_id, caller=caller)
+            selector = f'group_id="{group_id}"' if group_id is not None else "task_ids=[...]"
+            if discard:
+                gone = await runtime.changes.discard(ids)
+                answer = ApplyResult(discarded=gone, next=discard_next(gone))
+            else:
+                applied = await _apply(runtime, ids, group_id is not None, dry_run, caller)
+                answer = ApplyResult(applied=applied, next=apply_next(applied, selector))
+    return result(answer, f"{answer.model_dump_json(indent=1, exclude={'next'})}\n\nNext: {answer.next}")
 
 
-async def discard_changes(
-    ctx: Context, group_id: GroupId = None, task_ids: TaskIds = None
-) -> Annotated[types.CallToolResult, DiscardResult]:
-    """Throw edit tasks' changes away: their worktrees are removed (git worktree remove) and their refs
-    deleted. What was applied stays in the tree."""
-    runtime = await runtime_of(ctx)
-    try:
-        ids = await runtime.registry.select(
-            task_ids, group_id, caller=caller_of(ctx, runtime.settings.operators)
-        )
-        gone = DiscardResult(discarded=await runtime.changes.discard(ids))
-    except FanoutError as exc:
-        raise Refusal("invalid_input", str(exc), call_again("discard_changes")) from None
-    return result(gone, f"discarded: {', '.join(gone.discarded) or 'nothing'}")
+async def _apply(
+    runtime: Runtime, ids: list[str], whole_group: bool, dry_run: bool, caller: Caller
+) -> ApplyOutcome:
+    unfinished = [s.task_id for s in runtime.registry.snapshots(ids) if not s.state.terminal]
+    if unfinished:
+        wait = "task_output with the same ids waits for them; then apply_changes again."
+        raise Refusal("invalid_input", f"tasks not finished yet: {', '.join(unfinished)}", wait)
+    if whole_group:  # a group's tasks that are not edit tasks are left out, not refused
+        ids = list(await runtime.changes.records(ids))
+    return await runtime.changes.apply(ids, dry_run, caller=caller)
+
+
+async def with_patches(
+    runtime: Runtime, snaps: Sequence[TaskSnapshot], whole_group: bool
+) -> list[TaskSnapshot]:
+    """task_output's include="patch": each edit task with its patch (a unified diff against the snapshot
+    it started from) in place of its output, paged the same way; a group's other tasks left out."""
+    records = await runtime.changes.records([s.task_id for s in snaps])
+    plain = [s.task_id for s in snaps if s.task_id not in records]
+    if plain and not whole_group:
+        said = f"not edit tasks, so no patch: {', '.join(plain)}"
+        raise Refusal("invalid_input", said, 'task_output with include="output" reads their answers.')
+    return [
+        snap.model_copy(update={"output": await runtime.changes.patch(snap.task_id), "structured": None})
+        for snap in snaps
+        if snap.task_id in records
+    ]
 
 
 def register_change_tools(mcp: MCPServer[Any]) -> None:
-    mcp.add_tool(task_patch, title="An edit task's patch",
-                 annotations=types.ToolAnnotations(read_only_hint=True, open_world_hint=False))  # fmt: skip
     mcp.add_tool(
         apply_changes,
         title="Apply edit tasks' changes",
-        annotations=types.ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False),
-    )
-    mcp.add_tool(
-        discard_changes,
-        title="Discard edit tasks' changes",
         annotations=types.ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False),
     )

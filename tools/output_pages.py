@@ -30,12 +30,13 @@ def output_result(
     max_output_chars: int,
     full: bool,
     changes: Mapping[str, ChangeSet] | None = None,
+    patch: bool = False,
 ) -> types.CallToolResult:
     """The tasks (``snaps``), each with a page of its output from ``offset``: at most ``max_chars``, and
     all together within ``max_output_chars`` as sent unless a page larger than the default is asked for.
-    ``full``: the text repeats every output (a client that reads only the text)."""
-    counts = Counts.of([s.state for s in snaps])
-    usage = sum((s.usage for s in snaps), Usage())
+    ``full``: the text repeats every output (a client that reads only the text); ``patch``: the outputs
+    are edit tasks' patches."""
+    counts, usage = Counts.of([s.state for s in snaps]), sum((s.usage for s in snaps), Usage())
     wanted = [min(max(0, len(s.output or "") - offset), max_chars) for s in snaps]
     # Every task gets up to max_chars, and all of them together what keeps the result (as sent) within
     # what a client shows whole, shared fairly: a result a client would cut or save to a file helps
@@ -56,7 +57,7 @@ def output_result(
             usage=usage,
             groups=groups,
             waited_s=waited,
-            next=output_next(counts, views, status=False, selector=selector),
+            next=output_next(counts, views, status=False, selector=selector, patch=patch),
         )
         return result(answer, render_output(answer, max_chars, full), size_limit)
 

@@ -90,7 +90,7 @@ class TaskView(BaseModel):
     model: str
     changes: Annotated[
         ChangeSet | None,
-        Field(description="An edit task's changes (its patch: task_patch; into your tree: apply_changes)."),
+        Field(description="An edit task's files (diffs: include='patch'; into your tree: apply_changes)."),
     ] = _omitted_if_none()
 
 

@@ -57,6 +57,7 @@ class ApplyRecord(BaseModel):
     applied: list[Applied]
     after: dict[str, str | None]  #: path -> its blob id after the apply (None: the apply deleted it)
     undone: bool = False
+    owner: str = ""  #: the principal that applied: only it (or an operator) may undo
 
 
 class Ledger:

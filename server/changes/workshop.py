@@ -15,6 +15,7 @@ from pathlib import Path
 
 import anyio
 
+from ..core.callers import Caller
 from ..core.errors import InvalidInput
 from .applying import apply_sets, undo_apply
 from .changeset import describe, patch_of
@@ -61,8 +62,9 @@ class Workshop:
         steps = await preview(records)
         return ChangesOverview(shared_files=shared, conflicts=conflicts, clean_pairs=clean, preview=steps)
 
-    async def apply(self, task_ids: Sequence[str], dry_run: bool) -> ApplyOutcome:
+    async def apply(self, task_ids: Sequence[str], dry_run: bool, *, caller: Caller) -> ApplyOutcome:
         """Apply the change sets in the order given; on a real apply, the applied tasks' worktrees go.
+        The apply belongs to ``caller``, as the tasks do (the tools select them with it).
 
         Raises:
             InvalidInput: a task is not an edit task, has not ended, or was applied or discarded.
@@ -71,21 +73,23 @@ class Workshop:
             records = [await self._ready(task_id) for task_id in task_ids]
             outcome, kept = await apply_sets(records, dry_run)
             for apply_record in kept:
-                await self.ledger.put_apply(apply_record)
+                await self.ledger.put_apply(apply_record.model_copy(update={"owner": caller.principal}))
             for record in records:
                 if record.task_id in outcome.applied and not dry_run:
                     await remove_worktree(Path(record.repo), Path(record.worktree))
                     await self.ledger.put_edit(record.model_copy(update={"status": "applied"}))
             return outcome
 
-    async def undo(self, apply_id: str) -> UndoOutcome:
+    async def undo(self, apply_id: str, *, caller: Caller) -> UndoOutcome:
         """Reverse an apply whose files nobody changed since; else refuse with the reverse patch.
 
         Raises:
-            InvalidInput: no such apply, or it was undone already.
+            InvalidInput: no such apply (another principal's answers the same), or it was undone already.
         """
         async with self._lock:
             record = await self.ledger.apply(apply_id)
+            if record is not None and not caller.sees(record.owner):
+                record = None
             if record is None or record.undone:
                 said = "was undone already" if record is not None else "is not an apply this server made"
                 raise InvalidInput(f"apply {apply_id!r} {said}: apply_changes returns the id of each apply")

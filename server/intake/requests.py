@@ -113,14 +113,15 @@ class TaskRequest(BaseModel):
     edit: Annotated[
         bool | None,
         Field(
-            description="True: it changes files, in a git worktree of its own (default: the spawn's edit).",
+            description="True: it changes files, in its own git worktree of your tree; apply_changes "
+            "brings them in.",
         ),
     ] = None
     scope: Annotated[
         list[str],
         Field(
             max_length=100,
-            description="Globs of the files an edit task is meant to change, relative to the repository.",
+            description="Globs (from the repository's root) of the files it should change.",
         ),
     ] = []
     depends_on: Annotated[
@@ -166,13 +167,7 @@ BudgetUsd = Annotated[
 ]
 SpawnBackend = Annotated[str | None, Field(description="For tasks without their own (see tasks).")]
 SpawnTools = Annotated[list[Literal["read"]], Field(description="For tasks without their own (see tasks).")]
-SpawnEdit = Annotated[
-    bool,
-    Field(
-        description="Every task changes files, each in its own git worktree of your current tree; "
-        "task_output shows its changes, apply_changes brings them into your tree."
-    ),
-]
+SpawnEdit = Annotated[bool, Field(description="For tasks without their own (see tasks).")]
 
 
 class SpawnRequest(BaseModel):

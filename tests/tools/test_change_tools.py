@@ -1,6 +1,6 @@
-"""Edit tasks through the real MCP client (in memory): spawn with edit, task_output's changes,
-synthesize's conflict matrix, apply_changes (dry run, apply, undo) and discard_changes, on a repository
-with uncommitted user edits and a fake agent CLI that edits files."""
+"""Edit tasks through the real MCP client (in memory): spawn with edit, task_output's changes and
+patches, synthesize's conflict matrix, apply_changes (dry run, apply, undo, discard), each with its next
+call, on a repository with uncommitted user edits and a fake agent CLI that edits files."""
 
 from __future__ import annotations
 
@@ -37,23 +37,56 @@ async def test_edit_tasks_from_spawn_to_apply_undo_and_discard(
         changes = {t["task_id"]: t["changes"] for t in out["tasks"]}
         assert [f["path"] for f in changes[lib]["files"]] == ["lib.py"]
         assert changes[api]["outside_scope"] == ["docs.md"]
-        patch = await call(client, "task_patch", task_id=lib)
-        assert "+X = 2" in patch["patch"]
+        patches = await call(client, "task_output", group_id=group, include="patch")
+        assert "+X = 2" in {t["task_id"]: t["output"] for t in patches["tasks"]}[lib]
+        assert patches["next"] == f'apply_changes(group_id="{group}") to see what would apply.'
 
         merged = await call(client, "synthesize", group_id=group, mode="merge")
         assert [c["task_ids"] for c in merged["changes"]["conflicts"]] == [[lib, clash]]
 
-        dry = (await call(client, "apply_changes", group_id=group))["applied"]
-        assert dry["applied"] == [lib, api] and dry["skipped"][0]["paths"] == ["lib.py"]
+        dry = await call(client, "apply_changes", group_id=group)
+        assert dry["applied"]["applied"] == [lib, api] and dry["applied"]["skipped"][0]["paths"] == ["lib.py"]
+        assert (
+            dry["next"].startswith(f'apply_changes(group_id="{group}", dry_run=false)')
+            and clash in dry["next"]
+        )
         assert not (repo / "api.py").exists()
-        done = (await call(client, "apply_changes", group_id=group, dry_run=False))["applied"]
+        done = await call(client, "apply_changes", group_id=group, dry_run=False)
+        apply_id = done["applied"]["apply_id"]
+        assert f'apply_changes(undo="{apply_id}")' in done["next"]
         assert (repo / "api.py").read_text() == "API = 1\n"
         assert "the user's edit" in (repo / "app.py").read_text()
         assert "applied already" in await error(client, "apply_changes", task_ids=[lib], dry_run=False)
-        assert (await call(client, "apply_changes", undo=done["apply_id"]))["undo"]["undone"]
+        undone = await call(client, "apply_changes", undo=apply_id)
+        assert undone["undo"]["undone"] and undone["next"].startswith("Undone")
         assert not (repo / "api.py").exists()
 
-        gone = await call(client, "discard_changes", group_id=group)
+        gone = await call(client, "apply_changes", group_id=group, discard=True)
         assert sorted(gone["discarded"]) == sorted([lib, api, clash])
+        assert gone["next"].startswith("Nothing more")
     assert run_git(repo, "for-each-ref", "refs/fanout/") == ""
     assert run_git(repo, "worktree", "list").count("\n") == 1
+
+
+async def test_a_patch_is_paged_like_an_output_and_a_task_that_edits_nothing_has_none(
+    fake_api: FakeApi, repo: Path, editor_on_path: Path
+) -> None:
+    settings = Settings(roots=(repo,), commands={"editor": CommandSpec(argv=("editor",))}, backend="editor")
+    async with connect(settings) as client:
+        edit = await call(
+            client, "spawn_parallel", tasks=[{"task": edits({"lib.py": "X = 2\n" * 40})}], edit=True
+        )
+        plain = await call(client, "spawn_parallel", tasks=[{"task": "look only"}], wait_s=30)
+        [task_id] = edit["task_ids"]
+        await call(client, "task_output", task_ids=[task_id], wait_s=30)
+        first = await call(client, "task_output", task_ids=[task_id], include="patch", max_chars=100)
+        [page] = first["tasks"]
+        assert page["truncated"] and page["next_offset"] == 100
+        assert f'task_output(task_ids=["{task_id}"], offset=100, include="patch")' in first["next"]
+        rest = await call(
+            client, "task_output", task_ids=[task_id], include="patch", offset=100, max_chars=9_000
+        )
+        whole = page["output"] + rest["tasks"][0]["output"]
+        assert whole.startswith("diff --git a/lib.py b/lib.py") and whole.count("+X = 2") == 40
+        refused = await error(client, "task_output", task_ids=plain["task_ids"], include="patch")
+        assert "not edit tasks, so no patch" in refused

@@ -87,7 +87,7 @@ async def test_tools_are_listed_with_descriptions_schemas_and_hints(
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
     assert set(tools) == {
         "spawn_parallel", "task_output", "synthesize", "list_tasks", "cancel_tasks", "retry_tasks"
-    } | {"task_patch", "apply_changes", "discard_changes"}  # fmt: skip
+    } | {"apply_changes"}  # fmt: skip
     for tool in tools.values():
         assert tool.description and len(tool.description) > 100
         assert tool.output_schema is not None
@@ -333,7 +333,7 @@ async def test_without_an_api_key_the_server_starts_and_spawning_says_how_to_con
 ) -> None:
     monkeypatch.delenv("ANTHROPIC_API_KEY")
     async with connect(make_settings(), mode) as client:
-        assert len((await client.list_tools()).tools) == 9  # the six, and the three of change sets
+        assert len((await client.list_tools()).tools) == 7  # the six, and apply_changes
         message = await error(client, "spawn_parallel", tasks=[{"task": "x"}])
         assert "ANTHROPIC_API_KEY" in message
         assert (await call(client, "list_tasks"))["tasks"] == []

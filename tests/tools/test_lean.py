@@ -16,11 +16,13 @@ from server.config.commands import CommandSpec
 from tests.fake_api import FakeApi
 from tests.tools.test_handlers import MODES, MakeSettings, connect, error
 from tools import handlers as tasks
+from tools.change_tools import apply_changes
 
-# Names, descriptions and input schemas: 2,125 tokens at four characters a token (2,000 until retry_tasks,
-# the sixth tool, added about 720 characters: 8,426 with it).
-PROMPT_CHARS = 8_500
-LIST_CHARS = 13_000  # the whole tools/list answer (12,000 until retry_tasks: 12,961 with it)
+# Names, descriptions and input schemas: 2,400 tokens at four characters a token (2,000 for the first five
+# tools; retry_tasks added about 720 characters, edit tasks about 1,160: apply_changes, spawn_parallel's
+# edit and scope, task_output's include="patch"; 9,588 with them).
+PROMPT_CHARS = 9_600
+LIST_CHARS = 15_000  # the whole tools/list answer (12,000 for five tools, 13,000 with six: 14,811 now)
 TOOLS = {
     "spawn_parallel": tasks.spawn_parallel,
     "task_output": tasks.task_output,
@@ -28,6 +30,7 @@ TOOLS = {
     "list_tasks": tasks.list_tasks,
     "cancel_tasks": tasks.cancel_tasks,
     "retry_tasks": tasks.retry_tasks,
+    "apply_changes": apply_changes,
 }
 
 

@@ -12,11 +12,13 @@ import pytest
 from server import InvalidInput, Settings, SpawnRequest, TaskRequest
 from server.changes.editing import state_dir
 from server.changes.workshop import Workshop
+from server.core.callers import Caller
 from server.core.registry import TaskRegistry
 from tests.server.changes.fake_editors import edits, run_git, state
 from tests.server.fakes import ME
 
 pytestmark = pytest.mark.anyio
+BOB = Caller("bob")
 
 
 def tree_files(repo: Path) -> dict[str, str]:
@@ -68,14 +70,14 @@ async def test_apply_lands_the_first_two_skips_the_clash_keeps_the_users_edits_a
     workshop = Workshop(state_dir(registry_settings(repo)))
     before_files, before_state = tree_files(repo), state(repo)
 
-    dry = await workshop.apply([lib, api, clash, idle], dry_run=True)
+    dry = await workshop.apply([lib, api, clash, idle], dry_run=True, caller=ME)
     assert (dry.applied, [(s.task_id, s.paths) for s in dry.skipped]) == (
         [lib, api],
         [(clash, ["lib.py"]), (idle, [])],
     )
     assert dry.apply_id is None and tree_files(repo) == before_files
 
-    done = await workshop.apply([lib, api, clash, idle], dry_run=False)
+    done = await workshop.apply([lib, api, clash, idle], dry_run=False, caller=ME)
     assert done.applied == [lib, api] and [s.task_id for s in done.skipped] == [clash, idle]
     assert done.skipped[0].paths == ["lib.py"] and done.apply_id is not None
     after = tree_files(repo)
@@ -84,10 +86,28 @@ async def test_apply_lands_the_first_two_skips_the_clash_keeps_the_users_edits_a
     head, branches, staged, _ = state(repo)
     assert (head, branches, staged) == before_state[:3]  # HEAD, branches and index untouched
     with pytest.raises(InvalidInput, match="applied already"):
-        await workshop.apply([lib], dry_run=True)
+        await workshop.apply([lib], dry_run=True, caller=ME)
 
-    undone = await workshop.undo(done.apply_id)
+    undone = await workshop.undo(done.apply_id, caller=ME)
     assert undone.undone and tree_files(repo) == before_files and state(repo) == before_state
+
+
+async def test_another_principals_apply_id_answers_as_one_that_never_existed_and_changes_nothing(
+    registry: TaskRegistry, repo: Path
+) -> None:
+    _, [lib, *_] = await three_tasks(registry)
+    workshop = Workshop(state_dir(registry_settings(repo)))
+    done = await workshop.apply([lib], dry_run=False, caller=ME)
+    assert done.apply_id is not None
+
+    async def refusal(apply_id: str, caller: Caller) -> str:
+        with pytest.raises(InvalidInput) as refused:
+            await workshop.undo(apply_id, caller=caller)
+        return str(refused.value).replace(apply_id, "<id>")
+
+    assert await refusal(done.apply_id, BOB) == await refusal("a-neverexisted", BOB)
+    assert (repo / "lib.py").read_text() == "X = 2\n"
+    assert (await workshop.undo(done.apply_id, caller=Caller("root", operator=True))).undone
 
 
 async def test_undo_after_the_user_changed_an_applied_file_refuses_and_returns_the_reverse_patch(
@@ -95,15 +115,15 @@ async def test_undo_after_the_user_changed_an_applied_file_refuses_and_returns_t
 ) -> None:
     _, [lib, api, _, _] = await three_tasks(registry)
     workshop = Workshop(state_dir(registry_settings(repo)))
-    done = await workshop.apply([lib, api], dry_run=False)
+    done = await workshop.apply([lib, api], dry_run=False, caller=ME)
     assert done.apply_id is not None
     (repo / "api.py").write_text("API = 'mine'\n")
-    undone = await workshop.undo(done.apply_id)
+    undone = await workshop.undo(done.apply_id, caller=ME)
     assert not undone.undone and undone.changed_since == ["api.py"]
     assert undone.reverse_patch is not None and "-API = 1" in undone.reverse_patch
     assert (repo / "lib.py").read_text() == "X = 2\n"
     with pytest.raises(InvalidInput, match="not an apply"):
-        await workshop.undo("a-unknown")
+        await workshop.undo("a-unknown", caller=ME)
 
 
 async def test_discard_leaves_no_worktree_lock_temporary_index_or_ref(
@@ -116,7 +136,7 @@ async def test_discard_leaves_no_worktree_lock_temporary_index_or_ref(
     assert run_git(repo, "for-each-ref", "refs/fanout/") == ""
     assert leftovers(repo) == []
     with pytest.raises(InvalidInput, match="discarded already"):
-        await workshop.apply([ids[0]], dry_run=True)
+        await workshop.apply([ids[0]], dry_run=True, caller=ME)
 
 
 def leftovers(repo: Path) -> list[str]:
