@@ -4,11 +4,18 @@ the agent ends, and removed only once its work is in a ref (``git worktree remov
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from typing import Final
 
 import anyio
 
 from .git import GitFailed, git
+
+# `git worktree add` reads the administrative files of every other worktree of the repository and fails
+# on one that a concurrent add has only half written ("failed to read .git/worktrees/<id>/commondir"), so
+# the adds of this process take turns. A thread lock: it holds across event loops, and is never awaited.
+_ADDING: Final = threading.Lock()
 
 
 async def open_worktree(repo: Path, path: Path, base: str, ref: str, reason: str) -> None:
@@ -16,7 +23,12 @@ async def open_worktree(repo: Path, path: Path, base: str, ref: str, reason: str
     the base stays reachable whatever happens to the worktree."""
     await anyio.Path(path.parent).mkdir(parents=True, exist_ok=True)
     await git(repo, "update-ref", ref, base)
-    await git(repo, "worktree", "add", "--detach", "--lock", "--reason", reason, str(path), base)
+    with anyio.CancelScope(shield=True):  # taken in a thread: a cancel meanwhile must not leave it taken
+        await anyio.to_thread.run_sync(_ADDING.acquire)
+    try:
+        await git(repo, "worktree", "add", "--detach", "--lock", "--reason", reason, str(path), base)
+    finally:
+        _ADDING.release()
 
 
 async def commit_worktree(worktree: Path, ref: str, message: str) -> str:
