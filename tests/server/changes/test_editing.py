@@ -89,6 +89,26 @@ async def test_an_agent_that_commits_itself_loses_nothing(registry: TaskRegistry
     assert changed == ["a.py", "b.py"]
 
 
+async def test_a_command_that_writes_outside_its_worktree_is_not_stopped_but_its_change_set_holds_none_of_it(
+    registry: TaskRegistry, repo: Path, tmp_path: Path
+) -> None:
+    # A configured command runs as the user: the server cannot stop it writing where the user may (only
+    # the claude and codex presets and the anthropic tools are confined). What it guarantees: the change
+    # set is the worktree's files only, and nothing reaches the user's repository through git.
+    elsewhere = tmp_path / "elsewhere.txt"
+    before = state(repo)
+    writes: dict[str, str | None] = {"lib.py": "X = 2\n", "../escaped.txt": "up\n", str(elsewhere): "abs\n"}
+    group, [task_id] = await finished(
+        registry, SpawnRequest(tasks=[TaskRequest(task=edits(writes), edit=True)])
+    )
+
+    assert elsewhere.read_text() == "abs\n"  # written: nothing in the server prevents it
+    ref = f"refs/fanout/{group}/{task_id}"
+    assert run_git(repo, "diff", "--name-only", f"{ref}~1", ref).split() == ["lib.py"]
+    assert state(repo) == before and not (repo / "escaped.txt").exists()
+    assert run_git(repo, "for-each-ref", "--format=%(refname)").split() == [ref, "refs/heads/main"]
+
+
 async def test_a_task_that_changed_nothing_has_its_base_as_its_change_set(
     registry: TaskRegistry, repo: Path
 ) -> None:
