@@ -8,8 +8,7 @@ timeout. A tool body translates its arguments, makes one engine call and renders
 (``rendering.py``, ``output_pages.py``, ``next_calls.py``).
 """
 
-from collections.abc import Generator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -18,16 +17,10 @@ from mcp.server.mcpserver import Context, MCPServer
 from pydantic import Field
 
 from ..server import (
-    BackendUnavailable,
-    ErrorKind,
-    FanoutError,
-    LimitReached,
-    RegistryClosed,
     Settings,
     SpawnRequest,
     TaskRegistry,
     TaskState,
-    UnknownTask,
 )
 from ..server.intake.answer_schemas import BUILTIN_SCHEMAS
 from ..server.intake.requests import (
@@ -35,12 +28,14 @@ from ..server.intake.requests import (
     MaxConcurrency,
     SharedContext,
     SpawnBackend,
+    SpawnEdit,
     SpawnOutputSchema,
     SpawnTools,
     Tasks,
 )
 from . import rendering
 from .callers import caller_of
+from .change_tools import register_change_tools, with_patches
 from .engine import runtime_of
 from .lean import ServerFacts
 from .next_calls import BIG_GROUP, cancel_next, list_next
@@ -58,8 +53,7 @@ from .result_models import (
 from .results import (
     LARGE_RESULT_CHARS,
     RESULT_SIZE_META,
-    Refusal,
-    call_again,
+    as_tool_errors,
     reads_text_only,
     result,
 )
@@ -111,28 +105,6 @@ def tool_facts(settings: Settings, backends: Sequence[str]) -> ServerFacts:
     )
 
 
-@contextmanager
-def _as_tool_errors(tool: str) -> Generator[None, None, None]:
-    try:
-        yield
-    except UnknownTask as exc:
-        raise Refusal("not_found", str(exc), "list_tasks to see the ids this server still knows.") from None
-    except LimitReached as exc:
-        raise Refusal("limit_reached", str(exc), "What the message says; nothing was started.") from None
-    except (
-        BackendUnavailable
-    ) as exc:  # the kind first, as a task's error carries it, for a caller to branch on
-        raise Refusal(
-            "backend_unavailable",
-            f"{ErrorKind.BACKEND_UNAVAILABLE.value}: {exc}",
-            f"{tool} again naming another backend, or after the server is configured as the message says.",
-        ) from None
-    except RegistryClosed as exc:
-        raise Refusal("shutting_down", str(exc), "Nothing here: the server is stopping.") from None
-    except FanoutError as exc:
-        raise Refusal("invalid_input", str(exc), call_again(tool)) from None
-
-
 def _groups(registry: TaskRegistry, task_ids: Sequence[str]) -> list[GroupView]:
     views: list[GroupView] = []
     for group_id in registry.groups_of(task_ids):
@@ -156,6 +128,7 @@ async def spawn_parallel(
     budget_usd: Annotated[BudgetUsd, Field(gt=0)] = None,
     backend: SpawnBackend = None,
     tools: Annotated[SpawnTools, Field(max_length=1)] = [],  # noqa: B006  (pydantic copies defaults)
+    edit: SpawnEdit = False,
     wait_s: Annotated[float, Field(ge=0, description="Seconds to wait before returning.")] = 0,
 ) -> Annotated[types.CallToolResult, SpawnResult]:
     """Start independent subagent tasks in parallel, in the background; returns group_id and task_ids at once.
@@ -177,8 +150,9 @@ async def spawn_parallel(
         budget_usd=budget_usd,
         backend=backend,
         tools=tools,
+        edit=edit,
     )
-    with _as_tool_errors("spawn_parallel"):
+    with as_tool_errors("spawn_parallel"):
         receipt = await runtime.registry.spawn(
             request,
             extra_backends={NAME: SamplingBackend.of(ctx)},
@@ -201,8 +175,11 @@ async def task_output(
         int, Field(ge=1, le=1_000_000, description="Characters of each output at most.")
     ] = DEFAULT_MAX_CHARS,
     include: Annotated[
-        Literal["output", "status"],
-        Field(description="'status': counts and ids by state only, to wait on a big group."),
+        Literal["output", "status", "patch"],
+        Field(
+            description="'status': counts and ids by state only, to wait on a big group; 'patch': edit "
+            "tasks' diffs as their output."
+        ),
     ] = "output",
 ) -> Annotated[types.CallToolResult, TaskOutputResult]:
     """Collect tasks' results: state, output (partial while running; structured instead, parsed, for a
@@ -216,7 +193,7 @@ async def task_output(
     """
     runtime = await runtime_of(ctx)
     registry = runtime.registry
-    with _as_tool_errors("task_output"):
+    with as_tool_errors("task_output"):
         ids = await registry.select(task_ids, group_id, caller=caller_of(ctx, runtime.settings.operators))
     waited = await wait_for(runtime, ids, wait_budget("task_output", runtime.settings, wait_s), ctx)
     await registry.refresh(ids)  # what other processes' tasks said meanwhile
@@ -227,9 +204,15 @@ async def task_output(
         status = status_result(len(ids), by_state, usage, _groups(registry, ids), waited, selector)
         return result(status, rendering.render_status(status, full))
     snaps = registry.snapshots(ids)  # one read of the tasks: counts and usage come from it too
+    patch = include == "patch"
+    changes = None if patch else await runtime.changes.changes(ids)
+    if patch:
+        with as_tool_errors("task_output"):
+            snaps = await with_patches(runtime, snaps, whole_group=group_id is not None)
     return output_result(
         snaps, _groups(registry, ids), waited, selector,
         offset=offset, max_chars=max_chars, max_output_chars=runtime.settings.max_output_chars, full=full,
+        changes=changes, patch=patch,
     )  # fmt: skip
 
 
@@ -251,13 +234,16 @@ async def synthesize(
     """
     runtime = await runtime_of(ctx)
     caller = caller_of(ctx, runtime.settings.operators)
-    with _as_tool_errors("synthesize"):
+    with as_tool_errors("synthesize"):
         ids = await runtime.registry.select(task_ids, group_id, caller=caller)
         wait = waiting(runtime, wait_budget("synthesize", runtime.settings, wait_s), ctx)
         answer = await runtime.synthesizer.synthesize(ids, mode, quorum, instructions, wait, caller=caller)
     groups = _groups(runtime.registry, ids)
     full = reads_text_only(ctx)
-    return result(*rendering.synthesis_reply(answer, groups, _selector(task_ids, group_id), full))
+    reply, text = rendering.synthesis_reply(answer, groups, _selector(task_ids, group_id), full)
+    with as_tool_errors("synthesize"):
+        overview = await runtime.changes.overview(ids)  # edit tasks: conflicts found by git, no model
+    return result(reply.model_copy(update={"changes": overview}), text)
 
 
 async def list_tasks(
@@ -269,7 +255,7 @@ async def list_tasks(
     """List tasks (newest last) with state, label, errors and usage, not outputs: to find ids or see
     what runs. For a big group, task_output(group_id, include="status") is smaller."""
     runtime = await runtime_of(ctx)
-    with _as_tool_errors("list_tasks"):
+    with as_tool_errors("list_tasks"):
         listing = await runtime.registry.list(
             group_id, state, limit, caller=caller_of(ctx, runtime.settings.operators)
         )
@@ -291,7 +277,7 @@ async def cancel_tasks(
     their outputs stay readable."""
     runtime = await runtime_of(ctx)
     registry, caller = runtime.registry, caller_of(ctx, runtime.settings.operators)
-    with _as_tool_errors("cancel_tasks"):
+    with as_tool_errors("cancel_tasks"):
         ids = await registry.select(task_ids, group_id, caller=caller)
         outcome = registry.cancel(ids, caller=caller)
     with anyio.move_on_after(_CANCEL_GRACE_S):
@@ -321,7 +307,7 @@ async def retry_tasks(
     """
     runtime = await runtime_of(ctx)
     registry, caller = runtime.registry, caller_of(ctx, runtime.settings.operators)
-    with _as_tool_errors("retry_tasks"):
+    with as_tool_errors("retry_tasks"):
         ids = await registry.select(task_ids, group_id, caller=caller)
         receipt = await registry.retry(ids, extra_backends={NAME: SamplingBackend.of(ctx)}, caller=caller)
     answer = rendering.retry_result(receipt)
@@ -329,7 +315,7 @@ async def retry_tasks(
 
 
 def register(mcp: MCPServer[Any], settings: Settings) -> None:
-    """Add the six tools to ``mcp``."""
+    """Add the six tools to ``mcp``, then those of change sets (``change_tools``)."""
     mcp.add_tool(
         spawn_parallel,
         title="Spawn parallel subagents",
@@ -368,3 +354,4 @@ def register(mcp: MCPServer[Any], settings: Settings) -> None:
         title="Retry subagent tasks",
         annotations=types.ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True),
     )
+    register_change_tools(mcp)

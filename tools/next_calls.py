@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..server import Counts
+from ..server.changes.models import ApplyOutcome, UndoOutcome
 from .result_models import RetriedTaskView, SpawnedTaskView, TaskView
 
 # From this many tasks on, a group is polled with include="status" (counts and ids, a few bytes per task)
@@ -47,19 +48,29 @@ def _again(counts: Counts, selector: str) -> str:
     return f" retry_tasks({selector}) runs the {n} failed, cancelled or interrupted task(s) again."
 
 
-def output_next(counts: Counts, tasks: Sequence[TaskView], status: bool, selector: str) -> str:
+def output_next(
+    counts: Counts, tasks: Sequence[TaskView], status: bool, selector: str, patch: bool = False
+) -> str:
     """After task_output: wait on, read the rest of a truncated output, or merge. ``selector`` is how the
-    call named its tasks (``group_id="g-…"``, or the same task_ids)."""
+    call named its tasks (``group_id="g-…"``, or the same task_ids); ``patch``: the outputs are patches."""
     if unfinished := counts.queued + counts.running:
         return f"task_output again with the same arguments: {unfinished} task(s) still queued or running."
+    then = (
+        f"apply_changes({selector}) to see what would apply."
+        if patch
+        else f"synthesize({selector}) to merge the answers."
+    )
     cut = [view for view in tasks if view.truncated]
     if cut:
         first = cut[0]
         also = f" ({len(cut) - 1} more truncated the same way)" if len(cut) > 1 else ""
+        more = ', include="patch"' if patch else ""
         return (
-            f'task_output(task_ids=["{first.task_id}"], offset={first.next_offset}) for the rest of '
-            f"{first.label}{also}; or synthesize({selector}) to merge the answers.{_again(counts, selector)}"
+            f'task_output(task_ids=["{first.task_id}"], offset={first.next_offset}{more}) for the rest of '
+            f"{first.label}{also}; or {then}{_again(counts, selector)}"
         )
+    if patch:
+        return then
     if status:
         return (
             f"synthesize({selector}) to merge the answers, or task_output(task_ids=[...]) for a few."
@@ -108,3 +119,38 @@ def cancel_next(counts: Counts) -> str:
     if counts.completed:
         return "task_output or synthesize still read the completed tasks' outputs."
     return "Nothing: none of these tasks runs any more."
+
+
+def apply_next(outcome: ApplyOutcome, selector: str) -> str:
+    """After apply_changes: apply for real after a dry run, or how to undo; what to do with the skipped."""
+    skipped = [s.task_id for s in outcome.skipped if s.paths]
+    rest = (
+        f" Skipped for conflicts: {', '.join(skipped)}; apply_changes(task_ids=[...], discard=true) drops "
+        "them, or re-run them with spawn_parallel(edit=true) on the tree as it is now."
+        if skipped
+        else ""
+    )
+    if outcome.dry_run:
+        if not outcome.applied:
+            return f"Nothing would apply.{rest}"
+        return f"apply_changes({selector}, dry_run=false) to apply what applies.{rest}"
+    if outcome.apply_id is None:
+        return f"Nothing was applied.{rest}"
+    return (
+        f'Applied. apply_changes(undo="{outcome.apply_id}") reverses it while its files are unchanged.{rest}'
+    )
+
+
+def undo_next(outcome: UndoOutcome) -> str:
+    if outcome.undone:
+        return "Undone: those tasks' changes can be applied again with apply_changes (a dry run first)."
+    return (
+        "Not undone: the files under changed_since were edited since. Apply reverse_patch yourself "
+        "with git apply where you still want it reversed."
+    )
+
+
+def discard_next(discarded: Sequence[str]) -> str:
+    if not discarded:
+        return "Nothing to discard: none of these is an edit task with changes kept."
+    return "Nothing more: their worktrees and refs are gone; what was applied stays in the tree."

@@ -23,6 +23,7 @@ from ..server import (
     TaskState,
     Usage,
 )
+from ..server.changes.models import ChangeSet, ChangesOverview
 
 
 def _is_none(value: object) -> bool:
@@ -87,6 +88,10 @@ class TaskView(BaseModel):
     elapsed_s: float | None = _omitted_if_none()
     backend: str
     model: str
+    changes: Annotated[
+        ChangeSet | None,
+        Field(description="An edit task's files (diffs: include='patch'; into your tree: apply_changes)."),
+    ] = _omitted_if_none()
 
 
 class GroupView(BaseModel):
@@ -227,6 +232,10 @@ class SynthesisResult(BaseModel):
         list[Missing], Field(description="Tasks with no answer in it (failed, cancelled, running).")
     ]
     sources: list[Source]
+    changes: Annotated[
+        ChangesOverview | None,
+        Field(description="Edit tasks: shared files, the conflict matrix and an apply preview."),
+    ] = _omitted_if_none()
     markdown: Annotated[
         str | None,
         Field(

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+from contextlib import contextmanager
 from typing import Final
 
 import mcp_types as types
@@ -28,6 +29,8 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel
 
+from ..server import BackendUnavailable, FanoutError, LimitReached, RegistryClosed, UnknownTask
+from ..server import ErrorKind as TaskErrorKind
 from .result_models import CallError, ErrorKind, ErrorResult
 
 STRUCTURED_SINCE: Final = "2025-06-18"  # the first protocol version with structured tool output
@@ -49,6 +52,29 @@ class Refusal(ToolError):
 def call_again(tool: str, what: str = "the arguments") -> str:
     """The next call after a refusal: the same tool, ``what`` corrected."""
     return f"{tool} again with {what} corrected; nothing was done."
+
+
+@contextmanager
+def as_tool_errors(tool: str) -> Generator[None, None, None]:
+    """The engine's errors as refusals of ``tool``: the kind a caller branches on, and what to do."""
+    try:
+        yield
+    except UnknownTask as exc:
+        raise Refusal("not_found", str(exc), "list_tasks to see the ids this server still knows.") from None
+    except LimitReached as exc:
+        raise Refusal("limit_reached", str(exc), "What the message says; nothing was started.") from None
+    except (
+        BackendUnavailable
+    ) as exc:  # the kind first, as a task's error carries it, for a caller to branch on
+        raise Refusal(
+            "backend_unavailable",
+            f"{TaskErrorKind.BACKEND_UNAVAILABLE.value}: {exc}",
+            f"{tool} again naming another backend, or after the server is configured as the message says.",
+        ) from None
+    except RegistryClosed as exc:
+        raise Refusal("shutting_down", str(exc), "Nothing here: the server is stopping.") from None
+    except FanoutError as exc:
+        raise Refusal("invalid_input", str(exc), call_again(tool)) from None
 
 
 def reads_text_only(ctx: Context) -> bool:

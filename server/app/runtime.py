@@ -27,6 +27,8 @@ from ..backends.pools import http_client
 from ..backends.roster import Roster
 from ..backends.throttle import Throttle
 from ..backends.workspace import Workspace
+from ..changes.editing import state_dir
+from ..changes.workshop import Workshop
 from ..config.pricing import PriceTable
 from ..config.settings import Settings
 from ..core.durable import open_store
@@ -49,6 +51,7 @@ class Runtime:
     files: FileReader  #: how tasks' files are found and read (the allowed roots)
     registry: TaskRegistry
     synthesizer: Synthesizer
+    changes: Workshop  #: edit tasks' change sets
 
 
 def make_client(settings: Settings) -> anthropic.AsyncAnthropic:
@@ -116,6 +119,7 @@ async def open_runtime(settings: Settings, backend: Backend | None = None) -> As
     """
     prices = PriceTable.load(settings.prices_file)
     files = make_files(settings)
+    await Workshop(state_dir(settings)).recover()  # what a server that died left of edit tasks
     # The store outlives the registry: the ends of the tasks the registry cancels as it closes are
     # written before the store closes.
     async with open_store(settings) as store:
@@ -148,4 +152,4 @@ async def _open_with_client(
 
 def _compose(settings: Settings, roster: Roster, files: FileReader, registry: TaskRegistry) -> Runtime:
     synthesizer = Synthesizer(registry, settings, roster)
-    return Runtime(settings, roster, files, registry, synthesizer)
+    return Runtime(settings, roster, files, registry, synthesizer, Workshop(state_dir(settings)))

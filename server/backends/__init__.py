@@ -68,6 +68,7 @@ class Traits:
     default_timeout_s: float | None = None  #: a task's timeout when it gives none (None: the server's)
     runs_in_directory: bool = False  #: a task's ``cwd`` means something (an agent CLI runs in one)
     offers_tools: bool = False  #: it runs the workspace tool loop for a request with ``tools`` set
+    edits: bool = False  #: it can run an edit task (``SubagentRequest.edit``): change files in its ``cwd``
     #: its own bound on calls at once, taken before a task starts running; None: no bound of its own
     max_concurrency: int | None = None
 

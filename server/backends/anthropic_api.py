@@ -29,6 +29,7 @@ import httpx2
 from ..core.models import SubagentRequest, SubagentResult
 from . import Backend, TaskSink, Traits
 from .answer_stream import stream_answer
+from .edit_workspace import EditWorkspace
 from .endpoint import Endpoint, Refused
 from .faults import Transient, backoff_delay, classify, give_up
 from .message_params import message_params
@@ -68,7 +69,7 @@ class AnthropicBackend(Backend):
         self._retry_cap_s = retry_cap_s
         self._backoff_base_s = backoff_base_s
         # No bound of its own: the throttle bounds requests in flight, adapting to the provider.
-        self._traits = Traits(caches_prompts=True, offers_tools=workspace is not None)
+        self._traits = Traits(caches_prompts=True, offers_tools=workspace is not None, edits=True)
 
     @property
     def name(self) -> str:
@@ -90,6 +91,8 @@ class AnthropicBackend(Backend):
         return credentials_problem(self._client) or self._endpoint.refusal()
 
     async def run(self, request: SubagentRequest, sink: TaskSink) -> SubagentResult:
+        if request.edit and request.cwd is not None:  # an edit task: the tools of its own worktree
+            return await self._converse(request, sink, EditWorkspace(request.cwd))
         if not request.tools or self._workspace is None:
             return (await self._call(message_params(request), request.model, sink)).result
         return await self._converse(request, sink, self._workspace)
@@ -102,7 +105,7 @@ class AnthropicBackend(Backend):
         history_chars = 0
         loop_sink = LoopSink(sink)
         for turn in range(1, MAX_TURNS + 1):
-            tools = tool_params(turn, history_chars)
+            tools = tool_params(turn, history_chars, workspace.tools)
             reply = await self._call(message_params(request, history) | tools, request.model, loop_sink)
             if not reply.uses or "tool_choice" in tools:
                 return reply.result

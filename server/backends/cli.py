@@ -67,7 +67,10 @@ class CommandBackend(Backend):
         # caches_prompts False: every run is a fresh process, so warming a shared prefix first gains
         # nothing; offers_tools False: an agent CLI looks around its working directory itself.
         self._traits = Traits(
-            runs_in_directory=True, default_timeout_s=spec.timeout_s, max_concurrency=spec.max_concurrency
+            runs_in_directory=True,
+            default_timeout_s=spec.timeout_s,
+            max_concurrency=spec.max_concurrency,
+            edits=True,
         )
         self._warned_proxy = False
 
@@ -135,7 +138,7 @@ class CommandBackend(Backend):
         stdout = Stdout(reading.take, reading.line if reading.reads_lines else None)
         stdin = prompt.encode() if self._spec.prompt_on_stdin else None
         try:
-            argv = _argv(self._spec, prompt, model)
+            argv = _argv(self._spec, prompt, model, edit=request.edit)
             outcome = await self._execute(argv, stdin, stdout, reading.process_started, request.cwd)
             return reading.result(outcome)
         finally:
@@ -290,8 +293,9 @@ def _prompt_text(request: SubagentRequest) -> str:
     return text
 
 
-def _argv(spec: CommandSpec, prompt: str, model: str | None) -> list[str]:
-    argv = [arg.replace(PROMPT, prompt) for arg in spec.argv]
+def _argv(spec: CommandSpec, prompt: str, model: str | None, *, edit: bool = False) -> list[str]:
+    template = spec.edit_argv if edit and spec.edit_argv is not None else spec.argv
+    argv = [arg.replace(PROMPT, prompt) for arg in template]
     if model:  # without one the CLI uses its own default model
         argv += [arg.replace(MODEL, model) for arg in spec.model_args]
     return argv

@@ -109,10 +109,10 @@ class LoopSink:
         self._turn.clear()
 
 
-def tool_params(turn: int, history_chars: int) -> dict[str, Any]:
+def tool_params(turn: int, history_chars: int, tools: list[dict[str, Any]] = TOOLS) -> dict[str, Any]:
     """The tools of a turn; the last one (by count, or by the size of the answers so far) may not use
     them."""
-    params: dict[str, Any] = {"tools": TOOLS}
+    params: dict[str, Any] = {"tools": tools}
     if turn >= MAX_TURNS or history_chars >= MAX_HISTORY_CHARS:
         params["tool_choice"] = {"type": "none"}
     return params

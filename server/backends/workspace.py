@@ -93,6 +93,11 @@ class Workspace:
     def __init__(self, reader: FileReader) -> None:
         self._reader = reader
 
+    @property
+    def tools(self) -> list[dict[str, Any]]:
+        """The tools this workspace offers, as the Messages API takes them."""
+        return TOOLS
+
     def call(
         self, name: str, arguments: Mapping[str, Any], stop: threading.Event | None = None
     ) -> ToolAnswer:

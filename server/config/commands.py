@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 OutputFormat = Literal["text", "json", "jsonl", "claude", "codex"]
 
@@ -42,6 +42,8 @@ class CommandSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     argv: Annotated[tuple[str, ...], Field(min_length=1)]
+    #: the argv of an edit task, run in its own worktree (None: ``argv``); the prompt goes where argv's does
+    edit_argv: Annotated[tuple[str, ...] | None, Field(min_length=1)] = None
     model_args: tuple[str, ...] = ()
     output: OutputFormat = "text"
     field: Annotated[str, Field(min_length=1)] = "result"
@@ -58,13 +60,20 @@ class CommandSpec(BaseModel):
     @field_validator("argv")
     @classmethod
     def _has_program(cls, argv: tuple[str, ...]) -> tuple[str, ...]:
-        if not argv[0].strip():
-            raise ValueError("argv[0] must name the program to run")
-        if MODEL in " ".join(argv):
-            raise ValueError("put {model} in model_args, not argv: it is only added when a model is set")
-        if sum(arg.count(PROMPT) for arg in argv) > 1:
-            raise ValueError("{prompt} may appear once in argv")
-        return argv
+        return _checked_argv(argv)
+
+    @field_validator("edit_argv")
+    @classmethod
+    def _edit_prompt_in_place(
+        cls, edit_argv: tuple[str, ...] | None, info: ValidationInfo
+    ) -> tuple[str, ...] | None:
+        argv: tuple[str, ...] | None = info.data.get("argv")
+        if edit_argv is None or argv is None:
+            return edit_argv
+        _checked_argv(edit_argv)
+        if any(PROMPT in arg for arg in argv) != any(PROMPT in arg for arg in edit_argv):
+            raise ValueError("edit_argv must take the prompt where argv does: both with {prompt}, or neither")
+        return edit_argv
 
     @field_validator("cwd")
     @classmethod
@@ -113,6 +122,16 @@ class CommandSpec(BaseModel):
         return not any(PROMPT in arg for arg in self.argv)
 
 
+def _checked_argv(argv: tuple[str, ...]) -> tuple[str, ...]:
+    if not argv[0].strip():
+        raise ValueError("argv[0] must name the program to run")
+    if MODEL in " ".join(argv):
+        raise ValueError("put {model} in model_args, not argv: it is only added when a model is set")
+    if sum(arg.count(PROMPT) for arg in argv) > 1:
+        raise ValueError("{prompt} may appear once in argv")
+    return argv
+
+
 def _identity(user: str | int) -> tuple[int, int]:
     """A user's uid and primary gid; a uid with no account has the group of the same number."""
     try:
@@ -133,9 +152,20 @@ _CLAUDE_READ_ONLY = (
     "Bash,Edit,MultiEdit,Write,NotebookEdit",
 )
 
+# An edit task: Claude Code may read and change files in its worktree (its working directory, and no
+# directory added) and nothing else: no shell, so no git (the server commits), no web. dontAsk refuses
+# whatever was not allowed instead of asking.
+_CLAUDE_EDIT = (
+    *("--permission-mode", "dontAsk", "--tools", "Read,Edit,Write,Glob,Grep"),
+    *("--allowedTools", "Read,Edit,Write,Glob,Grep"),
+    *("--disallowedTools", "Bash,NotebookEdit,WebFetch,WebSearch,Agent"),
+)
+_CLAUDE = ("claude", "-p", "--output-format", "stream-json", "--verbose")
+
 PRESETS: Final[Mapping[str, CommandSpec]] = {
     "claude": CommandSpec(
-        argv=("claude", "-p", "--output-format", "stream-json", "--verbose", *_CLAUDE_READ_ONLY),
+        argv=(*_CLAUDE, *_CLAUDE_READ_ONLY),
+        edit_argv=(*_CLAUDE, *_CLAUDE_EDIT),
         model_args=("--model", MODEL),
         output="claude",
         install_hint="install Claude Code (npm install -g @anthropic-ai/claude-code) and run `claude` once "
@@ -143,6 +173,11 @@ PRESETS: Final[Mapping[str, CommandSpec]] = {
     ),
     "codex": CommandSpec(
         argv=("codex", "exec", "--json", "--sandbox", "read-only", "--skip-git-repo-check", "-"),
+        # Writes only in its working directory (the worktree), network off.
+        edit_argv=(
+            *("codex", "exec", "--json", "--sandbox", "workspace-write"),
+            *("-c", "sandbox_workspace_write.network_access=false", "--skip-git-repo-check", "-"),
+        ),
         model_args=("--model", MODEL),
         output="codex",
         install_hint="install the Codex CLI (npm install -g @openai/codex) and run `codex login`",

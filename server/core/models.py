@@ -82,6 +82,9 @@ class SubagentRequest:
     follow_up: tuple[str, str] | None = None  #: (the previous answer, what to say about it): a repair turn
     tools: bool = False  #: offer the read-only workspace tools (the backend runs the tool loop)
     cwd: Path | None = None  #: where an agent CLI runs (a real directory inside the roots); None: its default
+    edit: bool = (
+        False  #: an edit task: it may change the files of ``cwd`` (its own worktree) and nothing else
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,6 +69,10 @@ class Progress:
         return self._task_id
 
     @property
+    def group_id(self) -> str:
+        return self._group_id
+
+    @property
     def note(self) -> str | None:
         """The latest status line, e.g. a retry after a 429."""
         return self._note

@@ -18,6 +18,7 @@ import anyio
 
 from ..backends import Backend
 from ..backends.roster import Roster
+from ..changes.intake import check_edit_backends, edit_flags, with_edits
 from ..config.settings import Settings
 from ..core.errors import BackendUnavailable, InvalidInput
 from ..core.models import SubagentRequest, TaskSpec
@@ -76,7 +77,8 @@ async def prepare(
     _check_size(request, settings)
     backends = _choose_backends(request, roster)
     _check_tools(request, backends, warnings)
-    _check_cwd_backends(request.tasks, backends)
+    check_edit_backends(request, backends)
+    _check_cwd_backends(request.tasks, backends, edit_flags(request))
     max_concurrency = _check_concurrency(request.max_concurrency, settings, warnings)
     files: dict[str, FileText] = {}
     if any(task.files for task in request.tasks):
@@ -93,6 +95,7 @@ async def prepare(
         _plan(i, task, files, system, cache, settings, backends[i], schemas[i], depends[i], cwds[i])
         for i, task in enumerate(_with_spawn_tools(request, backends))
     ]
+    planned = await with_edits(request, planned, cwds, settings)
     warnings = spawn_warnings(warnings, request.tasks, files)
     budget = _check_budget(request.budget_usd)
     warm = cache and len(planned) > 1 and any(b.traits.caches_prompts for b in backends)
@@ -139,10 +142,11 @@ def _check_tools(request: SpawnRequest, backends: Sequence[Backend], warnings: l
         )
 
 
-def _check_cwd_backends(tasks: Sequence[TaskRequest], backends: Sequence[Backend]) -> None:
-    """Refuse a ``cwd`` for a backend that runs in no directory: ignored, it would mislead the caller."""
-    for index, (task, backend) in enumerate(zip(tasks, backends, strict=True)):
-        if task.cwd is not None and not backend.traits.runs_in_directory:
+def _check_cwd_backends(tasks: Sequence[TaskRequest], backends: Sequence[Backend], edits: list[bool]) -> None:
+    """Refuse a ``cwd`` for a backend that runs in no directory: ignored, it would mislead the caller. (An
+    edit task's cwd names its repository, whatever its backend.)"""
+    for index, (task, backend, edit) in enumerate(zip(tasks, backends, edits, strict=True)):
+        if task.cwd is not None and not backend.traits.runs_in_directory and not edit:
             raise InvalidInput(
                 f"task {index + 1} ({task_name(task, index)}) sets cwd, but backend {backend.name!r} runs in "
                 "no working directory: only agent CLIs (claude, codex, configured commands) do. Give it such "

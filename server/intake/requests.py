@@ -110,6 +110,20 @@ class TaskRequest(BaseModel):
             description="Working directory of an agent CLI task, inside the roots.",
         ),
     ] = None
+    edit: Annotated[
+        bool | None,
+        Field(
+            description="True: it changes files, in its own git worktree of your tree; apply_changes "
+            "brings them in.",
+        ),
+    ] = None
+    scope: Annotated[
+        list[str],
+        Field(
+            max_length=100,
+            description="Globs (from the repository's root) of the files it should change.",
+        ),
+    ] = []
     depends_on: Annotated[
         list[str | int],
         Field(
@@ -153,6 +167,7 @@ BudgetUsd = Annotated[
 ]
 SpawnBackend = Annotated[str | None, Field(description="For tasks without their own (see tasks).")]
 SpawnTools = Annotated[list[Literal["read"]], Field(description="For tasks without their own (see tasks).")]
+SpawnEdit = Annotated[bool, Field(description="For tasks without their own (see tasks).")]
 
 
 class SpawnRequest(BaseModel):
@@ -167,3 +182,4 @@ class SpawnRequest(BaseModel):
     budget_usd: BudgetUsd = None
     backend: SpawnBackend = None
     tools: SpawnTools = []
+    edit: SpawnEdit = False

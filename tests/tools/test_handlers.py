@@ -93,6 +93,7 @@ async def test_tools_are_listed_with_descriptions_schemas_and_hints(
         "cancel_tasks",
         "retry_tasks",
         "run_parallel",
+        "apply_changes",
     }
     for tool in tools.values():
         assert tool.description and len(tool.description) > 100
@@ -339,7 +340,7 @@ async def test_without_an_api_key_the_server_starts_and_spawning_says_how_to_con
 ) -> None:
     monkeypatch.delenv("ANTHROPIC_API_KEY")
     async with connect(make_settings(), mode) as client:
-        assert len((await client.list_tools()).tools) == 7
+        assert len((await client.list_tools()).tools) == 8  # the six, run_parallel and apply_changes
         message = await error(client, "spawn_parallel", tasks=[{"task": "x"}])
         assert "ANTHROPIC_API_KEY" in message
         assert (await call(client, "list_tasks"))["tasks"] == []

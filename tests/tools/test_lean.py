@@ -16,13 +16,15 @@ from server.config.commands import CommandSpec
 from tests.fake_api import FakeApi
 from tests.tools.test_handlers import MODES, MakeSettings, connect, error
 from tools import handlers as tasks
+from tools.change_tools import apply_changes
 from tools.run_parallel import run_parallel
 
-# Names, descriptions and input schemas: 2,000 tokens at four characters a token for the five tools,
-# about 180 more for retry_tasks and 1,100 for run_parallel (spawn_parallel's arguments again, and the
-# synthesis's): 12,748 characters measured with all seven.
-PROMPT_CHARS = 13_000
-LIST_CHARS = 18_500  # the whole tools/list answer (18,220 measured; run_parallel about 5,100 of it)
+# Names, descriptions and input schemas: 2,000 tokens at four characters a token for the first five tools;
+# retry_tasks added about 720 characters, edit tasks about 1,160 (apply_changes, spawn_parallel's edit and
+# scope, task_output's include="patch") and run_parallel about 4,400 (spawn_parallel's arguments again,
+# and the synthesis's): 14,249 with all eight.
+PROMPT_CHARS = 14_400
+LIST_CHARS = 20_500  # the whole tools/list answer (20,337 measured)
 TOOLS = {
     "spawn_parallel": tasks.spawn_parallel,
     "task_output": tasks.task_output,
@@ -31,6 +33,7 @@ TOOLS = {
     "cancel_tasks": tasks.cancel_tasks,
     "retry_tasks": tasks.retry_tasks,
     "run_parallel": run_parallel,
+    "apply_changes": apply_changes,
 }
 
 

@@ -115,6 +115,9 @@ def refusals(tmp_path: Path) -> list[tuple[str, dict[str, Any], str, str]]:
         ("retry_tasks", {}, "invalid_input", "not neither"),
         ("retry_tasks", {"task_ids": ["t-gone"]}, "not_found", "t-gone"),
         ("list_tasks", {"state": "sleeping"}, "invalid_input", "state"),
+        ("apply_changes", {}, "invalid_input", "not neither"),
+        ("apply_changes", {"task_ids": ["t-gone"], "discard": True}, "not_found", "t-gone"),
+        ("apply_changes", {"undo": "a-nope"}, "invalid_input", "is not an apply this server made"),
         ("no_such_tool", {}, "invalid_input", "Unknown tool"),
     ]
 

@@ -118,7 +118,7 @@ async def test_a_forged_host_is_answered_421_and_a_forged_origin_403(
     assert local.status_code == 200
 
 
-async def test_one_principal_cannot_see_read_synthesize_or_cancel_anothers_tasks_and_an_operator_can(
+async def test_one_principal_cannot_see_read_synthesize_cancel_or_apply_anothers_tasks_and_an_operator_can(
     fake_api: FakeApi, tmp_path: Path
 ) -> None:
     path, issued = tokens(tmp_path, "alice", "bob", "root")
@@ -143,6 +143,10 @@ async def test_one_principal_cannot_see_read_synthesize_or_cancel_anothers_tasks
                     ("cancel_tasks", {"task_ids": ids[:1]}),
                     ("cancel_tasks", {"group_id": group}),
                     ("list_tasks", {"group_id": group}),
+                    ("task_output", {"task_ids": ids[:1], "include": "patch", "wait_s": 0}),
+                    ("apply_changes", {"task_ids": ids[:1]}),
+                    ("apply_changes", {"group_id": group, "dry_run": False}),
+                    ("apply_changes", {"group_id": group, "discard": True}),
                 ]:
                     assert await refusal(bob, tool, arguments, ids[0], group) == await refusal(
                         bob, tool, unknown(arguments), "t-unknown", "g-unknown"

@@ -1,0 +1,135 @@
+"""An edit task's run: its worktree made before the agent starts, and its work committed when it ends.
+
+``EditingBackend`` wraps the backend the task runs on (its name, traits and bounds are that backend's):
+it writes the task's record, makes a locked worktree of the spawn's snapshot under the server's state
+directory, runs the agent there with the instructions of an edit task, and, however the agent ends
+(an answer, a failure, a cancel, a timeout), commits the worktree to ``refs/fanout/<group>/<task>`` and
+unlocks it. The worktree stays until its group is applied or discarded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Final
+
+import anyio
+
+from ..backends import Backend, TaskSink, Traits
+from ..config.settings import Settings, default_store
+from ..core.durable import store_path
+from ..core.errors import TaskFailure
+from ..core.models import SubagentRequest, SubagentResult
+from ..core.progress import Progress
+from ..core.state import ErrorKind
+from .git import GitFailed
+from .ledger import EditRecord, Ledger
+from .worktrees import commit_worktree, open_worktree, unlock
+
+logger = logging.getLogger(__name__)
+
+# How long the commit of a cancelled or timed-out task's worktree may take: its work must reach its ref.
+_COMMIT_GRACE_S: Final = 120.0
+
+
+def state_dir(settings: Settings) -> Path:
+    """The server's state directory: the store file's, or the per-user default one (``--store memory``)."""
+    return (store_path(settings) or default_store()).parent
+
+
+def repo_key(repo: Path) -> str:
+    """A short name for a repository's worktrees' directory: its name and a digest of its path."""
+    return f"{repo.name[:40]}-{hashlib.sha256(str(repo).encode()).hexdigest()[:10]}"
+
+
+@dataclass(frozen=True, slots=True)
+class EditTarget:
+    """Where an edit task works: a repository, the spawn's snapshot of it, and the task's scope."""
+
+    repo: Path
+    base: str
+    scope: tuple[str, ...]
+
+
+class EditingBackend(Backend):
+    """Runs one edit task on ``inner`` in a worktree of its own."""
+
+    def __init__(self, inner: Backend, target: EditTarget, ledger: Ledger, label: str) -> None:
+        self._inner = inner
+        self._target = target
+        self._ledger = ledger
+        self._label = label
+
+    @property
+    def name(self) -> str:
+        return self._inner.name
+
+    @property
+    def traits(self) -> Traits:
+        return self._inner.traits
+
+    def model_for(self, asked: str | None, server_default: str) -> str:
+        return self._inner.model_for(asked, server_default)
+
+    def unavailable_reason(self) -> str | None:
+        return self._inner.unavailable_reason()
+
+    async def run(self, request: SubagentRequest, sink: TaskSink) -> SubagentResult:
+        record = self._record(sink)
+        worktree = Path(record.worktree)
+        await self._ledger.put_edit(record)
+        try:
+            reason = f"fanout-mcp task {record.task_id} (pid {record.pid})"
+            await open_worktree(self._target.repo, worktree, self._target.base, record.ref, reason)
+        except GitFailed as exc:
+            raise TaskFailure(
+                ErrorKind.COMMAND_FAILED, f"could not make the task's worktree: {exc}"
+            ) from None
+        await self._ledger.put_edit(record.model_copy(update={"status": "running"}))
+        prompt = request.prompt + instructions(self._target.scope)
+        try:
+            return await self._inner.run(replace(request, cwd=worktree, edit=True, prompt=prompt), sink)
+        finally:
+            with anyio.move_on_after(_COMMIT_GRACE_S, shield=True):
+                await self._close(record)
+
+    def _record(self, sink: TaskSink) -> EditRecord:
+        group_id = sink.group_id if isinstance(sink, Progress) else "spawn"
+        task_id = sink.task_id
+        repo = self._target.repo
+        return EditRecord(
+            task_id=task_id,
+            group_id=group_id,
+            label=self._label,
+            repo=str(repo),
+            base=self._target.base,
+            scope=self._target.scope,
+            worktree=str(self._ledger.worktrees / repo_key(repo) / group_id / task_id),
+            ref=f"refs/fanout/{group_id}/{task_id}",
+            pid=os.getpid(),
+        )
+
+    async def _close(self, record: EditRecord) -> None:
+        """Commit what the agent left and unlock the worktree; a failure is logged, the work stays there."""
+        worktree = Path(record.worktree)
+        try:
+            head = await commit_worktree(worktree, record.ref, f"fanout {record.group_id}/{record.task_id}")
+            await unlock(Path(record.repo), worktree)
+        except GitFailed:
+            logger.exception("could not commit the worktree of task %s (%s)", record.task_id, worktree)
+            return
+        await self._ledger.put_edit(record.model_copy(update={"status": "ended", "head": head}))
+
+
+def instructions(scope: tuple[str, ...]) -> str:
+    """What an edit task is told on top of its task."""
+    where = f" Change only files matching {', '.join(scope)}." if scope else ""
+    return (
+        "\n\nYou are an implementer: make the change yourself, in the files of your workspace (your working "
+        "directory: a private copy of the user's repository; use paths relative to it)."
+        f"{where} Do not run git commands: the server records your changes when you finish. End with a "
+        "short summary of what you changed and why."
+    )

@@ -1,0 +1,119 @@
+"""What the server knows of edit tasks and applies, kept in files under its state directory so that it
+outlives the process (the change sets themselves are git refs: they outlive it anyway).
+
+One JSON file per edit task (``edits/<task id>.json``) and per apply (``applies/<apply id>.json``),
+each replaced whole (written aside, then renamed) so that a crash leaves the old or the new one, never
+half of one. An edit task's record is written before its worktree exists, so that whatever a crash
+leaves behind, the next server finds it (``Workshop.recover``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+import anyio
+from pydantic import BaseModel, ConfigDict
+
+EditStatus = Literal["preparing", "running", "ended", "applied", "discarded"]
+
+
+class EditRecord(BaseModel):
+    """One edit task: where it works and what it made."""
+
+    model_config = ConfigDict(frozen=True)
+
+    task_id: str
+    group_id: str
+    label: str
+    repo: str
+    base: str  #: the snapshot commit it started from
+    scope: tuple[str, ...] = ()
+    worktree: str
+    ref: str  #: refs/fanout/<group>/<task>: its change set once it ended (the base until then)
+    status: EditStatus = "preparing"
+    head: str | None = None  #: the commit of its change set, once it ended
+    pid: int = 0  #: the server process that ran it
+
+
+class Applied(BaseModel):
+    """One change set as an apply wrote it into the user's tree."""
+
+    model_config = ConfigDict(frozen=True)
+
+    task_id: str
+    patch: str
+
+
+class ApplyRecord(BaseModel):
+    """One apply: what it wrote, and what the files it touched held right after."""
+
+    model_config = ConfigDict(frozen=True)
+
+    apply_id: str
+    repo: str
+    applied: list[Applied]
+    after: dict[str, str | None]  #: path -> its blob id after the apply (None: the apply deleted it)
+    undone: bool = False
+    owner: str = ""  #: the principal that applied: only it (or an operator) may undo
+
+
+class Ledger:
+    """The records, as files under ``<state directory>/changes``."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.root = state_dir / "changes"
+
+    @property
+    def worktrees(self) -> Path:
+        """Where edit tasks' worktrees live: outside every repository."""
+        return self.root / "worktrees"
+
+    async def put_edit(self, record: EditRecord) -> None:
+        await anyio.to_thread.run_sync(_write, self.root / "edits" / f"{record.task_id}.json", record)
+
+    async def edit(self, task_id: str) -> EditRecord | None:
+        data = await anyio.to_thread.run_sync(_read, self.root / "edits" / f"{task_id}.json")
+        return None if data is None else EditRecord.model_validate_json(data)
+
+    async def edits(self) -> list[EditRecord]:
+        found = await anyio.to_thread.run_sync(_read_all, self.root / "edits")
+        return [EditRecord.model_validate_json(data) for data in found]
+
+    async def forget_edit(self, task_id: str) -> None:
+        await anyio.to_thread.run_sync(_unlink, self.root / "edits" / f"{task_id}.json")
+
+    async def put_apply(self, record: ApplyRecord) -> None:
+        await anyio.to_thread.run_sync(_write, self.root / "applies" / f"{record.apply_id}.json", record)
+
+    async def apply(self, apply_id: str) -> ApplyRecord | None:
+        if not apply_id.replace("-", "").replace("_", "").isalnum():
+            return None  # never a path of its own
+        data = await anyio.to_thread.run_sync(_read, self.root / "applies" / f"{apply_id}.json")
+        return None if data is None else ApplyRecord.model_validate_json(data)
+
+
+def _write(path: Path, record: BaseModel) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as aside:
+        aside.write(record.model_dump_json())
+    os.replace(aside.name, path)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return None
+
+
+def _read_all(directory: Path) -> list[str]:
+    if not directory.is_dir():
+        return []
+    return [path.read_text() for path in sorted(directory.glob("*.json"))]
+
+
+def _unlink(path: Path) -> None:
+    path.unlink(missing_ok=True)

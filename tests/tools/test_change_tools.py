@@ -1,0 +1,92 @@
+"""Edit tasks through the real MCP client (in memory): spawn with edit, task_output's changes and
+patches, synthesize's conflict matrix, apply_changes (dry run, apply, undo, discard), each with its next
+call, on a repository with uncommitted user edits and a fake agent CLI that edits files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from server import Settings
+from server.config.commands import CommandSpec
+from tests.fake_api import FakeApi
+from tests.server.changes.conftest import editor_on_path, repo
+from tests.server.changes.fake_editors import edits, run_git
+from tests.tools.test_handlers import call, connect, error
+
+pytestmark = pytest.mark.anyio
+__all__ = ["editor_on_path", "repo"]  # the fixtures this test shares with the engine's
+
+
+async def test_edit_tasks_from_spawn_to_apply_undo_and_discard(
+    fake_api: FakeApi, repo: Path, editor_on_path: Path
+) -> None:
+    settings = Settings(roots=(repo,), commands={"editor": CommandSpec(argv=("editor",))}, backend="editor")
+    tasks = [
+        {"task": edits({"lib.py": "X = 2\n"}), "label": "lib", "scope": ["lib.py"]},
+        {"task": edits({"api.py": "API = 1\n", "docs.md": "d\n"}), "label": "api", "scope": ["api.py"]},
+        {"task": edits({"lib.py": "X = 3\n"}), "label": "clash"},
+    ]
+    async with connect(settings) as client:
+        spawned = await call(client, "spawn_parallel", tasks=tasks, edit=True)
+        group = spawned["group_id"]
+        lib, api, clash = spawned["task_ids"]
+        out = await call(client, "task_output", group_id=group, wait_s=30)
+        assert out["done"]
+        changes = {t["task_id"]: t["changes"] for t in out["tasks"]}
+        assert [f["path"] for f in changes[lib]["files"]] == ["lib.py"]
+        assert changes[api]["outside_scope"] == ["docs.md"]
+        patches = await call(client, "task_output", group_id=group, include="patch")
+        assert "+X = 2" in {t["task_id"]: t["output"] for t in patches["tasks"]}[lib]
+        assert patches["next"] == f'apply_changes(group_id="{group}") to see what would apply.'
+
+        merged = await call(client, "synthesize", group_id=group, mode="merge")
+        assert [c["task_ids"] for c in merged["changes"]["conflicts"]] == [[lib, clash]]
+
+        dry = await call(client, "apply_changes", group_id=group)
+        assert dry["applied"]["applied"] == [lib, api] and dry["applied"]["skipped"][0]["paths"] == ["lib.py"]
+        assert (
+            dry["next"].startswith(f'apply_changes(group_id="{group}", dry_run=false)')
+            and clash in dry["next"]
+        )
+        assert not (repo / "api.py").exists()
+        done = await call(client, "apply_changes", group_id=group, dry_run=False)
+        apply_id = done["applied"]["apply_id"]
+        assert f'apply_changes(undo="{apply_id}")' in done["next"]
+        assert (repo / "api.py").read_text() == "API = 1\n"
+        assert "the user's edit" in (repo / "app.py").read_text()
+        assert "applied already" in await error(client, "apply_changes", task_ids=[lib], dry_run=False)
+        undone = await call(client, "apply_changes", undo=apply_id)
+        assert undone["undo"]["undone"] and undone["next"].startswith("Undone")
+        assert not (repo / "api.py").exists()
+
+        gone = await call(client, "apply_changes", group_id=group, discard=True)
+        assert sorted(gone["discarded"]) == sorted([lib, api, clash])
+        assert gone["next"].startswith("Nothing more")
+    assert run_git(repo, "for-each-ref", "refs/fanout/") == ""
+    assert run_git(repo, "worktree", "list").count("\n") == 1
+
+
+async def test_a_patch_is_paged_like_an_output_and_a_task_that_edits_nothing_has_none(
+    fake_api: FakeApi, repo: Path, editor_on_path: Path
+) -> None:
+    settings = Settings(roots=(repo,), commands={"editor": CommandSpec(argv=("editor",))}, backend="editor")
+    async with connect(settings) as client:
+        edit = await call(
+            client, "spawn_parallel", tasks=[{"task": edits({"lib.py": "X = 2\n" * 40})}], edit=True
+        )
+        plain = await call(client, "spawn_parallel", tasks=[{"task": "look only"}], wait_s=30)
+        [task_id] = edit["task_ids"]
+        await call(client, "task_output", task_ids=[task_id], wait_s=30)
+        first = await call(client, "task_output", task_ids=[task_id], include="patch", max_chars=100)
+        [page] = first["tasks"]
+        assert page["truncated"] and page["next_offset"] == 100
+        assert f'task_output(task_ids=["{task_id}"], offset=100, include="patch")' in first["next"]
+        rest = await call(
+            client, "task_output", task_ids=[task_id], include="patch", offset=100, max_chars=9_000
+        )
+        whole = page["output"] + rest["tasks"][0]["output"]
+        assert whole.startswith("diff --git a/lib.py b/lib.py") and whole.count("+X = 2") == 40
+        refused = await error(client, "task_output", task_ids=plain["task_ids"], include="patch")
+        assert "not edit tasks, so no patch" in refused
