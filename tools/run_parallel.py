@@ -21,6 +21,7 @@ from ..server.intake.requests import (
     MaxConcurrency,
     SharedContext,
     SpawnBackend,
+    SpawnEdit,
     SpawnOutputSchema,
     SpawnTools,
     Tasks,
@@ -59,6 +60,7 @@ async def run_parallel(
     budget_usd: Annotated[BudgetUsd, Field(gt=0)] = None,
     backend: SpawnBackend = None,
     tools: Annotated[SpawnTools, Field(max_length=1)] = [],  # noqa: B006  (pydantic copies defaults)
+    edit: SpawnEdit = False,
     mode: RunMode = "auto",
     instructions: Instructions = None,
     quorum: QuorumArg = "any",
@@ -72,7 +74,7 @@ async def run_parallel(
     wait_s, include="status" for $big_group tasks or more, then synthesize).
     """
     spawned = await handlers.spawn_parallel(
-        tasks, ctx, shared_context, max_concurrency, output_schema, budget_usd, backend, tools
+        tasks, ctx, shared_context, max_concurrency, output_schema, budget_usd, backend, tools, edit
     )
     group_id = cast(dict[str, Any], spawned.structured_content)["group_id"]
     seconds = wait_budget("run_parallel", (await runtime_of(ctx)).settings, wait_s)

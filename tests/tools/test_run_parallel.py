@@ -7,7 +7,7 @@ import pytest
 from mcp import Client
 
 from tests.fake_api import FakeApi
-from tests.tools.test_handlers import MakeSettings, call
+from tests.tools.test_handlers import MakeSettings, call, error
 from tools import create_server
 
 HELD = [{"task": "[[hold]]", "label": "a"}, {"task": "[[hold]]", "label": "b"}]
@@ -36,3 +36,14 @@ async def test_a_run_whose_outputs_are_cut_short_says_how_to_read_the_rest(
     assert answer["done"] and all(task["truncated"] for task in answer["outputs"]["tasks"])
     assert "task_output(task_ids=[that id], offset=next_offset)" in answer["next"]
     assert answer["outputs"]["next"] == answer["next"]
+
+
+async def test_run_parallel_takes_spawn_parallels_edit_for_the_whole_spawn(
+    fake_api: FakeApi, make_settings: MakeSettings
+) -> None:
+    async with Client(create_server(make_settings())) as client:
+        refused = await error(
+            client, "run_parallel", tasks=[{"task": "[[reply:x]] change a file"}], edit=True
+        )
+    assert "is not in a git work tree" in refused  # the spawn was an edit spawn: its root is no repository
+    assert fake_api.requests == []
