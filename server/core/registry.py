@@ -49,9 +49,10 @@ from .models import (
 from .quotas import Quotas
 from .records import Spend, TaskRecord
 from .retries import plan_retry
+from .retry_notices import RetryNotices
 from .runner import SHUTDOWN_NOTE, Runner
 from .spawning import Spawner
-from .state import ErrorKind, TaskState
+from .state import TaskState
 from .store import MemoryStore, StoreHooks, TaskStore
 from .table import TaskTable
 
@@ -78,7 +79,8 @@ class TaskRegistry:
         self._store = store
         self._table = TaskTable(store, retention_s=settings.retention_s, max_finished=settings.max_finished)
         self._lookup = Lookup(self._table, settings.retention_s)
-        self._runner = Runner(task_group, self._table, settings, prices, self._retrying)
+        self._notices = RetryNotices(logger)
+        self._runner = Runner(task_group, self._table, settings, prices, self._notices.tell)
         quotas = Quotas(
             settings.max_unfinished_per_principal or settings.max_unfinished,
             settings.max_spawns_per_minute,
@@ -89,7 +91,6 @@ class TaskRegistry:
         # What an end means beyond the table, in this order: the lead's gate opens before the budget stop
         # ends queued siblings, and a spawn is forgotten only after that.
         self._table.on_end(runner.let_siblings_go, runner.stop_spent_spawn, runner.forget_ended_spawn)
-        self._retry_listeners: list[Callable[[RetryNotice], None]] = []
         store.attach(StoreHooks(progress=self._table.moved_progress, cancel=self._cancel_asked))
 
     def on_retry(self, listener: Callable[[RetryNotice], None]) -> None:
@@ -100,17 +101,7 @@ class TaskRegistry:
         or at INFO when the provider only asked for less load (429/529, which a big fan-out meets as a
         matter of course and the throttle answers).
         """
-        self._retry_listeners.append(listener)
-
-    def _retrying(self, notice: RetryNotice) -> None:
-        level = logging.INFO if notice.cause is ErrorKind.RATE_LIMITED else logging.WARNING
-        cause = notice.cause.value
-        logger.log(level, "task %s (%s) retrying [%s]: %s", notice.task_id, notice.label, cause, notice.note)
-        for listener in self._retry_listeners:
-            try:
-                listener(notice)
-            except Exception:  # a listener's bug must not fail the task that is retrying
-                logger.exception("a retry listener failed")
+        self._notices.listen(listener)
 
     # --- spawning ----------------------------------------------------------------------------------
 
@@ -129,7 +120,7 @@ class TaskRegistry:
             RegistryClosed: the server is shutting down.
         """
         group, records, warnings = await self._spawner.spawn(request, extra_backends, caller)
-        await self._store.flush()  # the ids are returned once they outlive a crash
+        await self._save(group.id)  # the ids are returned once they outlive a crash
         tasks = [SpawnedTask(task_id=r.id, label=r.spec.label, state=r.state) for r in records]
         return SpawnReceipt(group_id=group.id, tasks=tasks, warnings=warnings)
 
@@ -156,7 +147,7 @@ class TaskRegistry:
         await self._store.refresh([dep for record in records for dep in record.depends_on])
         plan = plan_retry(records, self._table.task, self._table.group)
         group, records, warnings = await self._spawner.spawn(plan.request, extra_backends, caller, plan)
-        await self._store.flush()
+        await self._save(group.id)
         tasks = [
             SpawnedTask(task_id=r.id, label=r.spec.label, state=r.state, retry_of=r.retry_of) for r in records
         ]
@@ -168,10 +159,16 @@ class TaskRegistry:
         """Start the tasks of a model synthesis, planned by the engine for ``caller``, as a group of their
         own, owned by ``caller``; their ids. They are kept under ``synthesis_key`` (``recall_synthesis``
         finds them, in any process). Only the server's limits apply: the caller asked for it by name."""
-        ids = self._spawner.spawn_planned(planned, caller)
-        self._store.remember_synthesis(synthesis_key, tuple(ids))
-        await self._store.flush()
-        return ids
+        group = self._spawner.spawn_planned(planned, caller)
+        self._store.remember_synthesis(synthesis_key, tuple(group.task_ids))
+        await self._save(group.id)
+        return list(group.task_ids)
+
+    async def _save(self, group_id: str) -> None:  # then its runners may go (``Runner.start``)
+        try:
+            await self._store.flush()
+        finally:
+            self._runner.saved(group_id)
 
     async def recall_synthesis(self, synthesis_key: str) -> tuple[str, ...] | None:
         """The tasks of the model synthesis kept under ``synthesis_key`` (by this process or another, this

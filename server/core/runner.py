@@ -77,6 +77,7 @@ class Runner:
         self._limiter = anyio.CapacityLimiter(settings.max_concurrency)
         self._bounds: WeakKeyDictionary[Traits, anyio.CapacityLimiter] = WeakKeyDictionary()
         self._spawns: dict[str, _Spawn] = {}
+        self._unsaved: dict[str, anyio.Event] = {}  #: spawns whose runners wait for the store's write
         self.shutting_down = False  #: set by the registry as it closes: what is cancelled now is interrupted
 
     @property
@@ -102,16 +103,25 @@ class Runner:
         return lives
 
     def start(self, group_id: str, lives: Sequence[Live], max_concurrency: int | None) -> None:
-        """Start the spawn's runners, once its reply has gone out."""
+        """Start the spawn's runners once it is saved (``saved``) and its reply has gone out."""
         limiter = anyio.CapacityLimiter(max_concurrency) if max_concurrency else None
         self._spawns[group_id] = _Spawn(limiter, len(lives))
-        self._tg.start_soon(self._dispatch, lives, name=f"fanout dispatch {group_id}")
+        self._unsaved[group_id] = saved = anyio.Event()
+        self._tg.start_soon(self._dispatch, lives, saved, name=f"fanout dispatch {group_id}")
 
-    async def _dispatch(self, lives: Sequence[Live]) -> None:
+    def saved(self, group_id: str) -> None:
+        """The spawn is in the store (or the store failed to take it, and said so): its runners may go."""
+        if (event := self._unsaved.pop(group_id, None)) is not None:
+            event.set()
+
+    async def _dispatch(self, lives: Sequence[Live], saved: anyio.Event) -> None:
         # Start the runners one at a time, yielding in between: started all at once, their first steps
         # (building and sending a request each) would all run before the spawn's own reply is written.
-        # The short pause first lets that reply go out before any of them (a few ms against the seconds
-        # a model takes).
+        # They wait for the spawn to be saved first: started during the store's write, they would hold
+        # the event loop while the spawn waits to return (100 tasks over stdio: 127 ms instead of 13).
+        # Then a short pause lets the reply go out before any of them (a few ms against the seconds a
+        # model takes).
+        await saved.wait()
         await anyio.sleep(DISPATCH_DELAY_S)
         for live in lives:
             self._tg.start_soon(self._run, live, name=f"fanout task {live.task_id}")

@@ -84,13 +84,13 @@ class Spawner:
         self._quotas.spawned(caller)
         return group, records, intake.warnings
 
-    def spawn_planned(self, planned: Sequence[PlannedTask], caller: Caller) -> list[str]:
+    def spawn_planned(self, planned: Sequence[PlannedTask], caller: Caller) -> GroupRecord:
         """Start tasks the engine planned itself (a synthesis, for ``caller``) as a group of their own;
-        their ids. Only the server's limits apply: the caller asked for it by name."""
+        the group. Only the server's limits apply: the caller asked for it by name."""
         self._check_accepting(len(planned))
         intake = Intake(list(planned), warm_first=False, max_concurrency=None, warnings=[])
         group, _ = self._register(intake, None, caller)
-        return list(group.task_ids)
+        return group
 
     def _check_accepting(self, count: int) -> None:
         if self.closed:
