@@ -203,23 +203,13 @@ class Database:
 
     # --- reading -------------------------------------------------------------------------------------
 
-    def tasks(self, task_ids: Sequence[str]) -> list[TaskRecord]:
-        """The records of those of ``task_ids`` the file holds."""
+    def tasks(self, task_ids: Sequence[str], *, ended_only: bool = False) -> list[TaskRecord]:
+        """The records of those of ``task_ids`` the file holds (only those that have ended, if asked)."""
+        ended = f" AND state IN {_TERMINAL}" if ended_only else ""
         found: list[TaskRecord] = []
         for chunk in _chunks(task_ids):
             marks = ",".join("?" * len(chunk))
-            rows = self._conn.execute(f"SELECT {_COLUMNS} FROM tasks WHERE id IN ({marks})", chunk)
-            found.extend(_record(row) for row in rows)
-        return found
-
-    def ended(self, task_ids: Sequence[str]) -> list[TaskRecord]:
-        """The records of those of ``task_ids`` that have ended."""
-        found: list[TaskRecord] = []
-        for chunk in _chunks(task_ids):
-            marks = ",".join("?" * len(chunk))
-            rows = self._conn.execute(
-                f"SELECT {_COLUMNS} FROM tasks WHERE id IN ({marks}) AND state IN {_TERMINAL}", chunk
-            )
+            rows = self._conn.execute(f"SELECT {_COLUMNS} FROM tasks WHERE id IN ({marks}){ended}", chunk)
             found.extend(_record(row) for row in rows)
         return found
 

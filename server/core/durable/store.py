@@ -29,6 +29,7 @@ from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import fields
+from functools import partial
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -227,7 +228,7 @@ class DurableStore:
 
     def _batch(self) -> Batch:
         batch = Batch(new_groups=self._new_groups, cancel_requests=self._cancels, syntheses=self._syntheses)
-        batch.group_spends = [(_spend_of(g), g.id) for g in self._spent_groups.values()]
+        batch.group_spends = [(spend_json(g.spend), g.id) for g in self._spent_groups.values()]
         for task_id, record in self._new.items():
             batch.new_tasks.append((record, self._columns(record)))
             self._changed.pop(task_id, None)
@@ -286,7 +287,7 @@ class DurableStore:
 
     async def _watch(self) -> None:
         if self._watched:
-            self._take(await self._call(self._db.ended, list(self._watched)))
+            self._take(await self._call(partial(self._db.tasks, ended_only=True), list(self._watched)))
 
     async def interrupt_orphans(self) -> None:
         ended = await self._call(self._db.interrupt_orphans)
@@ -318,10 +319,6 @@ def _update(held: TaskRecord, fresh: TaskRecord) -> TaskRecord:
     for spec in fields(TaskRecord):
         setattr(held, spec.name, getattr(fresh, spec.name))
     return held
-
-
-def _spend_of(group: GroupRecord) -> str:
-    return spend_json(group.spend)
 
 
 @asynccontextmanager
