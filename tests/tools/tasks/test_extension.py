@@ -213,7 +213,10 @@ async def test_claude_codes_extension_flow_replayed_against_the_installed_server
             created = await server.request("tools/call", call)
             assert created["resultType"] == "task" and created["status"] == "working"
             assert {"taskId", "createdAt", "lastUpdatedAt", "ttlMs", "pollIntervalMs"} <= set(created)
-            first = await server.request("tasks/get", as_claude_code(taskId=created["taskId"]))  # at once
+            # Both subagents reach the provider first (their runners start once the spawn is saved):
+            # the first poll, sent at once by Claude Code, then finds them running, not yet queued.
+            assert await anyio.to_thread.run_sync(fake_api.wait_held, 2, 15.0)
+            first = await server.request("tasks/get", as_claude_code(taskId=created["taskId"]))
             assert first["status"] == "working" and "2 running" in first["statusMessage"]
             fake_api.release()
             ended = await poll(server, created["taskId"])
