@@ -31,7 +31,7 @@ from ..changes.editing import state_dir
 from ..changes.workshop import Workshop
 from ..config.pricing import PriceTable
 from ..config.settings import Settings
-from ..core.durable import open_store
+from ..core.durable.opening import open_store
 from ..core.registry import TaskRegistry, open_registry
 from ..core.store import TaskStore
 from ..fanin.synthesis import Synthesizer

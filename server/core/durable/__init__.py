@@ -1,18 +1,14 @@
 """The durable task store: every task in a SQLite file that outlives the process and is shared by every
-server process that opens it (``store.py``), its reads and writes (``database.py``) and its schema
-(``schema.py``)."""
+server process that opens it (``store.py``, opened by ``opening.py``), its reads and writes
+(``database.py``) and its schema (``schema.py``). This module only says where the file is and checks it:
+it stays light because the stdio server checks the file before its greeter answers."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 from ...config.settings import Settings, default_store
-from ..store import MemoryStore, TaskStore
-from .database import Database
 from .schema import StoreUnavailable, connect
-from .store import DurableStore, open_durable_store
 
 MEMORY = "memory"
 
@@ -33,7 +29,7 @@ def check_store(settings: Settings) -> None:
     """
     path = store_path(settings)
     if path is not None:
-        _make_default_directory(settings, path)
+        make_default_directory(settings, path)
         connect(path).close()
 
 
@@ -44,6 +40,8 @@ def describe_store(settings: Settings) -> str:
         return "memory (--store memory): tasks are kept until the server exits"
     try:
         check_store(settings)
+        from .database import Database  # doctor only: the database module imports the task records
+
         facts = Database(path, "doctor").facts()
     except StoreUnavailable as exc:
         return f"unusable: {exc}"
@@ -54,7 +52,7 @@ def describe_store(settings: Settings) -> str:
     )
 
 
-def _make_default_directory(settings: Settings, path: Path) -> None:
+def make_default_directory(settings: Settings, path: Path) -> None:
     """The default place is ours to make (private to the user); a path given must exist already."""
     if settings.store is not None:
         return
@@ -67,30 +65,11 @@ def _make_default_directory(settings: Settings, path: Path) -> None:
         ) from None
 
 
-@asynccontextmanager
-async def open_store(settings: Settings) -> AsyncGenerator[TaskStore, None]:
-    """The store the settings ask for, open for the block.
-
-    Raises:
-        StoreUnavailable: the file cannot be used (the message names it and says what to do).
-    """
-    path = store_path(settings)
-    if path is None:
-        yield MemoryStore()
-        return
-    _make_default_directory(settings, path)
-    async with open_durable_store(
-        path, retention_s=settings.retention_s, max_finished=settings.max_finished
-    ) as store:
-        yield store
-
-
 __all__ = [
     "MEMORY",
-    "DurableStore",
     "StoreUnavailable",
     "check_store",
     "describe_store",
-    "open_store",
+    "make_default_directory",
     "store_path",
 ]

@@ -27,7 +27,7 @@ from server import (
     open_registry,
 )
 from server.backends.roster import Roster
-from server.core.durable import open_store
+from server.core.durable.opening import open_store
 from server.core.durable.store import DurableStore
 from server.fanin.synthesis import SynthesisDone, Synthesizer
 from tests.answers import synthesis
