@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -78,6 +79,12 @@ class Ledger:
         data = await anyio.to_thread.run_sync(_read, self.root / "edits" / f"{task_id}.json")
         return None if data is None else EditRecord.model_validate_json(data)
 
+    async def edits_of(self, task_ids: Sequence[str]) -> dict[str, EditRecord]:
+        """The records of those of ``task_ids`` that are edit tasks, in their order: one trip to a worker
+        thread for all of them (task_output asks this of every task it shows, edit task or not)."""
+        found = await anyio.to_thread.run_sync(_read_some, self.root / "edits", list(task_ids))
+        return {task_id: EditRecord.model_validate_json(data) for task_id, data in found.items()}
+
     async def edits(self) -> list[EditRecord]:
         found = await anyio.to_thread.run_sync(_read_all, self.root / "edits")
         return [EditRecord.model_validate_json(data) for data in found]
@@ -107,6 +114,17 @@ def _read(path: Path) -> str | None:
         return path.read_text()
     except FileNotFoundError:
         return None
+
+
+def _read_some(directory: Path, task_ids: list[str]) -> dict[str, str]:
+    try:
+        present = set(os.listdir(directory))  # one look instead of a failed open per task
+    except FileNotFoundError:
+        return {}
+    found = {
+        task_id: _read(directory / f"{task_id}.json") for task_id in task_ids if f"{task_id}.json" in present
+    }
+    return {task_id: data for task_id, data in found.items() if data is not None}
 
 
 def _read_all(directory: Path) -> list[str]:

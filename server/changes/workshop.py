@@ -37,8 +37,7 @@ class Workshop:
 
     async def records(self, task_ids: Sequence[str]) -> dict[str, EditRecord]:
         """The edit records of those of ``task_ids`` that are edit tasks (that started)."""
-        found = {task_id: await self.ledger.edit(task_id) for task_id in task_ids}
-        return {task_id: record for task_id, record in found.items() if record is not None}
+        return await self.ledger.edits_of(task_ids)
 
     async def changes(self, task_ids: Sequence[str]) -> dict[str, ChangeSet]:
         return {task_id: await describe(record) for task_id, record in (await self.records(task_ids)).items()}
