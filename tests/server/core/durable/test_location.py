@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from server.config.settings import load_settings
 from server.core.durable import StoreUnavailable, check_store, store_path
 
@@ -30,9 +32,5 @@ def test_memory_names_no_file_and_a_path_names_that_file(tmp_path: Path) -> None
 
 def test_a_store_in_a_missing_directory_is_refused_by_the_check(tmp_path: Path) -> None:
     settings = load_settings({"store": str(tmp_path / "absent" / "t.db")})
-    try:
+    with pytest.raises(StoreUnavailable, match="absent"):
         check_store(settings)
-    except StoreUnavailable as exc:
-        assert "absent" in str(exc)
-    else:
-        raise AssertionError("the check passed a store whose directory does not exist")
