@@ -21,7 +21,15 @@ def test_the_fanout_benchmark_runs_every_contender_to_completion() -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [line for line in done.stdout.splitlines() if line.startswith("| 2 |")]
     contenders = {row.split("|")[2].strip(): row for row in rows}
-    assert set(contenders) >= {"sequential", "gather", "gather-helper", "gather-nostream", "engine", "stdio"}
+    assert set(contenders) >= {
+        "sequential",
+        "gather-aiohttp",
+        "gather",
+        "gather-helper",
+        "gather-nostream",
+        "engine",
+        "stdio",
+    }
     for name, row in contenders.items():
         assert row.rstrip(" |").endswith("2/2"), f"{name}: {row}"
 

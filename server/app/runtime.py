@@ -58,9 +58,9 @@ def make_client(settings: Settings) -> anthropic.AsyncAnthropic:
     """One client for the whole server, on the current event loop.
 
     Credentials and ``ANTHROPIC_BASE_URL`` come from the environment, as the SDK reads them. Retries are
-    ours (see ``AnthropicBackend``), so the SDK's are off. Requests go to the SDK's default pools, one per
-    128 requests the server may send at once (``pools.py``): no pool throttles, and none grows so large
-    that its bookkeeping costs every request; concurrency is bounded by the registry and the throttle.
+    ours (see ``AnthropicBackend``), so the SDK's are off. Requests go through the SDK's aiohttp transport,
+    its pool as large as the requests the server may send at once (``pools.py``): the pool never
+    throttles; concurrency is bounded by the registry and the throttle.
     """
     return anthropic.AsyncAnthropic(
         max_retries=0,

@@ -163,7 +163,9 @@ def _number(raw: str) -> float | None:
 
 
 def _cause(exc: Exception, *, detailed: bool = False) -> str:
-    cause = exc.__cause__ or exc.__context__ or exc
+    # httpx's own error names the failure (whichever transport's exception it was made from); the SDK's
+    # wraps httpx's.
+    cause = exc if isinstance(exc, httpx2.TransportError) else exc.__cause__ or exc.__context__ or exc
     name = type(cause).__name__
     return f"{name}: {cause}" if detailed and str(cause) else name
 

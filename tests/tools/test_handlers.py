@@ -23,7 +23,7 @@ from server import (
     TaskFailure,
     TaskSink,
 )
-from server.core import durable as durable_module
+from server.core.durable import opening as durable_module
 from server.core.records import TaskRecord
 from server.core.store import MemoryStore
 from server.intake import answer_schemas as outputs
