@@ -64,6 +64,10 @@ class EditingBackend(Backend):
         self._label = label
 
     @property
+    def target(self) -> EditTarget:
+        return self._target
+
+    @property
     def name(self) -> str:
         return self._inner.name
 
