@@ -40,6 +40,14 @@ class Workshop:
         found = {task_id: await self.ledger.edit(task_id) for task_id in task_ids}
         return {task_id: record for task_id, record in found.items() if record is not None}
 
+    async def ready(self, task_ids: Sequence[str]) -> list[EditRecord]:
+        """The records of edit tasks that ended and were neither applied nor discarded, in order.
+
+        Raises:
+            InvalidInput: one is not an edit task, has not ended, or was applied or discarded.
+        """
+        return [await self._ready(task_id) for task_id in task_ids]
+
     async def changes(self, task_ids: Sequence[str]) -> dict[str, ChangeSet]:
         return {task_id: await describe(record) for task_id, record in (await self.records(task_ids)).items()}
 
