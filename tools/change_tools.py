@@ -16,10 +16,11 @@ from mcp.server.mcpserver import Context, MCPServer
 from pydantic import BaseModel, Field
 
 from ..server import Caller, TaskSnapshot
-from ..server.changes.models import ApplyOutcome, UndoOutcome
+from ..server.changes.models import ApplyOutcome, Resolution, UndoOutcome
+from ..server.changes.resolution import merge_with_markers, plan_resolution
 from .callers import caller_of
 from .engine import runtime_of
-from .next_calls import apply_next, discard_next, undo_next
+from .next_calls import apply_next, discard_next, resolve_next, undo_next
 from .result_models import Next
 from .result_models import _omitted_if_none as omitted_if_none  # pyright: ignore[reportPrivateUsage]
 from .results import Refusal, as_tool_errors, result
@@ -41,6 +42,7 @@ class ApplyResult(BaseModel):
     discarded: Annotated[
         list[str] | None, Field(description="Tasks whose worktrees and change sets are gone.")
     ] = omitted_if_none()
+    resolving: Resolution | None = omitted_if_none()
     next: Next
 
 
@@ -51,6 +53,9 @@ async def apply_changes(
     dry_run: Annotated[bool, Field(description="Only say what would apply.")] = True,
     undo: Annotated[str | None, Field(description="An apply_id: reverse that apply instead.")] = None,
     discard: Annotated[bool, Field(description="Delete their changes instead (worktrees, refs).")] = False,
+    resolve: Annotated[
+        list[str] | None, Field(description="Conflicting edit task ids: start one that merges them.")
+    ] = None,
 ) -> Annotated[types.CallToolResult, ApplyResult]:
     """Apply finished edit tasks' changes to the user's working tree, in order (never HEAD, the index or
     branches): one that conflicts with the tree as it is then is skipped with its paths, the rest
@@ -58,7 +63,10 @@ async def apply_changes(
     runtime = await runtime_of(ctx)
     caller = caller_of(ctx, runtime.settings.operators)
     with as_tool_errors("apply_changes"):
-        if undo is not None:
+        if resolve is not None:
+            started = await _resolve(runtime, resolve, caller)
+            answer = ApplyResult(resolving=started, next=resolve_next(started))
+        elif undo is not None:
             outcome = await runtime.changes.undo(undo, caller=caller)
             answer = ApplyResult(undo=outcome, next=undo_next(outcome))
         else:
@@ -76,13 +84,34 @@ async def apply_changes(
 async def _apply(
     runtime: Runtime, ids: list[str], whole_group: bool, dry_run: bool, caller: Caller
 ) -> ApplyOutcome:
+    _check_finished(runtime, ids)
+    if whole_group:  # a group's tasks that are not edit tasks are left out, not refused
+        ids = list(await runtime.changes.records(ids))
+    return await runtime.changes.apply(ids, dry_run, caller=caller)
+
+
+async def _resolve(runtime: Runtime, task_ids: list[str], caller: Caller) -> Resolution:
+    """Start the edit task that resolves the conflicts between ``task_ids``' change sets, on the first
+    one's backend and model, as a group of its own."""
+    ids = list(dict.fromkeys(await runtime.registry.select(task_ids, None, caller=caller)))
+    _check_finished(runtime, ids)
+    records = await runtime.changes.ready(ids)
+    start, conflicts = await merge_with_markers(records)
+    answers = runtime.registry.snapshots(ids)
+    backend = runtime.backends.get(answers[0].backend)
+    planned = plan_resolution(
+        records, answers, start, conflicts, backend, runtime.settings, runtime.changes.ledger
+    )
+    [task_id] = await runtime.registry.spawn_planned([planned], None, caller=caller)
+    group_id = runtime.registry.snapshots([task_id])[0].group_id
+    return Resolution(task_id=task_id, group_id=group_id, conflicts=conflicts)
+
+
+def _check_finished(runtime: Runtime, ids: list[str]) -> None:
     unfinished = [s.task_id for s in runtime.registry.snapshots(ids) if not s.state.terminal]
     if unfinished:
         wait = "task_output with the same ids waits for them; then apply_changes again."
         raise Refusal("invalid_input", f"tasks not finished yet: {', '.join(unfinished)}", wait)
-    if whole_group:  # a group's tasks that are not edit tasks are left out, not refused
-        ids = list(await runtime.changes.records(ids))
-    return await runtime.changes.apply(ids, dry_run, caller=caller)
 
 
 async def with_patches(

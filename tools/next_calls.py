@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..server import Counts
-from ..server.changes.models import ApplyOutcome, UndoOutcome
+from ..server.changes.models import ApplyOutcome, Resolution, UndoOutcome
 from .result_models import RetriedTaskView, SpawnedTaskView, TaskView
 
 # From this many tasks on, a group is polled with include="status" (counts and ids, a few bytes per task)
@@ -130,6 +130,11 @@ def apply_next(outcome: ApplyOutcome, selector: str) -> str:
         if skipped
         else ""
     )
+    if outcome.dry_run and skipped:
+        rest += (
+            " Sets that conflict with each other (synthesize shows the pairs): apply_changes(resolve=[...]) "
+            "starts an edit task that merges them."
+        )
     if outcome.dry_run:
         if not outcome.applied:
             return f"Nothing would apply.{rest}"
@@ -138,6 +143,14 @@ def apply_next(outcome: ApplyOutcome, selector: str) -> str:
         return f"Nothing was applied.{rest}"
     return (
         f'Applied. apply_changes(undo="{outcome.apply_id}") reverses it while its files are unchanged.{rest}'
+    )
+
+
+def resolve_next(started: Resolution) -> str:
+    return (
+        f'task_output(task_ids=["{started.task_id}"], wait_s=120) waits for the resolving task; then '
+        f'apply_changes(task_ids=["{started.task_id}"]) applies its set, which holds every one of those '
+        "tasks' changes: apply it instead of theirs."
     )
 
 

@@ -2,9 +2,11 @@
 
 A plan is a ``SpawnRequest`` (the spawn contract: ``spawn_parallel``'s arguments, which a test pins to
 it; a ``wait_s`` is accepted and ignored) plus an optional ``synthesis``:
-``{"mode": "auto" | "llm" | "merge" | "none", "instructions": "..."}``.
+``{"mode": "auto" | "llm" | "merge" | "none", "instructions": "..."}``, and for edit tasks an optional
+``apply``: ``{"dry_run": true | false}``.
 
-A run is ``start_plan`` (the spawn) then ``finish_plan`` (every task's end, then the synthesis); a run
+A run is ``start_plan`` (the spawn) then ``finish_plan`` (every task's end, the synthesis, then for edit
+tasks their conflict matrix and, if the plan asks, the apply of the completed ones' changes); a run
 stopped part-way (Ctrl-C) ends with ``stop_plan``, which never waits on a provider again: it cancels
 what is unfinished and gives what finished, with the merge of it where the plan asks for a synthesis
 that a merge can give. The tasks are the local user's (``LOCAL``).
@@ -20,6 +22,7 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from ..changes.models import ApplyOutcome, ChangesOverview
 from ..core.callers import Caller
 from ..core.errors import InvalidInput
 from ..core.models import SpawnReceipt, TaskSnapshot
@@ -39,11 +42,21 @@ class SynthesisOptions(BaseModel):
     instructions: str | None = None
 
 
+class ApplyOptions(BaseModel):
+    """Apply the completed edit tasks' changes to the working tree, in spawn order, as apply_changes
+    does (a dry run unless ``dry_run`` is false)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dry_run: bool = True
+
+
 class Plan(SpawnRequest):
-    """A fan-out to run from a file: the spawn itself, then its synthesis."""
+    """A fan-out to run from a file: the spawn itself, then its synthesis (and its edit tasks' apply)."""
 
     wait_s: float | None = None  # accepted so a spawn_parallel call can be pasted as is; unused
     synthesis: SynthesisOptions = SynthesisOptions()
+    apply: ApplyOptions | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +65,8 @@ class PlanOutcome:
     tasks: list[TaskSnapshot]
     synthesis: Synthesis | None
     stopped: str | None = None  #: why the run was stopped part-way (``stop_plan``), or None
+    changes: ChangesOverview | None = None  #: the edit tasks' conflict matrix and apply preview
+    applied: ApplyOutcome | None = None  #: what the plan's ``apply`` did (or would do)
 
 
 def load_plan(path: Path) -> Plan:
@@ -116,7 +131,9 @@ async def finish_plan(
     await registry.wait(ids, on_change=report)
     await report()
     synthesis = await _synthesize(runtime, ids, plan.synthesis)
-    return PlanOutcome(receipt, registry.snapshots(ids), synthesis)
+    tasks = registry.snapshots(ids)
+    changes, applied = await _changes(runtime, plan, tasks)
+    return PlanOutcome(receipt, tasks, synthesis, changes=changes, applied=applied)
 
 
 async def stop_plan(runtime: Runtime, plan: Plan, receipt: SpawnReceipt, reason: str) -> PlanOutcome:
@@ -135,6 +152,19 @@ async def stop_plan(runtime: Runtime, plan: Plan, receipt: SpawnReceipt, reason:
         why = [f"{reason}: merged without a model call"] if plan.synthesis.mode == "auto" else []
         synthesis = await runtime.synthesizer.merge(ids, notes=why)
     return PlanOutcome(receipt, registry.snapshots(ids), synthesis, stopped=reason)
+
+
+async def _changes(
+    runtime: Runtime, plan: Plan, tasks: list[TaskSnapshot]
+) -> tuple[ChangesOverview | None, ApplyOutcome | None]:
+    """The edit tasks' conflict matrix (None: there are none), and the apply the plan asks for: of the
+    completed tasks' change sets only (a failed or cancelled task's partial work is not applied)."""
+    changes = await runtime.changes.overview([s.task_id for s in tasks])
+    if changes is None or plan.apply is None:
+        return changes, None
+    completed = [s.task_id for s in tasks if s.state == "completed"]
+    edits = list(await runtime.changes.records(completed))
+    return changes, await runtime.changes.apply(edits, plan.apply.dry_run, caller=LOCAL)
 
 
 async def _synthesize(runtime: Runtime, ids: list[str], options: SynthesisOptions) -> Synthesis | None:

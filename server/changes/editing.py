@@ -52,6 +52,7 @@ class EditTarget:
     repo: Path
     base: str
     scope: tuple[str, ...]
+    start: str | None = None  #: the commit its worktree starts from, if not the base (``resolution.py``)
 
 
 class EditingBackend(Backend):
@@ -62,6 +63,10 @@ class EditingBackend(Backend):
         self._target = target
         self._ledger = ledger
         self._label = label
+
+    @property
+    def target(self) -> EditTarget:
+        return self._target
 
     @property
     def name(self) -> str:
@@ -83,7 +88,8 @@ class EditingBackend(Backend):
         await self._ledger.put_edit(record)
         try:
             reason = f"fanout-mcp task {record.task_id} (pid {record.pid})"
-            await open_worktree(self._target.repo, worktree, self._target.base, record.ref, reason)
+            start = self._target.start or self._target.base
+            await open_worktree(self._target.repo, worktree, start, record.ref, reason)
         except GitFailed as exc:
             raise TaskFailure(
                 ErrorKind.COMMAND_FAILED, f"could not make the task's worktree: {exc}"

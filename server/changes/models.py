@@ -82,6 +82,16 @@ class ApplyOutcome(BaseModel):
     skipped: list[Skipped]
 
 
+class Resolution(BaseModel):
+    """The edit task started to resolve conflicting change sets."""
+
+    model_config = ConfigDict(frozen=True)
+
+    task_id: str
+    group_id: str
+    conflicts: list[str] = Field(description="The files its worktree holds with conflict markers.")
+
+
 class UndoOutcome(BaseModel):
     model_config = ConfigDict(frozen=True)
 

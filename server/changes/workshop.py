@@ -39,6 +39,14 @@ class Workshop:
         """The edit records of those of ``task_ids`` that are edit tasks (that started)."""
         return await self.ledger.edits_of(task_ids)
 
+    async def ready(self, task_ids: Sequence[str]) -> list[EditRecord]:
+        """The records of edit tasks that ended and were neither applied nor discarded, in order.
+
+        Raises:
+            InvalidInput: one is not an edit task, has not ended, or was applied or discarded.
+        """
+        return [await self._ready(task_id) for task_id in task_ids]
+
     async def changes(self, task_ids: Sequence[str]) -> dict[str, ChangeSet]:
         return {task_id: await describe(record) for task_id, record in (await self.records(task_ids)).items()}
 

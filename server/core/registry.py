@@ -154,13 +154,15 @@ class TaskRegistry:
         return RetryReceipt(group_id=group.id, tasks=tasks, warnings=warnings, skipped=plan.skipped)
 
     async def spawn_planned(
-        self, planned: Sequence[PlannedTask], synthesis_key: str, *, caller: Caller
+        self, planned: Sequence[PlannedTask], synthesis_key: str | None, *, caller: Caller
     ) -> list[str]:
-        """Start the tasks of a model synthesis, planned by the engine for ``caller``, as a group of their
-        own, owned by ``caller``; their ids. They are kept under ``synthesis_key`` (``recall_synthesis``
-        finds them, in any process). Only the server's limits apply: the caller asked for it by name."""
+        """Start the tasks of a model synthesis (or a conflict resolution), planned by the engine for
+        ``caller``, as a group of their own, owned by ``caller``; their ids. A synthesis's are kept under
+        ``synthesis_key`` (``recall_synthesis`` finds them, in any process). Only the server's limits
+        apply: the caller asked for it by name."""
         group = self._spawner.spawn_planned(planned, caller)
-        self._store.remember_synthesis(synthesis_key, tuple(group.task_ids))
+        if synthesis_key is not None:
+            self._store.remember_synthesis(synthesis_key, tuple(group.task_ids))
         await self._save(group.id)
         return list(group.task_ids)
 

@@ -19,6 +19,7 @@ import anyio
 from ..backends import Backend
 from ..backends.roster import Roster
 from ..changes.intake import check_edit_backends, edit_flags, with_edits
+from ..changes.overlap import overlap_warnings
 from ..config.settings import Settings
 from ..core.errors import BackendUnavailable, InvalidInput
 from ..core.models import SubagentRequest, TaskSpec
@@ -96,6 +97,7 @@ async def prepare(
         for i, task in enumerate(_with_spawn_tools(request, backends))
     ]
     planned = await with_edits(request, planned, cwds, settings)
+    warnings += await overlap_warnings(request.tasks, planned)
     warnings = spawn_warnings(warnings, request.tasks, files)
     budget = _check_budget(request.budget_usd)
     warm = cache and len(planned) > 1 and any(b.traits.caches_prompts for b in backends)

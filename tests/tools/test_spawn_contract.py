@@ -61,6 +61,6 @@ def test_spawn_parallel_hands_every_field_on_to_the_spawn() -> None:
     assert passed == {name: name for name in SpawnRequest.model_fields}
 
 
-def test_a_plan_is_a_spawn_request_plus_its_synthesis() -> None:
+def test_a_plan_is_a_spawn_request_plus_its_synthesis_and_its_edit_tasks_apply() -> None:
     assert issubclass(Plan, SpawnRequest)
-    assert set(Plan.model_fields) - set(SpawnRequest.model_fields) == {"synthesis", "wait_s"}
+    assert set(Plan.model_fields) - set(SpawnRequest.model_fields) == {"synthesis", "wait_s", "apply"}

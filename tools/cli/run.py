@@ -93,7 +93,36 @@ def _as_markdown(outcome: PlanOutcome) -> str:
         lines.append(f"\n# Synthesis ({outcome.synthesis.mode})\n")
         lines.append(outcome.synthesis.markdown.strip())
         lines += [f"\n> note: {n}" for n in outcome.synthesis.notes]
+    lines += _changes_markdown(outcome)
     return "\n".join(lines)
+
+
+def _changes_markdown(outcome: PlanOutcome) -> list[str]:
+    """The edit tasks' conflict matrix and apply preview, then what the plan's apply did."""
+    if outcome.changes is None:
+        return []
+    labels = {snap.task_id: f"{snap.label} [{snap.task_id}]" for snap in outcome.tasks}
+    changes = outcome.changes
+    lines = ["\n# Changes\n"]
+    for conflict in changes.conflicts:
+        first, second = (labels[task_id] for task_id in conflict.task_ids)
+        lines.append(f"- conflict: {first} and {second}: {', '.join(conflict.paths)}")
+    lines.append(f"- {len(changes.conflicts)} conflicting pair(s), {changes.clean_pairs} that merge cleanly")
+    lines += [
+        f"- shared: {path} ({', '.join(labels[i] for i in ids)})"
+        for path, ids in changes.shared_files.items()
+    ]
+    for step in changes.preview:
+        said = "applies" if step.applies else f"does not apply: {', '.join(step.conflicts)}"
+        lines.append(f"- preview: {labels[step.task_id]} {said}")
+    applied = outcome.applied
+    if applied is not None:
+        lines.append(f"\n# {'Apply (dry run)' if applied.dry_run else f'Applied ({applied.apply_id})'}\n")
+        lines += [f"- applied: {labels[task_id]}" for task_id in applied.applied]
+        lines += [
+            f"- skipped: {labels[s.task_id]}: {s.why} {', '.join(s.paths)}".rstrip() for s in applied.skipped
+        ]
+    return lines
 
 
 def _as_json(outcome: PlanOutcome) -> str:
@@ -103,5 +132,7 @@ def _as_json(outcome: PlanOutcome) -> str:
         "warnings": outcome.receipt.warnings,
         "tasks": [snap.model_dump(mode="json") for snap in outcome.tasks],
         "synthesis": outcome.synthesis.model_dump(mode="json") if outcome.synthesis else None,
+        "changes": outcome.changes.model_dump(mode="json") if outcome.changes else None,
+        "applied": outcome.applied.model_dump(mode="json") if outcome.applied else None,
     }
     return json.dumps(data, indent=2)

@@ -8,6 +8,9 @@ helpers that make real git repositories for the tests.
   wherever it points: the fake that tries to write outside).
 * ``[[commit]]``: it runs ``git add -A`` and ``git commit`` itself, as an agent told not to might.
 * ``[[worktrees]]``: it prints ``git worktree list --porcelain`` as it sees it while it runs.
+* ``[[cat:PATH]]``: before any edit, it prints the file at PATH as it found it.
+* ``[[say64:B64]]``: it prints the text whose base64 is B64 (an answer that a later prompt quotes, with
+  directives that then act: a resolving task's).
 
 It answers "edited N files" on stdout.
 """
@@ -23,6 +26,8 @@ EDITOR = """
 import base64, json, os, re, subprocess, sys
 prompt = sys.stdin.read()
 done = 0
+for path in re.findall(r"\\[\\[cat:([^\\]]+)\\]\\]", prompt):
+    print(open(path).read())
 for b64 in re.findall(r"\\[\\[edits64:([A-Za-z0-9+/=]+)\\]\\]", prompt):
     for path, text in json.loads(base64.b64decode(b64)).items():
         if text is None:
@@ -37,6 +42,8 @@ if "[[commit]]" in prompt:
     subprocess.run(["git", "-c", "user.name=a", "-c", "user.email=a@b", "commit", "-qm", "agent"], check=True)
 if "[[worktrees]]" in prompt:
     print(subprocess.run(["git", "worktree", "list", "--porcelain"], capture_output=True, text=True).stdout)
+for b64 in re.findall(r"\\[\\[say64:([A-Za-z0-9+/=]+)\\]\\]", prompt):
+    print(base64.b64decode(b64).decode())
 print(f"edited {done} files")
 """
 
@@ -44,6 +51,11 @@ print(f"edited {done} files")
 def edits(files: dict[str, str | None]) -> str:
     """The directive that has EDITOR write (or, for None, delete) ``files``."""
     return f"[[edits64:{base64.b64encode(json.dumps(files).encode()).decode()}]]"
+
+
+def says(text: str) -> str:
+    """The directive that has EDITOR print ``text`` in its answer."""
+    return f"[[say64:{base64.b64encode(text.encode()).decode()}]]"
 
 
 def run_git(repo: Path, *args: str) -> str:

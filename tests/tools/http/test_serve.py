@@ -147,6 +147,7 @@ async def test_one_principal_cannot_see_read_synthesize_cancel_or_apply_anothers
                     ("apply_changes", {"task_ids": ids[:1]}),
                     ("apply_changes", {"group_id": group, "dry_run": False}),
                     ("apply_changes", {"group_id": group, "discard": True}),
+                    ("apply_changes", {"resolve": [ids[0], ids[0]]}),
                 ]:
                     assert await refusal(bob, tool, arguments, ids[0], group) == await refusal(
                         bob, tool, unknown(arguments), "t-unknown", "g-unknown"
@@ -192,6 +193,7 @@ def unknown(arguments: dict[str, Any]) -> dict[str, Any]:
         **arguments,
         **({"task_ids": ["t-unknown"]} if "task_ids" in arguments else {}),
         **({"group_id": "g-unknown"} if "group_id" in arguments else {}),
+        **({"resolve": ["t-unknown", "t-unknown"]} if "resolve" in arguments else {}),
     }
 
 
