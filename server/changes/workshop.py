@@ -27,6 +27,8 @@ from .worktrees import commit_worktree, remove_worktree, unlock
 
 logger = logging.getLogger(__name__)
 
+_BUSY = ("preparing", "running", "verifying")  #: its worktree is in use while its server lives
+
 
 class Workshop:
     """Change sets of edit tasks: read, compared, applied, undone, discarded, recovered after a crash."""
@@ -111,7 +113,7 @@ class Workshop:
         async with self._lock:
             discarded: list[str] = []
             for record in (await self.records(task_ids)).values():
-                if record.status in ("preparing", "running") and _alive(record.pid):
+                if record.status in _BUSY and _alive(record.pid):
                     raise InvalidInput(f"task {record.task_id} is still running: cancel_tasks it first")
                 repo = Path(record.repo)
                 await remove_worktree(repo, Path(record.worktree))
@@ -129,7 +131,7 @@ class Workshop:
             if record.status in ("applied", "discarded"):
                 continue
             repos.add(record.repo)
-            if record.status in ("preparing", "running") and not _alive(record.pid):
+            if record.status in _BUSY and not _alive(record.pid):
                 record = await self._rescue(record)
             kept.append(f"{record.task_id} ({record.status}): {record.worktree}")
         for repo in repos:
@@ -146,9 +148,9 @@ class Workshop:
         head = None
         if await anyio.Path(worktree).is_dir():
             try:
-                head = await commit_worktree(
-                    worktree, record.ref, f"fanout {record.group_id}/{record.task_id}"
-                )
+                message = f"fanout {record.group_id}/{record.task_id}"
+                if record.status != "verifying":  # else it was committed before its verify started
+                    head = await commit_worktree(worktree, record.ref, message, record.kept_out)
                 await unlock(Path(record.repo), worktree)
             except GitFailed:
                 logger.exception("could not save the worktree of task %s", record.task_id)
@@ -164,7 +166,7 @@ class Workshop:
 
     async def _ready(self, task_id: str) -> EditRecord:
         record = await self._edit(task_id)
-        if record.status in ("preparing", "running"):
+        if record.status in _BUSY:
             raise InvalidInput(f"task {task_id} has not finished: wait for it with task_output")
         if record.status in ("applied", "discarded"):
             raise InvalidInput(f"task {task_id}'s changes were {record.status} already")
