@@ -18,6 +18,7 @@ from ..config.settings import Settings
 from ..config.worktrees import check_commands
 from ..core.errors import InvalidInput
 from ..intake.requests import SpawnRequest, task_name
+from .disk import check_room
 from .editing import EditingBackend, EditTarget, state_dir
 from .environment import Environment
 from .ledger import Ledger
@@ -61,6 +62,7 @@ async def with_edits(
     environment = Environment.of(settings)
     bases: dict[Path, str] = {}
     wrapped: list[PlannedTask] = []
+    targets: list[tuple[Path, str]] = []
     for index, (task, plan, edits, cwd) in enumerate(zip(request.tasks, planned, flags, cwds, strict=True)):
         if not edits:
             wrapped.append(plan)
@@ -72,6 +74,8 @@ async def with_edits(
             bases[repo] = await snapshot(repo, "fanout-mcp: snapshot of the work tree")
         target = EditTarget(repo, bases[repo], scope, tuple(task.verify), environment)
         wrapped.append(replace(plan, backend=EditingBackend(plan.backend, target, ledger, plan.spec.label)))
+        targets.append((repo, target.base))
+    await check_room(ledger.worktrees, targets, settings)
     return wrapped
 
 

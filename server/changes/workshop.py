@@ -19,6 +19,7 @@ from ..core.callers import Caller
 from ..core.errors import InvalidInput
 from .applying import apply_sets, undo_apply
 from .changeset import describe, patch_of
+from .disk import DiskMeter
 from .git import GitFailed, git
 from .ledger import EditRecord, Ledger
 from .matrix import conflict_matrix, preview
@@ -35,6 +36,7 @@ class Workshop:
 
     def __init__(self, state_dir: Path) -> None:
         self.ledger = Ledger(state_dir)
+        self.disk = DiskMeter(self.ledger.worktrees)
         self._lock = anyio.Lock()
 
     async def records(self, task_ids: Sequence[str]) -> dict[str, EditRecord]:
