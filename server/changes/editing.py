@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
@@ -149,7 +150,7 @@ class EditingBackend(Backend):
         except GitFailed:
             logger.exception("could not commit the worktree of task %s (%s)", record.task_id, worktree)
             return None
-        ended = record.model_copy(update={"status": "ended", "head": head})
+        ended = record.model_copy(update={"status": "ended", "head": head, "ended_at": time.time()})
         await self._ledger.put_edit(ended)
         return ended
 

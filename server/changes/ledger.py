@@ -38,6 +38,7 @@ class EditRecord(BaseModel):
     status: EditStatus = "preparing"
     head: str | None = None  #: the commit of its change set, once it ended
     pid: int = 0  #: the server process that ran it
+    ended_at: float | None = None  #: wall clock, when its change set was committed: for retention
     kept_out: tuple[str, ...] = ()  #: paths of the worktree never committed (``environment.py``)
     verify: list[CheckResult] = []  #: its verify commands' results, once they ran
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ from .git import GitFailed, git
 from .ledger import EditRecord, Ledger
 from .matrix import conflict_matrix, preview
 from .models import ApplyOutcome, ChangeSet, ChangesOverview, UndoOutcome
+from .retention import SWEEP_S, sweep
 from .worktrees import commit_worktree, remove_worktree, unlock
 
 logger = logging.getLogger(__name__)
@@ -124,6 +126,17 @@ class Workshop:
                 discarded.append(record.task_id)
             return discarded
 
+    async def expire(self, retention_s: float) -> None:
+        """Remove what edit tasks that ended more than ``retention_s`` ago left (``retention.py``)."""
+        async with self._lock:
+            await sweep(self.ledger, retention_s)
+
+    async def tidy(self, retention_s: float) -> None:
+        """``expire`` every ``SWEEP_S``, until cancelled."""
+        while True:
+            await anyio.sleep(SWEEP_S)
+            await self.expire(retention_s)
+
     async def recover(self) -> list[str]:
         """At start: commit and unlock the worktrees of edit tasks whose server died, prune what git
         registered of worktrees that are gone; what is kept, one line each (logged too)."""
@@ -156,7 +169,8 @@ class Workshop:
                 await unlock(Path(record.repo), worktree)
             except GitFailed:
                 logger.exception("could not save the worktree of task %s", record.task_id)
-        rescued = record.model_copy(update={"status": "ended", "head": head or record.head})
+        ended = {"status": "ended", "head": head or record.head, "ended_at": record.ended_at or time.time()}
+        rescued = record.model_copy(update=ended)
         await self.ledger.put_edit(rescued)
         return rescued
 

@@ -239,7 +239,7 @@ OPTIONS: Final[Mapping[str, Option]] = {
     "retention_s": Option(
         "--retention",
         "FANOUT_RETENTION",
-        "seconds a finished task is kept (default: 86400)",
+        "seconds a finished task is kept, and an edit task's worktree and ref (default: 86400)",
         metavar="SECONDS",
     ),
     "max_finished": Option(
