@@ -94,13 +94,14 @@ class EditingBackend(Backend):
             raise TaskFailure(
                 ErrorKind.COMMAND_FAILED, f"could not make the task's worktree: {exc}"
             ) from None
-        furnishing = await plan(self._target.repo, self._target.environment)
-        kept_out = list(furnishing.paths)
-        record = record.model_copy(update={"kept_out": furnishing.paths})
-        await self._ledger.put_edit(record)  # before anything is copied: a crash's commit leaves it out too
         prompt = request.prompt + instructions(self._target.scope)
+        kept_out: list[str] = []
         ended = None
         try:
+            furnishing = await plan(self._target.repo, self._target.environment)
+            kept_out.extend(furnishing.paths)
+            record = record.model_copy(update={"kept_out": furnishing.paths})
+            await self._ledger.put_edit(record)  # before anything is copied: a crash's commit leaves it out
             await furnish(self._target.repo, worktree, furnishing, self._target.environment, kept_out)
             record = record.model_copy(update={"status": "running", "kept_out": tuple(kept_out)})
             await self._ledger.put_edit(record)

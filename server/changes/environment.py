@@ -26,8 +26,10 @@ import anyio
 
 from ..config.commands import CommandSpec
 from ..config.settings import Settings
+from ..core.errors import TaskFailure
+from ..core.state import ErrorKind
 from .checks import run_setup
-from .git import git
+from .git import GitFailed, git
 
 logger = logging.getLogger(__name__)
 
@@ -61,13 +63,20 @@ class Furnishing:
 
 async def plan(repo: Path, environment: Environment) -> Furnishing:
     """The ignored files ``.worktreeinclude`` matches, and the configured links whose directory exists in
-    the repository and is not tracked."""
-    copies = await _included(repo)
-    links: list[str] = []
-    for link in environment.links:
-        tracked = await git(repo, "ls-files", "-z", "--", f":(literal){link}")
-        if (repo / link).is_dir() and not tracked.stdout:
-            links.append(link)
+    the repository and is not tracked.
+
+    Raises:
+        TaskFailure: git could not say (a pattern it cannot read, say).
+    """
+    try:
+        copies = await _included(repo)
+        links: list[str] = []
+        for link in environment.links:
+            tracked = await git(repo, "ls-files", "-z", "--", f":(literal){link}")
+            if await anyio.Path(repo / link).is_dir() and not tracked.stdout:
+                links.append(link)
+    except GitFailed as exc:
+        raise TaskFailure(ErrorKind.COMMAND_FAILED, f"could not list {INCLUDE_FILE}'s files: {exc}") from None
     return Furnishing(tuple(copies), tuple(links))
 
 
@@ -78,9 +87,12 @@ async def furnish(
     they changed joins ``kept_out`` (also when one fails).
 
     Raises:
-        TaskFailure: a setup command failed or could not be started.
+        TaskFailure: a file could not be copied or linked, or a setup command failed or could not start.
     """
-    await anyio.to_thread.run_sync(_copy_and_link, repo, worktree, furnishing)
+    try:
+        await anyio.to_thread.run_sync(_copy_and_link, repo, worktree, furnishing)
+    except OSError as exc:
+        raise TaskFailure(ErrorKind.COMMAND_FAILED, f"could not furnish the task's worktree: {exc}") from None
     if not environment.setup:
         return
     try:
