@@ -117,25 +117,41 @@ async def open_runtime(settings: Settings, backend: Backend | None = None) -> As
         ValueError: the price file cannot be used.
         StoreUnavailable: the task store cannot be used.
     """
-    prices = PriceTable.load(settings.prices_file)
-    files = make_files(settings)
     workshop = Workshop(state_dir(settings))
     await workshop.recover()  # what a server that died left of edit tasks
     await workshop.expire(settings.retention_s)  # and what is past retention (then every minute)
-    # The store outlives the registry: the ends of the tasks the registry cancels as it closes are
-    # written before the store closes.
-    async with anyio.create_task_group() as tidying, open_store(settings) as store:
+    # The sweeps run beside everything else; an exception from the body is re-raised as itself once
+    # they have stopped, not wrapped in an exception group (they never raise but cancellation).
+    error: Exception | None = None
+    async with anyio.create_task_group() as tidying:
         tidying.start_soon(workshop.tidy, settings.retention_s)
         try:
-            if backend is not None:
-                roster = Roster.single(backend)
-                async with open_registry(settings, roster, prices, files, store) as registry:
-                    yield _compose(settings, roster, files, registry, workshop)
-                return
-            async with _open_with_client(settings, prices, files, store, workshop) as runtime:
+            async with _open_store_and_registry(settings, backend, workshop) as runtime:
                 yield runtime
+        except Exception as exc:
+            error = exc
         finally:
             tidying.cancel_scope.cancel()
+    if error is not None:
+        raise error
+
+
+@asynccontextmanager
+async def _open_store_and_registry(
+    settings: Settings, backend: Backend | None, workshop: Workshop
+) -> AsyncGenerator[Runtime, None]:
+    prices = PriceTable.load(settings.prices_file)
+    files = make_files(settings)
+    # The store outlives the registry: the ends of the tasks the registry cancels as it closes are
+    # written before the store closes.
+    async with open_store(settings) as store:
+        if backend is not None:
+            roster = Roster.single(backend)
+            async with open_registry(settings, roster, prices, files, store) as registry:
+                yield _compose(settings, roster, files, registry, workshop)
+            return
+        async with _open_with_client(settings, prices, files, store, workshop) as runtime:
+            yield runtime
 
 
 @asynccontextmanager
