@@ -259,10 +259,12 @@ async def list_tasks(
         listing = await runtime.registry.list(
             group_id, state, limit, caller=caller_of(ctx, runtime.settings.operators)
         )
+    disk = await runtime.changes.disk.groups(s.group_id for s in listing.tasks)
     answer = ListResult(
         counts=listing.counts,
         total=listing.total,
         tasks=[rendering.task_summary(s) for s in listing.tasks],
+        worktree_bytes=disk or None,
         next=list_next(listing.counts),
     )
     return result(answer, rendering.render_list(answer))

@@ -269,6 +269,9 @@ def render_list(result: ListResult) -> str:
         lines.append(
             f"- {t.task_id} [{t.group_id}] {t.label}: {t.state.value}, {t.output_chars} chars{extra}"
         )
+    if result.worktree_bytes:
+        disk = ", ".join(f"{group} {size / 1024**2:.1f} MiB" for group, size in result.worktree_bytes.items())
+        lines.append(f"Edit worktrees on disk: {disk}.")
     return _with_next(["\n".join(lines)], result.next)
 
 

@@ -165,6 +165,9 @@ class ListResult(BaseModel):
     counts: Annotated[Counts, Field(description="Over every task that matched, shown or not.")]
     total: int
     tasks: Annotated[list[TaskSummary], Field(description="The newest `limit` of them, in spawn order.")]
+    worktree_bytes: Annotated[
+        dict[str, int] | None, Field(description="Disk the edit worktrees of each group shown take.")
+    ] = _omitted_if_none()
     next: Next
 
 

@@ -117,24 +117,46 @@ async def open_runtime(settings: Settings, backend: Backend | None = None) -> As
         ValueError: the price file cannot be used.
         StoreUnavailable: the task store cannot be used.
     """
+    workshop = Workshop(state_dir(settings))
+    await workshop.recover()  # what a server that died left of edit tasks
+    await workshop.expire(settings.retention_s)  # and what is past retention (then every minute)
+    # The sweeps run beside everything else; an exception from the body is re-raised as itself once
+    # they have stopped, not wrapped in an exception group (they never raise but cancellation).
+    error: Exception | None = None
+    async with anyio.create_task_group() as tidying:
+        tidying.start_soon(workshop.tidy, settings.retention_s)
+        try:
+            async with _open_store_and_registry(settings, backend, workshop) as runtime:
+                yield runtime
+        except Exception as exc:
+            error = exc
+        finally:
+            tidying.cancel_scope.cancel()
+    if error is not None:
+        raise error
+
+
+@asynccontextmanager
+async def _open_store_and_registry(
+    settings: Settings, backend: Backend | None, workshop: Workshop
+) -> AsyncGenerator[Runtime, None]:
     prices = PriceTable.load(settings.prices_file)
     files = make_files(settings)
-    await Workshop(state_dir(settings)).recover()  # what a server that died left of edit tasks
     # The store outlives the registry: the ends of the tasks the registry cancels as it closes are
     # written before the store closes.
     async with open_store(settings) as store:
         if backend is not None:
             roster = Roster.single(backend)
             async with open_registry(settings, roster, prices, files, store) as registry:
-                yield _compose(settings, roster, files, registry)
+                yield _compose(settings, roster, files, registry, workshop)
             return
-        async with _open_with_client(settings, prices, files, store) as runtime:
+        async with _open_with_client(settings, prices, files, store, workshop) as runtime:
             yield runtime
 
 
 @asynccontextmanager
 async def _open_with_client(
-    settings: Settings, prices: PriceTable, files: FileReader, store: TaskStore
+    settings: Settings, prices: PriceTable, files: FileReader, store: TaskStore, workshop: Workshop
 ) -> AsyncGenerator[Runtime, None]:
     client = make_client(settings)
     try:
@@ -144,12 +166,14 @@ async def _open_with_client(
         async with BatchBackend(client, prices, endpoint=endpoint).running() as batch:
             roster = make_roster(settings, client, batch, files)
             async with open_registry(settings, roster, prices, files, store) as registry:
-                yield _compose(settings, roster, files, registry)
+                yield _compose(settings, roster, files, registry, workshop)
     finally:
         with anyio.move_on_after(5, shield=True):
             await client.close()
 
 
-def _compose(settings: Settings, roster: Roster, files: FileReader, registry: TaskRegistry) -> Runtime:
+def _compose(
+    settings: Settings, roster: Roster, files: FileReader, registry: TaskRegistry, workshop: Workshop
+) -> Runtime:
     synthesizer = Synthesizer(registry, settings, roster)
-    return Runtime(settings, roster, files, registry, synthesizer, Workshop(state_dir(settings)))
+    return Runtime(settings, roster, files, registry, synthesizer, workshop)

@@ -158,9 +158,21 @@ class CommandBackend(Backend):
             async with _spawned(argv, workdir, env, self._spec, with_stdin=stdin is not None) as process:
                 if started is not None:
                     started()
-                status = await _communicate(process, stdin, stdout, stderr)
+                status = await _communicate(process, stdin, stdout.feed, stderr.feed)
         text = stdout.close()
         return Outcome(self._spec.program, status, text, stdout.cut, stderr.text, stdout.long_lines)
+
+    async def run_check(self, cwd: Path, output: Tail) -> int:
+        """Run the command's argv as it is (no prompt, no model, nothing on stdin) in ``cwd``, as a setup
+        or verify command of an edit task's worktree; its stdout and stderr go to ``output`` as they come.
+        Its exit status (negative: killed by that signal).
+
+        Raises:
+            TaskFailure: it could not be started.
+        """
+        env = self._child_env()
+        async with _spawned(list(self._spec.argv), cwd, env, self._spec, with_stdin=False) as process:
+            return await _communicate(process, None, output.feed, output.feed)
 
     def withheld(self, prefixes: tuple[str, ...]) -> list[str]:
         """The names (never the values) of the server's variables that start with one of ``prefixes``
@@ -220,14 +232,16 @@ async def _spawned(
         yield process
 
 
-async def _communicate(process: Process, stdin: bytes | None, stdout: Stdout, stderr: Tail) -> int:
+async def _communicate(
+    process: Process, stdin: bytes | None, stdout: Callable[[bytes], None], stderr: Callable[[bytes], None]
+) -> int:
     """Feed stdin and drain both pipes at once (so neither side can block the other); return the exit
     status once the output is read."""
     async with anyio.create_task_group() as group:
         if stdin is not None:
             group.start_soon(_write, process.stdin, stdin)
-        out_done = _start_pump(group, process.stdout, stdout.feed)
-        err_done = _start_pump(group, process.stderr, stderr.feed)
+        out_done = _start_pump(group, process.stdout, stdout)
+        err_done = _start_pump(group, process.stderr, stderr)
         await process.wait()
         # The supervisor has ended all the CLI left running; without one, a child left running would hold
         # the pipes open: end the group so they reach EOF, and bound the rest in case something escaped

@@ -38,7 +38,7 @@ async def describe(record: EditRecord) -> ChangeSet:
                                 in_scope=in_scope(path, record.scope)))  # fmt: skip
     outside = [f.path for f in files if not f.in_scope]
     return ChangeSet(base=base, ref=record.ref, status=record.status, changed_nothing=not files, files=files,
-                     outside_scope=outside)  # fmt: skip
+                     outside_scope=outside, verify=record.verify)  # fmt: skip
 
 
 async def patch_of(record: EditRecord, reverse: bool = False) -> bytes:

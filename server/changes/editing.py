@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from dataclasses import dataclass, replace
+import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
@@ -25,8 +26,11 @@ from ..core.errors import TaskFailure
 from ..core.models import SubagentRequest, SubagentResult
 from ..core.progress import Progress
 from ..core.state import ErrorKind
+from .checks import run_verify
+from .environment import Environment, furnish, plan
 from .git import GitFailed
 from .ledger import EditRecord, Ledger
+from .models import CheckResult
 from .worktrees import commit_worktree, open_worktree, unlock
 
 logger = logging.getLogger(__name__)
@@ -53,6 +57,8 @@ class EditTarget:
     base: str
     scope: tuple[str, ...]
     start: str | None = None  #: the commit its worktree starts from, if not the base (``resolution.py``)
+    verify: tuple[str, ...] = ()  #: configured commands run in the worktree once its work is committed
+    environment: Environment = field(default_factory=Environment)
 
 
 class EditingBackend(Backend):
@@ -94,13 +100,35 @@ class EditingBackend(Backend):
             raise TaskFailure(
                 ErrorKind.COMMAND_FAILED, f"could not make the task's worktree: {exc}"
             ) from None
-        await self._ledger.put_edit(record.model_copy(update={"status": "running"}))
         prompt = request.prompt + instructions(self._target.scope)
+        kept_out: list[str] = []
+        ended = None
         try:
-            return await self._inner.run(replace(request, cwd=worktree, edit=True, prompt=prompt), sink)
+            furnishing = await plan(self._target.repo, self._target.environment)
+            kept_out.extend(furnishing.paths)
+            record = record.model_copy(update={"kept_out": furnishing.paths})
+            await self._ledger.put_edit(record)  # before anything is copied: a crash's commit leaves it out
+            await furnish(self._target.repo, worktree, furnishing, self._target.environment, kept_out)
+            record = record.model_copy(update={"status": "running", "kept_out": tuple(kept_out)})
+            await self._ledger.put_edit(record)
+            result = await self._inner.run(replace(request, cwd=worktree, edit=True, prompt=prompt), sink)
         finally:
             with anyio.move_on_after(_COMMIT_GRACE_S, shield=True):
-                await self._close(record)
+                ended = await self._close(record.model_copy(update={"kept_out": tuple(kept_out)}))
+        if ended is not None and self._target.verify:
+            await self._verify(ended)
+        return result
+
+    async def _verify(self, record: EditRecord) -> None:
+        """Run the task's verify commands in its worktree, its change set committed (a discard waits)."""
+        await self._ledger.put_edit(record.model_copy(update={"status": "verifying"}))
+        results: list[CheckResult] = []
+        try:
+            commands = self._target.environment.commands
+            results = await run_verify(commands, self._target.verify, Path(record.worktree))
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._ledger.put_edit(record.model_copy(update={"status": "ended", "verify": results}))
 
     def _record(self, sink: TaskSink) -> EditRecord:
         group_id = sink.group_id if isinstance(sink, Progress) else "spawn"
@@ -118,16 +146,20 @@ class EditingBackend(Backend):
             pid=os.getpid(),
         )
 
-    async def _close(self, record: EditRecord) -> None:
-        """Commit what the agent left and unlock the worktree; a failure is logged, the work stays there."""
+    async def _close(self, record: EditRecord) -> EditRecord | None:
+        """Commit what the agent left and unlock the worktree; the ended record, or None if that failed
+        (logged: the work stays there)."""
         worktree = Path(record.worktree)
+        message = f"fanout {record.group_id}/{record.task_id}"
         try:
-            head = await commit_worktree(worktree, record.ref, f"fanout {record.group_id}/{record.task_id}")
+            head = await commit_worktree(worktree, record.ref, message, record.kept_out)
             await unlock(Path(record.repo), worktree)
         except GitFailed:
             logger.exception("could not commit the worktree of task %s (%s)", record.task_id, worktree)
-            return
-        await self._ledger.put_edit(record.model_copy(update={"status": "ended", "head": head}))
+            return None
+        ended = record.model_copy(update={"status": "ended", "head": head, "ended_at": time.time()})
+        await self._ledger.put_edit(ended)
+        return ended
 
 
 def instructions(scope: tuple[str, ...]) -> str:

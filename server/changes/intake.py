@@ -15,9 +15,12 @@ from typing import TYPE_CHECKING
 
 from ..backends import Backend
 from ..config.settings import Settings
+from ..config.worktrees import check_commands
 from ..core.errors import InvalidInput
 from ..intake.requests import SpawnRequest, task_name
+from .disk import check_room
 from .editing import EditingBackend, EditTarget, state_dir
+from .environment import Environment
 from .ledger import Ledger
 from .repository import check_quiet, check_scope, find_repository, snapshot
 
@@ -52,11 +55,14 @@ async def with_edits(
     """The planned tasks, each edit task's backend wrapped to run in a worktree of the spawn's snapshot
     of its repository (the one holding its cwd, else the first root)."""
     flags = edit_flags(request)
+    check_verify(request, flags, settings)
     if not any(flags):
         return planned
     ledger = Ledger(state_dir(settings))
+    environment = Environment.of(settings)
     bases: dict[Path, str] = {}
     wrapped: list[PlannedTask] = []
+    targets: list[tuple[Path, str]] = []
     for index, (task, plan, edits, cwd) in enumerate(zip(request.tasks, planned, flags, cwds, strict=True)):
         if not edits:
             wrapped.append(plan)
@@ -66,9 +72,22 @@ async def with_edits(
         if repo not in bases:
             await check_quiet(repo)
             bases[repo] = await snapshot(repo, "fanout-mcp: snapshot of the work tree")
-        target = EditTarget(repo, bases[repo], scope)
+        target = EditTarget(repo, bases[repo], scope, tuple(task.verify), environment)
         wrapped.append(replace(plan, backend=EditingBackend(plan.backend, target, ledger, plan.spec.label)))
+        targets.append((repo, target.base))
+    await check_room(ledger.worktrees, targets, settings)
     return wrapped
+
+
+def check_verify(request: SpawnRequest, flags: Sequence[bool], settings: Settings) -> None:
+    """Refuse a verify on a task that does not edit, and one that names no configured command."""
+    for index, (task, edits) in enumerate(zip(request.tasks, flags, strict=True)):
+        if task.verify and not edits:
+            raise InvalidInput(f"task {index + 1} ({task_name(task, index)}) gives verify but does not edit")
+        try:
+            check_commands(tuple(task.verify), settings.commands)
+        except ValueError as exc:
+            raise InvalidInput(f"task {index + 1} ({task_name(task, index)}): verify {exc}") from None
 
 
 async def _repository(cwd: Path | None, settings: Settings, where: str) -> Path:

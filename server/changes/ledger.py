@@ -18,7 +18,9 @@ from typing import Literal
 import anyio
 from pydantic import BaseModel, ConfigDict
 
-EditStatus = Literal["preparing", "running", "ended", "applied", "discarded"]
+from .models import CheckResult
+
+EditStatus = Literal["preparing", "running", "verifying", "ended", "applied", "discarded"]
 
 
 class EditRecord(BaseModel):
@@ -37,6 +39,9 @@ class EditRecord(BaseModel):
     status: EditStatus = "preparing"
     head: str | None = None  #: the commit of its change set, once it ended
     pid: int = 0  #: the server process that ran it
+    ended_at: float | None = None  #: wall clock, when its change set was committed: for retention
+    kept_out: tuple[str, ...] = ()  #: paths of the worktree never committed (``environment.py``)
+    verify: list[CheckResult] = []  #: its verify commands' results, once they ran
 
 
 class Applied(BaseModel):

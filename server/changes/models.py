@@ -20,6 +20,16 @@ class FileChange(BaseModel):
     in_scope: bool = Field(description="Whether the path matches the task's scope (true without a scope).")
 
 
+class CheckResult(BaseModel):
+    """One verify command's run in the task's worktree, after its change set was committed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    exit_code: int | None = Field(description="0: passed; null: it did not finish (out of time, not run).")
+    output: str = Field(description="The end of its output (stdout and stderr).")
+
+
 class ChangeSet(BaseModel):
     """An edit task's changes: its base, and each file it changed."""
 
@@ -31,6 +41,7 @@ class ChangeSet(BaseModel):
     changed_nothing: bool
     files: list[FileChange]
     outside_scope: list[str] = []
+    verify: list[CheckResult] = []
 
 
 class Conflict(BaseModel):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,13 +20,17 @@ from ..core.callers import Caller
 from ..core.errors import InvalidInput
 from .applying import apply_sets, undo_apply
 from .changeset import describe, patch_of
+from .disk import DiskMeter
 from .git import GitFailed, git
 from .ledger import EditRecord, Ledger
 from .matrix import conflict_matrix, preview
 from .models import ApplyOutcome, ChangeSet, ChangesOverview, UndoOutcome
+from .retention import SWEEP_S, sweep
 from .worktrees import commit_worktree, remove_worktree, unlock
 
 logger = logging.getLogger(__name__)
+
+_BUSY = ("preparing", "running", "verifying")  #: its worktree is in use while its server lives
 
 
 class Workshop:
@@ -33,6 +38,7 @@ class Workshop:
 
     def __init__(self, state_dir: Path) -> None:
         self.ledger = Ledger(state_dir)
+        self.disk = DiskMeter(self.ledger.worktrees)
         self._lock = anyio.Lock()
 
     async def records(self, task_ids: Sequence[str]) -> dict[str, EditRecord]:
@@ -118,7 +124,7 @@ class Workshop:
         async with self._lock:
             discarded: list[str] = []
             for record in (await self.records(task_ids)).values():
-                if record.status in ("preparing", "running") and _alive(record.pid):
+                if record.status in _BUSY and _alive(record.pid):
                     raise InvalidInput(f"task {record.task_id} is still running: cancel_tasks it first")
                 repo = Path(record.repo)
                 await remove_worktree(repo, Path(record.worktree))
@@ -126,6 +132,17 @@ class Workshop:
                 await self.ledger.put_edit(record.model_copy(update={"status": "discarded"}))
                 discarded.append(record.task_id)
             return discarded
+
+    async def expire(self, retention_s: float) -> None:
+        """Remove what edit tasks that ended more than ``retention_s`` ago left (``retention.py``)."""
+        async with self._lock:
+            await sweep(self.ledger, retention_s)
+
+    async def tidy(self, retention_s: float) -> None:
+        """``expire`` every ``SWEEP_S``, until cancelled."""
+        while True:
+            await anyio.sleep(SWEEP_S)
+            await self.expire(retention_s)
 
     async def recover(self) -> list[str]:
         """At start: commit and unlock the worktrees of edit tasks whose server died, prune what git
@@ -136,7 +153,7 @@ class Workshop:
             if record.status in ("applied", "discarded"):
                 continue
             repos.add(record.repo)
-            if record.status in ("preparing", "running") and not _alive(record.pid):
+            if record.status in _BUSY and not _alive(record.pid):
                 record = await self._rescue(record)
             kept.append(f"{record.task_id} ({record.status}): {record.worktree}")
         for repo in repos:
@@ -153,13 +170,14 @@ class Workshop:
         head = None
         if await anyio.Path(worktree).is_dir():
             try:
-                head = await commit_worktree(
-                    worktree, record.ref, f"fanout {record.group_id}/{record.task_id}"
-                )
+                message = f"fanout {record.group_id}/{record.task_id}"
+                if record.status != "verifying":  # else it was committed before its verify started
+                    head = await commit_worktree(worktree, record.ref, message, record.kept_out)
                 await unlock(Path(record.repo), worktree)
             except GitFailed:
                 logger.exception("could not save the worktree of task %s", record.task_id)
-        rescued = record.model_copy(update={"status": "ended", "head": head or record.head})
+        ended = {"status": "ended", "head": head or record.head, "ended_at": record.ended_at or time.time()}
+        rescued = record.model_copy(update=ended)
         await self.ledger.put_edit(rescued)
         return rescued
 
@@ -171,7 +189,7 @@ class Workshop:
 
     async def _ready(self, task_id: str) -> EditRecord:
         record = await self._edit(task_id)
-        if record.status in ("preparing", "running"):
+        if record.status in _BUSY:
             raise InvalidInput(f"task {task_id} has not finished: wait for it with task_output")
         if record.status in ("applied", "discarded"):
             raise InvalidInput(f"task {task_id}'s changes were {record.status} already")

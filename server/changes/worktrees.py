@@ -5,6 +5,7 @@ the agent ends, and removed only once its work is in a ref (``git worktree remov
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
@@ -31,11 +32,16 @@ async def open_worktree(repo: Path, path: Path, base: str, ref: str, reason: str
         _ADDING.release()
 
 
-async def commit_worktree(worktree: Path, ref: str, message: str) -> str:
-    """Commit everything in the worktree (new files too, ignored ones not) on top of its HEAD, which the
-    agent may have moved with commits of its own, and point ``ref`` at the result; its commit id. With
-    nothing to commit, ``ref`` points at the HEAD as it is."""
+async def commit_worktree(worktree: Path, ref: str, message: str, kept_out: Sequence[str] = ()) -> str:
+    """Commit everything in the worktree (new files too, ignored ones and ``kept_out`` not) on top of its
+    HEAD, which the agent may have moved with commits of its own, and point ``ref`` at the result; its
+    commit id. With nothing to commit, ``ref`` points at the HEAD as it is."""
     await git(worktree, "add", "-A")
+    if kept_out:  # back out of the index to HEAD's version (an exclude pathspec fails on an ignored path)
+        specs = "\0".join(f":(literal){path}" for path in kept_out).encode()
+        await git(
+            worktree, "reset", "-q", "HEAD", "--pathspec-from-file=-", "--pathspec-file-nul", stdin=specs
+        )
     tree = (await git(worktree, "write-tree")).line()
     head = (await git(worktree, "rev-parse", "HEAD")).line()
     head_tree = (await git(worktree, "rev-parse", "HEAD^{tree}")).line()

@@ -40,6 +40,7 @@ from .file import ConfigError, read_config
 from .option import Option
 from .pricing import PriceTable
 from .remote import REMOTE_OPTIONS, RemoteSettings
+from .worktrees import WORKTREE_OPTIONS, WorktreeSettings, check_commands, comma_separated
 
 DEFAULT_MODEL: Final = "claude-sonnet-5-5"
 # Why 30 s: long enough to ride out a network, VPN or local gateway coming up alongside the server (two
@@ -69,7 +70,7 @@ def default_roots() -> tuple[Path, ...]:
     return (cwd,)
 
 
-class Settings(RemoteSettings):
+class Settings(RemoteSettings, WorktreeSettings):
     """Everything the engine (and ``serve``, ``remote.py``) can be configured with. Frozen once built."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -101,6 +102,17 @@ class Settings(RemoteSettings):
     config_file: Path | None = None
     commands: Mapping[str, CommandSpec] = Field(default_factory=lambda: dict(PRESETS))
     backend: Annotated[str, Field(min_length=1)] = "auto"  #: after commands: its check reads them
+    worktree_setup: tuple[str, ...] = ()  #: after commands too
+
+    @field_validator("worktree_setup", mode="before")
+    @classmethod
+    def _setup_listed(cls, value: Any) -> Any:
+        return comma_separated(value)
+
+    @field_validator("worktree_setup")
+    @classmethod
+    def _setup_configured(cls, names: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        return check_commands(names, info.data.get("commands", PRESETS))
 
     @field_validator("roots")
     @classmethod
@@ -227,7 +239,7 @@ OPTIONS: Final[Mapping[str, Option]] = {
     "retention_s": Option(
         "--retention",
         "FANOUT_RETENTION",
-        "seconds a finished task is kept (default: 86400)",
+        "seconds a finished task is kept, and an edit task's worktree and ref (default: 86400)",
         metavar="SECONDS",
     ),
     "max_finished": Option(
@@ -314,6 +326,7 @@ OPTIONS: Final[Mapping[str, Option]] = {
         metavar="FILE",
     ),
     **REMOTE_OPTIONS,
+    **WORKTREE_OPTIONS,
 }
 
 

@@ -124,6 +124,10 @@ class TaskRequest(BaseModel):
             description="Globs (from the repository's root) of the files it should change.",
         ),
     ] = []
+    verify: Annotated[
+        list[str],
+        Field(max_length=20, description="Configured commands (tests) run in its worktree after it."),
+    ] = []
     depends_on: Annotated[
         list[str | int],
         Field(

@@ -11,6 +11,7 @@ import pytest
 from server import Settings
 from server.config.commands import CommandSpec
 from tests.fake_api import FakeApi
+from tests.server.changes.checks_kit import CHECKS
 from tests.server.changes.conftest import editor_on_path, repo
 from tests.server.changes.fake_editors import edits, run_git, says
 from tests.tools.test_handlers import call, connect, error
@@ -165,3 +166,25 @@ async def test_resolve_refuses_with_nothing_started_or_written(
         assert run_git(repo, "for-each-ref") == refs and run_git(repo, "worktree", "list") == listed
         assert (await call(client, "list_tasks"))["total"] == 5  # no resolving task was started
         fake_api.release()
+
+
+async def test_task_output_carries_verify_results_and_list_tasks_each_groups_worktree_disk_use(
+    fake_api: FakeApi, repo: Path, editor_on_path: Path
+) -> None:
+    commands = {
+        "editor": CommandSpec(argv=("editor",)),
+        "tests": CHECKS["passes"],
+        "lint": CHECKS["fails"],
+    }
+    settings = Settings(roots=(repo,), commands=commands, backend="editor")
+    task = {"task": edits({"lib.py": "X = 2\n"}), "verify": ["tests", "lint"]}
+    async with connect(settings) as client:
+        refused = await error(client, "spawn_parallel", tasks=[{**task, "verify": ["pytest"]}], edit=True)
+        assert "'pytest' is not a configured command (configured: editor, lint, tests)" in refused
+        spawned = await call(client, "spawn_parallel", tasks=[task], edit=True)
+        out = await call(client, "task_output", group_id=spawned["group_id"], wait_s=30)
+        verify = out["tasks"][0]["changes"]["verify"]
+        assert [(v["name"], v["exit_code"]) for v in verify] == [("tests", 0), ("lint", 1)]
+        assert "1 failed: test_lib" in verify[1]["output"]
+        listed = await call(client, "list_tasks")
+        assert listed["worktree_bytes"][spawned["group_id"]] > 0

@@ -4,8 +4,10 @@ and a registry whose backends are that editor (as a configured command) and one 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +17,7 @@ from server.backends.roster import Roster
 from server.config.commands import CommandSpec
 from server.core.registry import TaskRegistry, open_registry
 from tests.server.backends.fake_clis import install
+from tests.server.changes.checks_kit import CHECKS, OpenRegistry
 from tests.server.changes.fake_editors import EDITOR, make_repo, run_git
 from tests.server.fakes import ScriptedBackend
 
@@ -51,3 +54,21 @@ async def registry(repo: Path, editor_on_path: Path) -> AsyncIterator[TaskRegist
     roster = Roster({"editor": editor, "scripted": ScriptedBackend()}, default="editor")
     async with open_registry(settings, roster) as opened:
         yield opened
+
+
+@pytest.fixture
+def open_with(repo: Path, editor_on_path: Path) -> OpenRegistry:
+    """Opens a registry whose backend is the fake editor and whose commands include ``CHECKS`` (and
+    ``more``), with the settings given on top of the defaults."""
+
+    @asynccontextmanager
+    async def opened(
+        more: dict[str, CommandSpec] | None = None, **settings: Any
+    ) -> AsyncGenerator[TaskRegistry]:
+        commands = {"editor": CommandSpec(argv=("editor",)), **CHECKS, **(more or {})}
+        made = Settings(roots=(repo,), commands=commands, **settings)
+        editor = CommandBackend("editor", commands["editor"], made.roots)
+        async with open_registry(made, Roster({"editor": editor}, default="editor")) as registry:
+            yield registry
+
+    return opened
