@@ -72,7 +72,7 @@ async def with_edits(
         if repo not in bases:
             await check_quiet(repo)
             bases[repo] = await snapshot(repo, "fanout-mcp: snapshot of the work tree")
-        target = EditTarget(repo, bases[repo], scope, tuple(task.verify), environment)
+        target = EditTarget(repo, bases[repo], scope, verify=tuple(task.verify), environment=environment)
         wrapped.append(replace(plan, backend=EditingBackend(plan.backend, target, ledger, plan.spec.label)))
         targets.append((repo, target.base))
     await check_room(ledger.worktrees, targets, settings)

@@ -21,6 +21,7 @@ from ..core.models import SubagentRequest, TaskSnapshot, TaskSpec
 from ..intake.prepare import PlannedTask
 from .changeset import head_of
 from .editing import EditingBackend, EditTarget
+from .environment import Environment
 from .git import git
 from .ledger import EditRecord, Ledger
 from .matrix import merge
@@ -86,7 +87,10 @@ def plan_resolution(
     scope = (
         () if any(not r.scope for r in records) else tuple(dict.fromkeys(g for r in records for g in r.scope))
     )
-    target = EditTarget(Path(records[0].repo), records[0].base, scope, start=start)
+    # Its worktree gets the same environment as the tasks' (.worktreeinclude, links, setup commands).
+    target = EditTarget(
+        Path(records[0].repo), records[0].base, scope, start=start, environment=Environment.of(settings)
+    )
     model = backend.model_for(first.model, settings.model)
     prompt = resolution_prompt(answers, conflicts)
     spec = TaskSpec(
