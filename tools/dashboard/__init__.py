@@ -1,0 +1,13 @@
+"""The dashboard: every group and task in a browser, updated live, and the self-contained run report.
+
+``Dashboard`` (``app.py``) is a Starlette app that reads the engine through the registry only. It is
+mounted at ``/`` of ``fanout-mcp serve`` and, for a stdio server started with ``--dashboard``, served on
+a loopback port of its own inside the server's task group (``serving.py``). ``report.py`` writes one
+HTML file for a group, with nothing to fetch.
+"""
+
+from __future__ import annotations
+
+from .app import Dashboard
+
+__all__ = ["Dashboard"]
