@@ -97,6 +97,21 @@ def _add_run(add_parser: Callable[..., argparse.ArgumentParser], after: argparse
     )
     run.add_argument("plan", type=Path, metavar="PLAN.json")
     run.add_argument("--json", action="store_true", help="print the results as JSON instead of markdown")
+    run.add_argument(
+        "--report", type=Path, metavar="FILE", help="also write the run report, one self-contained HTML file"
+    )
+    report = add_parser(
+        "report",
+        parents=[after],
+        help="write the run report of a group the task store keeps (--store) to one HTML file",
+        description="Write GROUP_ID's run report: its timeline, every task's tokens, cost and output, a "
+        "merge of its answers (conflicts and missing tasks) and the settings, in one HTML file that "
+        "needs no network.",
+    )
+    report.add_argument("group_id", metavar="GROUP_ID")
+    report.add_argument(
+        "-o", "--output", type=Path, metavar="FILE", help="where to write (default: GROUP_ID.html)"
+    )
 
 
 def _add_token(add_parser: Callable[..., argparse.ArgumentParser], after: argparse.ArgumentParser) -> None:
@@ -172,7 +187,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .run import run_command
 
         configure_logging(settings)
-        return anyio.run(run_command, settings, args.plan, args.json, backend_options=loop_options())
+        return anyio.run(
+            run_command, settings, args.plan, args.json, args.report, backend_options=loop_options()
+        )
+    if args.command == "report":
+        from .report import report_command
+
+        configure_logging(settings)
+        return anyio.run(report_command, settings, args.group_id, args.output, backend_options=loop_options())
     return anyio.run(_doctor, settings, args.check, backend_options=loop_options())
 
 
@@ -211,7 +233,7 @@ def _dashboard(settings: Settings) -> tuple[Around, Callable[[str], str | None]]
     """The stdio server's dashboard, on the loopback port the settings name; None without one."""
     if settings.dashboard_port is None:
         return None
-    from ..dashboard import Dashboard
+    from ..dashboard.app import Dashboard
     from ..dashboard.security import Gate
     from ..dashboard.serving import on_loopback
 

@@ -58,9 +58,13 @@ def counts_view(counts: Counts) -> dict[str, int]:
 
 
 def group_view(
-    summary: GroupSummary, snaps: Sequence[TaskSnapshot], bars: Sequence[Bar], span: float
+    summary: GroupSummary,
+    snaps: Sequence[TaskSnapshot],
+    bars: Sequence[Bar],
+    span: float,
+    whole_outputs: bool = False,
 ) -> View:
-    """A group's page: its totals, every task, and its timeline."""
+    """A group's page: its totals, every task (the end of each output, or all of it), and its timeline."""
     budget = "none" if summary.budget_usd is None else money(summary.budget_usd)
     counts = Counts.of([snap.state for snap in snaps])
     return {
@@ -69,9 +73,10 @@ def group_view(
         "counts": counts_view(counts),
         "unfinished": counts.queued + counts.running,
         "tokens": tokens(summary.usage),
+        "cache": f"{summary.usage.cache_read_tokens} read / {summary.usage.cache_write_tokens} written",
         "cost": money(summary.usage.cost_usd),
         "budget": budget,
-        "tasks": [task_view(snap) for snap in snaps],
+        "tasks": [task_view(snap, whole_outputs) for snap in snaps],
         "timeline": timeline_view(bars, span),
     }
 

@@ -11,7 +11,7 @@ from starlette.types import ASGIApp
 
 from ...server import Settings
 from ..callers import principal_of
-from ..dashboard import Dashboard
+from ..dashboard.app import Dashboard
 from ..dashboard.security import Gate, VerifyToken
 from ..dashboard.serving import attached
 from .access import Access
