@@ -31,7 +31,7 @@ from .views import View, group_row, group_view
 if TYPE_CHECKING:
     from ...server import Runtime
 
-_LISTED_TASKS: Final = 5000  #: the newest tasks read to find the groups page's groups
+_LISTED_TASKS: Final = 1000  #: the newest tasks read to find the groups page's groups
 _LISTED_GROUPS: Final = 100
 CANCEL_REASON: Final = "cancelled from the dashboard"
 

@@ -152,7 +152,7 @@ class Guard:
                 status_code=401,
             )
         csrf = gate.csrf(session)
-        if request.method != "GET" and not _same_site(request, csrf):
+        if request.method not in ("GET", "HEAD") and not _same_site(request, csrf):
             return PlainTextResponse("refused: a change needs this page's CSRF token", status_code=403)
         request.state.caller = caller
         request.state.csrf = csrf

@@ -16,8 +16,9 @@ from .timeline import Bar
 #: the timeline's width in view-box units, and one bar's height
 WIDTH: Final = 1000
 ROW: Final = 18
-#: the most of a running task's partial output one update carries (its end: what just came)
+#: the most of a task's output one update carries (its end: what just came), and of all its tasks'
 LIVE_OUTPUT_CHARS: Final = 4000
+_LIVE_TOTAL_CHARS: Final = 200_000
 
 View = dict[str, Any]
 
@@ -30,10 +31,11 @@ def tokens(usage: Usage) -> str:
     return f"{usage.input_tokens} in / {usage.output_tokens} out"
 
 
-def task_view(snap: TaskSnapshot, whole_output: bool = False) -> View:
+def task_view(snap: TaskSnapshot, live_chars: int | None = LIVE_OUTPUT_CHARS) -> View:
+    """One task; of its output the last ``live_chars`` characters (None: all of it)."""
     output = snap.output or ""
-    if not whole_output and len(output) > LIVE_OUTPUT_CHARS:
-        output = "…" + output[-LIVE_OUTPUT_CHARS:]
+    if live_chars is not None and len(output) > live_chars:
+        output = "…" + output[-live_chars:]
     return {
         "id": snap.task_id,
         "label": snap.label,
@@ -67,6 +69,8 @@ def group_view(
     """A group's page: its totals, every task (the end of each output, or all of it), and its timeline."""
     budget = "none" if summary.budget_usd is None else money(summary.budget_usd)
     counts = Counts.of([snap.state for snap in snaps])
+    # a big group's update stays small: its tasks share what one update carries of their outputs
+    live_chars = max(200, min(LIVE_OUTPUT_CHARS, _LIVE_TOTAL_CHARS // max(len(snaps), 1)))
     return {
         "id": summary.group_id,
         "size": summary.tasks,
@@ -76,7 +80,7 @@ def group_view(
         "cache": f"{summary.usage.cache_read_tokens} read / {summary.usage.cache_write_tokens} written",
         "cost": money(summary.usage.cost_usd),
         "budget": budget,
-        "tasks": [task_view(snap, whole_outputs) for snap in snaps],
+        "tasks": [task_view(snap, None if whole_outputs else live_chars) for snap in snaps],
         "timeline": timeline_view(bars, span),
     }
 

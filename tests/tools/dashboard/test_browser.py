@@ -37,13 +37,14 @@ async def test_a_twenty_task_fan_out_is_shown_live_and_cancelled_from_the_page(
     ):
         with anyio.fail_after(120):
             async with served.client(None) as client:
+                page = await browser.new_page()
+                await page.goto(dashboard_link(served.stderr))  # signs in, then the groups page
+                await expect(page.locator("#live")).to_have_text("live")
                 spawned = await call(client, "spawn_parallel", tasks=fan_out())
                 group_id, ids = spawned["group_id"], spawned["task_ids"]
                 assert await anyio.to_thread.run_sync(fake_api.wait_held, HELD, 60)
 
-                page = await browser.new_page()
-                await page.goto(dashboard_link(served.stderr))  # signs in, then the groups page
-                await page.click(f'a[href="/groups/{group_id}"]')
+                await page.click(f'a[href="/groups/{group_id}"]')  # the group appeared on the open page
                 await expect(page.locator("#live")).to_have_text("live")
                 await page.evaluate("window.notReloaded = true")
 
