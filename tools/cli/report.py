@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ...server import FanoutError, Settings, UnknownTask
 from ...server.fanin.synthesis import SynthesisDone
-from ..dashboard.report import READER, render_report, write_report
+from ..dashboard.report import READER, render_report, report_edits, write_report
 from ..dashboard.timeline import Timeline
 
 
@@ -26,7 +26,8 @@ async def report_command(settings: Settings, group_id: str, output: Path | None)
             ids = await runtime.registry.select(None, group_id, caller=READER)
             merged = await runtime.synthesizer.synthesize(ids, "merge", wait=_now, caller=READER)
             synthesis = merged.synthesis if isinstance(merged, SynthesisDone) else None
-            html = render_report(runtime.registry, ids, Timeline(), synthesis, settings)
+            edits = await report_edits(runtime, ids)
+            html = render_report(runtime.registry, ids, Timeline(), synthesis, settings, edits)
         write_report(path, html)
     except UnknownTask:
         print(f"fanout-mcp report: the task store keeps no group {group_id}", file=sys.stderr)

@@ -44,7 +44,7 @@ async def run_command(settings: Settings, plan_path: Path, as_json: bool, report
             if outcome is not None:
                 print(_as_json(outcome) if as_json else _as_markdown(outcome), flush=True)
                 if report is not None and timeline is not None:
-                    _write_report(runtime, outcome, timeline, report)
+                    await _write_report(runtime, outcome, timeline, report)
     except FanoutError as exc:
         print(f"fanout-mcp: {exc}", file=sys.stderr)
         return 2
@@ -97,11 +97,12 @@ def _observing(
     return observing(runtime.registry, [t.task_id for t in receipt.tasks], timeline)
 
 
-def _write_report(runtime: Runtime, outcome: PlanOutcome, timeline: Timeline, path: Path) -> None:
-    from ..dashboard.report import render_report, write_report
+async def _write_report(runtime: Runtime, outcome: PlanOutcome, timeline: Timeline, path: Path) -> None:
+    from ..dashboard.report import render_report, report_edits, write_report
 
     ids = [snap.task_id for snap in outcome.tasks]
-    html = render_report(runtime.registry, ids, timeline, outcome.synthesis, runtime.settings)
+    edits = await report_edits(runtime, ids)
+    html = render_report(runtime.registry, ids, timeline, outcome.synthesis, runtime.settings, edits)
     try:
         write_report(path, html)
     except OSError as exc:

@@ -23,6 +23,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from ...server import Caller, RetryNotice, UnknownTask
+from .edits import read_edits
 from .events import updates
 from .security import Gate, Guard
 from .timeline import Timeline
@@ -138,7 +139,9 @@ class Dashboard:
             view = await self.group(request.state.caller, group_id)
         except UnknownTask:
             return PlainTextResponse(f"no group {group_id}", status_code=404)
-        return self._page(request, "group.html", events=f"/groups/{group_id}/events", group=view)
+        labels = {task["id"]: task["label"] for task in view["tasks"]}
+        edits = await read_edits((await self._runtime()).changes, list(labels), labels)
+        return self._page(request, "group.html", events=f"/groups/{group_id}/events", group=view, edits=edits)
 
     def _page(self, request: Request, name: str, **values: Any) -> HTMLResponse:
         html = self._templates.get_template(name).render(csrf=request.state.csrf, **values)

@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 from markupsafe import Markup
@@ -23,9 +24,13 @@ from markupsafe import Markup
 from ...server import OPTIONS, Caller, Settings, Synthesis, TaskRegistry
 from ..identity import package_version
 from .app import templates
+from .edits import read_edits
 from .events import TICK_S
 from .timeline import Timeline
-from .views import group_view
+from .views import View, group_view
+
+if TYPE_CHECKING:
+    from ...server import Runtime
 
 #: who a report reads tasks as: the process's own user, who may read the store's every group
 READER = Caller.local(operator=True)
@@ -37,6 +42,7 @@ def render_report(
     timeline: Timeline,
     synthesis: Synthesis | None,
     settings: Settings,
+    edits: View | None = None,
 ) -> str:
     """The report of ``task_ids`` (one group's, as ``select`` returned them) as one HTML document."""
     snaps = registry.snapshots(task_ids)
@@ -51,6 +57,7 @@ def render_report(
         .render(
             group=view,
             synthesis=synthesis,
+            edits=edits,
             settings=_settings_rows(settings),
             css=Markup(css),  # ours, unescaped (a <style> decodes no entity), hashed into the policy
             style_hash=f"sha256-{digest}",
@@ -58,6 +65,12 @@ def render_report(
             written=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         )
     )
+
+
+async def report_edits(runtime: Runtime, task_ids: Sequence[str]) -> View | None:
+    """The edit tasks' part of the report (``edits.py``), the labels as the registry has them."""
+    labels = {snap.task_id: snap.label for snap in runtime.registry.snapshots(task_ids)}
+    return await read_edits(runtime.changes, task_ids, labels)
 
 
 def write_report(path: Path, html: str) -> None:

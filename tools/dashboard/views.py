@@ -7,10 +7,11 @@ copies numbers into attributes and the report needs no script at all.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from ...server import Counts, GroupSummary, TaskSnapshot, Usage
+from ...server.changes.models import ChangeSet, ChangesOverview, FileChange
 from .timeline import Bar
 
 #: the timeline's width in view-box units, and one bar's height
@@ -136,3 +137,37 @@ def _bar_title(bar: Bar) -> str:
     if bar.seen_late:
         parts.append("seen after it ended: its length only")
     return "; ".join(parts)
+
+
+def edits_view(
+    changes: Mapping[str, ChangeSet], overview: ChangesOverview | None, labels: Mapping[str, str]
+) -> View:
+    """Edit tasks: the files each changed, and (``overview``, None when not computed) the conflict matrix."""
+    tasks = [
+        {
+            "id": task_id,
+            "label": labels.get(task_id, task_id),
+            "status": change.status,
+            "files": [_file(f) for f in change.files] or ["nothing"],
+            "outside_scope": ", ".join(change.outside_scope),
+        }
+        for task_id, change in changes.items()
+    ]
+    if overview is None:
+        return {"tasks": tasks, "matrix": None}
+    conflicts = [
+        {"between": " × ".join(labels.get(i, i) for i in c.task_ids), "paths": ", ".join(c.paths)}
+        for c in overview.conflicts
+    ]
+    shared = [
+        f"{path}: {', '.join(labels.get(i, i) for i in ids)}" for path, ids in overview.shared_files.items()
+    ]
+    matrix = {"conflicts": conflicts, "clean_pairs": overview.clean_pairs, "shared": shared}
+    return {"tasks": tasks, "matrix": matrix}
+
+
+def _file(change: FileChange) -> str:
+    lines = (
+        "binary" if change.added is None or change.removed is None else f"+{change.added} −{change.removed}"
+    )
+    return f"{change.path} ({change.status}, {lines})"
