@@ -28,12 +28,13 @@ __all__ = ["editor_on_path", "repo"]  # the fixtures this test shares with the e
 async def test_a_group_of_edit_tasks_shows_the_files_each_changed_and_the_conflict_matrix(
     fake_api: FakeApi, repo: Path, editor_on_path: Path
 ) -> None:
-    settings = Settings(roots=(repo,), commands={"editor": CommandSpec(argv=("editor",))}, backend="editor")
+    editor = {"editor": CommandSpec(argv=("editor",))}
     tasks = [
-        {"task": edits({"lib.py": "X = 2\n"}), "label": "lib", "scope": ["lib.py"]},
-        {"task": edits({"api.py": "API = 1\n", "docs.md": "d\n"}), "label": "api", "scope": ["api.py"]},
-        {"task": edits({"lib.py": "X = 3\n"}), "label": "clash"},
+        {"task": edits({"lib.py": "X = 5\n"}), "label": "lib"},
+        {"task": edits({"api.py": "API = 2\n", "docs.md": "e\n"}), "label": "api"},
+        {"task": edits({"lib.py": "X = 6\n"}), "label": "clash"},
     ]
+    settings = Settings(roots=(repo,), commands=editor, backend="editor")
     dashboard = Dashboard(Gate(verify=None, operators=(), hosts=("testserver",)))
     server = create_server(settings, dashboard=(attached(dashboard), dashboard.group_link))
     async with Client(server) as client:  # type: ignore[arg-type]
