@@ -80,3 +80,22 @@ async def test_another_principals_group_is_not_found_and_a_change_needs_the_csrf
                     assert done.status_code == 200 and done.json() == {"cancelled": [task_id]}
                     answer = await call(client, "task_output", task_ids=[task_id], wait_s=10)
                     assert answer["tasks"][0]["state"] == "cancelled"
+
+
+async def test_the_groups_cancel_cancels_its_unfinished_tasks_as_the_mcp_side_sees_them(
+    fake_api: FakeApi, tmp_path: Path
+) -> None:
+    async with serving(["--root", str(tmp_path)], serve_env(fake_api, tmp_path)) as served:
+        with anyio.fail_after(90):
+            async with served.client(None) as client, httpx2.AsyncClient(base_url=served.base) as http:
+                tasks = [{"task": "[[reply:done]]"}, {"task": "held [[hold]]"}, {"task": "held too [[hold]]"}]
+                spawned = await call(client, "spawn_parallel", tasks=tasks)
+                group_id, (done, *held) = spawned["group_id"], spawned["task_ids"]
+                assert (await call(client, "task_output", task_ids=[done], wait_s=30))["done"]
+                start_token = re.search(rb"\?token=(\S+)", served.stderr)
+                assert start_token is not None
+                csrf = await sign_in(http, start_token.group(1).decode())
+                answer = await http.post(f"/groups/{group_id}/cancel", headers={"x-csrf-token": csrf})
+                assert answer.status_code == 200 and sorted(answer.json()["cancelled"]) == sorted(held)
+                states = await call(client, "task_output", group_id=group_id, wait_s=30)
+                assert [t["state"] for t in states["tasks"]] == ["completed", "cancelled", "cancelled"]
