@@ -22,6 +22,7 @@ from .tasks.support import TaskSupport
 
 if TYPE_CHECKING:
     from ..server import Backend, Settings
+    from .dashboard.serving import Around
 
 logger = logging.getLogger("fanout_mcp")
 
@@ -34,6 +35,25 @@ def backend_names(settings: Settings, backend: Backend | None = None) -> list[st
     return ["auto", "anthropic", *settings.commands, "batch", SAMPLING]
 
 
+@asynccontextmanager
+async def _opened(
+    settings: Settings,
+    backend: Backend | None,
+    after_import: Callable[[], None] | None,
+    tasks: TaskSupport,
+    dashboard: tuple[Around, Callable[[str], str | None]] | None,
+) -> AsyncGenerator[RuntimeSlot]:
+    """What the server's lifespan holds open: the runtime, the tasks extension, and the dashboard
+    when the server has one (``tools/dashboard``)."""
+    async with open_in_background(settings, backend, after_import) as slot, tasks.open():
+        if dashboard is None:
+            yield slot
+            return
+        around, slot.group_link = dashboard
+        async with around(slot):
+            yield slot
+
+
 def create_server(
     settings: Settings,
     backend: Backend | None = None,
@@ -41,20 +61,22 @@ def create_server(
     *,
     verifier: TokenVerifier | None = None,
     auth: AuthSettings | None = None,
+    dashboard: tuple[Around, Callable[[str], str | None]] | None = None,
 ) -> MCPServer[RuntimeSlot]:
     """An MCP server whose lifespan owns the runtime (client, registry, task group), which it opens in
     the background while it already serves (see ``engine``).
 
     ``backend`` replaces the Anthropic backend (tests use it to run the engine without a provider);
     ``after_import`` is called once the runtime's modules are imported (see ``engine``). ``verifier``
-    and ``auth`` check the bearer tokens of HTTP requests (``tools/http/access.py``).
+    and ``auth`` check the bearer tokens of HTTP requests (``tools/http/access.py``). ``dashboard``: what
+    the lifespan enters around the runtime for the dashboard, and a group's link (``tools/dashboard``).
     """
 
     tasks = TaskSupport(settings.operators)
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[RuntimeSlot]) -> AsyncGenerator[RuntimeSlot]:
-        async with open_in_background(settings, backend, after_import) as slot, tasks.open():
+        async with _opened(settings, backend, after_import, tasks, dashboard) as slot:
             yield slot
 
     mcp: MCPServer[RuntimeSlot] = StrictServer(

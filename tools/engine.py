@@ -32,6 +32,8 @@ class RuntimeSlot:
     def __init__(self) -> None:
         self._runtime: Runtime | None = None
         self._ready = anyio.Event()
+        #: a group's dashboard page, when the server has a dashboard (``tools/dashboard``)
+        self.group_link: Callable[[str], str | None] | None = None
 
     def fill(self, runtime: Runtime) -> None:
         self._runtime = runtime
@@ -66,6 +68,12 @@ async def open_in_background(
 async def runtime_of(ctx: Context) -> Runtime:
     """The server's runtime, from a tool's or a prompt's context; waits for it while it is still opening."""
     return await cast(RuntimeSlot, ctx.request_context.lifespan_context).get()
+
+
+def dashboard_links(ctx: Context, group_ids: list[str]) -> list[str]:
+    """The dashboard pages of these groups; none without a dashboard."""
+    link = cast(RuntimeSlot, ctx.request_context.lifespan_context).group_link
+    return [] if link is None else [url for group_id in group_ids if (url := link(group_id))]
 
 
 async def _hold(

@@ -36,7 +36,7 @@ from ..server.intake.requests import (
 from . import rendering
 from .callers import caller_of
 from .change_tools import register_change_tools, with_patches
-from .engine import runtime_of
+from .engine import dashboard_links, runtime_of
 from .lean import ServerFacts
 from .next_calls import BIG_GROUP, cancel_next, list_next
 from .output_pages import DEFAULT_MAX_CHARS, output_result, status_result
@@ -202,18 +202,25 @@ async def task_output(
     if include == "status":
         by_state, usage = registry.ids_by_state(ids), registry.usage(ids)
         status = status_result(len(ids), by_state, usage, _groups(registry, ids), waited, selector)
-        return result(status, rendering.render_status(status, full))
+        return _linked(ctx, registry.groups_of(ids), result(status, rendering.render_status(status, full)))
     snaps = registry.snapshots(ids)  # one read of the tasks: counts and usage come from it too
     patch = include == "patch"
     changes = None if patch else await runtime.changes.changes(ids)
     if patch:
         with as_tool_errors("task_output"):
             snaps = await with_patches(runtime, snaps, whole_group=group_id is not None)
-    return output_result(
+    return _linked(ctx, registry.groups_of(ids), output_result(
         snaps, _groups(registry, ids), waited, selector,
         offset=offset, max_chars=max_chars, max_output_chars=runtime.settings.max_output_chars, full=full,
         changes=changes, patch=patch,
-    )  # fmt: skip
+    ))  # fmt: skip
+
+
+def _linked(ctx: Context, group_ids: list[str], answer: types.CallToolResult) -> types.CallToolResult:
+    """``answer`` with the groups' dashboard pages (of the first three), for the person reading along."""
+    if links := dashboard_links(ctx, group_ids[:3]):
+        answer.content.append(types.TextContent(type="text", text=f"Dashboard: {' '.join(links)}"))
+    return answer
 
 
 async def synthesize(

@@ -99,6 +99,7 @@ class Settings(RemoteSettings, WorktreeSettings):
     synthesis_input_chars: Annotated[int, Field(ge=1_000, le=10_000_000)] = 400_000
     prices_file: Path | None = None
     log_level: str = "WARNING"
+    dashboard_port: Annotated[int | None, Field(ge=0, le=65_535)] = None  #: None: a stdio server has none
     config_file: Path | None = None
     commands: Mapping[str, CommandSpec] = Field(default_factory=lambda: dict(PRESETS))
     backend: Annotated[str, Field(min_length=1)] = "auto"  #: after commands: its check reads them
@@ -317,6 +318,12 @@ OPTIONS: Final[Mapping[str, Option]] = {
         "CLI if it is on PATH), anthropic, batch (the Message Batches API: half price, results within "
         "24 h), or a command: claude, codex, or one from the configuration file (default: auto)",
         metavar="NAME",
+    ),
+    "dashboard_port": Option(
+        "--dashboard-port",
+        "FANOUT_DASHBOARD_PORT",
+        "stdio: serve the live dashboard on this port of 127.0.0.1 (0: any free one; --dashboard is "
+        "the same as 0); its link is logged on stderr (default: no dashboard; serve has it at /)",
     ),
     "config_file": Option(
         "--config",

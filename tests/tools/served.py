@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import sysconfig
 from collections.abc import AsyncGenerator
@@ -40,6 +41,7 @@ class Served:
         assert process.stdout is not None and process.stderr is not None
         self._stdout = BufferedByteReceiveStream(process.stdout)
         self._stderr = bytearray()
+        self._stderr_grew = anyio.Event()
         self._stderr_done = anyio.Event()
         self._next_id = 0
         self.notifications: list[dict[str, Any]] = []  #: what came meanwhile, in order
@@ -79,6 +81,13 @@ class Served:
         await self._stderr_done.wait()
         return self._stderr.decode(errors="replace")
 
+    async def wait_stderr(self, pattern: re.Pattern[bytes]) -> re.Match[bytes]:
+        """The first match of ``pattern`` in its stderr, once written (bound it with ``fail_after``)."""
+        while (found := pattern.search(self._stderr)) is None:
+            await self._stderr_grew.wait()
+            self._stderr_grew = anyio.Event()
+        return found
+
     async def close_stdin(self) -> None:
         """The end of stdin: the server's signal to stop."""
         assert self.process.stdin is not None
@@ -96,6 +105,7 @@ class Served:
         try:
             async for chunk in self.process.stderr:
                 self._stderr += chunk
+                self._stderr_grew.set()
         finally:
             self._stderr_done.set()
 

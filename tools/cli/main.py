@@ -10,7 +10,7 @@ import sys
 import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...server.app.secrecy import seal
 
@@ -21,6 +21,9 @@ from ...server.config.settings import OPTIONS, Settings, SettingsError, load_set
 from ..identity import package_version
 from ..stdio.greeter import Greeter
 from .loop import loop_options
+
+if TYPE_CHECKING:
+    from ..dashboard.serving import Around
 
 _ENVIRONMENT_HELP = """\
 environment:
@@ -51,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"fanout-mcp {package_version()}")
+    parser.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="stdio: serve the live dashboard on a free port of 127.0.0.1 (--dashboard-port to fix it)",
+    )
     _add_setting_flags(parser)
     # The same flags after the command (`fanout-mcp run plan.json --root .`); SUPPRESS keeps a flag given
     # before the command from being reset by the command's own default.
@@ -89,6 +97,21 @@ def _add_run(add_parser: Callable[..., argparse.ArgumentParser], after: argparse
     )
     run.add_argument("plan", type=Path, metavar="PLAN.json")
     run.add_argument("--json", action="store_true", help="print the results as JSON instead of markdown")
+    run.add_argument(
+        "--report", type=Path, metavar="FILE", help="also write the run report, one self-contained HTML file"
+    )
+    report = add_parser(
+        "report",
+        parents=[after],
+        help="write the run report of a group the task store keeps (--store) to one HTML file",
+        description="Write GROUP_ID's run report: its timeline, every task's tokens, cost and output, a "
+        "merge of its answers (conflicts and missing tasks) and the settings, in one HTML file that "
+        "needs no network.",
+    )
+    report.add_argument("group_id", metavar="GROUP_ID")
+    report.add_argument(
+        "-o", "--output", type=Path, metavar="FILE", help="where to write (default: GROUP_ID.html)"
+    )
 
 
 def _add_token(add_parser: Callable[..., argparse.ArgumentParser], after: argparse.ArgumentParser) -> None:
@@ -138,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     seal()  # before anything can start a subagent: none may read this process's key or memory
     args = build_parser().parse_args(argv)
     overrides = {name: getattr(args, name, None) for name in OPTIONS}
+    if args.dashboard and overrides["dashboard_port"] is None:
+        overrides["dashboard_port"] = 0
     try:
         settings = load_settings(overrides)
     except SettingsError as exc:
@@ -162,7 +187,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .run import run_command
 
         configure_logging(settings)
-        return anyio.run(run_command, settings, args.plan, args.json, backend_options=loop_options())
+        return anyio.run(
+            run_command, settings, args.plan, args.json, args.report, backend_options=loop_options()
+        )
+    if args.command == "report":
+        from .report import report_command
+
+        configure_logging(settings)
+        return anyio.run(report_command, settings, args.group_id, args.output, backend_options=loop_options())
     return anyio.run(_doctor, settings, args.check, backend_options=loop_options())
 
 
@@ -187,7 +219,7 @@ def _serve(settings: Settings) -> int:
     from .heap import freeze_startup_heap
     from .signals import Stopped, until_signalled
 
-    server = create_server(settings, after_import=freeze_startup_heap)
+    server = create_server(settings, after_import=freeze_startup_heap, dashboard=_dashboard(settings))
     greeted = greeter.hand_over()
     # A client may stop its server with a signal instead of closing stdin (the MCP spec's stdio shutdown
     # sends SIGTERM): the same shutdown, and the same status. serve_stdio reads stdin on the event loop,
@@ -195,6 +227,18 @@ def _serve(settings: Settings) -> int:
     with contextlib.suppress(Stopped):
         anyio.run(until_signalled, lambda: serve_stdio(server, greeted), backend_options=loop_options())
     return 0
+
+
+def _dashboard(settings: Settings) -> tuple[Around, Callable[[str], str | None]] | None:
+    """The stdio server's dashboard, on the loopback port the settings name; None without one."""
+    if settings.dashboard_port is None:
+        return None
+    from ..dashboard.app import Dashboard
+    from ..dashboard.security import Gate
+    from ..dashboard.serving import on_loopback
+
+    dashboard = Dashboard(Gate(verify=None, operators=settings.operators, hosts=()))
+    return on_loopback(dashboard, settings.dashboard_port), dashboard.group_link
 
 
 async def _doctor(settings: Settings, try_endpoint: bool) -> int:

@@ -18,9 +18,9 @@ def serve_command(settings: Settings) -> int:
     """Serve over HTTP until a stop signal; 2 when it cannot start (the reason on stderr)."""
     import anyio
 
-    from ..app import create_server
     from ..http.access import AccessError, open_access, public_url
-    from ..http.serve import bind, http_app, serve_http
+    from ..http.dashboard import served_app
+    from ..http.serve import bind, serve_http
     from .heap import freeze_startup_heap
     from .main import configure_logging
 
@@ -40,12 +40,9 @@ def serve_command(settings: Settings) -> int:
     port = sock.getsockname()[1]
     if settings.port == 0:  # the URL and allowed hosts name the port it got
         access = open_access(settings.model_copy(update={"port": port}), port)
-    server = create_server(
-        settings, after_import=freeze_startup_heap, verifier=access.verifier, auth=access.auth
-    )
-    app = http_app(server, access)
+    app, dashboard = served_app(settings, access, public_url(settings, port), freeze_startup_heap)
     print(f"fanout-mcp: serving MCP at {public_url(settings, port)} (auth: {access.mode})", file=sys.stderr)
-    sys.stderr.flush()
+    print(f"dashboard: {dashboard}", file=sys.stderr, flush=True)
     with sock, contextlib.suppress(KeyboardInterrupt):
         anyio.run(serve_http, app, sock, settings, backend_options=loop_options())
     return 0

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import AbstractAsyncContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...server import FanoutError
 from ...server.app.plan import PlanOutcome, finish_plan, load_plan, start_plan, stop_plan
+from ..dashboard.timeline import Timeline
 from ..rendering import describe_usage
 from .heap import freeze_startup_heap
 from .progress import showing_progress
@@ -26,19 +28,23 @@ if TYPE_CHECKING:
     from ...server.app.plan import Plan
 
 
-async def run_command(settings: Settings, plan_path: Path, as_json: bool) -> int:
-    """Run the plan at ``plan_path``; the command's exit status."""
+async def run_command(settings: Settings, plan_path: Path, as_json: bool, report: Path | None = None) -> int:
+    """Run the plan at ``plan_path``; the command's exit status. ``report``: where to write the run
+    report (``tools/dashboard/report.py``), finished or stopped part-way."""
     from ...server.app.runtime import open_runtime  # the Anthropic SDK: only a run needs it
 
     outcome: PlanOutcome | None = None
     stop = StopSignals()
+    timeline = None if report is None else Timeline()
     try:
         plan = load_plan(plan_path)
         async with stop_signals() as stop, open_runtime(settings) as runtime:
             freeze_startup_heap()
-            outcome = await _run(runtime, plan, stop)
+            outcome = await _run(runtime, plan, stop, timeline)
             if outcome is not None:
                 print(_as_json(outcome) if as_json else _as_markdown(outcome), flush=True)
+                if report is not None and timeline is not None:
+                    await _write_report(runtime, outcome, timeline, report)
     except FanoutError as exc:
         print(f"fanout-mcp: {exc}", file=sys.stderr)
         return 2
@@ -48,12 +54,18 @@ async def run_command(settings: Settings, plan_path: Path, as_json: bool) -> int
     return 0 if all(t.state == "completed" for t in outcome.tasks) else 1
 
 
-async def _run(runtime: Runtime, plan: Plan, stop: StopSignals) -> PlanOutcome | None:
-    """The plan's outcome, finished or stopped part-way; None if stopped before its tasks were spawned."""
+async def _run(
+    runtime: Runtime, plan: Plan, stop: StopSignals, timeline: Timeline | None
+) -> PlanOutcome | None:
+    """The plan's outcome, finished or stopped part-way; None if stopped before its tasks were spawned.
+    ``timeline`` notes the tasks' moments while they run, for the report."""
     receipt: SpawnReceipt | None = None
     with stop.scope:
         receipt = await start_plan(runtime, plan)
-        async with showing_progress(runtime.registry, receipt) as on_finish:
+        async with (
+            showing_progress(runtime.registry, receipt) as on_finish,
+            _observing(runtime, receipt, timeline),
+        ):
             return await finish_plan(runtime, plan, receipt, on_finish)
     assert stop.received is not None  # only a signal cancels the scope
     reason = f"stopped by {stop.received.name}"
@@ -73,6 +85,30 @@ async def _run(runtime: Runtime, plan: Plan, stop: StopSignals) -> PlanOutcome |
             file=sys.stderr,
         )
     return outcome
+
+
+def _observing(
+    runtime: Runtime, receipt: SpawnReceipt, timeline: Timeline | None
+) -> AbstractAsyncContextManager[None]:
+    if timeline is None:
+        return nullcontext()
+    from ..dashboard.report import observing
+
+    return observing(runtime.registry, [t.task_id for t in receipt.tasks], timeline)
+
+
+async def _write_report(runtime: Runtime, outcome: PlanOutcome, timeline: Timeline, path: Path) -> None:
+    from ..dashboard.report import render_report, report_edits, write_report
+
+    ids = [snap.task_id for snap in outcome.tasks]
+    edits = await report_edits(runtime, ids)
+    html = render_report(runtime.registry, ids, timeline, outcome.synthesis, runtime.settings, edits)
+    try:
+        write_report(path, html)
+    except OSError as exc:
+        print(f"fanout-mcp: cannot write the report to {path}: {exc.strerror}", file=sys.stderr)
+        return
+    print(f"fanout-mcp: report written to {path}", file=sys.stderr)
 
 
 def _as_markdown(outcome: PlanOutcome) -> str:

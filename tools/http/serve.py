@@ -23,6 +23,7 @@ import uvicorn
 from mcp.server.mcpserver import MCPServer
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.routing import Mount
 from starlette.types import ASGIApp
 
 from ...server import Settings
@@ -33,14 +34,18 @@ from .access import Access
 _GRACE_S: Final = 2
 
 
-def http_app(server: MCPServer[Any], access: Access) -> ASGIApp:
-    """The ASGI app: MCP at ``/mcp`` (behind the bearer check when there is one) and ``/healthz``."""
+def http_app(server: MCPServer[Any], access: Access, dashboard: ASGIApp | None = None) -> ASGIApp:
+    """The ASGI app: MCP at ``/mcp`` (behind the bearer check when there is one), ``/healthz``, and the
+    ``dashboard``'s app at every other path."""
 
     @server.custom_route("/healthz", methods=["GET"])
     async def healthz(_: Request) -> JSONResponse:  # pyright: ignore[reportUnusedFunction]
         return JSONResponse({"ok": True, "version": package_version()})
 
-    return server.streamable_http_app(streamable_http_path="/mcp", transport_security=access.security)
+    app = server.streamable_http_app(streamable_http_path="/mcp", transport_security=access.security)
+    if dashboard is not None:
+        app.router.routes.append(Mount("/", app=dashboard))  # last: /mcp and /healthz match first
+    return app
 
 
 def bind(host: str, port: int) -> socket.socket:
