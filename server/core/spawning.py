@@ -21,10 +21,10 @@ from ..intake.prepare import Intake, PlannedTask, prepare, queued_bytes_hint
 from ..intake.requests import SpawnRequest
 from .callers import Caller
 from .errors import InvalidInput, RegistryClosed
+from .executor import Executor
 from .quotas import Quotas
 from .records import GroupRecord, TaskRecord
 from .retries import RetryPlan
-from .runner import Runner
 from .table import TaskTable
 
 
@@ -38,7 +38,7 @@ class Spawner:
         prices: PriceTable,
         files: FileReader,
         table: TaskTable,
-        runner: Runner,
+        runner: Executor,
         quotas: Quotas,
     ) -> None:
         self._settings = settings

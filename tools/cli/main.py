@@ -127,6 +127,11 @@ def _add_doctor(add_parser: Callable[..., argparse.ArgumentParser], after: argpa
 
 def _add_setting_flags(parser: argparse.ArgumentParser, default: Any = None) -> argparse.ArgumentParser:
     for name, option in OPTIONS.items():
+        if option.switch:
+            parser.add_argument(
+                option.flag, dest=name, action="store_const", const=True, help=option.help, default=default
+            )
+            continue
         action = "append" if name == "roots" else "store"
         parser.add_argument(
             option.flag, dest=name, action=action, metavar=option.metavar, help=option.help, default=default
