@@ -66,6 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_token(commands.add_parser, after)
     _add_run(commands.add_parser, after)
     _add_doctor(commands.add_parser, after)
+    commands.add_parser(
+        "worker",
+        parents=[after],
+        help="run a Temporal worker of --task-queue (--executor temporal; see the README's Scale out)",
+        description="Run the group workflows and subagent activities of --task-queue on the Temporal "
+        "cluster at --temporal-address, with this machine's backends and settings, until stopped by a "
+        "signal; the tasks it runs then are given to another worker.",
+    )
     return parser
 
 
@@ -148,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"fanout-mcp: {exc}", file=sys.stderr)
         return 2
-    if args.command not in ("doctor", "token") and (problem := _store_problem(settings)):
+    if args.command not in ("doctor", "token", "worker") and (problem := _store_problem(settings)):
         print(f"fanout-mcp: {problem}", file=sys.stderr)
         return 2
     if args.command is None:
@@ -163,6 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     import anyio
 
+    if args.command == "worker":
+        configure_logging(settings)
+        return _worker(settings)
     if args.command == "run":
         from .run import run_command
 
@@ -199,6 +210,23 @@ def _serve(settings: Settings) -> int:
     # so cancelling it never waits for the client to write.
     with contextlib.suppress(Stopped):
         anyio.run(until_signalled, lambda: serve_stdio(server, greeted), backend_options=loop_options())
+    return 0
+
+
+def _worker(settings: Settings) -> int:
+    import anyio
+
+    from ...server.app.worker import run_worker
+    from ...server.core.errors import BackendUnavailable
+    from .signals import Stopped, until_signalled
+
+    try:
+        anyio.run(until_signalled, lambda: run_worker(settings), backend_options=loop_options())
+    except Stopped:
+        return 0
+    except BackendUnavailable as exc:
+        print(f"fanout-mcp: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -1,0 +1,83 @@
+"""The connection to the Temporal cluster, and the front end's side of the executor: the store and the
+executor factory the registry is opened with (``app/runtime.py``)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+from functools import partial
+
+import anyio
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from ...config.settings import Settings
+from ...core.errors import BackendUnavailable
+from ...core.executor import ExecutorFactory
+from . import wire
+from .executor import TemporalExecutor
+from .store import TemporalStore
+
+logger = logging.getLogger(__name__)
+
+_SEARCH_ATTRIBUTES = {
+    wire.OWNER_ATTRIBUTE: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    wire.TASKS_ATTRIBUTE: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST,
+}
+
+
+async def connect(settings: Settings) -> Client:
+    """A client of the settings' cluster and namespace, its search attributes registered.
+
+    Raises:
+        BackendUnavailable: the cluster cannot be reached (the message names the address).
+    """
+    try:
+        client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+    except RuntimeError as exc:  # the SDK's core says so for every failed connect
+        raise BackendUnavailable(
+            f"cannot reach Temporal at {settings.temporal_address} ({exc}); check --temporal-address"
+        ) from None
+    await _register_search_attributes(client, settings.temporal_namespace)
+    return client
+
+
+async def _register_search_attributes(client: Client, namespace: str) -> None:
+    """Add the search attributes the front ends find groups by, where missing. A cluster that refuses
+    (Temporal Cloud registers them in its own console) is told about in the log."""
+    try:
+        listed = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=namespace)
+        )
+        missing = {k: v for k, v in _SEARCH_ATTRIBUTES.items() if k not in listed.custom_attributes}
+        if missing:
+            request = AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
+            await client.operator_service.add_search_attributes(request)
+    except RPCError as exc:
+        logger.warning(
+            "could not register the search attributes %s in namespace %s (%s): register them yourself "
+            "(see the README's Scale out)",
+            sorted(_SEARCH_ATTRIBUTES),
+            namespace,
+            exc.message,
+        )
+
+
+@asynccontextmanager
+async def open_temporal(settings: Settings) -> AsyncGenerator[tuple[TemporalStore, ExecutorFactory], None]:
+    """Connect, and open the store (reading groups while open) with its executor.
+
+    Raises:
+        BackendUnavailable: the cluster cannot be reached.
+    """
+    client = await connect(settings)
+    async with anyio.create_task_group() as tg:
+        store = TemporalStore(client, settings.task_queue, tg)
+        tg.start_soon(store.keep_in_step, name="fanout temporal reads")
+        try:
+            yield store, partial(TemporalExecutor, store)
+        finally:
+            tg.cancel_scope.cancel()

@@ -1,0 +1,263 @@
+"""The front end's view of tasks that run on Temporal: a ``MemoryStore`` whose records are copies.
+
+Every record here mirrors a task of a group workflow (``workflows.py``), whichever front end spawned
+it: ``put`` keeps a new spawn and ``flush`` starts its workflow (the spawn's ids are returned once the
+workflow exists); ``refresh``, ``refresh_group`` and ``listing`` read the groups named, or found by task
+id and owner through Temporal's visibility (the ``FanoutTaskIds`` and ``FanoutOwner`` search
+attributes), and ``keep_in_step`` reads the groups with unfinished tasks every ``TICK_S``. A read is the
+workflow's description (its status, and the heartbeats of running tasks: their partial output and usage)
+and its ``view`` query while it runs, or its result once it has ended. What moved is applied with the
+``MemoryStore``'s own moves, so waiters see each end once, as for tasks of this process.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Final
+
+import anyio
+import anyio.abc
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from temporalio.service import RPCError, RPCStatusCode
+
+from ...core.errors import BackendUnavailable
+from ...core.models import TaskError
+from ...core.records import GroupRecord, Spend, TaskRecord
+from ...core.state import ErrorKind, TaskState
+from ...core.store import MemoryStore, Outcome
+from . import codec, wire
+
+logger = logging.getLogger(__name__)
+
+TICK_S: Final = 0.5  #: how often the groups with unfinished tasks are read
+_FOUND_WITHIN_S: Final = 2.0  #: how long visibility may take to show a group just started elsewhere
+_LISTED_GROUPS: Final = 200  #: the newest groups a listing reads from visibility
+_ID: Final = re.compile(r"[tg]-[A-Za-z0-9_-]{1,64}")  #: what an id this engine made looks like
+_RPC: Final = timedelta(seconds=10)
+OWNER: Final = SearchAttributeKey.for_keyword(wire.OWNER_ATTRIBUTE)
+TASKS: Final = SearchAttributeKey.for_keyword_list(wire.TASKS_ATTRIBUTE)
+
+
+class TemporalStore(MemoryStore):
+    """The records of tasks that run on Temporal (see the module). Open it with ``open_temporal``."""
+
+    def __init__(self, client: Client, task_queue: str, task_group: anyio.abc.TaskGroup) -> None:
+        super().__init__()
+        self.client = client
+        self._queue = task_queue
+        self._tg = task_group
+        self._staged: dict[str, wire.GroupSpawn] = {}
+        self._watched: set[str] = set()  #: groups with unfinished tasks, read every tick
+
+    # --- spawning and cancelling ----------------------------------------------------------------------
+
+    def stage(self, spawn: wire.GroupSpawn) -> None:
+        """A spawn's workflow input, for ``flush`` to start (the executor makes it)."""
+        self._staged[spawn.group_id] = spawn
+
+    async def flush(self) -> None:
+        """Start the workflow of every spawn staged.
+
+        Raises:
+            BackendUnavailable: Temporal refused or could not be reached; the spawn's tasks end failed.
+        """
+        staged, self._staged = self._staged, {}
+        for spawn in staged.values():
+            try:
+                await self._start(spawn)
+            except RPCError as exc:
+                message = (
+                    f"the Temporal cluster did not take the spawn ({exc.message}); check --temporal-address"
+                )
+                self._fail(spawn, message)
+                raise BackendUnavailable(message) from None
+            self._watched.add(spawn.group_id)
+
+    async def _start(self, spawn: wire.GroupSpawn) -> None:
+        attributes = TypedSearchAttributes(
+            [
+                SearchAttributePair(OWNER, spawn.owner),
+                SearchAttributePair(TASKS, [t.task_id for t in spawn.tasks]),
+            ]
+        )
+        await self.client.start_workflow(
+            wire.WORKFLOW, spawn, id=spawn.group_id, task_queue=self._queue, search_attributes=attributes
+        )
+
+    def _fail(self, spawn: wire.GroupSpawn, message: str) -> None:
+        error = TaskError(kind=ErrorKind.BACKEND_UNAVAILABLE, message=message)
+        for task in spawn.tasks:
+            outcome = Outcome(None, None, None, None, error, None, 0, time.time())
+            self.move(task.task_id, TaskState.FAILED, time.monotonic(), outcome)
+
+    def request_cancel(self, task_id: str, reason: str) -> None:
+        record = self.task(task_id)
+        assert record is not None  # the table asks only for a task it holds
+        self._tg.start_soon(self._cancel, record.group_id, [task_id], reason, name=f"cancel {task_id}")
+
+    async def _cancel(self, group_id: str, task_ids: list[str], reason: str) -> None:
+        try:
+            await self.client.get_workflow_handle(group_id).signal(
+                "cancel", wire.CancelRequest(task_ids, reason), rpc_timeout=_RPC
+            )
+        except RPCError as exc:  # the group ended meanwhile, or Temporal is away: nothing left to cancel
+            logger.warning("cancelling %s of %s: %s", task_ids, group_id, exc.message)
+
+    # --- reading --------------------------------------------------------------------------------------
+
+    async def refresh(self, task_ids: Sequence[str]) -> None:
+        unknown = [task_id for task_id in task_ids if self.task(task_id) is None and _ID.fullmatch(task_id)]
+        groups = {r.group_id for i in task_ids if (r := self.task(i)) is not None and not r.state.terminal}
+        if unknown:
+            groups |= await self._groups_of(unknown)
+        for group_id in groups:
+            await self._read(group_id)
+
+    async def refresh_group(self, group_id: str) -> None:
+        group = self.group(group_id)
+        if (group is None and _ID.fullmatch(group_id)) or group_id in self._watched:
+            await self._read(group_id)
+
+    async def listing(
+        self, group_id: str | None, state: TaskState | None, limit: int, owner: str | None = None
+    ) -> tuple[Mapping[TaskState, int], list[TaskRecord]]:
+        if group_id is None:
+            query = f"WorkflowType = '{wire.WORKFLOW}'"
+            if owner is not None:
+                query += f" AND {wire.OWNER_ATTRIBUTE} = {_quoted(owner)}"
+            async for execution in self.client.list_workflows(query, limit=_LISTED_GROUPS, rpc_timeout=_RPC):
+                if self.group(execution.id) is None:
+                    await self._read(execution.id)
+        return await super().listing(group_id, state, limit, owner)
+
+    async def keep_in_step(self) -> None:
+        """Read the groups with unfinished tasks every ``TICK_S``, until cancelled."""
+        while True:
+            await anyio.sleep(TICK_S)
+            for group_id in list(self._watched):
+                try:
+                    await self._read(group_id)
+                except RPCError as exc:  # read again at the next tick
+                    logger.warning("reading group %s from Temporal: %s", group_id, exc.message)
+
+    async def _groups_of(self, task_ids: Sequence[str]) -> set[str]:
+        """The groups of these tasks, as far as visibility shows them (it may lag a start elsewhere)."""
+        query = f"{wire.TASKS_ATTRIBUTE} IN ({', '.join(_quoted(i) for i in task_ids)})"
+        found: set[str] = set()
+        with anyio.move_on_after(_FOUND_WITHIN_S):
+            while True:
+                found |= {e.id async for e in self.client.list_workflows(query, rpc_timeout=_RPC)}
+                if len(found) >= len(task_ids):  # each group holds one of them at least
+                    break
+                await anyio.sleep(TICK_S / 5)
+        return found
+
+    async def _read(self, group_id: str) -> None:
+        handle: WorkflowHandle[object, wire.GroupView] = self.client.get_workflow_handle(
+            group_id, result_type=wire.GroupView
+        )
+        try:
+            described = await handle.describe(rpc_timeout=_RPC)
+        except RPCError as exc:
+            if exc.status is not RPCStatusCode.NOT_FOUND:
+                raise
+            self._watched.discard(group_id)
+            return
+        if described.status is WorkflowExecutionStatus.COMPLETED:
+            view = await handle.result(rpc_timeout=_RPC)
+        else:
+            view = await handle.query("view", self.group(group_id) is None, result_type=wire.GroupView)
+        if self.group(group_id) is None:
+            self._adopt(view)
+        self._apply(view, await self._beats(described))
+
+    async def _beats(self, described: WorkflowExecutionDescription) -> dict[str, wire.Beat]:
+        """The last heartbeat of each running task (its activity id is the task id)."""
+        beats: dict[str, wire.Beat] = {}
+        for pending in described.raw_description.pending_activities:
+            if pending.heartbeat_details.payloads:
+                decoded = await self.client.data_converter.decode(
+                    pending.heartbeat_details.payloads, [wire.Beat]
+                )
+                beats[pending.activity_id] = decoded[-1]
+        return beats
+
+    def _adopt(self, view: wire.GroupView) -> None:
+        """A group this front end has not seen: its records, all queued (``_apply`` moves them)."""
+        ids = [task.task_id for task in view.tasks]
+        group = GroupRecord(view.group_id, ids, view.owner, budget_usd=view.budget_usd)
+        records = [
+            TaskRecord(
+                task.task_id,
+                view.group_id,
+                codec.spec_of(task.spec_json or ""),
+                view.owner,
+                tuple(task.depends_on),
+            )
+            for task in view.tasks
+        ]
+        self.put(group, records)
+        self._watched.add(view.group_id)
+
+    def _apply(self, view: wire.GroupView, beats: Mapping[str, wire.Beat]) -> None:
+        """Bring the records up to ``view``: moves, ends (raised on the chain), partial output, usage."""
+        clock = _Clock()
+        for task in view.tasks:
+            record = self.task(task.task_id)
+            if record is None or record.state.terminal:  # evicted, or already ended here
+                continue
+            if task.started_at is not None and record.state is TaskState.QUEUED:
+                self.move(task.task_id, TaskState.RUNNING, clock.monotonic(task.started_at))
+            if task.end is not None and task.ended_at is not None:
+                record.spend = codec.spend_of(task.end.spend)
+                self.move(
+                    task.task_id,
+                    TaskState(task.state),
+                    clock.monotonic(task.ended_at),
+                    codec.outcome_of(task.end, task.ended_at),
+                )
+            elif (beat := beats.get(task.task_id)) is not None:
+                record.output, record.note, record.attempts, record.model = (
+                    beat.text,
+                    beat.note,
+                    beat.attempts,
+                    beat.model,
+                )
+                record.spend = codec.spend_of(beat.spend)
+        self._total(view.group_id)
+
+    def _total(self, group_id: str) -> None:
+        """The group's usage, from its tasks' (kept ones: a group's evicted tasks ended, and stay counted
+        in what was added before)."""
+        group = self.group(group_id)
+        if group is None:
+            return
+        total = Spend()
+        known = 0.0
+        records = [r for task_id in group.task_ids if (r := self.task(task_id)) is not None]
+        for record in records:
+            total.add(record.spend, record.spend.cost_usd)
+            known += record.spend.cost_usd or 0.0
+        group.spend, group.spent_usd = total, known
+        if all(record.state.terminal for record in records):
+            self._watched.discard(group_id)
+
+
+class _Clock:
+    """The wall clock of another machine (a workflow's times) on this one's monotonic clock."""
+
+    def __init__(self) -> None:
+        self._offset = time.monotonic() - time.time()
+
+    def monotonic(self, wall: float) -> float:
+        return wall + self._offset
+
+
+def _quoted(value: str) -> str:
+    """A string literal of Temporal's list filter."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
