@@ -35,6 +35,10 @@ class Executor(Protocol):
         """How many tasks it runs at once at most."""
         ...
 
+    def task_ids(self, group_id: str, count: int) -> list[str]:
+        """Fresh ids for the ``count`` tasks of a new spawn, the group ``group_id``."""
+        ...
+
     def prepare(
         self, intake: Intake, records: Sequence[TaskRecord], outside: Sequence[TaskRecord]
     ) -> list[Live]:

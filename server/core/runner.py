@@ -31,7 +31,7 @@ from .failures import dependency_failed, over_budget
 from .live import Live
 from .models import RetryNotice, SubagentRequest, TaskSpec
 from .progress import Progress
-from .records import GroupRecord, TaskRecord
+from .records import GroupRecord, TaskRecord, new_id
 from .state import TaskState
 from .table import EndHook, TaskTable
 
@@ -80,6 +80,9 @@ class Runner:
         return int(self._limiter.total_tokens)
 
     # --- a new spawn ------------------------------------------------------------------------------------
+
+    def task_ids(self, group_id: str, count: int) -> list[str]:
+        return [new_id("t") for _ in range(count)]
 
     def prepare(
         self, intake: Intake, records: Sequence[TaskRecord], outside: Sequence[TaskRecord] = ()

@@ -42,6 +42,9 @@ stop the server alike: every unfinished task is cancelled and every agent CLI en
 """
 
 
+_DOCTOR_CONNECT_S = 10.0  # how long doctor waits for the Temporal cluster to answer
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fanout-mcp",
@@ -254,7 +257,32 @@ async def _doctor(settings: Settings, try_endpoint: bool) -> int:
     from .remote import doctor_lines
 
     print("\n".join(doctor_lines(settings)))
-    return 0 if checkup.default_resolves_to is not None else 1
+    reachable = await _doctor_executor(settings)
+    return 0 if checkup.default_resolves_to is not None and reachable else 1
+
+
+async def _doctor_executor(settings: Settings) -> bool:
+    """Say where tasks run; with --executor temporal, whether the cluster answers (False if not)."""
+    if settings.executor == "embedded":
+        print("executor: embedded (tasks run in the server process)")
+        return True
+    from ...server.app.placement import require_temporal
+    from ...server.core.errors import BackendUnavailable
+
+    try:
+        require_temporal()
+    except BackendUnavailable as exc:
+        print(f"executor: temporal: {exc}")
+        return False
+    import anyio
+
+    from ...server.executors.temporal.connection import describe_cluster
+
+    reachable, said = False, f"{settings.temporal_address}: no answer within {_DOCTOR_CONNECT_S:g} s"
+    with anyio.move_on_after(_DOCTOR_CONNECT_S):
+        reachable, said = await describe_cluster(settings)
+    print(f"executor: temporal at {said}")
+    return reachable
 
 
 def configure_logging(settings: Settings) -> None:

@@ -28,10 +28,14 @@ Design (issue 17; this is the first step, what is not done yet is listed at the 
 * **Failover**: a worker that dies stops heartbeating; after ``HEARTBEAT_TIMEOUT_S`` Temporal retries the
   activity on another worker, which starts from the dead attempt's last heartbeat (its usage and tries
   are kept, so the task's usage counts both attempts).
-* **Ownership and secrets**: the principal travels as the search attribute ``FanoutOwner`` (and the task
-  ids as ``FanoutTaskIds``, so that a front end finds a task's group by its id); the registry checks the
-  caller against the record's owner as for any task. API keys are the worker's environment, never
-  workflow input or history.
+* **Ids**: a task's id names its group (``t-TOKEN.N`` of the group and workflow ``g-TOKEN``), so any front
+  end reads a task it is asked about at once, without waiting for Temporal's visibility to index it (and
+  without a search attribute of every task id, which passes Temporal's 2 KB value limit at about 100
+  tasks).
+* **Ownership and secrets**: the principal travels as the search attribute ``FanoutOwner`` (listings
+  find an owner's groups by it) and in the workflow input; the registry checks the caller against the
+  record's owner as for any task. API keys are the worker's environment, never workflow input or
+  history.
 
 Not done yet (next sessions): a retry whose tasks depend on unfinished tasks outside it; syntheses
 remembered across replicas (``recall_synthesis``); inputs and outputs over Temporal's payload limit

@@ -9,8 +9,10 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 import anyio
-from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.enums.v1 import IndexedValueType, TaskQueueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
@@ -23,10 +25,7 @@ from .store import TemporalStore
 
 logger = logging.getLogger(__name__)
 
-_SEARCH_ATTRIBUTES = {
-    wire.OWNER_ATTRIBUTE: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-    wire.TASKS_ATTRIBUTE: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST,
-}
+_SEARCH_ATTRIBUTES = {wire.OWNER_ATTRIBUTE: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD}
 
 
 async def connect(settings: Settings) -> Client:
@@ -46,8 +45,8 @@ async def connect(settings: Settings) -> Client:
 
 
 async def _register_search_attributes(client: Client, namespace: str) -> None:
-    """Add the search attributes the front ends find groups by, where missing. A cluster that refuses
-    (Temporal Cloud registers them in its own console) is told about in the log."""
+    """Add the search attribute the front ends list an owner's groups by, where missing. A cluster that
+    refuses (Temporal Cloud registers them in its own console) is told about in the log."""
     try:
         listed = await client.operator_service.list_search_attributes(
             ListSearchAttributesRequest(namespace=namespace)
@@ -81,3 +80,29 @@ async def open_temporal(settings: Settings) -> AsyncGenerator[tuple[TemporalStor
             yield store, partial(TemporalExecutor, store)
         finally:
             tg.cancel_scope.cancel()
+
+
+async def describe_cluster(settings: Settings) -> tuple[bool, str]:
+    """What ``doctor`` says of the settings' cluster: whether it answers, and the workers polling the
+    task queue (a spawn waits until one does).
+
+    Bound it with ``fail_after``: a connect to an address that drops packets can take long.
+    """
+    where = (
+        f"{settings.temporal_address}, namespace {settings.temporal_namespace}, "
+        f"task queue {settings.task_queue}"
+    )
+    try:
+        client = await connect(settings)
+        request = DescribeTaskQueueRequest(
+            namespace=settings.temporal_namespace,
+            task_queue=TaskQueue(name=settings.task_queue),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+        )
+        described = await client.workflow_service.describe_task_queue(request)
+    except (BackendUnavailable, RPCError) as exc:
+        return False, f"{where}: {exc}"
+    workers = len(described.pollers)
+    if not workers:
+        return True, f"{where}: reachable, but no worker polls the task queue (start `fanout-mcp worker`)"
+    return True, f"{where}: reachable, {workers} worker(s) polling"

@@ -45,6 +45,9 @@ class TemporalExecutor:
     def capacity(self) -> int:
         return self._settings.max_concurrency
 
+    def task_ids(self, group_id: str, count: int) -> list[str]:
+        return wire.task_ids(group_id, count)
+
     def prepare(
         self, intake: Intake, records: Sequence[TaskRecord], outside: Sequence[TaskRecord]
     ) -> list[Live]:

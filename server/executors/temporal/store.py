@@ -2,9 +2,10 @@
 
 Every record here mirrors a task of a group workflow (``workflows.py``), whichever front end spawned
 it: ``put`` keeps a new spawn and ``flush`` starts its workflow (the spawn's ids are returned once the
-workflow exists); ``refresh``, ``refresh_group`` and ``listing`` read the groups named, or found by task
-id and owner through Temporal's visibility (the ``FanoutTaskIds`` and ``FanoutOwner`` search
-attributes), and ``keep_in_step`` reads the groups with unfinished tasks every ``TICK_S``. A read is the
+workflow exists); ``refresh`` and ``refresh_group`` read the groups named (a task id names its group:
+``wire.task_ids``), ``listing`` the newest groups of an owner, found through Temporal's visibility (the
+``FanoutOwner`` search attribute), and ``keep_in_step`` reads the groups with unfinished tasks every
+``TICK_S``. A read is the
 workflow's description (its status, and the heartbeats of running tasks: their partial output and usage)
 and its ``view`` query while it runs, or its result once it has ended. What moved is applied with the
 ``MemoryStore``'s own moves, so waiters see each end once, as for tasks of this process.
@@ -35,12 +36,10 @@ from . import codec, wire
 logger = logging.getLogger(__name__)
 
 TICK_S: Final = 0.5  #: how often the groups with unfinished tasks are read
-_FOUND_WITHIN_S: Final = 2.0  #: how long visibility may take to show a group just started elsewhere
 _LISTED_GROUPS: Final = 200  #: the newest groups a listing reads from visibility
-_ID: Final = re.compile(r"[tg]-[A-Za-z0-9_-]{1,64}")  #: what an id this engine made looks like
+_GROUP_ID: Final = re.compile(r"g-[A-Za-z0-9_-]{1,64}")  #: what a group id this engine made looks like
 _RPC: Final = timedelta(seconds=10)
 OWNER: Final = SearchAttributeKey.for_keyword(wire.OWNER_ATTRIBUTE)
-TASKS: Final = SearchAttributeKey.for_keyword_list(wire.TASKS_ATTRIBUTE)
 
 
 class TemporalStore(MemoryStore):
@@ -79,12 +78,7 @@ class TemporalStore(MemoryStore):
             self._watched.add(spawn.group_id)
 
     async def _start(self, spawn: wire.GroupSpawn) -> None:
-        attributes = TypedSearchAttributes(
-            [
-                SearchAttributePair(OWNER, spawn.owner),
-                SearchAttributePair(TASKS, [t.task_id for t in spawn.tasks]),
-            ]
-        )
+        attributes = TypedSearchAttributes([SearchAttributePair(OWNER, spawn.owner)])
         await self.client.start_workflow(
             wire.WORKFLOW, spawn, id=spawn.group_id, task_queue=self._queue, search_attributes=attributes
         )
@@ -111,16 +105,19 @@ class TemporalStore(MemoryStore):
     # --- reading --------------------------------------------------------------------------------------
 
     async def refresh(self, task_ids: Sequence[str]) -> None:
-        unknown = [task_id for task_id in task_ids if self.task(task_id) is None and _ID.fullmatch(task_id)]
-        groups = {r.group_id for i in task_ids if (r := self.task(i)) is not None and not r.state.terminal}
-        if unknown:
-            groups |= await self._groups_of(unknown)
+        groups: dict[str, None] = {}  # in order, each once
+        for task_id in task_ids:
+            record = self.task(task_id)
+            if record is None and (group_id := wire.group_of(task_id)) and _GROUP_ID.fullmatch(group_id):
+                groups[group_id] = None
+            elif record is not None and not record.state.terminal:
+                groups[record.group_id] = None
         for group_id in groups:
             await self._read(group_id)
 
     async def refresh_group(self, group_id: str) -> None:
         group = self.group(group_id)
-        if (group is None and _ID.fullmatch(group_id)) or group_id in self._watched:
+        if (group is None and _GROUP_ID.fullmatch(group_id)) or group_id in self._watched:
             await self._read(group_id)
 
     async def listing(
@@ -144,18 +141,6 @@ class TemporalStore(MemoryStore):
                     await self._read(group_id)
                 except RPCError as exc:  # read again at the next tick
                     logger.warning("reading group %s from Temporal: %s", group_id, exc.message)
-
-    async def _groups_of(self, task_ids: Sequence[str]) -> set[str]:
-        """The groups of these tasks, as far as visibility shows them (it may lag a start elsewhere)."""
-        query = f"{wire.TASKS_ATTRIBUTE} IN ({', '.join(_quoted(i) for i in task_ids)})"
-        found: set[str] = set()
-        with anyio.move_on_after(_FOUND_WITHIN_S):
-            while True:
-                found |= {e.id async for e in self.client.list_workflows(query, rpc_timeout=_RPC)}
-                if len(found) >= len(task_ids):  # each group holds one of them at least
-                    break
-                await anyio.sleep(TICK_S / 5)
-        return found
 
     async def _read(self, group_id: str) -> None:
         handle: WorkflowHandle[object, wire.GroupView] = self.client.get_workflow_handle(

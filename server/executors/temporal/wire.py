@@ -12,9 +12,22 @@ from dataclasses import dataclass, field
 WORKFLOW = "FanoutGroup"
 ACTIVITY = "run_subagent"
 OWNER_ATTRIBUTE = "FanoutOwner"  #: Keyword: the principal that spawned the group
-TASKS_ATTRIBUTE = "FanoutTaskIds"  #: KeywordList: the group's task ids
 
 BEAT_CHARS = 16_000  #: the newest characters of a running task's partial output that a heartbeat holds
+
+
+def task_ids(group_id: str, count: int) -> list[str]:
+    """The ids of a group's tasks: each names its group (``t-TOKEN.N`` of ``g-TOKEN``, ``.`` being in no
+    token), so any front end finds a task's workflow from its id alone. Ids are not secrets: a front end
+    shows a task only to its owner."""
+    token = group_id.removeprefix("g-")
+    return [f"t-{token}.{n}" for n in range(count)]
+
+
+def group_of(task_id: str) -> str | None:
+    """The group whose task ``task_id`` is (None: not an id ``task_ids`` made)."""
+    token, dot, n = task_id.removeprefix("t-").rpartition(".")
+    return f"g-{token}" if task_id.startswith("t-") and dot and token and n.isdigit() else None
 
 
 def _no_answers() -> list[list[str]]:

@@ -135,3 +135,22 @@ async def test_another_principals_group_answers_on_every_front_end_as_one_that_n
         done = await until(two.registry, task_id, ALICE, lambda s: s.state.terminal)
         assert done.state is TaskState.COMPLETED
         assert [s.task_id for s in (await two.registry.list(caller=ALICE)).tasks] == [task_id]
+
+
+async def test_a_spawn_of_a_hundred_tasks_runs_and_another_front_end_reads_any_task_by_its_id_alone(
+    fake_api: FakeApi, on_temporal: Callable[..., Settings]
+) -> None:
+    tasks = [TaskRequest(task=f"part {n} [[reply:answer {n}]]") for n in range(100)]
+    async with open_runtime(on_temporal(worker=True)) as one, open_runtime(on_temporal()) as two:
+        receipt = await one.registry.spawn(SpawnRequest(tasks=tasks), caller=ME)
+        ids = [task.task_id for task in receipt.tasks]
+        assert (
+            await two.registry.select(ids[-1:], None, caller=ME) == ids[-1:]
+        )  # at once: no index to wait for
+        with anyio.fail_after(120):
+            await two.registry.wait(ids[-1:])
+        await two.registry.select(ids[-1:], None, caller=ME)
+        assert two.registry.snapshot(ids[-1], caller=ME).output == "answer 99"
+        with anyio.fail_after(120):
+            await one.registry.wait(ids)
+        assert one.registry.counts(ids).completed == 100
