@@ -22,7 +22,13 @@ from typing import Final
 
 import anyio
 import anyio.abc
-from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+)
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -139,27 +145,42 @@ class TemporalStore(MemoryStore):
             for group_id in list(self._watched):
                 try:
                     await self._read(group_id)
-                except RPCError as exc:  # read again at the next tick
-                    logger.warning("reading group %s from Temporal: %s", group_id, exc.message)
+                except BackendUnavailable as exc:  # read again at the next tick
+                    logger.warning("%s", exc)
 
     async def _read(self, group_id: str) -> None:
+        """Bring a group up to what its workflow says (a group it does not know: nothing).
+
+        Raises:
+            BackendUnavailable: Temporal could not be read (the message says what to check).
+        """
         handle: WorkflowHandle[object, wire.GroupView] = self.client.get_workflow_handle(
             group_id, result_type=wire.GroupView
         )
         try:
             described = await handle.describe(rpc_timeout=_RPC)
+            if described.status is WorkflowExecutionStatus.COMPLETED:
+                view = await handle.result(rpc_timeout=_RPC)
+            else:
+                unknown = self.group(group_id) is None
+                view = await handle.query("view", unknown, result_type=wire.GroupView, rpc_timeout=_RPC)
+            beats = await self._beats(described)
         except RPCError as exc:
-            if exc.status is not RPCStatusCode.NOT_FOUND:
-                raise
-            self._watched.discard(group_id)
-            return
-        if described.status is WorkflowExecutionStatus.COMPLETED:
-            view = await handle.result(rpc_timeout=_RPC)
-        else:
-            view = await handle.query("view", self.group(group_id) is None, result_type=wire.GroupView)
+            if exc.status is RPCStatusCode.NOT_FOUND:
+                self._watched.discard(group_id)
+                return
+            raise _unreadable(group_id, exc.message) from None
+        except WorkflowQueryFailedError as exc:
+            raise _unreadable(group_id, str(exc)) from None
         if self.group(group_id) is None:
             self._adopt(view)
-        self._apply(view, await self._beats(described))
+        self._apply(view, beats)
+        status = described.status
+        if status is not None and status not in (
+            WorkflowExecutionStatus.RUNNING,
+            WorkflowExecutionStatus.COMPLETED,
+        ):
+            self._interrupt(group_id, f"its workflow ended {status.name.lower()} in Temporal")
 
     async def _beats(self, described: WorkflowExecutionDescription) -> dict[str, wire.Beat]:
         """The last heartbeat of each running task (its activity id is the task id)."""
@@ -216,6 +237,16 @@ class TemporalStore(MemoryStore):
                 record.spend = codec.spend_of(beat.spend)
         self._total(view.group_id)
 
+    def _interrupt(self, group_id: str, reason: str) -> None:
+        """End ``interrupted`` the unfinished tasks of a workflow that ended without them (an operator
+        terminated it, or it failed)."""
+        group = self.group(group_id)
+        for task_id in group.task_ids if group is not None else ():
+            record = self.task(task_id)
+            if record is not None and not record.state.terminal:
+                self.interrupt(task_id, reason, time.monotonic())
+        self._watched.discard(group_id)
+
     def _total(self, group_id: str) -> None:
         """The group's usage, from its tasks' (kept ones: a group's evicted tasks ended, and stay counted
         in what was added before)."""
@@ -241,6 +272,13 @@ class _Clock:
 
     def monotonic(self, wall: float) -> float:
         return wall + self._offset
+
+
+def _unreadable(group_id: str, why: str) -> BackendUnavailable:
+    return BackendUnavailable(
+        f"could not read group {group_id} from Temporal ({why}); check that the cluster answers and that "
+        "a worker polls the task queue (fanout-mcp doctor)"
+    )
 
 
 def _quoted(value: str) -> str:

@@ -154,3 +154,20 @@ async def test_a_spawn_of_a_hundred_tasks_runs_and_another_front_end_reads_any_t
         with anyio.fail_after(120):
             await one.registry.wait(ids)
         assert one.registry.counts(ids).completed == 100
+
+
+async def test_a_group_whose_workflow_an_operator_terminates_ends_its_unfinished_tasks_interrupted(
+    fake_api: FakeApi, on_temporal: Callable[..., Settings], temporal_server: DevServer
+) -> None:
+    async with open_runtime(on_temporal(worker=True)) as runtime:
+        receipt = await runtime.registry.spawn(
+            SpawnRequest(tasks=[TaskRequest(task="[[hold]] stuck")]), caller=ME
+        )
+        task_id = receipt.tasks[0].task_id
+        assert await anyio.to_thread.run_sync(fake_api.wait_held, 1, 30)
+        terminate = [temporal_server.cli, "workflow", "terminate", "--workflow-id", receipt.group_id]
+        await anyio.run_process([*terminate, "--address", temporal_server.address, "--reason", "test"])
+        with anyio.fail_after(30):
+            await runtime.registry.wait([task_id])
+        snap = runtime.registry.snapshot(task_id, caller=ME)
+    assert (snap.state, snap.note) == (TaskState.INTERRUPTED, "its workflow ended terminated in Temporal")
