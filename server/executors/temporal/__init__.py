@@ -37,8 +37,12 @@ Design (issue 17; this is the first step, what is not done yet is listed at the 
   record's owner as for any task. API keys are the worker's environment, never workflow input or
   history.
 
-Not done yet (next sessions): a retry whose tasks depend on unfinished tasks outside it; syntheses
-remembered across replicas (``recall_synthesis``); inputs and outputs over Temporal's payload limit
-stored by reference; task-queue rate limits shared by all workers; TLS and API-key options; the engine
-behaviour tests parametrized over both executors; the scale-out benchmark.
+A model synthesis's key (a digest) is the search attribute ``FanoutSynthesis`` of its group, so a front
+end asked for the same synthesis picks it up (``recall_synthesis``) instead of starting another.
+
+Not done yet (next sessions): a retry whose tasks depend on unfinished tasks outside it; inputs and
+outputs over Temporal's payload limit stored by reference; task-queue rate limits shared by all workers;
+TLS and API-key options; the front end's limits (``max_unfinished``, statistics) counting tasks that run
+on Temporal; the cache-warming first task; the engine behaviour tests parametrized over both executors;
+the scale-out benchmark.
 """

@@ -25,7 +25,10 @@ from .store import TemporalStore
 
 logger = logging.getLogger(__name__)
 
-_SEARCH_ATTRIBUTES = {wire.OWNER_ATTRIBUTE: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD}
+_SEARCH_ATTRIBUTES = {
+    wire.OWNER_ATTRIBUTE: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    wire.SYNTHESIS_ATTRIBUTE: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+}
 
 
 async def connect(settings: Settings) -> Client:
@@ -45,8 +48,9 @@ async def connect(settings: Settings) -> Client:
 
 
 async def _register_search_attributes(client: Client, namespace: str) -> None:
-    """Add the search attribute the front ends list an owner's groups by, where missing. A cluster that
-    refuses (Temporal Cloud registers them in its own console) is told about in the log."""
+    """Add the search attributes the front ends find groups by (an owner's, a model synthesis's), where
+    missing. A cluster that refuses (Temporal Cloud registers them in its own console) is told about in
+    the log."""
     try:
         listed = await client.operator_service.list_search_attributes(
             ListSearchAttributesRequest(namespace=namespace)

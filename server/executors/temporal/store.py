@@ -46,6 +46,7 @@ _LISTED_GROUPS: Final = 200  #: the newest groups a listing reads from visibilit
 _GROUP_ID: Final = re.compile(r"g-[A-Za-z0-9_-]{1,64}")  #: what a group id this engine made looks like
 _RPC: Final = timedelta(seconds=10)
 OWNER: Final = SearchAttributeKey.for_keyword(wire.OWNER_ATTRIBUTE)
+SYNTHESIS: Final = SearchAttributeKey.for_keyword(wire.SYNTHESIS_ATTRIBUTE)
 
 
 class TemporalStore(MemoryStore):
@@ -58,6 +59,7 @@ class TemporalStore(MemoryStore):
         self._tg = task_group
         self._staged: dict[str, wire.GroupSpawn] = {}
         self._watched: set[str] = set()  #: groups with unfinished tasks, read every tick
+        self._syntheses: dict[str, str] = {}  #: the group of each model synthesis staged, by its key
 
     # --- spawning and cancelling ----------------------------------------------------------------------
 
@@ -84,7 +86,11 @@ class TemporalStore(MemoryStore):
             self._watched.add(spawn.group_id)
 
     async def _start(self, spawn: wire.GroupSpawn) -> None:
-        attributes = TypedSearchAttributes([SearchAttributePair(OWNER, spawn.owner)])
+        pairs = [SearchAttributePair(OWNER, spawn.owner)]
+        key = next((k for k, group_id in self._syntheses.items() if group_id == spawn.group_id), None)
+        if key is not None:
+            pairs.append(SearchAttributePair(SYNTHESIS, key))
+        attributes = TypedSearchAttributes(pairs)
         await self.client.start_workflow(
             wire.WORKFLOW, spawn, id=spawn.group_id, task_queue=self._queue, search_attributes=attributes
         )
@@ -107,6 +113,25 @@ class TemporalStore(MemoryStore):
             )
         except RPCError as exc:  # the group ended meanwhile, or Temporal is away: nothing left to cancel
             logger.warning("cancelling %s of %s: %s", task_ids, group_id, exc.message)
+
+    def remember_synthesis(self, key: str, task_ids: tuple[str, ...]) -> None:
+        """Its group's workflow carries ``key`` (a search attribute), for ``recall_synthesis`` anywhere."""
+        group_id = wire.group_of(task_ids[-1])
+        if group_id is not None:
+            self._syntheses[key] = group_id
+
+    async def recall_synthesis(self, key: str) -> tuple[str, ...] | None:
+        """The tasks of the model synthesis started under ``key`` by any front end (as far as Temporal's
+        visibility shows one started elsewhere: it may lag it by about a second)."""
+        group_id = self._syntheses.get(key)
+        if group_id is None and re.fullmatch(r"[0-9a-f]{64}", key):
+            found = await self._find(f"{wire.SYNTHESIS_ATTRIBUTE} = '{key}'", 1)
+            group_id = found[0] if found else None
+        if group_id is None:
+            return None
+        await self.refresh_group(group_id)
+        group = self.group(group_id)
+        return tuple(group.task_ids) if group is not None else None
 
     # --- reading --------------------------------------------------------------------------------------
 
@@ -133,10 +158,22 @@ class TemporalStore(MemoryStore):
             query = f"WorkflowType = '{wire.WORKFLOW}'"
             if owner is not None:
                 query += f" AND {wire.OWNER_ATTRIBUTE} = {_quoted(owner)}"
-            async for execution in self.client.list_workflows(query, limit=_LISTED_GROUPS, rpc_timeout=_RPC):
-                if self.group(execution.id) is None:
-                    await self._read(execution.id)
+            for found in await self._find(query, _LISTED_GROUPS):
+                if self.group(found) is None:
+                    await self._read(found)
         return await super().listing(group_id, state, limit, owner)
+
+    async def _find(self, query: str, limit: int) -> list[str]:
+        """The ids of the newest ``limit`` workflows that ``query`` (Temporal's list filter) finds.
+
+        Raises:
+            BackendUnavailable: Temporal's visibility could not be read.
+        """
+        try:
+            listed = self.client.list_workflows(query, limit=limit, rpc_timeout=_RPC)
+            return [execution.id async for execution in listed]
+        except RPCError as exc:
+            raise BackendUnavailable(f"could not list groups in Temporal ({exc.message})") from None
 
     async def keep_in_step(self) -> None:
         """Read the groups with unfinished tasks every ``TICK_S``, until cancelled."""

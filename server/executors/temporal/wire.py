@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 WORKFLOW = "FanoutGroup"
 ACTIVITY = "run_subagent"
 OWNER_ATTRIBUTE = "FanoutOwner"  #: Keyword: the principal that spawned the group
+SYNTHESIS_ATTRIBUTE = "FanoutSynthesis"  #: Keyword: a model synthesis's key (a digest), on its group
 
 BEAT_CHARS = 16_000  #: the newest characters of a running task's partial output that a heartbeat holds
 

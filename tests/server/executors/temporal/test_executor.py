@@ -23,6 +23,8 @@ from server import (
     UnknownTask,
 )
 from server.app.runtime import open_runtime
+from server.fanin.synthesis import SynthesisDone
+from tests.answers import reply, synthesis
 from tests.fake_api import FakeApi
 from tests.temporal_dev import DevServer
 
@@ -171,3 +173,24 @@ async def test_a_group_whose_workflow_an_operator_terminates_ends_its_unfinished
             await runtime.registry.wait([task_id])
         snap = runtime.registry.snapshot(task_id, caller=ME)
     assert (snap.state, snap.note) == (TaskState.INTERRUPTED, "its workflow ended terminated in Temporal")
+
+
+async def test_a_model_synthesis_asked_on_one_front_end_is_picked_up_on_another_not_paid_again(
+    fake_api: FakeApi, on_temporal: Callable[..., Settings]
+) -> None:
+    tasks = [TaskRequest(task="[[reply:left]]"), TaskRequest(task="[[reply:right]]")]
+    async with open_runtime(on_temporal(worker=True)) as one, open_runtime(on_temporal()) as two:
+        ids = [
+            task.task_id for task in (await one.registry.spawn(SpawnRequest(tasks=tasks), caller=ME)).tasks
+        ]
+        instructions = reply(synthesis("Both sides.", ids))
+        await two.registry.select(ids, None, caller=ME)
+        with anyio.fail_after(60):
+            done = await two.synthesizer.synthesize(ids, "llm", instructions=instructions, caller=ME)
+        assert isinstance(done, SynthesisDone) and done.synthesis.summary == "Both sides."
+        await one.registry.select(ids, None, caller=ME)
+        with anyio.fail_after(60):
+            again = await one.synthesizer.synthesize(ids, "llm", instructions=instructions, caller=ME)
+    assert isinstance(again, SynthesisDone) and again.task_id == done.task_id
+    assert again.synthesis.summary == "Both sides."
+    assert len([r for r in fake_api.requests if r.path == "/v1/messages"]) == 3  # two tasks, one synthesis
