@@ -24,7 +24,8 @@ Design (issue 17; this is the first step, what is not done yet is listed at the 
   workflow's pending activities (``describe``) and the ended tasks from the workflow's ``view`` query,
   every ``TICK_S`` while someone holds an unfinished task of the group.
 * **Cancellation** is a ``cancel`` signal to the workflow with task ids and the reason: a queued task ends
-  at once, a running one through activity cancellation (delivered at its next heartbeat).
+  at once, a running one through activity cancellation (delivered at its next heartbeat: workers send
+  them at least every ``worker.HEARTBEAT_THROTTLE_S``, not the SDK's 80% of the heartbeat timeout).
 * **Failover**: a worker that dies stops heartbeating; after ``HEARTBEAT_TIMEOUT_S`` Temporal retries the
   activity on another worker, which starts from the dead attempt's last heartbeat (its usage and tries
   are kept, so the task's usage counts both attempts).
@@ -43,6 +44,7 @@ end asked for the same synthesis picks it up (``recall_synthesis``) instead of s
 Not done yet (next sessions): a retry whose tasks depend on unfinished tasks outside it; inputs and
 outputs over Temporal's payload limit stored by reference; task-queue rate limits shared by all workers;
 TLS and API-key options; the front end's limits (``max_unfinished``, statistics) counting tasks that run
-on Temporal; the cache-warming first task; the engine behaviour tests parametrized over both executors;
-the scale-out benchmark.
+on Temporal; the cache-warming first task; the rest of the engine behaviour tests parametrized over both
+executors (``tests/server/engines.py``: the dependency tests and six of the registry's run on both so
+far); the scale-out benchmark.
 """

@@ -3,12 +3,12 @@
 Every record here mirrors a task of a group workflow (``workflows.py``), whichever front end spawned
 it: ``put`` keeps a new spawn and ``flush`` starts its workflow (the spawn's ids are returned once the
 workflow exists); ``refresh`` and ``refresh_group`` read the groups named (a task id names its group:
-``wire.task_ids``), ``listing`` the newest groups of an owner, found through Temporal's visibility (the
-``FanoutOwner`` search attribute), and ``keep_in_step`` reads the groups with unfinished tasks every
-``TICK_S``. A read is the
-workflow's description (its status, and the heartbeats of running tasks: their partial output and usage)
-and its ``view`` query while it runs, or its result once it has ended. What moved is applied with the
-``MemoryStore``'s own moves, so waiters see each end once, as for tasks of this process.
+``wire.task_ids``); ``listing`` reads the newest groups of an owner on this task queue (one deployment),
+found through Temporal's visibility (the ``FanoutOwner`` search attribute); ``keep_in_step`` reads the
+groups with unfinished tasks every ``TICK_S``. A read is the workflow's description (its status, and the
+heartbeats of running tasks: their partial output and usage) and its ``view`` query while it runs, or
+its result once it has ended. What moved is applied with the ``MemoryStore``'s own moves, so waiters see
+each end once, as for tasks of this process.
 """
 
 from __future__ import annotations
@@ -125,7 +125,8 @@ class TemporalStore(MemoryStore):
         visibility shows one started elsewhere: it may lag it by about a second)."""
         group_id = self._syntheses.get(key)
         if group_id is None and re.fullmatch(r"[0-9a-f]{64}", key):
-            found = await self._find(f"{wire.SYNTHESIS_ATTRIBUTE} = '{key}'", 1)
+            query = f"{wire.SYNTHESIS_ATTRIBUTE} = '{key}' AND TaskQueue = {_quoted(self._queue)}"
+            found = await self._find(query, 1)
             group_id = found[0] if found else None
         if group_id is None:
             return None
@@ -155,7 +156,7 @@ class TemporalStore(MemoryStore):
         self, group_id: str | None, state: TaskState | None, limit: int, owner: str | None = None
     ) -> tuple[Mapping[TaskState, int], list[TaskRecord]]:
         if group_id is None:
-            query = f"WorkflowType = '{wire.WORKFLOW}'"
+            query = f"WorkflowType = '{wire.WORKFLOW}' AND TaskQueue = {_quoted(self._queue)}"
             if owner is not None:
                 query += f" AND {wire.OWNER_ATTRIBUTE} = {_quoted(owner)}"
             for found in await self._find(query, _LISTED_GROUPS):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -14,6 +15,9 @@ from ...config.pricing import PriceTable
 from ...config.settings import Settings
 from .activities import SubagentActivities
 from .workflows import FanoutGroup
+
+#: the most a running activity's heartbeats (its partial output, a cancel) wait to be sent
+HEARTBEAT_THROTTLE_S = 1.0
 
 
 @asynccontextmanager
@@ -28,6 +32,9 @@ async def running_worker(
         workflows=[FanoutGroup],
         activities=[SubagentActivities(roster, prices).run_subagent],
         max_concurrent_activities=settings.max_concurrency,
+        # A heartbeat carries a task's partial output out and a cancel in: the SDK's default throttle
+        # (80% of the heartbeat timeout, 8 s) would leave both that far behind.
+        max_heartbeat_throttle_interval=timedelta(seconds=HEARTBEAT_THROTTLE_S),
     )
     async with worker:
         yield worker

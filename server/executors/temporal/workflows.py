@@ -83,8 +83,13 @@ class FanoutGroup:
 
     async def _run_task(self, call: TaskCall) -> None:
         task_id = call.task_id
+        # Its turn comes when every dependency completed, or as soon as one ended without an answer.
         await workflow.wait_condition(
-            lambda: self._ended(task_id) or all(self._ended(dep) for dep in call.depends_on)
+            lambda: (
+                self._ended(task_id)
+                or all(self._ended(dep) for dep in call.depends_on)
+                or any(self._ended(dep) and not self._completed(dep) for dep in call.depends_on)
+            )
         )
         if self._ended(task_id) or self._failed_dependency(call):
             return
@@ -161,6 +166,9 @@ class FanoutGroup:
 
     def _ended(self, task_id: str) -> bool:
         return self._views[task_id].end is not None
+
+    def _completed(self, task_id: str) -> bool:
+        return self._views[task_id].state == TaskState.COMPLETED.value
 
     def _end(self, task_id: str, end: TaskEnd) -> None:
         view = self._views[task_id]
