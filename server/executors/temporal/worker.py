@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import PollerBehaviorAutoscaling, Worker
 
 from ...backends.roster import Roster
 from ...config.pricing import PriceTable
@@ -18,6 +18,7 @@ from .workflows import FanoutGroup
 
 #: the most a running activity's heartbeats (its partial output, a cancel) wait to be sent
 HEARTBEAT_THROTTLE_S = 1.0
+_EAGER_ACTIVITIES = 100  #: a spawn's default most tasks (max_tasks_per_spawn)
 
 
 @asynccontextmanager
@@ -35,6 +36,13 @@ async def running_worker(
         # A heartbeat carries a task's partial output out and a cancel in: the SDK's default throttle
         # (80% of the heartbeat timeout, 8 s) would leave both that far behind.
         max_heartbeat_throttle_interval=timedelta(seconds=HEARTBEAT_THROTTLE_S),
+        # A spawn's tasks start together: the worker that runs the workflow takes as many of their
+        # activities as it can at once (eagerly, without a round trip through the server's queue), and
+        # polls for more with as many pollers as the queue keeps busy. 100 tasks on the dev server here:
+        # 2.8 s from spawn to the last answer instead of 4-5 s, and half the CPU a task.
+        max_eager_activity_reservations_per_workflow_task=_EAGER_ACTIVITIES,
+        activity_task_poller_behavior=PollerBehaviorAutoscaling(),
+        workflow_task_poller_behavior=PollerBehaviorAutoscaling(),
     )
     async with worker:
         yield worker
