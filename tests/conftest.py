@@ -15,6 +15,7 @@ import pytest
 
 from server import Settings
 from tests.fake_api import FakeApi, serve_in_thread
+from tests.temporal_dev import DevServer, run_dev_server
 
 
 @pytest.fixture
@@ -39,6 +40,12 @@ def fake_api_server() -> Iterator[FakeApi]:
         yield api
     finally:
         api.stop()
+
+
+@pytest.fixture(scope="session")
+def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
+    """One Temporal dev server on 127.0.0.1 for the whole session (tests keep apart by task queue)."""
+    yield from run_dev_server(tmp_path_factory.mktemp("temporal"))
 
 
 # Variables through which the SDK could find credentials other than the test key.

@@ -27,7 +27,7 @@ README = (REPO / "README.md").read_text(encoding="utf-8")
 
 def test_every_option_is_documented_in_the_readme() -> None:
     for name, option in OPTIONS.items():
-        assert f"`{option.flag} {option.metavar}`" in README
+        assert (f"`{option.flag}`" if option.switch else f"`{option.flag} {option.metavar}`") in README
         key = "-" if name == "config_file" else f"`{name}`"
         assert f"| `{option.env}` | {key} |" in README
 

@@ -31,11 +31,10 @@ from ..changes.editing import state_dir
 from ..changes.workshop import Workshop
 from ..config.pricing import PriceTable
 from ..config.settings import Settings
-from ..core.durable.opening import open_store
 from ..core.registry import TaskRegistry, open_registry
-from ..core.store import TaskStore
 from ..fanin.synthesis import Synthesizer
 from ..intake.files import FileReader
+from .placement import open_placement
 
 # The SDK logs every request at INFO; with hundreds of subagents that drowns everything else.
 for _noisy in ("httpx2", "httpcore2", "anthropic"):
@@ -111,11 +110,12 @@ def make_roster(
 @asynccontextmanager
 async def open_runtime(settings: Settings, backend: Backend | None = None) -> AsyncGenerator[Runtime, None]:
     """Open the task store, the client, the backends (unless one is given), the registry and the
-    synthesizer.
+    synthesizer; with ``--executor temporal``, the connection to Temporal (and with ``--worker`` a worker).
 
     Raises:
         ValueError: the price file cannot be used.
         StoreUnavailable: the task store cannot be used.
+        BackendUnavailable: Temporal cannot be reached.
     """
     workshop = Workshop(state_dir(settings))
     await workshop.recover()  # what a server that died left of edit tasks
@@ -144,29 +144,33 @@ async def _open_store_and_registry(
     files = make_files(settings)
     # The store outlives the registry: the ends of the tasks the registry cancels as it closes are
     # written before the store closes.
-    async with open_store(settings) as store:
+    async with open_placement(settings) as placement:
+        store, executor = placement.store, placement.executor
         if backend is not None:
             roster = Roster.single(backend)
-            async with open_registry(settings, roster, prices, files, store) as registry:
+            async with open_registry(settings, roster, prices, files, store, executor) as registry:
                 yield _compose(settings, roster, files, registry, workshop)
             return
-        async with _open_with_client(settings, prices, files, store, workshop) as runtime:
-            yield runtime
+        async with (
+            open_backends(settings, prices, files) as roster,
+            placement.worker(roster, prices),
+            open_registry(settings, roster, prices, files, store, executor) as registry,
+        ):
+            yield _compose(settings, roster, files, registry, workshop)
 
 
 @asynccontextmanager
-async def _open_with_client(
-    settings: Settings, prices: PriceTable, files: FileReader, store: TaskStore, workshop: Workshop
-) -> AsyncGenerator[Runtime, None]:
+async def open_backends(
+    settings: Settings, prices: PriceTable, files: FileReader
+) -> AsyncGenerator[Roster, None]:
+    """The client and every backend of the settings, the batch backend's drivers running."""
     client = make_client(settings)
     try:
         # The batch backend's drivers outlive the registry's tasks: a task cancelled at shutdown can
         # still cancel its batch at the provider, and then the drivers stop.
         endpoint = make_endpoint(settings, client)
         async with BatchBackend(client, prices, endpoint=endpoint).running() as batch:
-            roster = make_roster(settings, client, batch, files)
-            async with open_registry(settings, roster, prices, files, store) as registry:
-                yield _compose(settings, roster, files, registry, workshop)
+            yield make_roster(settings, client, batch, files)
     finally:
         with anyio.move_on_after(5, shield=True):
             await client.close()

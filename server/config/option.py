@@ -13,3 +13,4 @@ class Option:
     env: str
     help: str
     metavar: str = "N"
+    switch: bool = False  #: a flag that takes no value (``--worker``); true or false elsewhere

@@ -36,6 +36,7 @@ from typing import Annotated, Any, Final
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from .commands import DEFAULTABLE, PRESETS, RESERVED, CommandSpec
+from .distributed import DISTRIBUTED_OPTIONS, DistributedSettings
 from .file import ConfigError, read_config
 from .option import Option
 from .pricing import PriceTable
@@ -70,7 +71,7 @@ def default_roots() -> tuple[Path, ...]:
     return (cwd,)
 
 
-class Settings(RemoteSettings, WorktreeSettings):
+class Settings(RemoteSettings, WorktreeSettings, DistributedSettings):
     """Everything the engine (and ``serve``, ``remote.py``) can be configured with. Frozen once built."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -334,6 +335,7 @@ OPTIONS: Final[Mapping[str, Option]] = {
     ),
     **REMOTE_OPTIONS,
     **WORKTREE_OPTIONS,
+    **DISTRIBUTED_OPTIONS,
 }
 
 

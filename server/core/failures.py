@@ -49,20 +49,31 @@ def timed_out(spec: TaskSpec, progress: Progress) -> TaskError:
 
 def over_budget(group: GroupRecord) -> TaskError:
     """The spawn's budget was spent before the task started."""
+    assert group.budget_usd is not None  # only a spawn with a budget can spend it
     return TaskError(
-        kind=ErrorKind.BUDGET_EXCEEDED,
-        message=f"not started: the spawn's budget_usd of ${group.budget_usd:g} was reached "
-        f"(${group.spent_usd:.4f} spent). Spawn it again with a budget, if it is still needed.",
+        kind=ErrorKind.BUDGET_EXCEEDED, message=over_budget_message(group.budget_usd, group.spent_usd)
+    )
+
+
+def over_budget_message(budget_usd: float, spent_usd: float) -> str:
+    return (
+        f"not started: the spawn's budget_usd of ${budget_usd:g} was reached "
+        f"(${spent_usd:.4f} spent). Spawn it again with a budget, if it is still needed."
     )
 
 
 def dependency_failed(failed: TaskRecord) -> TaskError:
     """A task this one depends on ended without an answer, so this one never started."""
     why = failed.error.message if failed.error else failed.note or failed.state.value
-    return TaskError(
-        kind=ErrorKind.DEPENDENCY_FAILED,
-        message=f"it depends on {failed.spec.label!r} ({failed.id}), which {failed.state.value} "
-        f"({why}); it never started. Fix that task, then spawn both again.",
+    message = dependency_failed_message(failed.spec.label, failed.id, failed.state.value, why)
+    return TaskError(kind=ErrorKind.DEPENDENCY_FAILED, message=message)
+
+
+def dependency_failed_message(label: str, task_id: str, state: str, why: str) -> str:
+    """What ``dependency_failed`` says, from the failed task's label, id, state and why it ended."""
+    return (
+        f"it depends on {label!r} ({task_id}), which {state} ({why}); it never started. Fix that task, "
+        "then spawn both again."
     )
 
 

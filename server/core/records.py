@@ -7,6 +7,7 @@ scope, backend, gates and progress) is a ``Live`` (``live.py``), kept beside the
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass, field
 from functools import cache
@@ -139,6 +140,11 @@ class TaskRecord:
             cancel_requested=live is not None and live.cancel_note is not None,
             retry_of=self.retry_of,
         )
+
+
+def new_id(prefix: str) -> str:
+    """A fresh id of a task (``t``) or group (``g``): unguessable, minted by the server only."""
+    return f"{prefix}-{secrets.token_urlsafe(12)}"
 
 
 @cache

@@ -32,6 +32,7 @@ from ..intake.prepare import PlannedTask
 from ..intake.requests import SpawnRequest
 from .callers import Caller
 from .errors import UnknownTask
+from .executor import ExecutorFactory
 from .lookup import MAX_IDS_PER_CALL, Lookup
 from .models import (
     CancelOutcome,
@@ -73,6 +74,7 @@ class TaskRegistry:
         prices: PriceTable,
         files: FileReader,
         store: TaskStore,
+        executor: ExecutorFactory = Runner,
     ) -> None:
         self._tg = task_group
         self._settings = settings
@@ -80,17 +82,14 @@ class TaskRegistry:
         self._table = TaskTable(store, retention_s=settings.retention_s, max_finished=settings.max_finished)
         self._lookup = Lookup(self._table, settings.retention_s)
         self._notices = RetryNotices(logger)
-        self._runner = Runner(task_group, self._table, settings, prices, self._notices.tell)
+        self._runner = executor(task_group, self._table, settings, prices, self._notices.tell)
         quotas = Quotas(
             settings.max_unfinished_per_principal or settings.max_unfinished,
             settings.max_spawns_per_minute,
             lambda owner: self._table.tally(owner=owner),
         )
         self._spawner = Spawner(settings, backends, prices, files, self._table, self._runner, quotas)
-        runner = self._runner
-        # What an end means beyond the table, in this order: the lead's gate opens before the budget stop
-        # ends queued siblings, and a spawn is forgotten only after that.
-        self._table.on_end(runner.let_siblings_go, runner.stop_spent_spawn, runner.forget_ended_spawn)
+        self._table.on_end(*self._runner.end_hooks())
         store.attach(StoreHooks(progress=self._table.moved_progress, cancel=self._cancel_asked))
 
     def on_retry(self, listener: Callable[[RetryNotice], None]) -> None:
@@ -364,12 +363,13 @@ async def open_registry(
     prices: PriceTable | None = None,
     files: FileReader | None = None,
     store: TaskStore | None = None,
+    executor: ExecutorFactory = Runner,
 ) -> AsyncGenerator[TaskRegistry, None]:
     """Open the registry and its task group; on exit cancel every unfinished task and wait for them.
 
     ``backends`` may be a single backend, which is then the only one and the default. Without
     ``prices``, ``files`` or ``store``: the built-in prices, a reader of the settings' roots and a
-    store in memory.
+    store in memory. ``executor``: where tasks run (``executor.py``); by default here, by the runner.
 
     An exception from the body is re-raised as itself once the task group has closed, not wrapped in
     an exception group (runners never raise anything but cancellation).
@@ -380,9 +380,8 @@ async def open_registry(
         async with anyio.create_task_group() as tg:
             roster = backends if isinstance(backends, Roster) else Roster.single(backends)
             reader = files or FileReader(settings.roots, max_file_bytes=settings.max_file_bytes)
-            registry = TaskRegistry(
-                tg, settings, roster, prices or PriceTable.load(None), reader, store or MemoryStore()
-            )
+            prices = prices or PriceTable.load(None)
+            registry = TaskRegistry(tg, settings, roster, prices, reader, store or MemoryStore(), executor)
             try:
                 yield registry
             except Exception as exc:

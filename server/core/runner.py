@@ -12,33 +12,28 @@ table open a lead's siblings' gate and stop a spawn whose budget is spent.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
-from typing import Any
 from weakref import WeakKeyDictionary
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from ..backends import Backend, Traits
+from ..backends import Traits
 from ..config.pricing import PriceTable
 from ..config.settings import Settings
-from ..intake.answer_schemas import check_answer_in_worker, repair_request
 from ..intake.prepare import Intake
 from ..intake.subagent_prompt import with_dependencies
-from .errors import TaskFailure
-from .failures import InvalidOutput, crashed, dependency_failed, over_budget, timed_out
+from .attempt import attempt
+from .failures import dependency_failed, over_budget
 from .live import Live
-from .models import RetryNotice, SubagentRequest, SubagentResult, TaskError, TaskSpec
+from .models import RetryNotice, SubagentRequest, TaskSpec
 from .progress import Progress
-from .records import GroupRecord, TaskRecord
+from .records import GroupRecord, TaskRecord, new_id
 from .state import TaskState
-from .table import TaskTable
-
-logger = logging.getLogger(__name__)
+from .table import EndHook, TaskTable
 
 # How long a spawn's runners wait to start, so that the spawn's own reply is written first.
 DISPATCH_DELAY_S = 0.005
@@ -85,6 +80,9 @@ class Runner:
         return int(self._limiter.total_tokens)
 
     # --- a new spawn ------------------------------------------------------------------------------------
+
+    def task_ids(self, group_id: str, count: int) -> list[str]:
+        return [new_id("t") for _ in range(count)]
 
     def prepare(
         self, intake: Intake, records: Sequence[TaskRecord], outside: Sequence[TaskRecord] = ()
@@ -247,35 +245,24 @@ class Runner:
 
     async def _finish(self, live: Live, progress: Progress, request: SubagentRequest) -> None:
         """Call the backend within the task's timeout and end the task with what came of it."""
-        task_id, spec = live.task_id, live.planned.spec
-        try:
-            with anyio.fail_after(spec.timeout_s):
-                result, structured = await _answer(live.planned.backend, request, progress, spec)
-        except TimeoutError:
-            self._table.move(task_id, TaskState.FAILED, error=timed_out(spec, progress))
-        except InvalidOutput as invalid:
-            self._table.move(task_id, TaskState.FAILED, output=invalid.text, error=invalid.error)
-        except TaskFailure as failure:
-            error = TaskError(kind=failure.kind, message=failure.message)
-            self._table.move(task_id, TaskState.FAILED, error=error)
-        except Exception as exc:  # a backend bug must not take down the siblings or the server
-            logger.exception("task %s crashed", task_id)
-            self._table.move(task_id, TaskState.FAILED, error=crashed(exc))
-        else:
-            note = None
-            if result.stop_reason == "max_tokens":
-                note = "the answer hit max_tokens and is cut short; raise max_tokens to get all of it"
-            self._table.move(
-                task_id,
-                TaskState.COMPLETED,
-                output=result.text,
-                structured=structured,
-                stop_reason=result.stop_reason,
-                model=result.model,
-                note=note,
-            )
+        ended = await attempt(live.planned.backend, request, progress, live.planned.spec)
+        self._table.move(
+            live.task_id,
+            ended.state,
+            output=ended.output,
+            structured=ended.structured,
+            stop_reason=ended.stop_reason,
+            model=ended.model,
+            error=ended.error,
+            note=ended.note,
+        )
 
     # --- end hooks, in the order the registry gives them to the table -------------------------------
+
+    def end_hooks(self) -> tuple[EndHook, ...]:
+        # In this order: the lead's gate opens before the budget stop ends queued siblings, and a spawn is
+        # forgotten only after that.
+        return (self.let_siblings_go, self.stop_spent_spawn, self.forget_ended_spawn)
 
     def let_siblings_go(self, record: TaskRecord, group: GroupRecord, live: Live) -> None:
         """A cache-warming lead that ended without answering still lets its siblings start."""
@@ -322,29 +309,6 @@ def _dependencies(
         return [()] * len(records)
     known = {record.id: record for record in (*records, *outside)}
     return [tuple(known[task_id] for task_id in record.depends_on) for record in records]
-
-
-async def _answer(
-    backend: Backend, request: SubagentRequest, progress: Progress, spec: TaskSpec
-) -> tuple[SubagentResult, Any]:
-    """Run the backend; an answer that breaks the task's output schema gets one repair call."""
-    result = await backend.run(request, progress)
-    schema, known = spec.output_schema, spec.known_sources
-    if schema is None:
-        return result, None
-    value, problem = await check_answer_in_worker(result.text, schema, known)
-    if problem is None:
-        return result, value
-    progress.begin_repair(
-        result.text, f"the answer did not fit its output schema; asking once more ({problem})"
-    )
-    # An empty assistant turn is refused by the API: say that there was none.
-    follow_up = (result.text.strip() or "(no answer)", repair_request(problem, schema))
-    repaired = await backend.run(replace(request, follow_up=follow_up), progress)
-    value, problem = await check_answer_in_worker(repaired.text, schema, known)
-    if problem is not None:
-        raise InvalidOutput(repaired.text, problem)
-    return repaired, value
 
 
 def _warm_up(

@@ -9,7 +9,6 @@ and ``spawn_planned`` are this.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Mapping, Sequence
 
 from ..backends import Backend
@@ -21,10 +20,10 @@ from ..intake.prepare import Intake, PlannedTask, prepare, queued_bytes_hint
 from ..intake.requests import SpawnRequest
 from .callers import Caller
 from .errors import InvalidInput, RegistryClosed
+from .executor import Executor
 from .quotas import Quotas
-from .records import GroupRecord, TaskRecord
+from .records import GroupRecord, TaskRecord, new_id
 from .retries import RetryPlan
-from .runner import Runner
 from .table import TaskTable
 
 
@@ -38,7 +37,7 @@ class Spawner:
         prices: PriceTable,
         files: FileReader,
         table: TaskTable,
-        runner: Runner,
+        runner: Executor,
         quotas: Quotas,
     ) -> None:
         self._settings = settings
@@ -114,8 +113,9 @@ class Spawner:
     def _register(
         self, intake: Intake, request: SpawnRequest | None, caller: Caller, retry: RetryPlan | None = None
     ) -> tuple[GroupRecord, list[TaskRecord]]:
-        group_id, owner = _new_id("g"), caller.principal
-        records = _new_records(group_id, owner, intake, retry)
+        group_id, owner = new_id("g"), caller.principal
+        ids = self._runner.task_ids(group_id, len(intake.tasks))
+        records = _new_records(group_id, owner, intake, ids, retry)
         group = GroupRecord(
             group_id,
             [record.id for record in records],
@@ -131,14 +131,11 @@ class Spawner:
         return group, records
 
 
-def _new_id(prefix: str) -> str:
-    return f"{prefix}-{secrets.token_urlsafe(12)}"
-
-
-def _new_records(group_id: str, owner: str, intake: Intake, retry: RetryPlan | None) -> list[TaskRecord]:
+def _new_records(
+    group_id: str, owner: str, intake: Intake, ids: Sequence[str], retry: RetryPlan | None
+) -> list[TaskRecord]:
     """A spawn's records: each with the ids of the tasks it depends on, and for a retry the id it runs
     again and the tasks outside the spawn it still depends on."""
-    ids = [_new_id("t") for _ in intake.tasks]
     records: list[TaskRecord] = []
     for n, planned in enumerate(intake.tasks):
         own = planned.spec.depends_on

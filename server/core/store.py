@@ -45,6 +45,7 @@ carries out (it learns of it through its store's ``StoreHooks.cancel``).
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Reversible, Sequence
 from dataclasses import dataclass, field
@@ -235,6 +236,16 @@ class MemoryStore:
         ended, self._ending = self._ending, Ending()
         ended.task_id, ended.next = task_id, self._ending
         ended.event.set()
+
+    def interrupt(self, task_id: str, reason: str, at: float) -> None:
+        """End an unfinished task ``interrupted`` at ``at`` (monotonic), ``reason`` its note, keeping
+        what the record holds of its output: what a store that reads tasks run elsewhere does when they can
+        no longer end (the Temporal store, for a workflow that ended without them; tests, for a durable
+        store's process that died). Nothing calls it on this process's own tasks, which end through the
+        table."""
+        record = self._tasks[task_id]
+        outcome = Outcome(record.output, None, None, record.model, None, reason, record.attempts, time.time())
+        self.move(task_id, TaskState.INTERRUPTED, at, outcome)
 
     def record_usage(self, task_id: str, tokens: Tokens, cost_usd: float | None) -> None:
         record = self._tasks[task_id]

@@ -45,6 +45,9 @@ stop the server alike: every unfinished task is cancelled and every agent CLI en
 """
 
 
+_DOCTOR_CONNECT_S = 10.0  # how long doctor waits for the Temporal cluster to answer
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fanout-mcp",
@@ -74,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_token(commands.add_parser, after)
     _add_run(commands.add_parser, after)
     _add_doctor(commands.add_parser, after)
+    commands.add_parser(
+        "worker",
+        parents=[after],
+        help="run a Temporal worker of --task-queue (--executor temporal; see the README's Scale out)",
+        description="Run the group workflows and subagent activities of --task-queue on the Temporal "
+        "cluster at --temporal-address, with this machine's backends and settings, until stopped by a "
+        "signal; the tasks it runs then are given to another worker.",
+    )
     return parser
 
 
@@ -150,6 +161,11 @@ def _add_doctor(add_parser: Callable[..., argparse.ArgumentParser], after: argpa
 
 def _add_setting_flags(parser: argparse.ArgumentParser, default: Any = None) -> argparse.ArgumentParser:
     for name, option in OPTIONS.items():
+        if option.switch:
+            parser.add_argument(
+                option.flag, dest=name, action="store_const", const=True, help=option.help, default=default
+            )
+            continue
         action = "append" if name == "roots" else "store"
         parser.add_argument(
             option.flag, dest=name, action=action, metavar=option.metavar, help=option.help, default=default
@@ -168,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"fanout-mcp: {exc}", file=sys.stderr)
         return 2
-    if args.command not in ("doctor", "token") and (problem := _store_problem(settings)):
+    if args.command not in ("doctor", "token", "worker") and (problem := _store_problem(settings)):
         print(f"fanout-mcp: {problem}", file=sys.stderr)
         return 2
     if args.command is None:
@@ -183,6 +199,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     import anyio
 
+    if args.command == "worker":
+        configure_logging(settings)
+        return _worker(settings)
     if args.command == "run":
         from .run import run_command
 
@@ -241,6 +260,23 @@ def _dashboard(settings: Settings) -> tuple[Around, Callable[[str], str | None]]
     return on_loopback(dashboard, settings.dashboard_port), dashboard.group_link
 
 
+def _worker(settings: Settings) -> int:
+    import anyio
+
+    from ...server.app.worker import run_worker
+    from ...server.core.errors import BackendUnavailable
+    from .signals import Stopped, until_signalled
+
+    try:
+        anyio.run(until_signalled, lambda: run_worker(settings), backend_options=loop_options())
+    except Stopped:
+        return 0
+    except BackendUnavailable as exc:
+        print(f"fanout-mcp: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 async def _doctor(settings: Settings, try_endpoint: bool) -> int:
     from ...server.app.doctor import check  # the Anthropic SDK with it
     from ...server.core.durable import describe_store
@@ -265,7 +301,32 @@ async def _doctor(settings: Settings, try_endpoint: bool) -> int:
     from .remote import doctor_lines
 
     print("\n".join(doctor_lines(settings)))
-    return 0 if checkup.default_resolves_to is not None else 1
+    reachable = await _doctor_executor(settings)
+    return 0 if checkup.default_resolves_to is not None and reachable else 1
+
+
+async def _doctor_executor(settings: Settings) -> bool:
+    """Say where tasks run; with --executor temporal, whether the cluster answers (False if not)."""
+    if settings.executor == "embedded":
+        print("executor: embedded (tasks run in the server process)")
+        return True
+    from ...server.app.placement import require_temporal
+    from ...server.core.errors import BackendUnavailable
+
+    try:
+        require_temporal()
+    except BackendUnavailable as exc:
+        print(f"executor: temporal: {exc}")
+        return False
+    import anyio
+
+    from ...server.executors.temporal.connection import describe_cluster
+
+    reachable, said = False, f"{settings.temporal_address}: no answer within {_DOCTOR_CONNECT_S:g} s"
+    with anyio.move_on_after(_DOCTOR_CONNECT_S):
+        reachable, said = await describe_cluster(settings)
+    print(f"executor: temporal at {said}")
+    return reachable
 
 
 def configure_logging(settings: Settings) -> None:

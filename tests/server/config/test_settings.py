@@ -70,3 +70,21 @@ def test_the_working_directory_is_the_default_root_but_never_slash_or_home(
     monkeypatch.chdir(tmp_path)
     assert default_roots() == ()
     assert load_settings({}, environ={}).roots == ()
+
+
+def test_the_executor_is_embedded_unless_temporal_is_chosen_by_flag_variable_or_file(tmp_path: Path) -> None:
+    from tools.cli.main import build_parser
+
+    assert load_settings({"roots": [str(tmp_path)]}, environ={}).executor == "embedded"
+    args = build_parser().parse_args(["--executor", "temporal", "--worker", "--task-queue", "q1"])
+    flags = {name: getattr(args, name) for name in OPTIONS}
+    settings = load_settings({**flags, "roots": [str(tmp_path)]}, environ={})
+    assert (settings.executor, settings.worker, settings.task_queue) == ("temporal", True, "q1")
+    config = tmp_path / "fanout.toml"
+    config.write_text('executor = "temporal"\ntemporal_address = "10.0.0.5:7233"\nworker = true\n')
+    environ = {"FANOUT_CONFIG": str(config), "FANOUT_TEMPORAL_NAMESPACE": "fanout", "FANOUT_WORKER": "false"}
+    settings = load_settings({"roots": [str(tmp_path)]}, environ=environ)
+    assert (settings.temporal_address, settings.temporal_namespace) == ("10.0.0.5:7233", "fanout")
+    assert settings.worker is False  # the environment beats the file
+    with pytest.raises(SettingsError, match="FANOUT_EXECUTOR"):
+        load_settings({"roots": [str(tmp_path)]}, environ={"FANOUT_EXECUTOR": "celery"})

@@ -1,4 +1,5 @@
-"""depends_on: a diamond runs its middle in parallel, failures propagate, cycles are refused."""
+"""depends_on: a diamond runs its middle in parallel, failures propagate, cycles are refused; on both
+executors (``open_engine``)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ from server import (
     TaskRequest,
     TaskSink,
     TaskState,
-    open_registry,
 )
+from tests.server.engines import OpenEngine
 from tests.server.fakes import ME, ScriptedBackend
 
 MakeSettings = Callable[..., Settings]
@@ -37,7 +38,7 @@ def task_letter(request: SubagentRequest) -> str:
 
 
 async def test_a_diamond_runs_its_middle_in_parallel_and_the_join_gets_both_answers(
-    make_settings: MakeSettings,
+    make_settings: MakeSettings, open_engine: OpenEngine
 ) -> None:
     both_middle_running = anyio.Event()
     in_middle: set[str] = set()
@@ -54,7 +55,7 @@ async def test_a_diamond_runs_its_middle_in_parallel_and_the_join_gets_both_answ
         return SubagentResult(text=f"answer of {letter}", model=request.model, stop_reason="end_turn")
 
     backend = ScriptedBackend(handler)
-    async with open_registry(make_settings(), backend) as registry:
+    async with open_engine(make_settings(), backend) as registry:
         receipt = await registry.spawn(SpawnRequest(tasks=DIAMOND), caller=ME)
         ids = [t.task_id for t in receipt.tasks]
         with anyio.fail_after(5):
@@ -72,13 +73,13 @@ async def test_a_diamond_runs_its_middle_in_parallel_and_the_join_gets_both_answ
 
 
 async def test_a_failed_dependency_fails_everything_downstream_without_running_it(
-    make_settings: MakeSettings,
+    make_settings: MakeSettings, open_engine: OpenEngine
 ) -> None:
     async def handler(request: SubagentRequest, sink: TaskSink) -> SubagentResult:
         raise TaskFailure(ErrorKind.API_ERROR, "A broke")
 
     backend = ScriptedBackend(handler)
-    async with open_registry(make_settings(), backend) as registry:
+    async with open_engine(make_settings(), backend) as registry:
         receipt = await registry.spawn(SpawnRequest(tasks=DIAMOND), caller=ME)
         ids = [t.task_id for t in receipt.tasks]
         with anyio.fail_after(5):
@@ -93,7 +94,9 @@ async def test_a_failed_dependency_fails_everything_downstream_without_running_i
     assert len(backend.calls) == 1 and snaps[1].elapsed_s is None
 
 
-async def test_a_cancelled_dependency_fails_its_dependants(make_settings: MakeSettings) -> None:
+async def test_a_cancelled_dependency_fails_its_dependants(
+    make_settings: MakeSettings, open_engine: OpenEngine
+) -> None:
     gate = anyio.Event()
 
     async def handler(request: SubagentRequest, sink: TaskSink) -> SubagentResult:
@@ -101,7 +104,7 @@ async def test_a_cancelled_dependency_fails_its_dependants(make_settings: MakeSe
         return SubagentResult(text="x", model=request.model, stop_reason="end_turn")
 
     backend = ScriptedBackend(handler)
-    async with open_registry(make_settings(), backend) as registry:
+    async with open_engine(make_settings(), backend) as registry:
         receipt = await registry.spawn(SpawnRequest(tasks=DIAMOND[:2]), caller=ME)
         first, second = (t.task_id for t in receipt.tasks)
         with anyio.fail_after(5):
@@ -114,7 +117,9 @@ async def test_a_cancelled_dependency_fails_its_dependants(make_settings: MakeSe
     assert "cancelled" in snap.error.message
 
 
-async def test_independent_tasks_start_at_once_beside_a_chain(make_settings: MakeSettings) -> None:
+async def test_independent_tasks_start_at_once_beside_a_chain(
+    make_settings: MakeSettings, open_engine: OpenEngine
+) -> None:
     release = anyio.Event()
 
     async def handler(request: SubagentRequest, sink: TaskSink) -> SubagentResult:
@@ -128,7 +133,7 @@ async def test_independent_tasks_start_at_once_beside_a_chain(make_settings: Mak
         TaskRequest(task="C"),
         TaskRequest(task="D"),
     ]
-    async with open_registry(make_settings(), backend) as registry:
+    async with open_engine(make_settings(), backend) as registry:
         ids = [t.task_id for t in (await registry.spawn(SpawnRequest(tasks=tasks), caller=ME)).tasks]
         with anyio.fail_after(5):
             await backend.wait_calls(3)
@@ -165,16 +170,18 @@ async def test_independent_tasks_start_at_once_beside_a_chain(make_settings: Mak
     ],
 )
 async def test_bad_dependencies_refuse_the_whole_spawn(
-    make_settings: MakeSettings, tasks: list[TaskRequest], message: str
+    make_settings: MakeSettings, open_engine: OpenEngine, tasks: list[TaskRequest], message: str
 ) -> None:
     backend = ScriptedBackend()
-    async with open_registry(make_settings(), backend) as registry:
+    async with open_engine(make_settings(), backend) as registry:
         with pytest.raises(InvalidInput, match=message.replace("(", r"\(").replace(")", r"\)")):
             await registry.spawn(SpawnRequest(tasks=tasks), caller=ME)
         assert (await registry.list(caller=ME)).total == 0
 
 
-async def test_a_dependant_fails_as_soon_as_one_dependency_fails(make_settings: MakeSettings) -> None:
+async def test_a_dependant_fails_as_soon_as_one_dependency_fails(
+    make_settings: MakeSettings, open_engine: OpenEngine
+) -> None:
     slow = anyio.Event()
 
     async def handler(request: SubagentRequest, sink: TaskSink) -> SubagentResult:
@@ -188,7 +195,7 @@ async def test_a_dependant_fails_as_soon_as_one_dependency_fails(make_settings: 
         TaskRequest(task="B"),
         TaskRequest(task="C", depends_on=["task 1", "task 2"]),
     ]
-    async with open_registry(make_settings(), ScriptedBackend(handler)) as registry:
+    async with open_engine(make_settings(), ScriptedBackend(handler)) as registry:
         first, _, joined = (
             t.task_id for t in (await registry.spawn(SpawnRequest(tasks=tasks), caller=ME)).tasks
         )

@@ -27,6 +27,7 @@ from server import (
     open_registry,
 )
 from server.core.store import MemoryStore
+from tests.server.engines import OpenEngine
 from tests.server.fakes import ME, ScriptedBackend, gated
 
 MakeSettings = Callable[..., Settings]
@@ -92,7 +93,9 @@ async def test_a_spawn_can_ask_for_less_concurrency_than_the_server(make_setting
         assert backend.max_in_flight == 2
 
 
-async def test_a_failing_task_leaves_its_siblings_and_the_registry_alone(make_settings: MakeSettings) -> None:
+async def test_a_failing_task_leaves_its_siblings_and_the_registry_alone(
+    make_settings: MakeSettings, open_engine: OpenEngine
+) -> None:
     async def handler(request: SubagentRequest, sink: TaskSink) -> SubagentResult:
         if "part 1" in request.prompt:
             sink.append("half an answer")
@@ -102,7 +105,7 @@ async def test_a_failing_task_leaves_its_siblings_and_the_registry_alone(make_se
         return SubagentResult(text="fine", model=request.model, stop_reason="end_turn")
 
     backend = ScriptedBackend(handler)
-    async with running(backend, make_settings()) as registry:
+    async with open_engine(make_settings(), backend) as registry:
         ids = [t.task_id for t in (await registry.spawn(spawn_of(4), caller=ME)).tasks]
         with anyio.fail_after(5):
             await registry.wait(ids)
@@ -122,9 +125,11 @@ async def test_a_failing_task_leaves_its_siblings_and_the_registry_alone(make_se
         assert registry.snapshot(again.tasks[0].task_id, caller=ME).state is TaskState.COMPLETED
 
 
-async def test_a_task_that_overruns_its_timeout_fails_as_timeout(make_settings: MakeSettings) -> None:
+async def test_a_task_that_overruns_its_timeout_fails_as_timeout(
+    make_settings: MakeSettings, open_engine: OpenEngine
+) -> None:
     backend = ScriptedBackend(gated(anyio.Event(), text="never"))  # the gate never opens
-    async with running(backend, make_settings()) as registry:
+    async with open_engine(make_settings(), backend) as registry:
         request = SpawnRequest(tasks=[TaskRequest(task="slow", timeout_s=0.05)])
         task_id = (await registry.spawn(request, caller=ME)).tasks[0].task_id
         with anyio.fail_after(5):
@@ -373,7 +378,9 @@ async def test_ids_are_unguessable_and_url_safe(make_settings: MakeSettings) -> 
         assert all(c.isalnum() or c in "-_" for c in token)
 
 
-async def test_usage_and_cost_add_up_across_attempts(make_settings: MakeSettings) -> None:
+async def test_usage_and_cost_add_up_across_attempts(
+    make_settings: MakeSettings, open_engine: OpenEngine
+) -> None:
     from server import Tokens
 
     async def handler(request: SubagentRequest, sink: TaskSink) -> SubagentResult:
@@ -384,7 +391,7 @@ async def test_usage_and_cost_add_up_across_attempts(make_settings: MakeSettings
         )
         return SubagentResult(text="ok", model="claude-sonnet-5-5", stop_reason="end_turn")
 
-    async with running(ScriptedBackend(handler), make_settings()) as registry:
+    async with open_engine(make_settings(), ScriptedBackend(handler)) as registry:
         task_id = (await registry.spawn(spawn_of(1), caller=ME)).tasks[0].task_id
         with anyio.fail_after(5):
             await registry.wait([task_id])
@@ -399,14 +406,14 @@ async def test_usage_and_cost_add_up_across_attempts(make_settings: MakeSettings
     assert snap.usage.cost_usd == pytest.approx(expected)
 
 
-async def test_unknown_model_has_unknown_cost(make_settings: MakeSettings) -> None:
+async def test_unknown_model_has_unknown_cost(make_settings: MakeSettings, open_engine: OpenEngine) -> None:
     from server import Tokens
 
     async def handler(request: SubagentRequest, sink: TaskSink) -> SubagentResult:
         sink.add_usage("some-other-model", Tokens(input_tokens=10, output_tokens=10))
         return SubagentResult(text="ok", model="some-other-model", stop_reason="end_turn")
 
-    async with running(ScriptedBackend(handler), make_settings()) as registry:
+    async with open_engine(make_settings(), ScriptedBackend(handler)) as registry:
         task_id = (await registry.spawn(spawn_of(1), caller=ME)).tasks[0].task_id
         with anyio.fail_after(5):
             await registry.wait([task_id])
@@ -414,11 +421,13 @@ async def test_unknown_model_has_unknown_cost(make_settings: MakeSettings) -> No
         assert registry.usage([task_id]).cost_usd is None
 
 
-async def test_an_answer_cut_by_max_tokens_says_so(make_settings: MakeSettings) -> None:
+async def test_an_answer_cut_by_max_tokens_says_so(
+    make_settings: MakeSettings, open_engine: OpenEngine
+) -> None:
     async def handler(request: SubagentRequest, sink: TaskSink) -> SubagentResult:
         return SubagentResult(text="cut", model=request.model, stop_reason="max_tokens")
 
-    async with running(ScriptedBackend(handler), make_settings()) as registry:
+    async with open_engine(make_settings(), ScriptedBackend(handler)) as registry:
         task_id = (await registry.spawn(spawn_of(1), caller=ME)).tasks[0].task_id
         with anyio.fail_after(5):
             await registry.wait([task_id])
@@ -464,14 +473,14 @@ async def test_an_error_in_the_body_comes_out_as_itself_not_as_an_exception_grou
 
 
 async def test_running_out_of_time_while_rate_limited_fails_as_rate_limited(
-    make_settings: MakeSettings,
+    make_settings: MakeSettings, open_engine: OpenEngine
 ) -> None:
     async def handler(request: SubagentRequest, sink: TaskSink) -> SubagentResult:
         sink.restart("rate limited (429); retrying in 1.0 s (attempt 2)", ErrorKind.RATE_LIMITED)
         await anyio.Event().wait()  # still waiting on the provider when the time runs out
         raise AssertionError("unreachable")
 
-    async with running(ScriptedBackend(handler), make_settings()) as registry:
+    async with open_engine(make_settings(), ScriptedBackend(handler)) as registry:
         request = SpawnRequest(tasks=[TaskRequest(task="x", timeout_s=0.05)])
         task_id = (await registry.spawn(request, caller=ME)).tasks[0].task_id
         with anyio.fail_after(5):

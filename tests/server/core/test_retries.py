@@ -29,7 +29,6 @@ from server import (
 )
 from server.core.records import from_json, group_from_json, to_json
 from server.core.store import MemoryStore, Outcome
-from tests.server.core.interrupting import interrupt
 from tests.server.fakes import ScriptedBackend
 
 MakeSettings = Callable[..., Settings]
@@ -253,9 +252,9 @@ def reopened(store: MemoryStore, group_id: str, partial: dict[str, str]) -> Memo
         elif record.id in partial:
             again.move(record.id, TaskState.RUNNING, 0.0)
             record.output = partial[record.id]
-            interrupt(again, record.id, "its server process ended", 2.0)
+            again.interrupt(record.id, "its server process ended", 2.0)
         else:
-            interrupt(again, record.id, "its server process ended", 2.0)
+            again.interrupt(record.id, "its server process ended", 2.0)
     return again
 
 

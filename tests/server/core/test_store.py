@@ -6,7 +6,6 @@ from server import TaskState, Tokens
 from server.core.models import TaskSpec
 from server.core.records import GroupRecord, TaskRecord
 from server.core.store import MemoryStore, Outcome, TaskStore
-from tests.server.core.interrupting import interrupt
 
 
 def spec(index: int) -> TaskSpec:
@@ -108,7 +107,7 @@ def test_an_owners_tally_and_newest_hold_only_its_tasks_and_go_with_its_last_one
     assert dict(store.tally(owner="bob")) == dict.fromkeys(TaskState, 0)
 
 
-def test_a_task_moved_to_interrupted_keeps_what_it_holds_with_its_reason_and_its_end_raised() -> None:
+def test_an_interrupted_task_ends_with_what_it_holds_its_reason_and_its_end_raised() -> None:
     store = MemoryStore()
     queued, running = spawn(store, "g", 2)
     store.move(running, TaskState.RUNNING, 1.0)
@@ -117,8 +116,8 @@ def test_a_task_moved_to_interrupted_keeps_what_it_holds_with_its_reason_and_its
     record.output = "half an ans"  # what a durable store flushed of a running task's partial answer
     node = store.ending
 
-    interrupt(store, running, "its server process (pid 4242) ended", 5.0)
-    interrupt(store, queued, "its server process (pid 4242) ended", 5.0)
+    store.interrupt(running, "its server process (pid 4242) ended", 5.0)
+    store.interrupt(queued, "its server process (pid 4242) ended", 5.0)
 
     for task_id, output in ((running, "half an ans"), (queued, None)):
         ended = store.task(task_id)

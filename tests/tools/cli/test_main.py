@@ -24,6 +24,7 @@ from server import OPTIONS
 from tests.answers import finding, reply, synthesis
 from tests.fake_api import FakeApi
 from tests.server.backends import fake_clis
+from tests.temporal_dev import DevServer
 from tests.tools.served import as_nobody, command_line, env_for, read_until, running, served
 
 REPO = Path(__file__).resolve().parents[3]
@@ -433,3 +434,21 @@ async def test_run_on_a_terminal_shows_a_live_table_and_the_retry_and_end_lines(
     text = shown.decode(errors="replace")
     assert "[retry] flaky: overloaded (529); retrying in 1.0 s (attempt 2)" in text, text
     assert "tokens in/out" in text and "0/1 done, 1 running, 0 queued" in text, text  # the live table
+
+
+def test_doctor_with_the_temporal_executor_says_whether_the_cluster_answers_and_how_many_workers_poll(
+    fake_api: FakeApi, temporal_server: DevServer, tmp_path: Path
+) -> None:
+    env = script_env(fake_api)
+    queue = ["--executor", "temporal", "--task-queue", f"doctor-{os.getpid()}"]
+    done = run_script("doctor", *queue, "--temporal-address", temporal_server.address, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"executor: temporal at {temporal_server.address}, namespace default" in done.stdout
+    assert "reachable, but no worker polls the task queue" in done.stdout
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{unused.getsockname()[1]}"
+    done = run_script("doctor", *queue, "--temporal-address", closed, env=env, cwd=tmp_path)
+    assert done.returncode == 1
+    assert f"cannot reach Temporal at {closed}" in done.stdout
+    assert "executor: embedded" in run_script("doctor", env=env, cwd=tmp_path).stdout

@@ -1,0 +1,107 @@
+"""The activity: one task's subagent call, on a worker, with the worker's backends and settings.
+
+It runs the call as the embedded runner does (``core/attempt.py``) and heartbeats every
+``BEAT_EVERY_S`` what the task has said so far (``codec.beat``). A cancel from the workflow arrives at a
+heartbeat as cancellation: the task ends cancelled with what it has. A worker that shuts down lets its
+activities go instead (they are retried on another worker), and one retried after its worker died
+starts from the dead attempt's last heartbeat: its usage and tries go on counting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from dataclasses import replace
+
+import anyio
+from temporalio import activity
+from temporalio.converter import value_to_type
+
+from ...backends.roster import Roster
+from ...config.pricing import PriceTable
+from ...core.attempt import Ended, attempt
+from ...core.models import RetryNotice, TaskError
+from ...core.progress import Progress
+from ...core.records import Spend
+from ...core.state import ErrorKind, TaskState
+from ...intake.subagent_prompt import with_dependencies
+from . import codec, wire
+
+logger = logging.getLogger(__name__)
+
+BEAT_EVERY_S = 0.5
+
+
+class SubagentActivities:
+    """The worker's activity, over its backends and prices."""
+
+    def __init__(self, roster: Roster, prices: PriceTable) -> None:
+        self._roster = roster
+        self._prices = prices
+
+    @activity.defn(name=wire.ACTIVITY)
+    async def run_subagent(self, call: wire.SubagentCall) -> wire.TaskEnd:
+        spec, request = codec.spec_of(call.spec_json), codec.request_of(call.request_json)
+        if call.answers:
+            answers = [(task_id, label, answer) for task_id, label, answer in call.answers]
+            request = replace(
+                request, prompt=with_dependencies(request.prompt, answers, call.dependency_chars)
+            )
+        earlier = _earlier_attempt()
+        spend = codec.spend_of(earlier.spend)
+        progress = Progress(
+            call.task_id,
+            call.group_id,
+            call.label,
+            prices=self._prices,
+            record_usage=lambda _task_id, tokens, cost: spend.add(tokens, cost),
+            on_retry=_log_retry,
+        )
+        try:
+            backend = self._roster.get(spec.backend)
+        except KeyError:
+            message = f"backend {spec.backend!r} is not configured on the worker that took the task"
+            error = TaskError(kind=ErrorKind.BACKEND_UNAVAILABLE, message=message)
+            return codec.task_end(Ended(TaskState.FAILED, error=error), progress, spend, earlier.attempts)
+        try:
+            ended = await _beating(
+                attempt(backend, request, progress, spec), progress, spend, earlier.attempts
+            )
+        except asyncio.CancelledError:
+            if activity.is_worker_shutdown():
+                raise  # not the task's end: another worker runs it again
+            ended = Ended(TaskState.CANCELLED)
+        finally:
+            progress.close()
+        return codec.task_end(ended, progress, spend, earlier.attempts)
+
+
+def _earlier_attempt() -> wire.Beat:
+    """What an earlier attempt of this activity (on a worker that died) last heartbeat; its tries
+    counted as done (the attempts of a beat count the one running then)."""
+    details = activity.info().heartbeat_details  # decoded as JSON values: no type was given
+    if not details:
+        return wire.Beat(attempts=0)
+    return value_to_type(wire.Beat, details[-1])
+
+
+async def _beating(call: Awaitable[Ended], progress: Progress, spend: Spend, earlier_attempts: int) -> Ended:
+    """``call``'s end, heartbeating while it runs."""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_beat, progress, spend, earlier_attempts)
+        try:
+            return await call
+        finally:
+            tg.cancel_scope.cancel()
+    raise AssertionError("unreachable: the task group raises or the call returned")
+
+
+async def _beat(progress: Progress, spend: Spend, earlier_attempts: int) -> None:
+    while True:
+        activity.heartbeat(codec.beat(progress, spend, earlier_attempts))
+        await anyio.sleep(BEAT_EVERY_S)
+
+
+def _log_retry(notice: RetryNotice) -> None:
+    logger.info("task %s (%s) tries again: %s", notice.task_id, notice.label, notice.note)

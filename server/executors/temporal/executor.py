@@ -1,0 +1,106 @@
+"""The Temporal executor: a spawn becomes a workflow's input, staged with the store, which starts the
+workflow when the spawn is saved (``store.flush``). It keeps no task here: the table gets no live part,
+so every read and cancel of the spawn's tasks goes through the store (see the package)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+import anyio.abc
+
+from ...config.pricing import PriceTable
+from ...config.settings import Settings
+from ...core.errors import BackendUnavailable, InvalidInput
+from ...core.live import Live
+from ...core.models import RetryNotice
+from ...core.records import TaskRecord
+from ...core.state import TaskState
+from ...core.table import EndHook, TaskTable
+from ...intake.prepare import Intake, PlannedTask
+from . import codec, wire
+from .store import TemporalStore
+
+#: backends bound to this front end's client connection: no worker can run them
+_HERE_ONLY = frozenset({"sampling"})
+
+
+class TemporalExecutor:
+    """Stages each spawn's workflow input with the store (an ``Executor``, ``core/executor.py``)."""
+
+    def __init__(
+        self,
+        store: TemporalStore,
+        task_group: anyio.abc.TaskGroup,
+        table: TaskTable,
+        settings: Settings,
+        prices: PriceTable,
+        on_retry: Callable[[RetryNotice], None],
+    ) -> None:
+        self._store = store
+        self._settings = settings
+        self.shutting_down = False
+
+    @property
+    def capacity(self) -> int:
+        return self._settings.max_concurrency
+
+    def task_ids(self, group_id: str, count: int) -> list[str]:
+        return wire.task_ids(group_id, count)
+
+    def prepare(
+        self, intake: Intake, records: Sequence[TaskRecord], outside: Sequence[TaskRecord]
+    ) -> list[Live]:
+        """Stage the spawn's workflow input; no task of it runs here.
+
+        Raises:
+            BackendUnavailable: a task's backend runs only here (sampling), or it is an edit task.
+            InvalidInput: a retried task depends on a task outside the retry that has not completed.
+        """
+        answers = {dep.id: [dep.id, dep.spec.label, dep.output or ""] for dep in outside}
+        if any(dep.state is not TaskState.COMPLETED for dep in outside):
+            raise InvalidInput(
+                "with --executor temporal a retried task can depend only on completed tasks outside the "
+                "retry; retry those it depends on together with it"
+            )
+        calls = [
+            _call(record, planned, answers) for record, planned in zip(records, intake.tasks, strict=True)
+        ]
+        owner = records[0].owner if records else ""
+        spawn = wire.GroupSpawn(
+            records[0].group_id if records else "",
+            owner,
+            calls,
+            intake.max_concurrency,
+            intake.budget_usd,
+            self._settings.synthesis_input_chars,
+        )
+        self._store.stage(spawn)
+        return []
+
+    def start(self, group_id: str, lives: Sequence[Live], max_concurrency: int | None) -> None:
+        """Nothing to start here: ``store.flush`` starts the workflow."""
+
+    def saved(self, group_id: str) -> None:
+        """The workflow has started (or failed to, and the spawn said so)."""
+
+    def end_hooks(self) -> tuple[EndHook, ...]:
+        return ()  # no task ends here: the workflow keeps the budget and the dependencies
+
+
+def _call(record: TaskRecord, planned: PlannedTask, outside: dict[str, list[str]]) -> wire.TaskCall:
+    spec = planned.spec
+    if spec.backend in _HERE_ONLY or planned.request.edit:
+        what = "an edit task" if planned.request.edit else f"backend {spec.backend!r}"
+        raise BackendUnavailable(f"{what} cannot run with --executor temporal: workers run tasks elsewhere")
+    request = replace(planned.request, prompt=planned.write_prompt())
+    own = [dep for dep in record.depends_on if dep not in outside]
+    return wire.TaskCall(
+        record.id,
+        spec.label,
+        spec.timeout_s,
+        own,
+        codec.spec_json(spec),
+        codec.request_json(request),
+        [outside[dep] for dep in record.depends_on if dep in outside],
+    )

@@ -1,0 +1,187 @@
+"""The workflow of one spawn: its tasks in dependency order, each an activity, within the spawn's
+``max_concurrency`` and budget; cancellable task by task (the ``cancel`` signal); readable at any time
+(the ``view`` query). Its code runs in Temporal's workflow sandbox: deterministic, time from
+``workflow.now``, nothing imported but what is passed through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from ...core.failures import dependency_failed_message, over_budget_message
+    from ...core.state import ErrorKind, TaskState
+    from .wire import (
+        ACTIVITY,
+        WORKFLOW,
+        CancelRequest,
+        GroupSpawn,
+        GroupView,
+        SubagentCall,
+        TaskCall,
+        TaskEnd,
+        TaskView,
+    )
+
+#: how long a worker may go without a heartbeat (it beats every ``activities.BEAT_EVERY_S``) before its
+#: activity is given to another worker
+HEARTBEAT_TIMEOUT_S = 10.0
+#: tries of an activity on workers: more only when a worker died or shut down while it ran (a task's own
+#: failures are its end, not an activity failure)
+WORKER_ATTEMPTS = 5
+#: what the activity may take beyond the task's own timeout, which it keeps itself
+_GRACE = timedelta(seconds=60)
+_BUDGET_NOTE = "not started: the spawn's budget was spent"
+
+
+@workflow.defn(name=WORKFLOW)
+class FanoutGroup:
+    """One spawn (see the module)."""
+
+    @workflow.init
+    def __init__(self, spawn: GroupSpawn) -> None:
+        self._spawn = spawn
+        self._calls = {call.task_id: call for call in spawn.tasks}
+        self._views = {call.task_id: TaskView(call.task_id, TaskState.QUEUED.value) for call in spawn.tasks}
+        self._cancel_notes: dict[str, str] = {}
+        self._running: dict[str, workflow.ActivityHandle[TaskEnd]] = {}
+        limit = spawn.max_concurrency
+        self._slots = asyncio.Semaphore(limit) if limit else None
+
+    @workflow.run
+    async def run(self, spawn: GroupSpawn) -> GroupView:
+        await asyncio.gather(*(self._run_task(call) for call in spawn.tasks))
+        return self.view(True)  # with the specs: a front end that never saw the group reads it whole
+
+    @workflow.query
+    def view(self, with_specs: bool) -> GroupView:
+        tasks = self._views.values()
+        if with_specs:
+            tasks = [self._with_spec(view) for view in tasks]
+        return GroupView(self._spawn.group_id, self._spawn.owner, self._spawn.budget_usd, list(tasks))
+
+    @workflow.signal
+    def cancel(self, request: CancelRequest) -> None:
+        for task_id in request.task_ids:
+            view = self._views.get(task_id)
+            if view is None or view.end is not None or task_id in self._cancel_notes:
+                continue
+            self._cancel_notes[task_id] = request.reason
+            handle = self._running.get(task_id)
+            if handle is not None:
+                handle.cancel()  # the activity ends the task cancelled, with what it has
+            elif view.state == TaskState.QUEUED.value:
+                self._end(task_id, TaskEnd(TaskState.CANCELLED.value, note=request.reason))
+
+    # --- one task -----------------------------------------------------------------------------------------
+
+    async def _run_task(self, call: TaskCall) -> None:
+        task_id = call.task_id
+        # Its turn comes when every dependency completed, or as soon as one ended without an answer.
+        await workflow.wait_condition(
+            lambda: (
+                self._ended(task_id)
+                or all(self._ended(dep) for dep in call.depends_on)
+                or any(self._ended(dep) and not self._completed(dep) for dep in call.depends_on)
+            )
+        )
+        if self._ended(task_id) or self._failed_dependency(call):
+            return
+        async with self._slots or contextlib.nullcontext():
+            if self._ended(task_id) or self._budget_stop(task_id):
+                return
+            view = self._views[task_id]
+            view.state, view.started_at = TaskState.RUNNING.value, workflow.now().timestamp()
+            self._end(task_id, await self._call(call))
+
+    async def _call(self, call: TaskCall) -> TaskEnd:
+        answers = [*call.outside_answers]
+        for dep in call.depends_on:
+            end = self._views[dep].end
+            answers.append([dep, self._calls[dep].label, (end.output if end else None) or ""])
+        spawn = self._spawn
+        handle = workflow.start_activity(
+            ACTIVITY,
+            SubagentCall(
+                call.task_id,
+                spawn.group_id,
+                call.label,
+                call.spec_json,
+                call.request_json,
+                answers,
+                spawn.dependency_chars,
+            ),
+            result_type=TaskEnd,
+            activity_id=call.task_id,
+            start_to_close_timeout=timedelta(seconds=call.timeout_s) + _GRACE,
+            heartbeat_timeout=timedelta(seconds=HEARTBEAT_TIMEOUT_S),
+            retry_policy=RetryPolicy(maximum_attempts=WORKER_ATTEMPTS),
+            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        )
+        self._running[call.task_id] = handle
+        try:
+            end = await handle
+        except ActivityError as err:
+            note = self._cancel_notes.get(call.task_id)
+            if note is not None:
+                return TaskEnd(TaskState.CANCELLED.value, note=note)
+            message = f"internal error in fanout-mcp: no worker could run the task ({err.cause or err})"
+            return TaskEnd(TaskState.FAILED.value, error_kind=ErrorKind.INTERNAL.value, error_message=message)
+        finally:
+            del self._running[call.task_id]
+        if end.state == TaskState.CANCELLED.value:
+            end.note = self._cancel_notes.get(call.task_id, end.note)
+        return end
+
+    def _failed_dependency(self, call: TaskCall) -> bool:
+        """Fail the task if a task it depends on ended without an answer (True)."""
+        for dep in call.depends_on:
+            view = self._views[dep]
+            end = view.end
+            if end is None or view.state == TaskState.COMPLETED.value:
+                continue
+            why = end.error_message or end.note or view.state
+            message = dependency_failed_message(self._calls[dep].label, dep, view.state, why)
+            kind = ErrorKind.DEPENDENCY_FAILED.value
+            self._end(call.task_id, TaskEnd(TaskState.FAILED.value, error_kind=kind, error_message=message))
+            return True
+        return False
+
+    def _budget_stop(self, task_id: str) -> bool:
+        """End the task unstarted if the spawn's budget is spent (True)."""
+        budget = self._spawn.budget_usd
+        spent = sum(view.end.spend.cost_usd or 0.0 for view in self._views.values() if view.end is not None)
+        if budget is None or spent < budget:
+            return False
+        kind, message = ErrorKind.BUDGET_EXCEEDED.value, over_budget_message(budget, spent)
+        end = TaskEnd(TaskState.CANCELLED.value, note=_BUDGET_NOTE, error_kind=kind, error_message=message)
+        self._end(task_id, end)
+        return True
+
+    def _ended(self, task_id: str) -> bool:
+        return self._views[task_id].end is not None
+
+    def _completed(self, task_id: str) -> bool:
+        return self._views[task_id].state == TaskState.COMPLETED.value
+
+    def _end(self, task_id: str, end: TaskEnd) -> None:
+        view = self._views[task_id]
+        view.state, view.end, view.ended_at = end.state, end, workflow.now().timestamp()
+
+    def _with_spec(self, view: TaskView) -> TaskView:
+        call = self._calls[view.task_id]
+        return TaskView(
+            view.task_id,
+            view.state,
+            view.started_at,
+            view.ended_at,
+            view.end,
+            call.spec_json,
+            list(call.depends_on),
+        )

@@ -1,0 +1,119 @@
+"""``fanout-mcp worker``: worker processes of the installed script on a real Temporal dev server run
+what front ends spawn, the installed server over stdio with the real MCP client among them, and a
+worker killed mid-task loses nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Generator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+from mcp import Client, StdioServerParameters
+
+from server import Caller, SpawnRequest, TaskRequest, TaskState
+from server.app.runtime import open_runtime
+from server.config.settings import load_settings
+from tests.fake_api import FakeApi
+from tests.temporal_dev import DevServer
+
+SCRIPT = Path(sys.executable).with_name("fanout-mcp")
+ME = Caller.local()
+
+
+def script_env(fake: FakeApi) -> dict[str, str]:
+    return {
+        "ANTHROPIC_BASE_URL": fake.base_url,
+        "ANTHROPIC_API_KEY": "test-key",
+        "HOME": os.environ["HOME"],  # the fixture's empty home: no credentials on disk
+        "PATH": os.environ.get("PATH", ""),
+    }
+
+
+def on_queue(server: DevServer, root: Path) -> list[str]:
+    """The flags of a front end or worker on the dev server, on a task queue of its test's own."""
+    queue = f"test-{uuid.uuid4().hex[:12]}"
+    return ["--executor", "temporal", "--temporal-address", server.address, "--task-queue", queue, "--store",
+            "memory", "--root", str(root)]  # fmt: skip
+
+
+@contextmanager
+def worker(flags: list[str], env: dict[str, str]) -> Generator[subprocess.Popen[bytes]]:
+    """A worker process, stopped with SIGTERM (or found killed) at the end."""
+    process = subprocess.Popen([str(SCRIPT), "worker", *flags], env=env, stderr=subprocess.DEVNULL)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) in (0, -signal.SIGKILL)
+
+
+def tasks_of(result: Any) -> dict[str, dict[str, Any]]:
+    return {view["task_id"]: view for view in result.structured_content["tasks"]}
+
+
+async def test_a_group_spawned_over_stdio_on_one_front_end_is_read_and_cancelled_on_another(
+    fake_api: FakeApi, temporal_server: DevServer, tmp_path: Path
+) -> None:
+    flags, env = on_queue(temporal_server, tmp_path), script_env(fake_api)
+    params = StdioServerParameters(command=str(SCRIPT), args=flags, env=env)
+    with worker(flags, env), anyio.fail_after(120):
+        async with Client(params) as one, Client(params) as two:
+            spawned: Any = await one.call_tool(
+                "spawn_parallel",
+                {
+                    "tasks": [
+                        {"task": "[[hold]] a long one", "label": "long"},
+                        {"task": "[[reply:short answer]]"},
+                    ]
+                },
+            )
+            group_id, ids = spawned.structured_content["group_id"], spawned.structured_content["task_ids"]
+            short = tasks_of(await two.call_tool("task_output", {"task_ids": ids[1:], "wait_s": 30}))
+            assert (short[ids[1]]["state"], short[ids[1]]["output"]) == ("completed", "short answer")
+            assert await anyio.to_thread.run_sync(fake_api.wait_held, 1, 30)
+            await two.call_tool("cancel_tasks", {"task_ids": ids[:1]})
+            ended: Any = await one.call_tool("task_output", {"group_id": group_id, "wait_s": 30})
+            assert ended.structured_content["done"]
+            views = tasks_of(ended)
+            assert [views[i]["state"] for i in ids] == ["cancelled", "completed"]
+            assert views[ids[0]]["note"] == "cancelled by cancel_tasks"
+
+
+async def test_a_worker_killed_mid_task_has_the_task_finished_once_by_another(
+    fake_api: FakeApi, temporal_server: DevServer, tmp_path: Path
+) -> None:
+    flags, env = on_queue(temporal_server, tmp_path), script_env(fake_api)
+    settings = load_settings({}, environ={**_as_environment(flags), "FANOUT_ROOTS": str(tmp_path)})
+    with worker(flags, env) as first, anyio.fail_after(120):
+        async with open_runtime(settings) as front:
+            spawn = SpawnRequest(tasks=[TaskRequest(task="[[hold:after=1]] [[reply:the whole answer]]")])
+            task_id = (await front.registry.spawn(spawn, caller=ME)).tasks[0].task_id
+            assert await anyio.to_thread.run_sync(fake_api.wait_held, 1, 30)
+            first.kill()  # SIGKILL: no goodbye to Temporal, whose heartbeat timeout finds out
+            first.wait()
+            fake_api.release()
+            with worker(flags, env):
+                await front.registry.wait([task_id])
+                await front.registry.select([task_id], None, caller=ME)
+            snap = front.registry.snapshot(task_id, caller=ME)
+    assert (snap.state, snap.output, snap.attempts) == (TaskState.COMPLETED, "the whole answer", 2)
+    assert len([r for r in fake_api.requests if r.path == "/v1/messages"]) == 2
+
+
+def _as_environment(flags: list[str]) -> dict[str, str]:
+    """The settings of ``on_queue``'s flags as the environment gives them."""
+    pairs = dict(zip(flags[::2], flags[1::2], strict=True))
+    return {
+        "FANOUT_EXECUTOR": pairs["--executor"],
+        "FANOUT_TEMPORAL_ADDRESS": pairs["--temporal-address"],
+        "FANOUT_TASK_QUEUE": pairs["--task-queue"],
+        "FANOUT_STORE": pairs["--store"],
+    }
