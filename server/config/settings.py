@@ -33,13 +33,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from .commands import DEFAULTABLE, PRESETS, RESERVED, CommandSpec
 from .distributed import DISTRIBUTED_OPTIONS, DistributedSettings
 from .file import ConfigError, read_config
 from .option import Option
 from .pricing import PriceTable
+from .problems import describe_problems
 from .remote import REMOTE_OPTIONS, RemoteSettings
 from .worktrees import WORKTREE_OPTIONS, WorktreeSettings, check_commands, comma_separated
 
@@ -369,37 +370,4 @@ def load_settings(overrides: Mapping[str, Any], environ: Mapping[str, str] | Non
     try:
         return Settings(**{**from_file, **from_env, **from_flags})
     except ValidationError as exc:
-        raise SettingsError(_describe(exc, sources, config_path)) from None
-
-
-def _describe(exc: ValidationError, sources: Mapping[str, str], config_path: Any) -> str:
-    problems: list[str] = []
-    for err in exc.errors():
-        name = str(err["loc"][0]) if err["loc"] else "settings"
-        option = OPTIONS.get(name)
-        source = sources.get(name)
-        if source == "flag" and option is not None:
-            where = option.flag
-        elif source == "env" and option is not None:
-            where = option.env
-        elif source == "file" or name == "commands":
-            path = ".".join(str(part) for part in err["loc"])
-            where = f"{config_path}: {path}"
-        else:
-            where = name
-        shown = f" (got {_shown(err.get('input'))})" if _may_show(err["loc"], err.get("input")) else ""
-        problems.append(f"{where}: {err['msg']}{shown}")
-    return "invalid configuration: " + "; ".join(problems)
-
-
-def _may_show(loc: tuple[int | str, ...], value: Any) -> bool:
-    """Whether an invalid input can be echoed: a command's ``env`` may hold secrets (API keys), and
-    whole tables of commands hold their ``env``; the error goes to stderr, which clients keep in logs."""
-    if not loc or loc[0] != "commands":
-        return True
-    return "env" not in loc and not isinstance(value, Mapping | BaseModel)
-
-
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 200 else text[:200] + "..."
+        raise SettingsError(describe_problems(exc, sources, config_path, OPTIONS)) from None

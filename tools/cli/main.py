@@ -176,19 +176,30 @@ def _add_setting_flags(parser: argparse.ArgumentParser, default: Any = None) -> 
 def main(argv: Sequence[str] | None = None) -> int:
     seal()  # before anything can start a subagent: none may read this process's key or memory
     args = build_parser().parse_args(argv)
-    overrides = {name: getattr(args, name, None) for name in OPTIONS}
-    if args.dashboard and overrides["dashboard_port"] is None:
-        overrides["dashboard_port"] = 0
-    try:
-        settings = load_settings(overrides)
-    except SettingsError as exc:
-        print(f"fanout-mcp: {exc}", file=sys.stderr)
+    settings = _settings_of(args)
+    if settings is None:
         return 2
     if args.command not in ("doctor", "token", "worker") and (problem := _store_problem(settings)):
         print(f"fanout-mcp: {problem}", file=sys.stderr)
         return 2
     if args.command is None:
         return _serve(settings)
+    return _command(args, settings)
+
+
+def _settings_of(args: argparse.Namespace) -> Settings | None:
+    """The settings the flags, environment and file make; None once a bad one is said on stderr."""
+    overrides = {name: getattr(args, name, None) for name in OPTIONS}
+    if args.dashboard and overrides["dashboard_port"] is None:
+        overrides["dashboard_port"] = 0
+    try:
+        return load_settings(overrides)
+    except SettingsError as exc:
+        print(f"fanout-mcp: {exc}", file=sys.stderr)
+        return None
+
+
+def _command(args: argparse.Namespace, settings: Settings) -> int:
     if args.command in ("serve", "token"):
         from .remote import serve_command, token_command
 
