@@ -9,9 +9,10 @@ those workers too, so that one replica is complete.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Final, Literal
+from pathlib import Path
+from typing import Annotated, Final, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .option import Option
 
@@ -28,6 +29,25 @@ class DistributedSettings(BaseModel):
     temporal_namespace: Annotated[str, Field(min_length=1)] = "default"
     task_queue: Annotated[str, Field(min_length=1)] = "fanout-mcp"
     worker: bool = False
+    temporal_tls: bool = False  #: TLS with the system's roots (implied by the three files and the key)
+    temporal_tls_ca: Path | None = None  #: the cluster's CA certificate (PEM), when not a public one
+    temporal_tls_cert: Path | None = None  #: this process's client certificate (mTLS), with its key
+    temporal_tls_key: Path | None = None
+    temporal_api_key_file: Path | None = None  #: a file holding the API key (Temporal Cloud)
+
+    @model_validator(mode="after")
+    def _files_usable(self) -> Self:
+        if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):
+            raise ValueError("--temporal-tls-cert and --temporal-tls-key go together: give both or neither")
+        for path in (
+            self.temporal_tls_ca,
+            self.temporal_tls_cert,
+            self.temporal_tls_key,
+            self.temporal_api_key_file,
+        ):
+            if path is not None and not path.is_file():
+                raise ValueError(f"{path} is not a readable file")
+        return self
 
 
 DISTRIBUTED_OPTIONS: Final[Mapping[str, Option]] = {
@@ -62,5 +82,38 @@ DISTRIBUTED_OPTIONS: Final[Mapping[str, Option]] = {
         "--executor temporal: this server is also a worker of --task-queue, so one replica is complete "
         "(a switch; true or false in the environment and the file) (default: off)",
         switch=True,
+    ),
+    "temporal_tls": Option(
+        "--temporal-tls",
+        "FANOUT_TEMPORAL_TLS",
+        "--executor temporal: connect with TLS, trusting the system's roots (a switch; implied by the "
+        "TLS files and the API key) (default: off: plaintext, as a dev server speaks)",
+        switch=True,
+    ),
+    "temporal_tls_ca": Option(
+        "--temporal-tls-ca",
+        "FANOUT_TEMPORAL_TLS_CA",
+        "--executor temporal: the cluster's CA certificate (PEM) to trust instead of the system's roots",
+        metavar="FILE",
+    ),
+    "temporal_tls_cert": Option(
+        "--temporal-tls-cert",
+        "FANOUT_TEMPORAL_TLS_CERT",
+        "--executor temporal: this process's client certificate (PEM) for mutual TLS, with "
+        "--temporal-tls-key",
+        metavar="FILE",
+    ),
+    "temporal_tls_key": Option(
+        "--temporal-tls-key",
+        "FANOUT_TEMPORAL_TLS_KEY",
+        "--executor temporal: the private key (PEM) of --temporal-tls-cert",
+        metavar="FILE",
+    ),
+    "temporal_api_key_file": Option(
+        "--temporal-api-key-file",
+        "FANOUT_TEMPORAL_API_KEY_FILE",
+        "--executor temporal: file holding the cluster's API key (Temporal Cloud), sent as a bearer token "
+        "over TLS; a file, so that no process listing or log shows it",
+        metavar="FILE",
     ),
 }

@@ -40,10 +40,12 @@ Design (issue 17; this is the first step, what is not done yet is listed at the 
 
 A model synthesis's key (a digest) is the search attribute ``FanoutSynthesis`` of its group, so a front
 end asked for the same synthesis picks it up (``recall_synthesis``) instead of starting another.
+**Connecting** (``credentials.py``): plaintext to a dev server; TLS with the system's roots or a CA of
+the settings, a client certificate for mutual TLS, and an API key read from a file (TLS implied).
 
 Not done yet (next sessions): a retry whose tasks depend on unfinished tasks outside it; inputs and
 outputs over Temporal's payload limit stored by reference; task-queue rate limits shared by all workers;
-TLS and API-key options; the front end's limits (``max_unfinished``, statistics) counting tasks that run
+the front end's limits (``max_unfinished``, statistics) counting tasks that run
 on Temporal; the cache-warming first task; the rest of the engine behaviour tests parametrized over both
 executors (``tests/server/engines.py``: the dependency tests and six of the registry's run on both so
 far); the scale-out benchmark.

@@ -20,6 +20,7 @@ from ...config.settings import Settings
 from ...core.errors import BackendUnavailable
 from ...core.executor import ExecutorFactory
 from . import wire
+from .credentials import credentials
 from .executor import TemporalExecutor
 from .store import TemporalStore
 
@@ -37,11 +38,18 @@ async def connect(settings: Settings) -> Client:
     Raises:
         BackendUnavailable: the cluster cannot be reached (the message names the address).
     """
+    given = await anyio.to_thread.run_sync(credentials, settings)
     try:
-        client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+        client = await Client.connect(
+            settings.temporal_address,
+            namespace=settings.temporal_namespace,
+            tls=given.tls,
+            api_key=given.api_key,
+        )
     except RuntimeError as exc:  # the SDK's core says so for every failed connect
         raise BackendUnavailable(
-            f"cannot reach Temporal at {settings.temporal_address} ({exc}); check --temporal-address"
+            f"cannot reach Temporal at {settings.temporal_address} ({exc}); check --temporal-address "
+            "and, for a cluster that speaks TLS, --temporal-tls and its files"
         ) from None
     await _register_search_attributes(client, settings.temporal_namespace)
     return client
