@@ -4,6 +4,7 @@ worker killed mid-task loses nothing."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import pytest
 from mcp import Client, StdioServerParameters
 
 from server import Caller, SpawnRequest, TaskRequest, TaskState
@@ -117,3 +119,68 @@ def _as_environment(flags: list[str]) -> dict[str, str]:
         "FANOUT_TASK_QUEUE": pairs["--task-queue"],
         "FANOUT_STORE": pairs["--store"],
     }
+
+
+def _request(process: subprocess.Popen[bytes], request_id: int, method: str, params: dict[str, Any]) -> None:
+    message = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
+    assert process.stdin is not None
+    process.stdin.write(json.dumps(message).encode() + b"\n")
+    process.stdin.flush()
+
+
+def _answer(process: subprocess.Popen[bytes], request_id: int) -> dict[str, Any]:
+    """The answer to ``request_id`` (notifications before it skipped)."""
+    assert process.stdout is not None
+    while True:
+        line = process.stdout.readline()
+        assert line, "the front end closed its stdout"
+        message = json.loads(line)
+        if message.get("id") == request_id:
+            return message
+
+
+@contextmanager
+def front_end(
+    flags: list[str], env: dict[str, str], ending: signal.Signals
+) -> Generator[subprocess.Popen[bytes]]:
+    """A front end over stdio that the test speaks JSON-RPC to itself, so it can end it mid-call with
+    ``ending``."""
+    command = [str(SCRIPT), *flags]
+    with subprocess.Popen(
+        command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    ) as process:
+        try:
+            yield process
+        finally:
+            process.send_signal(ending)
+            process.wait(timeout=60)
+
+
+@pytest.mark.parametrize("ending", [signal.SIGKILL, signal.SIGTERM])
+async def test_a_front_end_ended_while_it_waits_loses_nothing(
+    fake_api: FakeApi, temporal_server: DevServer, tmp_path: Path, ending: signal.Signals
+) -> None:
+    flags, env = on_queue(temporal_server, tmp_path), script_env(fake_api)
+    with worker(flags, env), anyio.fail_after(120):
+        with front_end(flags, env, ending) as doomed:
+            hello = {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"},
+            }
+            _request(doomed, 1, "initialize", hello)
+            await anyio.to_thread.run_sync(_answer, doomed, 1)
+            tasks = {"tasks": [{"task": "[[hold]] [[reply:kept]]"}]}
+            _request(doomed, 2, "tools/call", {"name": "spawn_parallel", "arguments": tasks})
+            spawned = (await anyio.to_thread.run_sync(_answer, doomed, 2))["result"]["structuredContent"]
+            assert await anyio.to_thread.run_sync(fake_api.wait_held, 1, 30)
+            waiting = {"name": "task_output", "arguments": {"group_id": spawned["group_id"], "wait_s": 30}}
+            _request(doomed, 3, "tools/call", waiting)
+        # Ended while it waited on the group (killed, or shut down as a client stops it): the group is
+        # Temporal's, and the worker goes on with it.
+        fake_api.release()
+        async with Client(StdioServerParameters(command=str(SCRIPT), args=flags, env=env)) as other:
+            read: Any = await other.call_tool("task_output", {"group_id": spawned["group_id"], "wait_s": 30})
+    [view] = read.structured_content["tasks"]
+    assert (view["state"], view["output"]) == ("completed", "kept")
+    assert len([r for r in fake_api.requests if r.path == "/v1/messages"]) == 1
