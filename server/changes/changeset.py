@@ -4,6 +4,7 @@ whether it is inside the task's scope; and the patch itself."""
 from __future__ import annotations
 
 import fnmatch
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
@@ -23,7 +24,23 @@ def head_of(record: EditRecord) -> str:
 
 
 async def describe(record: EditRecord) -> ChangeSet:
-    repo, base, head = Path(record.repo), record.base, head_of(record)
+    files = await _files(Path(record.repo), record.base, head_of(record), record.scope)
+    outside = [f.path for f in files if not f.in_scope]
+    return ChangeSet(base=record.base, ref=record.ref, status=record.status, changed_nothing=not files,
+                     files=list(files), outside_scope=outside, verify=record.verify)  # fmt: skip
+
+
+# What two commits differ by never changes: each pair is read from git once (task_output shows an edit
+# task's changes on every call, synthesize and apply read them again), the newest _KEPT pairs kept.
+_KEPT: Final = 512
+_read: OrderedDict[tuple[Path, str, str, tuple[str, ...]], list[FileChange]] = OrderedDict()
+
+
+async def _files(repo: Path, base: str, head: str, scope: tuple[str, ...]) -> list[FileChange]:
+    key = (repo, base, head, scope)
+    if (known := _read.get(key)) is not None:
+        _read.move_to_end(key)
+        return known
     names = (await git(repo, "diff", "--name-status", "-M", "-z", base, head)).stdout.split("\0")
     counts = (await git(repo, "diff", "--numstat", "-M", "-z", base, head)).stdout.split("\0")
     lines = _numstat(counts)
@@ -35,10 +52,11 @@ async def describe(record: EditRecord) -> ChangeSet:
         path = next(fields)
         added, removed = lines.get(path, (None, None))
         files.append(FileChange(path=path, status=status, old_path=old, added=added, removed=removed,
-                                in_scope=in_scope(path, record.scope)))  # fmt: skip
-    outside = [f.path for f in files if not f.in_scope]
-    return ChangeSet(base=base, ref=record.ref, status=record.status, changed_nothing=not files, files=files,
-                     outside_scope=outside, verify=record.verify)  # fmt: skip
+                                in_scope=in_scope(path, scope)))  # fmt: skip
+    _read[key] = files
+    if len(_read) > _KEPT:
+        _read.popitem(last=False)
+    return files
 
 
 async def patch_of(record: EditRecord, reverse: bool = False) -> bytes:
