@@ -153,7 +153,8 @@ def _changes_markdown(outcome: PlanOutcome) -> list[str]:
         lines.append(f"- preview: {labels[step.task_id]} {said}")
     applied = outcome.applied
     if applied is not None:
-        lines.append(f"\n# {'Apply (dry run)' if applied.dry_run else f'Applied ({applied.apply_id})'}\n")
+        done = f"Applied ({applied.apply_id})" if applied.apply_id else "Applied: nothing"
+        lines.append(f"\n# {'Apply (dry run)' if applied.dry_run else done}\n")
         lines += [f"- applied: {labels[task_id]}" for task_id in applied.applied]
         lines += [
             f"- skipped: {labels[s.task_id]}: {s.why} {', '.join(s.paths)}".rstrip() for s in applied.skipped
