@@ -118,8 +118,7 @@ async def open_runtime(settings: Settings, backend: Backend | None = None) -> As
         BackendUnavailable: Temporal cannot be reached.
     """
     workshop = Workshop(state_dir(settings))
-    await workshop.recover()  # what a server that died left of edit tasks
-    await workshop.expire(settings.retention_s)  # and what is past retention (then every minute)
+    await workshop.open(settings.retention_s)  # what a server that died left, what is past retention
     # The sweeps run beside everything else; an exception from the body is re-raised as itself once
     # they have stopped, not wrapped in an exception group (they never raise but cancellation).
     error: Exception | None = None

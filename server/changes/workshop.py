@@ -11,13 +11,13 @@ import logging
 import os
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from pathlib import Path
 
 import anyio
 
 from ..core.callers import Caller
-from ..core.errors import InvalidInput
+from ..core.errors import BackendUnavailable, InvalidInput
 from .applying import apply_sets, undo_apply
 from .changeset import describe, patch_of
 from .disk import DiskMeter
@@ -142,7 +142,21 @@ class Workshop:
         """``expire`` every ``SWEEP_S``, until cancelled."""
         while True:
             await anyio.sleep(SWEEP_S)
-            await self.expire(retention_s)
+            await self._without_git_warned(self.expire(retention_s))
+
+    async def open(self, retention_s: float) -> None:
+        """At start: ``recover``, then ``expire``."""
+        await self._without_git_warned(self.recover())
+        await self._without_git_warned(self.expire(retention_s))
+
+    @staticmethod
+    async def _without_git_warned(housekeeping: Awaitable[object]) -> None:
+        """Tidy what edit tasks left, or say why not: a server with no git on its PATH still starts and
+        serves (its edit tasks are refused at the call), whatever earlier servers left."""
+        try:
+            await housekeeping
+        except BackendUnavailable as exc:
+            logger.warning("what edit tasks left was not tidied: %s", exc)
 
     async def recover(self) -> list[str]:
         """At start: commit and unlock the worktrees of edit tasks whose server died, prune what git

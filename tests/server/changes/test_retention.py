@@ -69,3 +69,20 @@ async def test_a_runtime_sweeps_what_is_past_its_retention_as_it_starts(
     async with open_runtime(settings, ScriptedBackend()):
         assert await ledger.edit(task_id) is None
     assert not await anyio.Path(record.worktree).exists() and worktree_count(repo) == 1
+
+
+async def test_a_server_without_git_still_opens_over_what_edit_tasks_left_and_says_why_it_did_not_tidy(
+    open_with: OpenRegistry,
+    repo: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with open_with() as registry:
+        await one_edit(registry, TaskRequest(task="Add " + edits({"new.py": "N = 1\n"})))
+    monkeypatch.setenv("PATH", str(tmp_path / "no-git-here"))
+    settings = Settings(roots=(repo,), retention_s=0.001)
+    with anyio.fail_after(30):
+        async with open_runtime(settings, backend=ScriptedBackend()) as runtime:
+            assert runtime.registry.statistics().running == 0
+    assert "what edit tasks left was not tidied" in caplog.text and "no `git`" in caplog.text
