@@ -34,6 +34,7 @@ def script_env(fake: FakeApi) -> dict[str, str]:
         "ANTHROPIC_BASE_URL": fake.base_url,
         "ANTHROPIC_API_KEY": "test-key",
         "HOME": os.environ["HOME"],  # the fixture's empty home: no credentials on disk
+        "XDG_STATE_HOME": os.environ["XDG_STATE_HOME"],  # the test's own task store
         "PATH": os.environ.get("PATH", ""),
     }
 

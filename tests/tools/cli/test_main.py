@@ -36,6 +36,7 @@ def script_env(fake: FakeApi) -> dict[str, str]:
         "ANTHROPIC_BASE_URL": fake.base_url,
         "ANTHROPIC_API_KEY": "test-key",
         "HOME": os.environ["HOME"],  # the fixture's empty home: no credentials on disk
+        "XDG_STATE_HOME": os.environ["XDG_STATE_HOME"],  # the test's own task store
         "PATH": os.environ.get("PATH", ""),
     }
 
@@ -119,6 +120,7 @@ def test_run_against_an_endpoint_that_refuses_fails_in_seconds_naming_the_url_an
         "ANTHROPIC_API_KEY": "sk-ant-api03-not-a-real-key",
         "FANOUT_CONNECT_GRACE": "1",  # the default is 30 s; the path is the same
         "HOME": os.environ["HOME"],
+        "XDG_STATE_HOME": os.environ["XDG_STATE_HOME"],  # the test's own task store
         "PATH": str(tmp_path),  # no claude CLI for auto to fall back on
     }
     done = run_script("run", "examples/review-plan.json", env=env)
@@ -134,7 +136,8 @@ def test_run_against_an_endpoint_that_refuses_fails_in_seconds_naming_the_url_an
 
 
 def test_run_with_the_readmes_placeholder_key_stops_at_once_naming_the_variable(tmp_path: Path) -> None:
-    env = {"ANTHROPIC_API_KEY": "sk-ant-...", "HOME": os.environ["HOME"], "PATH": str(tmp_path)}
+    env = {"ANTHROPIC_API_KEY": "sk-ant-...", "HOME": os.environ["HOME"], "PATH": str(tmp_path),
+           "XDG_STATE_HOME": os.environ["XDG_STATE_HOME"]}  # fmt: skip
     done = run_script("run", "examples/review-plan.json", env=env)
     assert done.returncode == 2 and done.stdout == ""  # a configuration problem (documented: 2)
     assert "ANTHROPIC_API_KEY holds a placeholder" in done.stderr
@@ -199,7 +202,12 @@ def test_help_documents_every_option_and_environment_variable() -> None:
 
 
 def doctor(path: Path, *flags: str, **extra: str) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": str(path), "HOME": os.environ["HOME"], **extra}  # no API key, no CLI but what path has
+    env = {
+        "PATH": str(path),
+        "HOME": os.environ["HOME"],
+        "XDG_STATE_HOME": os.environ["XDG_STATE_HOME"],
+        **extra,
+    }  # no API key, no CLI but what path has
     return run_script("doctor", *flags, "--root", str(path), env=env)
 
 
