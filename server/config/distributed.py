@@ -28,6 +28,8 @@ class DistributedSettings(BaseModel):
     temporal_address: Annotated[str, Field(min_length=1)] = "127.0.0.1:7233"
     temporal_namespace: Annotated[str, Field(min_length=1)] = "default"
     task_queue: Annotated[str, Field(min_length=1)] = "fanout-mcp"
+    #: subagent calls started a minute by all the workers of the task queue together (None: no limit)
+    task_queue_rpm: Annotated[int, Field(ge=1)] | None = None
     worker: bool = False
     temporal_tls: bool = False  #: TLS with the system's roots (implied by the three files and the key)
     temporal_tls_ca: Path | None = None  #: the cluster's CA certificate (PEM), when not a public one
@@ -75,6 +77,15 @@ DISTRIBUTED_OPTIONS: Final[Mapping[str, Option]] = {
         "FANOUT_TASK_QUEUE",
         "--executor temporal: the task queue that workflows and activities run on (default: fanout-mcp)",
         metavar="NAME",
+    ),
+    "task_queue_rpm": Option(
+        "--task-queue-rpm",
+        "FANOUT_TASK_QUEUE_RPM",
+        "--executor temporal, on workers: the most subagent calls a minute that all the workers of "
+        "--task-queue start together (Temporal's task-queue rate limit; give every worker the same, "
+        "e.g. the account's requests a minute) (default: none: each worker follows the provider's "
+        "rate-limit headers on its own)",
+        metavar="CALLS",
     ),
     "worker": Option(
         "--worker",

@@ -9,10 +9,10 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 import anyio
-from temporalio.api.enums.v1 import IndexedValueType, TaskQueueType
+from temporalio.api.enums.v1 import IndexedValueType, RateLimitSource, TaskQueueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, DescribeTaskQueueResponse
 from temporalio.client import Client
 from temporalio.service import RPCError
 
@@ -110,6 +110,7 @@ async def describe_cluster(settings: Settings) -> tuple[bool, str]:
             namespace=settings.temporal_namespace,
             task_queue=TaskQueue(name=settings.task_queue),
             task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+            report_config=True,
         )
         described = await client.workflow_service.describe_task_queue(request)
     except (BackendUnavailable, RPCError) as exc:
@@ -117,4 +118,15 @@ async def describe_cluster(settings: Settings) -> tuple[bool, str]:
     workers = len(described.pollers)
     if not workers:
         return True, f"{where}: reachable, but no worker polls the task queue (start `fanout-mcp worker`)"
-    return True, f"{where}: reachable, {workers} worker(s) polling"
+    return True, f"{where}: reachable, {workers} worker(s) polling{_rate_of(described)}"
+
+
+def _rate_of(described: DescribeTaskQueueResponse) -> str:
+    """The queue's shared rate limit, when a worker (``--task-queue-rpm``) or an operator set one."""
+    limit = described.effective_rate_limit
+    if limit.rate_limit_source not in (
+        RateLimitSource.RATE_LIMIT_SOURCE_WORKER,
+        RateLimitSource.RATE_LIMIT_SOURCE_API,
+    ):
+        return ""
+    return f", together at most {round(limit.requests_per_second * 60)} subagent calls a minute"

@@ -27,6 +27,7 @@ async def running_worker(
 ) -> AsyncGenerator[Worker, None]:
     """Run a worker while inside; on exit it stops taking work and lets its running activities go
     (Temporal gives them to another worker)."""
+    rate = settings.task_queue_rpm
     worker = Worker(
         client,
         task_queue=settings.task_queue,
@@ -41,6 +42,12 @@ async def running_worker(
         # polls for more with as many pollers as the queue keeps busy. 100 tasks on the dev server here:
         # 2.8 s from spawn to the last answer instead of 4-5 s, and half the CPU a task.
         max_eager_activity_reservations_per_workflow_task=_EAGER_ACTIVITIES,
+        # The provider's rate is the account's, shared by every worker: Temporal's matching service
+        # hands the queue's activities out at this rate to all its workers together. An activity started
+        # eagerly is handed to the workflow's own worker without that queue's dispatch, so with a limit
+        # none is (the limit held with eager starts too in a test here, but nothing documents it).
+        max_task_queue_activities_per_second=rate / 60 if rate is not None else None,
+        disable_eager_activity_execution=rate is not None,
         activity_task_poller_behavior=PollerBehaviorAutoscaling(),
         workflow_task_poller_behavior=PollerBehaviorAutoscaling(),
     )

@@ -94,7 +94,7 @@ async def test_a_worker_killed_mid_task_has_the_task_finished_once_by_another(
     fake_api: FakeApi, temporal_server: DevServer, tmp_path: Path
 ) -> None:
     flags, env = on_queue(temporal_server, tmp_path), script_env(fake_api)
-    settings = load_settings({}, environ={**_as_environment(flags), "FANOUT_ROOTS": str(tmp_path)})
+    settings = load_settings({}, environ={**as_environment(flags), "FANOUT_ROOTS": str(tmp_path)})
     with worker(flags, env) as first, anyio.fail_after(120):
         async with open_runtime(settings) as front:
             spawn = SpawnRequest(tasks=[TaskRequest(task="[[hold:after=1]] [[reply:the whole answer]]")])
@@ -111,7 +111,7 @@ async def test_a_worker_killed_mid_task_has_the_task_finished_once_by_another(
     assert len([r for r in fake_api.requests if r.path == "/v1/messages"]) == 2
 
 
-def _as_environment(flags: list[str]) -> dict[str, str]:
+def as_environment(flags: list[str]) -> dict[str, str]:
     """The settings of ``on_queue``'s flags as the environment gives them."""
     pairs = dict(zip(flags[::2], flags[1::2], strict=True))
     return {
