@@ -48,6 +48,12 @@ class TaskSink(Protocol):
         comes from the server's price table.
         """
 
+    def usage_so_far(self, model: str, tokens: Tokens) -> None:
+        """What a provider call in flight has used so far (its input, once it starts answering), not
+        yet counted: ``add_usage`` of the same call counts it whole. Only what outlives the process
+        running the call (a Temporal worker's heartbeat) needs it, to count a call cut off with it.
+        """
+
 
 # Compared by identity, not by value (eq=False): the runner keeps one limiter per record for
 # ``max_concurrency``, so backends share a bound exactly when they share a record. Weak references let

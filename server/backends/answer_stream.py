@@ -127,6 +127,7 @@ class _Reading:
         elif kind == "message_start":
             self.model = event["message"]["model"]
             self._usage.start(event["message"]["usage"])
+            self._sink.usage_so_far(self.model, self._usage.tokens())
             self._sink.response_started()
         elif kind == "message_delta":
             self.stop_reason = event["delta"]["stop_reason"]

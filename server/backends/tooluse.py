@@ -103,6 +103,9 @@ class LoopSink:
     def add_usage(self, model: str, tokens: Tokens, cost_usd: float | None = None) -> None:
         self._sink.add_usage(model, tokens, cost_usd)
 
+    def usage_so_far(self, model: str, tokens: Tokens) -> None:
+        self._sink.usage_so_far(model, tokens)
+
     def keep(self) -> None:
         """The turn is over: what it showed stays, whatever later turns do."""
         self._kept += "".join(self._turn)

@@ -38,6 +38,7 @@ class Progress:
         "_record_usage",
         "_retry_cause",
         "_task_id",
+        "_unsettled",
     )
 
     def __init__(
@@ -63,6 +64,7 @@ class Progress:
         self._retry_cause: ErrorKind | None = None
         self._attempts = 1
         self._model: str | None = None
+        self._unsettled: tuple[str, Tokens] | None = None  #: the call in flight's usage, not yet counted
 
     @property
     def task_id(self) -> str:
@@ -140,7 +142,19 @@ class Progress:
         cost = cost_usd
         if cost is None and tokens != Tokens():  # no tokens, no cost said: a call whose cost is unknown
             cost = self._prices.cost(model, tokens)
+        self._unsettled = None
         self._record_usage(self._task_id, tokens, cost)
+
+    def usage_so_far(self, model: str, tokens: Tokens) -> None:
+        if not self._closed:
+            self._unsettled = (model, tokens)
+
+    def unsettled(self) -> tuple[Tokens, float | None] | None:
+        """The usage of the provider call in flight that no ``add_usage`` has counted yet, priced."""
+        if self._unsettled is None:
+            return None
+        model, tokens = self._unsettled
+        return tokens, self._prices.cost(model, tokens)
 
     # --- what the runner reports ------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ request as JSON, how a task's call ended as a ``TaskEnd``, a workflow's task as 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from functools import cache
 from typing import Any
 
@@ -70,6 +71,11 @@ def beat(progress: Progress, spend: Spend, earlier_attempts: int) -> wire.Beat:
     if text is not None and len(text) > wire.BEAT_CHARS:
         text = text[-wire.BEAT_CHARS :]
     attempts = earlier_attempts + progress.attempts
+    if (in_flight := progress.unsettled()) is not None:
+        # A call cut off with its worker is billed for what it had used: the next attempt starts from
+        # this beat's usage.
+        spend = replace(spend)
+        spend.add(*in_flight)
     return wire.Beat(text, progress.note, attempts, progress.model, wire_spend(spend))
 
 

@@ -20,7 +20,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from server import Caller, SpawnRequest, TaskRequest, TaskState
-from server.app.runtime import open_runtime
+from server.app.runtime import Runtime, open_runtime
 from server.config.settings import load_settings
 from tests.fake_api import FakeApi
 from tests.temporal_dev import DevServer
@@ -100,6 +100,7 @@ async def test_a_worker_killed_mid_task_has_the_task_finished_once_by_another(
             spawn = SpawnRequest(tasks=[TaskRequest(task="[[hold:after=1]] [[reply:the whole answer]]")])
             task_id = (await front.registry.spawn(spawn, caller=ME)).tasks[0].task_id
             assert await anyio.to_thread.run_sync(fake_api.wait_held, 1, 30)
+            cut_off = await usage_shown(front, task_id)  # the held call's input, heartbeat while it runs
             first.kill()  # SIGKILL: no goodbye to Temporal, whose heartbeat timeout finds out
             first.wait()
             fake_api.release()
@@ -109,6 +110,17 @@ async def test_a_worker_killed_mid_task_has_the_task_finished_once_by_another(
             snap = front.registry.snapshot(task_id, caller=ME)
     assert (snap.state, snap.output, snap.attempts) == (TaskState.COMPLETED, "the whole answer", 2)
     assert len([r for r in fake_api.requests if r.path == "/v1/messages"]) == 2
+    # Both calls were billed for the same prompt: the cut-off one's input is counted with the second's.
+    assert snap.usage.input_tokens == 2 * cut_off > 0
+
+
+async def usage_shown(front: Runtime, task_id: str) -> int:
+    """The input tokens a running task's usage shows once its worker has heartbeat them (bound it)."""
+    while True:
+        await front.registry.select([task_id], None, caller=ME)
+        if tokens := front.registry.snapshot(task_id, caller=ME).usage.input_tokens:
+            return tokens
+        await anyio.sleep(0.1)  # polling what another process heartbeats: no gate to wait on
 
 
 def as_environment(flags: list[str]) -> dict[str, str]:

@@ -56,6 +56,9 @@ class LoggingSink:
     def add_usage(self, model: str, tokens: Tokens, cost_usd: float | None = None) -> None:
         self.calls.append(("usage", model, tokens, cost_usd))
 
+    def usage_so_far(self, model: str, tokens: Tokens) -> None:
+        self.calls.append(("so far", model, tokens))
+
 
 async def ours(
     client: anthropic.AsyncAnthropic, params: dict[str, Any], model: str, sink: LoggingSink
@@ -80,6 +83,7 @@ async def sdk_answer(
                 elif event.type == "message_start":
                     model = event.message.model
                     usage.start(event.message.usage)
+                    sink.usage_so_far(model, usage.tokens())
                     sink.response_started()
                 elif event.type == "message_delta":
                     stop_reason = event.delta.stop_reason
@@ -242,7 +246,9 @@ async def test_the_fakes_streams_read_as_expected(fake_api: FakeApi, make_settin
     finally:
         await client.close()
     assert words.reply is not None and words.reply[0] == "w1 w2 w3 w4 w5" and words.reply[2] == "end_turn"
-    assert words.calls[0] == ("started",) and words.calls[-1][0] == "usage"
+    # The input is known as the answer starts (a call cut off later is billed for it), counted once it ends.
+    assert [call[0] for call in words.calls[:2]] == ["so far", "started"] and words.calls[-1][0] == "usage"
+    assert words.calls[0][2].input_tokens == words.calls[-1][2].input_tokens > 0
     assert tools.reply is not None and tools.reply[2] == "tool_use"
     (read_file, grep) = tools.reply[3]
     assert (read_file[1], grep[1]) == ("read_file", "grep")

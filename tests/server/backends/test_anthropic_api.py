@@ -152,6 +152,9 @@ class RecordingSink:
     def add_usage(self, model: str, tokens: Tokens, cost_usd: float | None = None) -> None:
         pass
 
+    def usage_so_far(self, model: str, tokens: Tokens) -> None:
+        pass
+
 
 async def test_the_answer_streams_into_the_sink_while_it_is_being_written(
     fake_api: FakeApi, make_settings: MakeSettings

@@ -72,6 +72,9 @@ class RecordingSink:
     def add_usage(self, model: str, tokens: Tokens, cost_usd: float | None = None) -> None:
         self.usage.append((model, tokens, cost_usd))
 
+    def usage_so_far(self, model: str, tokens: Tokens) -> None:
+        raise AssertionError(f"a CLI reports a run's usage once it ends ({model}, {tokens})")
+
     async def wait_for(self, predicate: Callable[[], bool]) -> None:
         """Return once ``predicate`` holds (bound it with ``fail_after``)."""
         while not predicate():

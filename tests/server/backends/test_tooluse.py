@@ -193,6 +193,9 @@ class EntrySink:
     def add_usage(self, model: str, tokens: Tokens, cost_usd: float | None = None) -> None:
         pass
 
+    def usage_so_far(self, model: str, tokens: Tokens) -> None:
+        pass
+
 
 async def test_a_retry_in_a_later_turn_keeps_the_tool_lines_and_drops_only_its_own_text(
     fake_api: FakeApi, make_settings: MakeSettings, root: Path

@@ -19,6 +19,8 @@ from server import (
     Tokens,
     open_registry,
 )
+from server.config.pricing import PriceTable
+from server.core.progress import Progress
 from tests.server.fakes import ME, ScriptedBackend
 
 MakeSettings = Callable[..., Settings]
@@ -55,3 +57,21 @@ async def test_a_backend_that_reports_after_its_task_ended_changes_nothing(
     assert before == after
     assert before[0].state is TaskState.COMPLETED and before[1].spent_usd == 2.0
     assert heard == []
+
+
+def test_a_calls_usage_so_far_stays_unsettled_and_priced_until_the_call_counts_it_whole() -> None:
+    counted: list[Tokens] = []
+    prices = PriceTable.load(None)
+    progress = Progress(
+        "t-1", "g-1", "one", prices=prices, record_usage=lambda _t, tokens, _c: counted.append(tokens),
+        on_retry=lambda _notice: None,
+    )  # fmt: skip
+    assert progress.unsettled() is None
+    started = Tokens(input_tokens=1_000, output_tokens=1)
+    progress.usage_so_far("claude-sonnet-5-5", started)
+    assert progress.unsettled() == (started, prices.cost("claude-sonnet-5-5", started)) and not counted
+    progress.add_usage("claude-sonnet-5-5", Tokens(input_tokens=1_000, output_tokens=200))
+    assert progress.unsettled() is None and counted == [Tokens(input_tokens=1_000, output_tokens=200)]
+    progress.close()
+    progress.usage_so_far("claude-sonnet-5-5", started)  # after its end: nothing
+    assert progress.unsettled() is None
