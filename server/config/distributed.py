@@ -36,6 +36,8 @@ class DistributedSettings(BaseModel):
     temporal_tls_cert: Path | None = None  #: this process's client certificate (mTLS), with its key
     temporal_tls_key: Path | None = None
     temporal_api_key_file: Path | None = None  #: a file holding the API key (Temporal Cloud)
+    #: where payloads over Temporal's limits are kept by reference (None: beside the task store)
+    temporal_payload_dir: Path | None = None
 
     @model_validator(mode="after")
     def _files_usable(self) -> Self:
@@ -93,6 +95,15 @@ DISTRIBUTED_OPTIONS: Final[Mapping[str, Option]] = {
         "--executor temporal: this server is also a worker of --task-queue, so one replica is complete "
         "(a switch; true or false in the environment and the file) (default: off)",
         switch=True,
+    ),
+    "temporal_payload_dir": Option(
+        "--temporal-payload-dir",
+        "FANOUT_TEMPORAL_PAYLOAD_DIR",
+        "--executor temporal: where payloads of 256 KiB or more (a spawn's prompts and files, long "
+        "answers) are kept, Temporal's history holding a reference: a directory every front end and "
+        "worker shares (a shared mount across machines); kept for --retention after last use "
+        "(default: temporal-payloads beside the task store)",
+        metavar="DIR",
     ),
     "temporal_tls": Option(
         "--temporal-tls",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from functools import partial
 
 import anyio
@@ -14,6 +15,7 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSe
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, DescribeTaskQueueResponse
 from temporalio.client import Client
+from temporalio.converter import DataConverter
 from temporalio.service import RPCError
 
 from ...config.settings import Settings
@@ -22,6 +24,7 @@ from ...core.executor import ExecutorFactory
 from . import wire
 from .credentials import credentials
 from .executor import TemporalExecutor
+from .payloads import external_storage, keep_swept, payload_dir
 from .store import TemporalStore
 
 logger = logging.getLogger(__name__)
@@ -42,6 +45,9 @@ async def connect(settings: Settings) -> Client:
     try:
         client = await Client.connect(
             settings.temporal_address,
+            data_converter=replace(
+                DataConverter.default, external_storage=external_storage(payload_dir(settings))
+            ),
             namespace=settings.temporal_namespace,
             tls=given.tls,
             api_key=given.api_key,
@@ -88,6 +94,7 @@ async def open_temporal(settings: Settings) -> AsyncGenerator[tuple[TemporalStor
     async with anyio.create_task_group() as tg:
         store = TemporalStore(client, settings.task_queue, tg)
         tg.start_soon(store.keep_in_step, name="fanout temporal reads")
+        tg.start_soon(keep_swept, payload_dir(settings), settings.retention_s, name="fanout payload sweep")
         try:
             yield store, partial(TemporalExecutor, store)
         finally:

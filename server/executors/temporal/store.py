@@ -59,6 +59,7 @@ class TemporalStore(MemoryStore):
         self._tg = task_group
         self._staged: dict[str, wire.GroupSpawn] = {}
         self._watched: set[str] = set()  #: groups with unfinished tasks, read every tick
+        self._ended_seen: dict[str, int] = {}  #: how many of a watched group's task ends are applied here
         self._syntheses: dict[str, str] = {}  #: the group of each model synthesis staged, by its key
 
     # --- spawning and cancelling ----------------------------------------------------------------------
@@ -201,11 +202,12 @@ class TemporalStore(MemoryStore):
                 view = await handle.result(rpc_timeout=_RPC)
             else:
                 unknown = self.group(group_id) is None
-                view = await handle.query("view", unknown, result_type=wire.GroupView, rpc_timeout=_RPC)
+                ask = wire.ViewAsk(unknown, 0 if unknown else self._ended_seen.get(group_id, 0))
+                view = await handle.query("view", ask, result_type=wire.GroupView, rpc_timeout=_RPC)
             beats = await self._beats(described)
         except RPCError as exc:
             if exc.status is RPCStatusCode.NOT_FOUND:
-                self._watched.discard(group_id)
+                self._unwatch(group_id)
                 return
             raise _unreadable(group_id, exc.message) from None
         except WorkflowQueryFailedError as exc:
@@ -213,6 +215,7 @@ class TemporalStore(MemoryStore):
         if self.group(group_id) is None:
             self._adopt(view)
         self._apply(view, beats)
+        self._ended_seen[group_id] = view.ended
         status = described.status
         if status is not None and status not in (
             WorkflowExecutionStatus.RUNNING,
@@ -283,7 +286,7 @@ class TemporalStore(MemoryStore):
             record = self.task(task_id)
             if record is not None and not record.state.terminal:
                 self.interrupt(task_id, reason, time.monotonic())
-        self._watched.discard(group_id)
+        self._unwatch(group_id)
 
     def _total(self, group_id: str) -> None:
         """The group's usage, from its tasks' (kept ones: a group's evicted tasks ended, and stay counted
@@ -299,7 +302,11 @@ class TemporalStore(MemoryStore):
             known += record.spend.cost_usd or 0.0
         group.spend, group.spent_usd = total, known
         if all(record.state.terminal for record in records):
-            self._watched.discard(group_id)
+            self._unwatch(group_id)
+
+    def _unwatch(self, group_id: str) -> None:
+        self._watched.discard(group_id)
+        self._ended_seen.pop(group_id, None)
 
 
 class _Clock:

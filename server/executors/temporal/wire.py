@@ -130,13 +130,25 @@ class TaskView:
 
 
 @dataclass
+class ViewAsk:
+    """What a ``view`` query asks for: the tasks' specs (a front end that has not seen the group), and
+    only the tasks that have not ended or ended after the first ``ended_seen`` ends (a front end
+    already holds those: a whole view each tick would carry every answer again, and past Temporal's
+    payload limits once a group has many long ones)."""
+
+    with_specs: bool = False
+    ended_seen: int = 0
+
+
+@dataclass
 class GroupView:
-    """The workflow's ``view`` query: the group and every task of it."""
+    """The workflow's ``view`` query (the tasks ``ViewAsk`` asked for), and its result (all of them)."""
 
     group_id: str
     owner: str
     budget_usd: float | None
     tasks: list[TaskView]
+    ended: int = 0  #: how many of the group's tasks have ended: the next ask's ``ended_seen``
 
 
 @dataclass

@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         TaskCall,
         TaskEnd,
         TaskView,
+        ViewAsk,
     )
 
 #: how long a worker may go without a heartbeat (it beats every ``activities.BEAT_EVERY_S``) before its
@@ -49,6 +50,7 @@ class FanoutGroup:
         self._spawn = spawn
         self._calls = {call.task_id: call for call in spawn.tasks}
         self._views = {call.task_id: TaskView(call.task_id, TaskState.QUEUED.value) for call in spawn.tasks}
+        self._end_order: list[str] = []  #: the tasks that have ended, in the order they did
         self._cancel_notes: dict[str, str] = {}
         self._running: dict[str, workflow.ActivityHandle[TaskEnd]] = {}
         limit = spawn.max_concurrency
@@ -57,14 +59,16 @@ class FanoutGroup:
     @workflow.run
     async def run(self, spawn: GroupSpawn) -> GroupView:
         await asyncio.gather(*(self._run_task(call) for call in spawn.tasks))
-        return self.view(True)  # with the specs: a front end that never saw the group reads it whole
+        return self.view(ViewAsk(with_specs=True))  # whole: a front end that never saw the group reads it
 
     @workflow.query
-    def view(self, with_specs: bool) -> GroupView:
-        tasks = self._views.values()
-        if with_specs:
+    def view(self, ask: ViewAsk) -> GroupView:
+        fresh = set(self._end_order[ask.ended_seen :])
+        tasks = [view for view in self._views.values() if view.end is None or view.task_id in fresh]
+        if ask.with_specs:
             tasks = [self._with_spec(view) for view in tasks]
-        return GroupView(self._spawn.group_id, self._spawn.owner, self._spawn.budget_usd, list(tasks))
+        spawn = self._spawn
+        return GroupView(spawn.group_id, spawn.owner, spawn.budget_usd, tasks, len(self._end_order))
 
     @workflow.signal
     def cancel(self, request: CancelRequest) -> None:
@@ -173,6 +177,7 @@ class FanoutGroup:
     def _end(self, task_id: str, end: TaskEnd) -> None:
         view = self._views[task_id]
         view.state, view.end, view.ended_at = end.state, end, workflow.now().timestamp()
+        self._end_order.append(task_id)
 
     def _with_spec(self, view: TaskView) -> TaskView:
         call = self._calls[view.task_id]

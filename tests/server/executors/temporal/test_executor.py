@@ -5,12 +5,12 @@ ends in one event loop: to Temporal, each is a replica of its own."""
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable
 from typing import Any
 
 import anyio
 import pytest
+from temporalio.client import Client
 
 from server import (
     Caller,
@@ -23,6 +23,7 @@ from server import (
     UnknownTask,
 )
 from server.app.runtime import open_runtime
+from server.executors.temporal import wire
 from server.fanin.synthesis import SynthesisDone
 from tests.answers import reply, synthesis
 from tests.fake_api import FakeApi
@@ -31,18 +32,6 @@ from tests.temporal_dev import DevServer
 MakeSettings = Callable[..., Settings]
 ME = Caller.local()
 ALICE, BOB = Caller("alice"), Caller("bob")
-
-
-@pytest.fixture
-def on_temporal(make_settings: MakeSettings, temporal_server: DevServer) -> Callable[..., Settings]:
-    """Settings of a front end on the dev server; every front end of one test shares its task queue."""
-    queue = f"test-{uuid.uuid4().hex[:12]}"
-
-    def make(**more: Any) -> Settings:
-        values: dict[str, Any] = {"executor": "temporal", "temporal_address": temporal_server.address}
-        return make_settings(task_queue=queue, store="memory", **values, **more)  # type: ignore[no-any-return]
-
-    return make
 
 
 async def until(
@@ -194,3 +183,22 @@ async def test_a_model_synthesis_asked_on_one_front_end_is_picked_up_on_another_
     assert isinstance(again, SynthesisDone) and again.task_id == done.task_id
     assert again.synthesis.summary == "Both sides."
     assert len([r for r in fake_api.requests if r.path == "/v1/messages"]) == 3  # two tasks, one synthesis
+
+
+async def test_a_read_of_a_running_group_carries_only_the_tasks_the_reader_has_not_seen_end(
+    fake_api: FakeApi, on_temporal: Callable[..., Settings], temporal_server: DevServer
+) -> None:
+    async with open_runtime(on_temporal(worker=True)) as runtime:
+        tasks = [TaskRequest(task="[[hold]] a long one"), TaskRequest(task="[[reply:short]]")]
+        receipt = await runtime.registry.spawn(SpawnRequest(tasks=tasks), caller=ME)
+        ids = [task.task_id for task in receipt.tasks]
+        with anyio.fail_after(30):
+            await runtime.registry.wait(ids[1:])
+        handle = (await Client.connect(temporal_server.address)).get_workflow_handle(receipt.group_id)
+        whole = await handle.query("view", wire.ViewAsk(ended_seen=0), result_type=wire.GroupView)
+        fresh = await handle.query("view", wire.ViewAsk(ended_seen=1), result_type=wire.GroupView)
+        fake_api.release()
+        with anyio.fail_after(30):
+            await runtime.registry.wait(ids)
+    assert ([task.task_id for task in whole.tasks], whole.ended) == (ids, 1)
+    assert ([task.task_id for task in fresh.tasks], fresh.ended) == (ids[:1], 1)  # the answer not again
