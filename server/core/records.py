@@ -111,8 +111,9 @@ class TaskRecord:
         end = self.ended if self.ended is not None else time.monotonic()
         return round(end - self.started, 3)
 
-    def snapshot(self, live: Live | None = None) -> TaskSnapshot:
-        """The task as it is now: this record, and while it is unfinished what its ``live`` part says."""
+    def snapshot(self, live: Live | None = None, cancel_asked: bool = False) -> TaskSnapshot:
+        """The task as it is now: this record, and while it is unfinished what its ``live`` part says
+        (or, running elsewhere, whether a cancel of it was ``cancel_asked``)."""
         spec = self.spec
         progress = live.progress if live is not None else None
         if progress is None:
@@ -137,7 +138,7 @@ class TaskRecord:
             usage=self.usage(),
             attempts=attempts,
             elapsed_s=self.elapsed(),
-            cancel_requested=live is not None and live.cancel_note is not None,
+            cancel_requested=(live is not None and live.cancel_note is not None) or cancel_asked,
             retry_of=self.retry_of,
         )
 

@@ -158,6 +158,16 @@ class TaskStore(Protocol):
     def request_cancel(self, task_id: str, reason: str) -> None:
         """Ask the process that runs ``task_id`` (not this one) to cancel it."""
 
+    def cancel_asked(self, task_id: str) -> bool:
+        """Whether a cancel of ``task_id``, unfinished and running elsewhere, was asked, as far as this
+        store knows (a task running here says so itself)."""
+        ...
+
+    def elsewhere(self) -> tuple[int, int]:
+        """The tasks this process spawned that are queued and running elsewhere (on Temporal's
+        workers), for its limits and statistics: those running here it counts itself."""
+        ...
+
     def remember_synthesis(self, key: str, task_ids: tuple[str, ...]) -> None:
         """A model synthesis started under ``key``: its tasks, the last one the answer."""
 
@@ -305,6 +315,12 @@ class MemoryStore:
 
     def request_cancel(self, task_id: str, reason: str) -> None:
         raise AssertionError(f"task {task_id} runs in this process: cancel it here")
+
+    def cancel_asked(self, task_id: str) -> bool:
+        return False  # every task it holds runs in this process, whose live part knows
+
+    def elsewhere(self) -> tuple[int, int]:
+        return 0, 0
 
     def remember_synthesis(self, key: str, task_ids: tuple[str, ...]) -> None:
         """Nothing to keep: the synthesizer remembers its own jobs for this process's lifetime."""

@@ -48,11 +48,11 @@ class TaskTable:
 
     @property
     def running(self) -> int:
-        return self._running
+        return self._running + self._store.elsewhere()[1]
 
     @property
     def unfinished(self) -> int:
-        return len(self._live)
+        return len(self._live) + sum(self._store.elsewhere())
 
     @property
     def held_bytes(self) -> int:
@@ -88,7 +88,10 @@ class TaskTable:
         return list(self._live)
 
     def snapshot(self, record: TaskRecord) -> TaskSnapshot:
-        return record.snapshot(self._live.get(record.id))
+        live = self._live.get(record.id)
+        if live is not None or record.state.terminal:
+            return record.snapshot(live)
+        return record.snapshot(None, self._store.cancel_asked(record.id))
 
     def newest(
         self, group_id: str | None, state: TaskState | None, limit: int, owner: str | None = None

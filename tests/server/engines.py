@@ -9,11 +9,13 @@ import uuid
 from collections.abc import AsyncGenerator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
+import anyio
 import pytest
 
-from server import Backend, Settings, TaskRegistry, open_registry
+from server import Backend, Caller, Settings, TaskRegistry, TaskSnapshot, open_registry
 from server.backends.roster import Roster
 from server.config.pricing import PriceTable
+from tests.server.fakes import ME
 from tests.temporal_dev import DevServer
 
 OpenEngine = Callable[[Settings, Backend], AbstractAsyncContextManager[TaskRegistry]]
@@ -44,3 +46,24 @@ async def _on_temporal(
         open_registry(settings, backend, store=store, executor=executor) as registry,
     ):
         yield registry
+
+
+async def until(
+    registry: TaskRegistry, task_id: str, ok: Callable[[TaskSnapshot], bool], caller: Caller = ME
+) -> TaskSnapshot:
+    """The task once ``ok`` holds of it (bound it with ``fail_after``): at once on the embedded
+    executor; on Temporal once the front end has read what the worker heartbeat (every half second)."""
+    while True:
+        await registry.select([task_id], None, caller=caller)
+        if ok(snap := registry.snapshot(task_id, caller=caller)):
+            return snap
+        await anyio.sleep(0.05)
+
+
+async def until_running(registry: TaskRegistry, task_ids: list[str], count: int) -> None:
+    """Return once ``count`` of ``task_ids`` run as the registry reads them (bound it with
+    ``fail_after``): at once here; on Temporal once the front end has read the workers' starts."""
+    while True:
+        if registry.counts(await registry.select(task_ids, None, caller=ME)).running >= count:
+            return
+        await anyio.sleep(0.05)

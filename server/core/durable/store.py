@@ -137,6 +137,12 @@ class DurableStore:
     def request_cancel(self, task_id: str, reason: str) -> None:
         self._cancels.append((task_id, reason))
 
+    def cancel_asked(self, task_id: str) -> bool:
+        return False  # the process that runs it knows; the file does not say (yet)
+
+    def elsewhere(self) -> tuple[int, int]:
+        return 0, 0  # what this process spawned runs in it
+
     def remember_synthesis(self, key: str, task_ids: tuple[str, ...]) -> None:
         self._syntheses.append((key, task_ids))
 

@@ -43,10 +43,14 @@ end asked for the same synthesis picks it up (``recall_synthesis``) instead of s
 **Connecting** (``credentials.py``): plaintext to a dev server; TLS with the system's roots or a CA of
 the settings, a client certificate for mutual TLS, and an API key read from a file (TLS implied).
 
-Not done yet (next sessions): a retry whose tasks depend on unfinished tasks outside it; inputs and
-outputs over Temporal's payload limit stored by reference; task-queue rate limits shared by all workers;
-the front end's limits (``max_unfinished``, statistics) counting tasks that run
-on Temporal; the cache-warming first task; the rest of the engine behaviour tests parametrized over both
-executors (``tests/server/engines.py``: the dependency tests and six of the registry's run on both so
-far); the scale-out benchmark.
+**A task is running** once a worker has started its activity (the workflow asks for it earlier, and it
+may wait for a free worker): the front end reads that from the workflow's pending activities, as it
+reads a cancel asked on any front end. **Limits**: the front end's ``max_unfinished`` and statistics
+count the unfinished tasks of the groups it spawned (``elsewhere``); ``--task-queue-rpm`` is the queue's
+rate for all workers together (``worker.py``). **Payloads** of 256 KiB or more are kept by reference in
+a shared directory (``payloads.py``), and a front end's read of a running group carries only the tasks
+whose end it has not seen (``wire.ViewAsk``).
+
+Not done yet: a retry whose tasks depend on unfinished tasks outside it; the cache-warming first task;
+edit tasks and the sampling backend.
 """

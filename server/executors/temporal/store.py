@@ -17,11 +17,14 @@ import logging
 import re
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final
 
 import anyio
 import anyio.abc
+from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.client import (
     Client,
     WorkflowExecutionDescription,
@@ -60,6 +63,8 @@ class TemporalStore(MemoryStore):
         self._staged: dict[str, wire.GroupSpawn] = {}
         self._watched: set[str] = set()  #: groups with unfinished tasks, read every tick
         self._ended_seen: dict[str, int] = {}  #: how many of a watched group's task ends are applied here
+        self._cancel_asked: set[str] = set()  #: unfinished tasks a cancel was asked of (here or elsewhere)
+        self._spawned: set[str] = set()  #: the groups spawned here that have unfinished tasks
         self._syntheses: dict[str, str] = {}  #: the group of each model synthesis staged, by its key
 
     # --- spawning and cancelling ----------------------------------------------------------------------
@@ -85,6 +90,7 @@ class TemporalStore(MemoryStore):
                 self._fail(spawn, message)
                 raise BackendUnavailable(message) from None
             self._watched.add(spawn.group_id)
+            self._spawned.add(spawn.group_id)
 
     async def _start(self, spawn: wire.GroupSpawn) -> None:
         pairs = [SearchAttributePair(OWNER, spawn.owner)]
@@ -105,6 +111,7 @@ class TemporalStore(MemoryStore):
     def request_cancel(self, task_id: str, reason: str) -> None:
         record = self.task(task_id)
         assert record is not None  # the table asks only for a task it holds
+        self._cancel_asked.add(task_id)
         self._tg.start_soon(self._cancel, record.group_id, [task_id], reason, name=f"cancel {task_id}")
 
     async def _cancel(self, group_id: str, task_ids: list[str], reason: str) -> None:
@@ -204,7 +211,8 @@ class TemporalStore(MemoryStore):
                 unknown = self.group(group_id) is None
                 ask = wire.ViewAsk(unknown, 0 if unknown else self._ended_seen.get(group_id, 0))
                 view = await handle.query("view", ask, result_type=wire.GroupView, rpc_timeout=_RPC)
-            beats = await self._beats(described)
+            activities = _Activities.of(described)
+            beats = await self._beats(activities.beating)
         except RPCError as exc:
             if exc.status is RPCStatusCode.NOT_FOUND:
                 self._unwatch(group_id)
@@ -214,7 +222,7 @@ class TemporalStore(MemoryStore):
             raise _unreadable(group_id, str(exc)) from None
         if self.group(group_id) is None:
             self._adopt(view)
-        self._apply(view, beats)
+        self._apply(view, beats, activities)
         self._ended_seen[group_id] = view.ended
         status = described.status
         if status is not None and status not in (
@@ -223,16 +231,23 @@ class TemporalStore(MemoryStore):
         ):
             self._interrupt(group_id, f"its workflow ended {status.name.lower()} in Temporal")
 
-    async def _beats(self, described: WorkflowExecutionDescription) -> dict[str, wire.Beat]:
+    async def _beats(self, beating: Sequence[PendingActivityInfo]) -> dict[str, wire.Beat]:
         """The last heartbeat of each running task (its activity id is the task id)."""
         beats: dict[str, wire.Beat] = {}
-        for pending in described.raw_description.pending_activities:
-            if pending.heartbeat_details.payloads:
-                decoded = await self.client.data_converter.decode(
-                    pending.heartbeat_details.payloads, [wire.Beat]
-                )
-                beats[pending.activity_id] = decoded[-1]
+        for pending in beating:
+            decoded = await self.client.data_converter.decode(pending.heartbeat_details.payloads, [wire.Beat])
+            beats[pending.activity_id] = decoded[-1]
         return beats
+
+    def cancel_asked(self, task_id: str) -> bool:
+        return task_id in self._cancel_asked
+
+    def elsewhere(self) -> tuple[int, int]:
+        queued = running = 0
+        for group_id in self._spawned & self._watched:
+            tally = self.tally(group_id)
+            queued, running = queued + tally[TaskState.QUEUED], running + tally[TaskState.RUNNING]
+        return queued, running
 
     def _adopt(self, view: wire.GroupView) -> None:
         """A group this front end has not seen: its records, all queued (``_apply`` moves them)."""
@@ -251,16 +266,26 @@ class TemporalStore(MemoryStore):
         self.put(group, records)
         self._watched.add(view.group_id)
 
-    def _apply(self, view: wire.GroupView, beats: Mapping[str, wire.Beat]) -> None:
-        """Bring the records up to ``view``: moves, ends (raised on the chain), partial output, usage."""
+    def _apply(
+        self, view: wire.GroupView, beats: Mapping[str, wire.Beat], activities: _Activities | None = None
+    ) -> None:
+        """Bring the records up to ``view``: moves, ends (raised on the chain), partial output, usage.
+        ``activities`` (none for a finished workflow) say which tasks a worker has started: the workflow
+        counts a task running once it asked for its activity, which may wait for a free worker."""
         clock = _Clock()
         for task in view.tasks:
             record = self.task(task.task_id)
             if record is None or record.state.terminal:  # evicted, or already ended here
                 continue
-            if task.started_at is not None and record.state is TaskState.QUEUED:
-                self.move(task.task_id, TaskState.RUNNING, clock.monotonic(task.started_at))
+            started = task.started_at
+            if activities is not None and task.end is None:
+                started = activities.started.get(task.task_id)
+                if task.task_id in activities.cancelling:
+                    self._cancel_asked.add(task.task_id)
+            if started is not None and record.state is TaskState.QUEUED:
+                self.move(task.task_id, TaskState.RUNNING, clock.monotonic(started))
             if task.end is not None and task.ended_at is not None:
+                self._cancel_asked.discard(task.task_id)
                 record.spend = codec.spend_of(task.end.spend)
                 self.move(
                     task.task_id,
@@ -306,7 +331,32 @@ class TemporalStore(MemoryStore):
 
     def _unwatch(self, group_id: str) -> None:
         self._watched.discard(group_id)
+        self._spawned.discard(group_id)
         self._ended_seen.pop(group_id, None)
+
+
+@dataclass(frozen=True)
+class _Activities:
+    """What a workflow's pending activities (one per running task, its id the task's) say."""
+
+    started: dict[str, float]  #: when a worker started each, wall clock (those waiting for one: absent)
+    cancelling: frozenset[str]  #: those a cancel was asked of
+    beating: list[PendingActivityInfo]  #: those with a heartbeat
+
+    @staticmethod
+    def of(described: WorkflowExecutionDescription) -> _Activities:
+        pending = described.raw_description.pending_activities
+        waiting = PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED
+        cancelling = PendingActivityState.PENDING_ACTIVITY_STATE_CANCEL_REQUESTED
+        return _Activities(
+            {
+                a.activity_id: a.last_started_time.ToNanoseconds() / 1e9
+                for a in pending
+                if a.state != waiting and a.HasField("last_started_time")
+            },
+            frozenset(a.activity_id for a in pending if a.state == cancelling),
+            [a for a in pending if a.heartbeat_details.payloads],
+        )
 
 
 class _Clock:

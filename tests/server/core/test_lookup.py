@@ -8,7 +8,8 @@ from collections.abc import Callable
 
 import anyio
 
-from server import Caller, Settings, SpawnRequest, TaskRequest, TaskState, UnknownTask, open_registry
+from server import Caller, Settings, SpawnRequest, TaskRequest, TaskState, UnknownTask
+from tests.server.engines import OpenEngine
 from tests.server.fakes import ScriptedBackend, gated
 
 MakeSettings = Callable[..., Settings]
@@ -32,9 +33,9 @@ async def refusal(call: Callable[[str], object], named: str) -> str:
 
 
 async def test_another_principals_ids_answer_as_unknown_ids_in_every_call(
-    make_settings: MakeSettings,
+    make_settings: MakeSettings, open_engine: OpenEngine
 ) -> None:
-    async with open_registry(make_settings(), ScriptedBackend()) as registry:
+    async with open_engine(make_settings(), ScriptedBackend()) as registry:
         receipt = await registry.spawn(spawn_of(2), caller=ALICE)
         task_id, group_id = receipt.tasks[0].task_id, receipt.group_id
         by_task: list[Callable[[str], object]] = [
@@ -58,9 +59,9 @@ async def test_another_principals_ids_answer_as_unknown_ids_in_every_call(
 
 
 async def test_list_shows_and_counts_only_the_callers_tasks_and_an_operator_sees_all(
-    make_settings: MakeSettings,
+    make_settings: MakeSettings, open_engine: OpenEngine
 ) -> None:
-    async with open_registry(make_settings(), ScriptedBackend(gated(anyio.Event()))) as registry:
+    async with open_engine(make_settings(), ScriptedBackend(gated(anyio.Event()))) as registry:
         alices = await registry.spawn(spawn_of(2), caller=ALICE)
         bobs = await registry.spawn(spawn_of(3), caller=BOB)
 
@@ -73,9 +74,11 @@ async def test_list_shows_and_counts_only_the_callers_tasks_and_an_operator_sees
         assert (await registry.list(caller=Caller("carol"))).total == 0
 
 
-async def test_an_operator_cancels_another_principals_tasks(make_settings: MakeSettings) -> None:
+async def test_an_operator_cancels_another_principals_tasks(
+    make_settings: MakeSettings, open_engine: OpenEngine
+) -> None:
     backend = ScriptedBackend(gated(anyio.Event()))
-    async with open_registry(make_settings(), backend) as registry:
+    async with open_engine(make_settings(), backend) as registry:
         ids = [t.task_id for t in (await registry.spawn(spawn_of(2), caller=ALICE)).tasks]
 
         outcome = registry.cancel(await registry.select(ids, None, caller=ROOT), caller=ROOT)

@@ -8,7 +8,8 @@ from collections.abc import Callable
 import anyio
 import pytest
 
-from server import Caller, LimitReached, Settings, SpawnRequest, TaskRequest, open_registry
+from server import Caller, LimitReached, Settings, SpawnRequest, TaskRequest
+from tests.server.engines import OpenEngine
 from tests.server.fakes import ScriptedBackend, gated
 
 MakeSettings = Callable[..., Settings]
@@ -20,10 +21,10 @@ def spawn_of(n: int) -> SpawnRequest:
 
 
 async def test_a_principal_past_its_unfinished_limit_is_refused_and_others_go_on(
-    make_settings: MakeSettings,
+    make_settings: MakeSettings, open_engine: OpenEngine
 ) -> None:
     settings = make_settings(max_unfinished_per_principal=3)
-    async with open_registry(settings, ScriptedBackend(gated(anyio.Event()))) as registry:
+    async with open_engine(settings, ScriptedBackend(gated(anyio.Event()))) as registry:
         await registry.spawn(spawn_of(2), caller=ALICE)
 
         with pytest.raises(LimitReached) as refused:
@@ -37,9 +38,9 @@ async def test_a_principal_past_its_unfinished_limit_is_refused_and_others_go_on
 
 
 async def test_a_principal_past_its_spawns_a_minute_is_refused_and_others_go_on(
-    make_settings: MakeSettings,
+    make_settings: MakeSettings, open_engine: OpenEngine
 ) -> None:
-    async with open_registry(make_settings(max_spawns_per_minute=2), ScriptedBackend()) as registry:
+    async with open_engine(make_settings(max_spawns_per_minute=2), ScriptedBackend()) as registry:
         for _ in range(2):
             await registry.spawn(spawn_of(1), caller=ALICE)
 
@@ -52,8 +53,10 @@ async def test_a_principal_past_its_spawns_a_minute_is_refused_and_others_go_on(
         assert "--max-spawns-per-minute" in message and "more tasks in one spawn_parallel call" in message
 
 
-async def test_no_limit_on_spawns_a_minute_at_zero(make_settings: MakeSettings) -> None:
-    async with open_registry(make_settings(max_spawns_per_minute=0), ScriptedBackend()) as registry:
+async def test_no_limit_on_spawns_a_minute_at_zero(
+    make_settings: MakeSettings, open_engine: OpenEngine
+) -> None:
+    async with open_engine(make_settings(max_spawns_per_minute=0), ScriptedBackend()) as registry:
         for _ in range(5):
             await registry.spawn(spawn_of(1), caller=ALICE)
         assert (await registry.list(caller=ALICE)).total == 5

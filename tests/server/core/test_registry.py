@@ -27,7 +27,7 @@ from server import (
     open_registry,
 )
 from server.core.store import MemoryStore
-from tests.server.engines import OpenEngine
+from tests.server.engines import OpenEngine, until, until_running
 from tests.server.fakes import ME, ScriptedBackend, gated
 
 MakeSettings = Callable[..., Settings]
@@ -43,14 +43,18 @@ async def running(backend: ScriptedBackend, settings: Settings) -> AsyncGenerato
         yield registry
 
 
-async def test_all_tasks_run_at_once_up_to_the_limit(make_settings: MakeSettings) -> None:
+async def test_all_tasks_run_at_once_up_to_the_limit(
+    make_settings: MakeSettings, open_engine: OpenEngine
+) -> None:
     release = anyio.Event()
     backend = ScriptedBackend(gated(release))
-    async with running(backend, make_settings(max_concurrency=20)) as registry:
+    async with open_engine(make_settings(max_concurrency=20), backend) as registry:
         receipt = await registry.spawn(spawn_of(12), caller=ME)
         ids = [t.task_id for t in receipt.tasks]
-        with anyio.fail_after(5):
+        with anyio.fail_after(10):
             await backend.wait_calls(12)
+            await until(registry, ids[-1], lambda snap: snap.state is TaskState.RUNNING)
+        await registry.select(ids, None, caller=ME)
         assert registry.counts(ids).running == 12
         assert backend.in_flight == 12
         release.set()
@@ -60,14 +64,18 @@ async def test_all_tasks_run_at_once_up_to_the_limit(make_settings: MakeSettings
         assert [s.output for s in registry.snapshots(ids)] == ["done"] * 12
 
 
-async def test_concurrency_limit_queues_the_rest(make_settings: MakeSettings) -> None:
+async def test_concurrency_limit_queues_the_rest(
+    make_settings: MakeSettings, open_engine: OpenEngine
+) -> None:
     release = anyio.Event()
     backend = ScriptedBackend(gated(release))
-    async with running(backend, make_settings(max_concurrency=3)) as registry:
+    async with open_engine(make_settings(max_concurrency=3), backend) as registry:
         ids = [t.task_id for t in (await registry.spawn(spawn_of(8), caller=ME)).tasks]
-        with anyio.fail_after(5):
+        with anyio.fail_after(10):
             await backend.wait_calls(3)
+            await until_running(registry, ids, 3)
         await anyio.wait_all_tasks_blocked()
+        await registry.select(ids, None, caller=ME)
         counts = registry.counts(ids)
         assert (counts.running, counts.queued) == (3, 5)
         assert registry.statistics().running == 3
@@ -78,15 +86,19 @@ async def test_concurrency_limit_queues_the_rest(make_settings: MakeSettings) ->
         assert registry.counts(ids).completed == 8
 
 
-async def test_a_spawn_can_ask_for_less_concurrency_than_the_server(make_settings: MakeSettings) -> None:
+async def test_a_spawn_can_ask_for_less_concurrency_than_the_server(
+    make_settings: MakeSettings, open_engine: OpenEngine
+) -> None:
     release = anyio.Event()
     backend = ScriptedBackend(gated(release))
-    async with running(backend, make_settings(max_concurrency=10)) as registry:
+    async with open_engine(make_settings(max_concurrency=10), backend) as registry:
         ids = [t.task_id for t in (await registry.spawn(spawn_of(6, max_concurrency=2), caller=ME)).tasks]
-        with anyio.fail_after(5):
+        with anyio.fail_after(10):
             await backend.wait_calls(2)
+            await until(registry, ids[1], lambda snap: snap.state is TaskState.RUNNING)
         await anyio.wait_all_tasks_blocked()
-        assert registry.counts(ids).running == 2
+        await registry.select(ids, None, caller=ME)
+        assert registry.counts(ids).running == 2 and len(backend.calls) == 2
         release.set()
         with anyio.fail_after(5):
             await registry.wait(ids)
@@ -142,18 +154,22 @@ async def test_a_task_that_overruns_its_timeout_fails_as_timeout(
         assert backend.cancelled == 1
 
 
-async def test_cancelling_a_queued_task_ends_it_at_once_and_never_runs_it(
-    make_settings: MakeSettings,
+async def test_cancelling_a_queued_task_ends_it_and_never_runs_it(
+    make_settings: MakeSettings, open_engine: OpenEngine
 ) -> None:
     release = anyio.Event()
     backend = ScriptedBackend(gated(release))
-    async with running(backend, make_settings(max_concurrency=1)) as registry:
-        first, second = (t.task_id for t in (await registry.spawn(spawn_of(2), caller=ME)).tasks)
-        with anyio.fail_after(5):
+    async with open_engine(make_settings(max_concurrency=1), backend) as registry:
+        ids = [t.task_id for t in (await registry.spawn(spawn_of(2), caller=ME)).tasks]
+        with anyio.fail_after(10):
             await backend.wait_calls(1)
+            await until_running(registry, ids, 1)
+        # The one slot's task: the first here; on Temporal whichever activity the worker took first.
+        first, second = sorted(ids, key=lambda i: registry.snapshot(i, caller=ME).state is TaskState.QUEUED)
         outcome = registry.cancel([second], caller=ME)
         assert outcome.cancelled == [second]
-        assert registry.snapshot(second, caller=ME).state is TaskState.CANCELLED
+        with anyio.fail_after(10):  # at once here; on Temporal once its workflow has the signal
+            await until(registry, second, lambda snap: snap.state is TaskState.CANCELLED)
         release.set()
         with anyio.fail_after(5):
             await registry.wait([first, second])
@@ -161,12 +177,15 @@ async def test_cancelling_a_queued_task_ends_it_at_once_and_never_runs_it(
         assert len(backend.calls) == 1
 
 
-async def test_cancelling_a_running_task_stops_its_backend_call(make_settings: MakeSettings) -> None:
+async def test_cancelling_a_running_task_stops_its_backend_call(
+    make_settings: MakeSettings, open_engine: OpenEngine
+) -> None:
     backend = ScriptedBackend(gated(anyio.Event()))
-    async with running(backend, make_settings()) as registry:
+    async with open_engine(make_settings(), backend) as registry:
         task_id = (await registry.spawn(spawn_of(1), caller=ME)).tasks[0].task_id
-        with anyio.fail_after(5):
+        with anyio.fail_after(10):
             await backend.wait_calls(1)
+            await until(registry, task_id, lambda snap: snap.state is TaskState.RUNNING)
         outcome = registry.cancel([task_id], caller=ME)
         assert registry.snapshot(task_id, caller=ME).cancel_requested
         with anyio.fail_after(5):
@@ -308,7 +327,9 @@ async def test_finished_tasks_older_than_the_retention_are_evicted(
             await registry.select([task_id], None, caller=ME)
 
 
-async def test_wait_reports_each_change_and_returns_when_all_ended(make_settings: MakeSettings) -> None:
+async def test_wait_reports_each_change_and_returns_when_all_ended(
+    make_settings: MakeSettings, open_engine: OpenEngine
+) -> None:
     release = anyio.Event()
     backend = ScriptedBackend(gated(release))
     changes = 0
@@ -317,13 +338,13 @@ async def test_wait_reports_each_change_and_returns_when_all_ended(make_settings
         nonlocal changes
         changes += 1
 
-    async with running(backend, make_settings()) as registry:
+    async with open_engine(make_settings(), backend) as registry:
         ids = [t.task_id for t in (await registry.spawn(spawn_of(2), caller=ME)).tasks]
         with anyio.move_on_after(0.01):
             await registry.wait(ids, on_change)  # nothing ends while the gate is shut
         assert changes == 0
         release.set()
-        with anyio.fail_after(5):
+        with anyio.fail_after(10):
             await registry.wait(ids, on_change)
         assert changes >= 1
         assert registry.counts(ids).completed == 2
@@ -357,9 +378,11 @@ async def test_spawn_refuses_when_the_backend_is_unavailable(make_settings: Make
         assert (await registry.list(caller=ME)).total == 0
 
 
-async def test_spawn_refuses_past_the_unfinished_limit(make_settings: MakeSettings) -> None:
+async def test_spawn_refuses_past_the_unfinished_limit(
+    make_settings: MakeSettings, open_engine: OpenEngine
+) -> None:
     backend = ScriptedBackend(gated(anyio.Event()))
-    async with running(backend, make_settings(max_unfinished=4)) as registry:
+    async with open_engine(make_settings(max_unfinished=4), backend) as registry:
         await registry.spawn(spawn_of(3), caller=ME)
         with pytest.raises(InvalidInput, match="limit of 4 unfinished"):
             await registry.spawn(spawn_of(2), caller=ME)
@@ -436,18 +459,19 @@ async def test_an_answer_cut_by_max_tokens_says_so(
     assert snap.note is not None and "max_tokens" in snap.note
 
 
-async def test_a_running_task_shows_its_partial_output(make_settings: MakeSettings) -> None:
+async def test_a_running_task_shows_its_partial_output(
+    make_settings: MakeSettings, open_engine: OpenEngine
+) -> None:
     release = anyio.Event()
     backend = ScriptedBackend(gated(release, text="hello"))
-    async with running(backend, make_settings()) as registry:
+    async with open_engine(make_settings(), backend) as registry:
         task_id = (await registry.spawn(spawn_of(1), caller=ME)).tasks[0].task_id
-        with anyio.fail_after(5):
+        with anyio.fail_after(10):
             await backend.wait_calls(1)
-        await anyio.wait_all_tasks_blocked()
-        snap = registry.snapshot(task_id, caller=ME)
+            snap = await until(registry, task_id, lambda snap: snap.output is not None)
         assert (snap.state, snap.output, snap.partial) == (TaskState.RUNNING, "h", True)
         release.set()
-        with anyio.fail_after(5):
+        with anyio.fail_after(10):
             await registry.wait([task_id])
         snap = registry.snapshot(task_id, caller=ME)
         assert (snap.state, snap.output, snap.partial) == (TaskState.COMPLETED, "hello", False)

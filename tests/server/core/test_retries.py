@@ -29,6 +29,7 @@ from server import (
 )
 from server.core.records import from_json, group_from_json, to_json
 from server.core.store import MemoryStore, Outcome
+from tests.server.engines import OpenEngine
 from tests.server.fakes import ScriptedBackend
 
 MakeSettings = Callable[..., Settings]
@@ -71,12 +72,12 @@ class Script:
 
 
 async def settled(registry: TaskRegistry, ids: list[str]) -> None:
-    with anyio.fail_after(5):
+    with anyio.fail_after(15):
         await registry.wait(ids)
 
 
 async def test_failed_and_cancelled_tasks_run_again_under_new_ids_as_their_spawn_asked_for_them(
-    make_settings: MakeSettings, tmp_path: Path
+    make_settings: MakeSettings, tmp_path: Path, open_engine: OpenEngine
 ) -> None:
     (tmp_path / "notes.txt").write_text("first version\n")
     script = Script()
@@ -93,7 +94,7 @@ async def test_failed_and_cancelled_tasks_run_again_under_new_ids_as_their_spawn
         budget_usd=2.5,
         max_concurrency=2,
     )
-    async with open_registry(make_settings(), script.backend) as registry:
+    async with open_engine(make_settings(), script.backend) as registry:
         first = await registry.spawn(request, caller=ME)
         ids = [t.task_id for t in first.tasks]
         with anyio.fail_after(5):
@@ -132,13 +133,13 @@ async def test_failed_and_cancelled_tasks_run_again_under_new_ids_as_their_spawn
 
 
 async def test_completed_and_unfinished_tasks_are_left_and_said_and_nothing_to_run_again_is_refused(
-    make_settings: MakeSettings,
+    make_settings: MakeSettings, open_engine: OpenEngine
 ) -> None:
     script = Script()
     script.fail_once.add("B")
     script.hold["C"] = anyio.Event()
     tasks = [TaskRequest(task=f"{name}: part") for name in "ABC"]
-    async with open_registry(make_settings(), script.backend) as registry:
+    async with open_engine(make_settings(), script.backend) as registry:
         ids = [t.task_id for t in (await registry.spawn(SpawnRequest(tasks=tasks), caller=ME)).tasks]
         await settled(registry, ids[:2])
         with anyio.fail_after(5):
@@ -160,7 +161,7 @@ async def test_completed_and_unfinished_tasks_are_left_and_said_and_nothing_to_r
 
 
 async def test_a_rerun_gets_the_answer_of_a_completed_dependency_without_running_it_again(
-    make_settings: MakeSettings,
+    make_settings: MakeSettings, open_engine: OpenEngine
 ) -> None:
     script = Script()
     script.fail_once.add("B")
@@ -168,7 +169,7 @@ async def test_a_rerun_gets_the_answer_of_a_completed_dependency_without_running
         TaskRequest(task="A: ground", label="a"),
         TaskRequest(task="B: build", label="b", depends_on=["a"]),
     ]
-    async with open_registry(make_settings(), script.backend) as registry:
+    async with open_engine(make_settings(), script.backend) as registry:
         ids = [t.task_id for t in (await registry.spawn(SpawnRequest(tasks=tasks), caller=ME)).tasks]
         await settled(registry, ids)
 
@@ -180,7 +181,7 @@ async def test_a_rerun_gets_the_answer_of_a_completed_dependency_without_running
 
 
 async def test_a_rerun_that_depended_on_another_rerun_waits_for_the_new_copy(
-    make_settings: MakeSettings,
+    make_settings: MakeSettings, open_engine: OpenEngine
 ) -> None:
     script = Script()
     script.fail_once.add("A")
@@ -188,7 +189,7 @@ async def test_a_rerun_that_depended_on_another_rerun_waits_for_the_new_copy(
         TaskRequest(task="A: ground", label="a"),
         TaskRequest(task="B: build", label="b", depends_on=["a"]),
     ]
-    async with open_registry(make_settings(), script.backend) as registry:
+    async with open_engine(make_settings(), script.backend) as registry:
         ids = [t.task_id for t in (await registry.spawn(SpawnRequest(tasks=tasks), caller=ME)).tasks]
         await settled(registry, ids)
         dependant = registry.snapshot(ids[1], caller=ME)
@@ -210,7 +211,7 @@ async def test_a_rerun_that_depended_on_another_rerun_waits_for_the_new_copy(
 
 
 async def test_a_rerun_whose_dependency_ended_without_an_answer_and_is_not_run_again_is_refused(
-    make_settings: MakeSettings,
+    make_settings: MakeSettings, open_engine: OpenEngine
 ) -> None:
     script = Script()
     script.fail_once.add("A")
@@ -218,7 +219,7 @@ async def test_a_rerun_whose_dependency_ended_without_an_answer_and_is_not_run_a
         TaskRequest(task="A: ground", label="a"),
         TaskRequest(task="B: build", label="b", depends_on=["a"]),
     ]
-    async with open_registry(make_settings(), script.backend) as registry:
+    async with open_engine(make_settings(), script.backend) as registry:
         ids = [t.task_id for t in (await registry.spawn(SpawnRequest(tasks=tasks), caller=ME)).tasks]
         await settled(registry, ids)
 

@@ -16,7 +16,6 @@ from server import (
     Caller,
     Settings,
     SpawnRequest,
-    TaskRegistry,
     TaskRequest,
     TaskSnapshot,
     TaskState,
@@ -27,24 +26,12 @@ from server.executors.temporal import wire
 from server.fanin.synthesis import SynthesisDone
 from tests.answers import reply, synthesis
 from tests.fake_api import FakeApi
+from tests.server.engines import until
 from tests.temporal_dev import DevServer
 
 MakeSettings = Callable[..., Settings]
 ME = Caller.local()
 ALICE, BOB = Caller("alice"), Caller("bob")
-
-
-async def until(
-    registry: TaskRegistry, task_id: str, caller: Caller, ok: Callable[[TaskSnapshot], bool]
-) -> TaskSnapshot:
-    """The task as this front end reads it once ``ok`` holds (it reads Temporal every half second)."""
-    with anyio.fail_after(30):
-        while True:
-            await registry.select([task_id], None, caller=caller)
-            snap = registry.snapshot(task_id, caller=caller)
-            if ok(snap):
-                return snap
-            await anyio.sleep(0.1)
 
 
 def same(snapshots: list[TaskSnapshot]) -> list[dict[str, Any]]:
@@ -61,9 +48,10 @@ async def test_a_group_spawned_on_one_front_end_is_read_and_cancelled_on_another
         assert await two.registry.select(None, receipt.group_id, caller=ME) == ids
         with anyio.fail_after(30):
             await two.registry.wait(ids[1:])
-        running = await until(
-            two.registry, ids[0], ME, lambda s: s.state is TaskState.RUNNING and bool(s.output)
-        )
+        with anyio.fail_after(30):
+            running = await until(
+                two.registry, ids[0], lambda s: s.state is TaskState.RUNNING and bool(s.output), ME
+            )
         assert running.partial and running.output
 
         outcome = two.registry.cancel(ids[:1], "stop it", caller=ME)
@@ -123,7 +111,8 @@ async def test_another_principals_group_answers_on_every_front_end_as_one_that_n
             with pytest.raises(UnknownTask):
                 await registry.select(None, receipt.group_id, caller=BOB)
             assert (await registry.list(caller=BOB)).total == 0
-        done = await until(two.registry, task_id, ALICE, lambda s: s.state.terminal)
+        with anyio.fail_after(30):
+            done = await until(two.registry, task_id, lambda s: s.state.terminal, caller=ALICE)
         assert done.state is TaskState.COMPLETED
         assert [s.task_id for s in (await two.registry.list(caller=ALICE)).tasks] == [task_id]
 
