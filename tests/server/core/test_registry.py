@@ -350,7 +350,9 @@ async def test_wait_reports_each_change_and_returns_when_all_ended(
         assert registry.counts(ids).completed == 2
 
 
-async def test_select_refuses_what_it_cannot_resolve(make_settings: MakeSettings) -> None:
+async def test_select_refuses_what_it_cannot_resolve(
+    make_settings: MakeSettings, open_engine: OpenEngine
+) -> None:
     async with running(ScriptedBackend(), make_settings()) as registry:
         receipt = await registry.spawn(spawn_of(1), caller=ME)
         task_id = receipt.tasks[0].task_id
@@ -369,10 +371,12 @@ async def test_select_refuses_what_it_cannot_resolve(make_settings: MakeSettings
         assert await registry.select([task_id, task_id], None, caller=ME) == [task_id]
 
 
-async def test_spawn_refuses_when_the_backend_is_unavailable(make_settings: MakeSettings) -> None:
+async def test_spawn_refuses_when_the_backend_is_unavailable(
+    make_settings: MakeSettings, open_engine: OpenEngine
+) -> None:
     backend = ScriptedBackend()
     backend.unavailable = "no key: set ANTHROPIC_API_KEY"
-    async with running(backend, make_settings()) as registry:
+    async with open_engine(make_settings(), backend) as registry:
         with pytest.raises(BackendUnavailable, match="ANTHROPIC_API_KEY"):
             await registry.spawn(spawn_of(1), caller=ME)
         assert (await registry.list(caller=ME)).total == 0
@@ -389,7 +393,7 @@ async def test_spawn_refuses_past_the_unfinished_limit(
         await registry.spawn(spawn_of(1), caller=ME)
 
 
-async def test_ids_are_unguessable_and_url_safe(make_settings: MakeSettings) -> None:
+async def test_ids_are_unguessable_and_url_safe(make_settings: MakeSettings, open_engine: OpenEngine) -> None:
     async with running(ScriptedBackend(), make_settings()) as registry:
         receipt = await registry.spawn(spawn_of(50), caller=ME)
     ids = [t.task_id for t in receipt.tasks]
@@ -480,12 +484,13 @@ async def test_a_running_task_shows_its_partial_output(
 async def test_an_error_in_the_body_comes_out_as_itself_not_as_an_exception_group(
     make_settings: MakeSettings,
 ) -> None:
+    # The embedded executor's: on Temporal the tasks outlive the front end that ends (they are the workers').
     backend = ScriptedBackend(gated(anyio.Event()))
     seen: list[TaskRegistry] = []
     ids: list[str] = []
 
     async def body() -> None:
-        async with running(backend, make_settings()) as registry:
+        async with open_registry(make_settings(), backend) as registry:
             seen.append(registry)
             ids.extend(t.task_id for t in (await registry.spawn(spawn_of(2), caller=ME)).tasks)
             raise InvalidInput("from the body")
@@ -560,7 +565,9 @@ async def test_each_retry_is_told_to_listeners_and_logged_as_it_happens(
     assert any(r.getMessage() == "a retry listener failed" for r in caplog.records)
 
 
-async def test_a_change_during_on_change_is_not_lost(make_settings: MakeSettings) -> None:
+async def test_a_change_during_on_change_is_not_lost(
+    make_settings: MakeSettings, open_engine: OpenEngine
+) -> None:
     first_gate, second_gate = anyio.Event(), anyio.Event()
 
     async def handler(request: SubagentRequest, sink: TaskSink) -> SubagentResult:
@@ -657,13 +664,14 @@ class Puppet:
 async def test_a_groups_totals_are_the_sum_of_its_tasks_usage_at_every_step(
     make_settings: MakeSettings,
 ) -> None:
+    # Step by step as each call is told: on Temporal a front end sees usage at the heartbeats' pace.
     from server import Tokens, Usage
 
     puppet = Puppet(4)
     backend = ScriptedBackend(puppet.handler)
     seen: dict[str, Usage] = {}  # each task's usage as last seen, kept after the task is evicted
     spent = 0.0
-    async with running(backend, make_settings(max_finished=2)) as registry:
+    async with open_registry(make_settings(max_finished=2), backend) as registry:
         receipt = await registry.spawn(spawn_of(4), caller=ME)
         ids = [t.task_id for t in receipt.tasks]
         with anyio.fail_after(5):
