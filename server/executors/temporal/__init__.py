@@ -51,6 +51,9 @@ rate for all workers together (``worker.py``). **Payloads** of 256 KiB or more a
 a shared directory (``payloads.py``), and a front end's read of a running group carries only the tasks
 whose end it has not seen (``wire.ViewAsk``).
 
-Not done yet: a retry whose tasks depend on unfinished tasks outside it; the cache-warming first task;
-edit tasks and the sampling backend.
+**Warm-first**: a spawn's cache-warming lead (``TaskCall.warms``) signals ``OPENED`` from its activity
+once its answer begins; its siblings (``warm_lead``) wait for that in the workflow, or ``WARM_WAIT_S``.
+
+Not done yet: a retry whose tasks depend on unfinished tasks outside it; edit tasks and the sampling
+backend.
 """

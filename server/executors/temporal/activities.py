@@ -17,6 +17,7 @@ from dataclasses import replace
 import anyio
 from temporalio import activity
 from temporalio.converter import value_to_type
+from temporalio.service import RPCError
 
 from ...backends.roster import Roster
 from ...config.pricing import PriceTable
@@ -50,6 +51,7 @@ class SubagentActivities:
             )
         earlier = _earlier_attempt()
         spend = codec.spend_of(earlier.spend)
+        opens = anyio.Event() if call.warms else None
         progress = Progress(
             call.task_id,
             call.group_id,
@@ -57,6 +59,7 @@ class SubagentActivities:
             prices=self._prices,
             record_usage=lambda _task_id, tokens, cost: spend.add(tokens, cost),
             on_retry=_log_retry,
+            opens=opens,
         )
         try:
             backend = self._roster.get(spec.backend)
@@ -66,7 +69,7 @@ class SubagentActivities:
             return codec.task_end(Ended(TaskState.FAILED, error=error), progress, spend, earlier.attempts)
         try:
             ended = await _beating(
-                attempt(backend, request, progress, spec), progress, spend, earlier.attempts
+                attempt(backend, request, progress, spec), call, progress, spend, earlier.attempts, opens
             )
         except asyncio.CancelledError:
             if activity.is_worker_shutdown():
@@ -86,12 +89,22 @@ def _earlier_attempt() -> wire.Beat:
     return value_to_type(wire.Beat, details[-1])
 
 
-async def _beating(call: Awaitable[Ended], progress: Progress, spend: Spend, earlier_attempts: int) -> Ended:
-    """``call``'s end, heartbeating while it runs."""
+async def _beating(
+    answer: Awaitable[Ended],
+    call: wire.SubagentCall,
+    progress: Progress,
+    spend: Spend,
+    earlier_attempts: int,
+    opens: anyio.Event | None,
+) -> Ended:
+    """``answer``'s end, heartbeating while it runs (and telling the workflow when a lead's answer
+    begins)."""
     async with anyio.create_task_group() as tg:
         tg.start_soon(_beat, progress, spend, earlier_attempts)
+        if opens is not None:
+            tg.start_soon(_tell_opened, opens, call.group_id, call.task_id)
         try:
-            return await call
+            return await answer
         finally:
             tg.cancel_scope.cancel()
     raise AssertionError("unreachable: the task group raises or the call returned")
@@ -101,6 +114,17 @@ async def _beat(progress: Progress, spend: Spend, earlier_attempts: int) -> None
     while True:
         activity.heartbeat(codec.beat(progress, spend, earlier_attempts))
         await anyio.sleep(BEAT_EVERY_S)
+
+
+async def _tell_opened(opens: anyio.Event, group_id: str, task_id: str) -> None:
+    """Once the answer begins, tell the workflow, whose siblings of this task may start: the provider
+    has the shared prompt prefix in its cache. A signal that fails costs only the wait (the workflow
+    starts them after ``WARM_WAIT_S`` anyway)."""
+    await opens.wait()
+    try:
+        await activity.client().get_workflow_handle(group_id).signal(wire.OPENED, task_id)
+    except RPCError as exc:
+        logger.warning("task %s could not tell its workflow its answer began: %s", task_id, exc)
 
 
 def _log_retry(notice: RetryNotice) -> None:

@@ -16,9 +16,11 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from ...core.failures import dependency_failed_message, over_budget_message
+    from ...core.runner import WARM_WAIT_S
     from ...core.state import ErrorKind, TaskState
     from .wire import (
         ACTIVITY,
+        OPENED,
         WORKFLOW,
         CancelRequest,
         GroupSpawn,
@@ -52,6 +54,7 @@ class FanoutGroup:
         self._views = {call.task_id: TaskView(call.task_id, TaskState.QUEUED.value) for call in spawn.tasks}
         self._end_order: list[str] = []  #: the tasks that have ended, in the order they did
         self._cancel_notes: dict[str, str] = {}
+        self._opened: set[str] = set()  #: cache-warming leads whose answer has begun
         self._running: dict[str, workflow.ActivityHandle[TaskEnd]] = {}
         limit = spawn.max_concurrency
         self._slots = asyncio.Semaphore(limit) if limit else None
@@ -83,6 +86,10 @@ class FanoutGroup:
             elif view.state == TaskState.QUEUED.value:
                 self._end(task_id, TaskEnd(TaskState.CANCELLED.value, note=request.reason))
 
+    @workflow.signal(name=OPENED)
+    def opened(self, task_id: str) -> None:
+        self._opened.add(task_id)
+
     # --- one task -----------------------------------------------------------------------------------------
 
     async def _run_task(self, call: TaskCall) -> None:
@@ -97,12 +104,23 @@ class FanoutGroup:
         )
         if self._ended(task_id) or self._failed_dependency(call):
             return
+        if call.warm_lead is not None:
+            await self._warmed(task_id, call.warm_lead)
         async with self._slots or contextlib.nullcontext():
             if self._ended(task_id) or self._budget_stop(task_id):
                 return
             view = self._views[task_id]
             view.state, view.started_at = TaskState.RUNNING.value, workflow.now().timestamp()
             self._end(task_id, await self._call(call))
+
+    async def _warmed(self, task_id: str, lead: str) -> None:
+        """Wait (as the embedded runner does, ``WARM_WAIT_S`` at most) until ``lead``'s answer has begun,
+        so that this task reads the prompt prefix from the provider's cache instead of writing it too."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await workflow.wait_condition(
+                lambda: lead in self._opened or self._ended(lead) or self._ended(task_id),
+                timeout=timedelta(seconds=WARM_WAIT_S),
+            )
 
     async def _call(self, call: TaskCall) -> TaskEnd:
         answers = [*call.outside_answers]
@@ -120,6 +138,7 @@ class FanoutGroup:
                 call.request_json,
                 answers,
                 spawn.dependency_chars,
+                call.warms,
             ),
             result_type=TaskEnd,
             activity_id=call.task_id,

@@ -225,7 +225,7 @@ async def test_shutdown_right_after_a_spawn_interrupts_tasks_whose_runner_never_
 
 
 async def test_warm_first_starts_one_task_and_releases_siblings_when_its_answer_begins(
-    make_settings: MakeSettings,
+    make_settings: MakeSettings, open_engine: OpenEngine
 ) -> None:
     lead_answers = anyio.Event()
     release = anyio.Event()
@@ -238,28 +238,31 @@ async def test_warm_first_starts_one_task_and_releases_siblings_when_its_answer_
 
     backend = ScriptedBackend(handler, caches_prompts=True)
     settings = make_settings(cache_min_tokens=100)
-    async with running(backend, settings) as registry:
+    async with open_engine(settings, backend) as registry:
         request = spawn_of(4, shared_context="shared words " * 200)
         ids = [t.task_id for t in (await registry.spawn(request, caller=ME)).tasks]
-        with anyio.fail_after(5):
+        with anyio.fail_after(10):
             await backend.wait_calls(1)
+            await until_running(registry, ids, 1)
         await anyio.wait_all_tasks_blocked()
         assert len(backend.calls) == 1  # the siblings wait for the cache to be written
         assert registry.counts(ids).queued == 3
         assert backend.calls[0].cache_system
         lead_answers.set()
-        with anyio.fail_after(5):
+        with anyio.fail_after(10):
             await backend.wait_calls(4)
         release.set()
-        with anyio.fail_after(5):
+        with anyio.fail_after(10):
             await registry.wait(ids)
         assert registry.counts(ids).completed == 4
 
 
-async def test_short_shared_context_starts_everything_at_once(make_settings: MakeSettings) -> None:
+async def test_short_shared_context_starts_everything_at_once(
+    make_settings: MakeSettings, open_engine: OpenEngine
+) -> None:
     release = anyio.Event()
     backend = ScriptedBackend(gated(release), caches_prompts=True)
-    async with running(backend, make_settings()) as registry:
+    async with open_engine(make_settings(), backend) as registry:
         ids = [
             t.task_id for t in (await registry.spawn(spawn_of(3, shared_context="short"), caller=ME)).tasks
         ]
@@ -271,18 +274,20 @@ async def test_short_shared_context_starts_everything_at_once(make_settings: Mak
             await registry.wait(ids)
 
 
-async def test_a_lead_that_fails_still_lets_its_siblings_start(make_settings: MakeSettings) -> None:
+async def test_a_lead_that_fails_still_lets_its_siblings_start(
+    make_settings: MakeSettings, open_engine: OpenEngine
+) -> None:
     async def handler(request: SubagentRequest, sink: TaskSink) -> SubagentResult:
         if "part 0" in request.prompt:
             raise TaskFailure(ErrorKind.API_ERROR, "lead failed before answering")
         return SubagentResult(text="ok", model=request.model, stop_reason="end_turn")
 
     backend = ScriptedBackend(handler, caches_prompts=True)
-    async with running(backend, make_settings(cache_min_tokens=10)) as registry:
+    async with open_engine(make_settings(cache_min_tokens=10), backend) as registry:
         ids = [
             t.task_id for t in (await registry.spawn(spawn_of(3, shared_context="x " * 100), caller=ME)).tasks
         ]
-        with anyio.fail_after(5):
+        with anyio.fail_after(10):  # not WARM_WAIT_S: the lead's end lets them go
             await registry.wait(ids)
         assert [s.state for s in registry.snapshots(ids)] == [
             TaskState.FAILED,
