@@ -54,6 +54,8 @@ whose end it has not seen (``wire.ViewAsk``).
 **Warm-first**: a spawn's cache-warming lead (``TaskCall.warms``) signals ``OPENED`` from its activity
 once its answer begins; its siblings (``warm_lead``) wait for that in the workflow, or ``WARM_WAIT_S``.
 
-Not done yet: a retry whose tasks depend on unfinished tasks outside it; edit tasks and the sampling
-backend.
+**Retries** whose tasks depend on unfinished tasks outside them wait for those through the
+``AWAIT_ACTIVITY`` (``outside.py``: a workflow cannot read another workflow; an activity can).
+
+Not on Temporal: edit tasks and the sampling backend (they need the front end's machine or client).
 """

@@ -11,11 +11,10 @@ import anyio.abc
 
 from ...config.pricing import PriceTable
 from ...config.settings import Settings
-from ...core.errors import BackendUnavailable, InvalidInput
+from ...core.errors import BackendUnavailable
 from ...core.live import Live
 from ...core.models import RetryNotice
 from ...core.records import TaskRecord
-from ...core.state import TaskState
 from ...core.table import EndHook, TaskTable
 from ...intake.prepare import Intake, PlannedTask
 from . import codec, wire
@@ -55,16 +54,14 @@ class TemporalExecutor:
 
         Raises:
             BackendUnavailable: a task's backend runs only here (sampling), or it is an edit task.
-            InvalidInput: a retried task depends on a task outside the retry that has not completed.
         """
-        answers = {dep.id: [dep.id, dep.spec.label, dep.output or ""] for dep in outside}
-        if any(dep.state is not TaskState.COMPLETED for dep in outside):
-            raise InvalidInput(
-                "with --executor temporal a retried task can depend only on completed tasks outside the "
-                "retry; retry those it depends on together with it"
-            )
+        answers = {
+            dep.id: [dep.id, dep.spec.label, dep.output or ""] for dep in outside if dep.state.terminal
+        }
+        waits = {dep.id: [dep.id, dep.spec.label] for dep in outside if not dep.state.terminal}
         calls = [
-            _call(record, planned, answers) for record, planned in zip(records, intake.tasks, strict=True)
+            _call(record, planned, answers, waits)
+            for record, planned in zip(records, intake.tasks, strict=True)
         ]
         if intake.warm_first:
             _warm_up(calls, intake.tasks)
@@ -105,13 +102,20 @@ def _warm_up(calls: Sequence[wire.TaskCall], planned: Sequence[PlannedTask]) -> 
             call.warm_lead = lead.task_id
 
 
-def _call(record: TaskRecord, planned: PlannedTask, outside: dict[str, list[str]]) -> wire.TaskCall:
+def _call(
+    record: TaskRecord,
+    planned: PlannedTask,
+    answers: dict[str, list[str]],
+    waits: dict[str, list[str]],
+) -> wire.TaskCall:
+    """The task's call; ``answers`` and ``waits``: the tasks outside the spawn it may depend on (a
+    retry's), ended (the registry lets only completed ones through) and not yet ended."""
     spec = planned.spec
     if spec.backend in _HERE_ONLY or planned.request.edit:
         what = "an edit task" if planned.request.edit else f"backend {spec.backend!r}"
         raise BackendUnavailable(f"{what} cannot run with --executor temporal: workers run tasks elsewhere")
     request = replace(planned.request, prompt=planned.write_prompt())
-    own = [dep for dep in record.depends_on if dep not in outside]
+    own = [dep for dep in record.depends_on if dep not in answers and dep not in waits]
     return wire.TaskCall(
         record.id,
         spec.label,
@@ -119,5 +123,6 @@ def _call(record: TaskRecord, planned: PlannedTask, outside: dict[str, list[str]
         own,
         codec.spec_json(spec),
         codec.request_json(request),
-        [outside[dep] for dep in record.depends_on if dep in outside],
+        [answers[dep] for dep in record.depends_on if dep in answers],
+        outside_waits=[waits[dep] for dep in record.depends_on if dep in waits],
     )

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 WORKFLOW = "FanoutGroup"
 ACTIVITY = "run_subagent"
+AWAIT_ACTIVITY = "await_task"  #: waits for a task of another group (``outside.py``)
 OPENED = "opened"  #: the signal a cache-warming lead's activity sends once its answer begins
 OWNER_ATTRIBUTE = "FanoutOwner"  #: Keyword: the principal that spawned the group
 SYNTHESIS_ATTRIBUTE = "FanoutSynthesis"  #: Keyword: a model synthesis's key (a digest), on its group
@@ -63,6 +64,9 @@ class TaskCall:
     request_json: str  #: its ``SubagentRequest``, the prompt written (its dependencies' answers not yet)
     #: answers of tasks outside the spawn it depends on (a retry's), as (task id, label, answer)
     outside_answers: list[list[str]] = field(default_factory=_no_answers)
+    #: tasks outside the spawn it depends on that had not ended, as (task id, label): awaited, then their
+    #: answers go with the others
+    outside_waits: list[list[str]] = field(default_factory=_no_answers)
     #: warm-first: the task whose answer must begin (the shared prompt prefix cached) before this starts
     warm_lead: str | None = None
     warms: bool = False  #: it is such a lead: its activity signals ``OPENED`` once its answer begins

@@ -14,6 +14,7 @@ from ...backends.roster import Roster
 from ...config.pricing import PriceTable
 from ...config.settings import Settings
 from .activities import SubagentActivities
+from .outside import await_task
 from .workflows import FanoutGroup
 
 #: the most a running activity's heartbeats (its partial output, a cancel) wait to be sent
@@ -32,7 +33,7 @@ async def running_worker(
         client,
         task_queue=settings.task_queue,
         workflows=[FanoutGroup],
-        activities=[SubagentActivities(roster, prices).run_subagent],
+        activities=[SubagentActivities(roster, prices).run_subagent, await_task],
         max_concurrent_activities=settings.max_concurrency,
         # A heartbeat carries a task's partial output out and a cancel in: the SDK's default throttle
         # (80% of the heartbeat timeout, 8 s) would leave both that far behind.

@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from ...core.state import ErrorKind, TaskState
     from .wire import (
         ACTIVITY,
+        AWAIT_ACTIVITY,
         OPENED,
         WORKFLOW,
         CancelRequest,
@@ -41,6 +42,8 @@ WORKER_ATTEMPTS = 5
 #: what the activity may take beyond the task's own timeout, which it keeps itself
 _GRACE = timedelta(seconds=60)
 _BUDGET_NOTE = "not started: the spawn's budget was spent"
+#: the longest a retried task waits for a task outside its retry (that task's own timeout ends it sooner)
+_AWAIT_LIMIT = timedelta(days=1)
 
 
 @workflow.defn(name=WORKFLOW)
@@ -56,6 +59,8 @@ class FanoutGroup:
         self._cancel_notes: dict[str, str] = {}
         self._opened: set[str] = set()  #: cache-warming leads whose answer has begun
         self._running: dict[str, workflow.ActivityHandle[TaskEnd]] = {}
+        self._waiting: dict[str, workflow.ActivityHandle[TaskEnd]] = {}  #: awaiting a task outside
+        self._awaited: dict[str, list[list[str]]] = {}  #: answers of tasks outside, once they ended
         limit = spawn.max_concurrency
         self._slots = asyncio.Semaphore(limit) if limit else None
 
@@ -85,6 +90,8 @@ class FanoutGroup:
                 handle.cancel()  # the activity ends the task cancelled, with what it has
             elif view.state == TaskState.QUEUED.value:
                 self._end(task_id, TaskEnd(TaskState.CANCELLED.value, note=request.reason))
+                if (waiting := self._waiting.get(task_id)) is not None:
+                    waiting.cancel()
 
     @workflow.signal(name=OPENED)
     def opened(self, task_id: str) -> None:
@@ -104,6 +111,8 @@ class FanoutGroup:
         )
         if self._ended(task_id) or self._failed_dependency(call):
             return
+        if call.outside_waits and not await self._outside_answered(call):
+            return
         if call.warm_lead is not None:
             await self._warmed(task_id, call.warm_lead)
         async with self._slots or contextlib.nullcontext():
@@ -112,6 +121,39 @@ class FanoutGroup:
             view = self._views[task_id]
             view.state, view.started_at = TaskState.RUNNING.value, workflow.now().timestamp()
             self._end(task_id, await self._call(call))
+
+    async def _outside_answered(self, call: TaskCall) -> bool:
+        """Wait for the unfinished tasks outside the spawn that ``call`` depends on (a retry's), each
+        through the ``AWAIT_ACTIVITY`` on a worker; False if the task ended meanwhile (cancelled, or one
+        of them ended without an answer)."""
+        task_id = call.task_id
+        for dep, label in call.outside_waits:
+            handle = workflow.start_activity(
+                AWAIT_ACTIVITY,
+                dep,
+                result_type=TaskEnd,
+                activity_id=f"{task_id} awaits {dep}",
+                start_to_close_timeout=_AWAIT_LIMIT,
+                heartbeat_timeout=timedelta(seconds=HEARTBEAT_TIMEOUT_S),
+                retry_policy=RetryPolicy(maximum_attempts=WORKER_ATTEMPTS),
+            )
+            self._waiting[task_id] = handle
+            try:
+                end = await handle
+            except ActivityError:
+                return False  # cancelled with the task (its end is said), or no worker could read it
+            finally:
+                del self._waiting[task_id]
+            if self._ended(task_id):
+                return False
+            if end.state != TaskState.COMPLETED.value:
+                why = end.error_message or end.note or end.state
+                message = dependency_failed_message(label, dep, end.state, why)
+                kind = ErrorKind.DEPENDENCY_FAILED.value
+                self._end(task_id, TaskEnd(TaskState.FAILED.value, error_kind=kind, error_message=message))
+                return False
+            self._awaited.setdefault(task_id, []).append([dep, label, end.output or ""])
+        return True
 
     async def _warmed(self, task_id: str, lead: str) -> None:
         """Wait (as the embedded runner does, ``WARM_WAIT_S`` at most) until ``lead``'s answer has begun,
@@ -123,7 +165,7 @@ class FanoutGroup:
             )
 
     async def _call(self, call: TaskCall) -> TaskEnd:
-        answers = [*call.outside_answers]
+        answers = [*call.outside_answers, *self._awaited.get(call.task_id, [])]
         for dep in call.depends_on:
             end = self._views[dep].end
             answers.append([dep, self._calls[dep].label, (end.output if end else None) or ""])

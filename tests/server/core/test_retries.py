@@ -29,7 +29,7 @@ from server import (
 )
 from server.core.records import from_json, group_from_json, to_json
 from server.core.store import MemoryStore, Outcome
-from tests.server.engines import OpenEngine
+from tests.server.engines import OpenEngine, until
 from tests.server.fakes import ScriptedBackend
 
 MakeSettings = Callable[..., Settings]
@@ -208,6 +208,57 @@ async def test_a_rerun_that_depended_on_another_rerun_waits_for_the_new_copy(
 
     assert registry.snapshot(new_b, caller=ME).state is TaskState.COMPLETED
     assert script.calls("A") == 2 and script.calls("B") == 1
+
+
+async def test_a_rerun_whose_dependency_outside_it_still_runs_waits_for_its_answer(
+    make_settings: MakeSettings, open_engine: OpenEngine
+) -> None:
+    script = Script()
+    script.hold["A"] = anyio.Event()
+    tasks = [
+        TaskRequest(task="A: ground", label="a"),
+        TaskRequest(task="B: build", label="b", depends_on=["a"]),
+    ]
+    async with open_engine(make_settings(), script.backend) as registry:
+        ids = [t.task_id for t in (await registry.spawn(SpawnRequest(tasks=tasks), caller=ME)).tasks]
+        with anyio.fail_after(10):
+            await script.started.setdefault("A", anyio.Event()).wait()
+            registry.cancel(ids[1:], caller=ME)
+            await until(registry, ids[1], lambda snap: snap.state is TaskState.CANCELLED, ME)
+
+        new_b = (await registry.retry(ids[1:], caller=ME)).tasks[0].task_id
+        await anyio.wait_all_tasks_blocked()
+        assert registry.snapshot(new_b, caller=ME).state is TaskState.QUEUED  # waits for A, still running
+        script.hold["A"].set()
+        await settled(registry, [ids[0], new_b])
+
+    assert registry.snapshot(new_b, caller=ME).state is TaskState.COMPLETED
+    assert script.calls("A") == 1 and '"from": "A"' in script.prompts["B"][-1]
+
+
+async def test_a_rerun_cancelled_while_it_waits_for_a_dependency_outside_it_ends_and_never_runs(
+    make_settings: MakeSettings, open_engine: OpenEngine
+) -> None:
+    script = Script()
+    script.hold["A"] = anyio.Event()
+    tasks = [
+        TaskRequest(task="A: ground", label="a"),
+        TaskRequest(task="B: build", label="b", depends_on=["a"]),
+    ]
+    async with open_engine(make_settings(), script.backend) as registry:
+        ids = [t.task_id for t in (await registry.spawn(SpawnRequest(tasks=tasks), caller=ME)).tasks]
+        with anyio.fail_after(10):
+            await script.started.setdefault("A", anyio.Event()).wait()
+            registry.cancel(ids[1:], caller=ME)
+            await until(registry, ids[1], lambda snap: snap.state is TaskState.CANCELLED, ME)
+            new_b = (await registry.retry(ids[1:], caller=ME)).tasks[0].task_id
+            registry.cancel([new_b], caller=ME)
+            await until(registry, new_b, lambda snap: snap.state is TaskState.CANCELLED, ME)
+        script.hold["A"].set()
+        await settled(registry, [ids[0]])
+
+    assert registry.snapshot(ids[0], caller=ME).state is TaskState.COMPLETED
+    assert script.calls("B") == 0
 
 
 async def test_a_rerun_whose_dependency_ended_without_an_answer_and_is_not_run_again_is_refused(
