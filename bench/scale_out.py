@@ -39,7 +39,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
-    REPO,
     SCRIPT,
     Contenders,
     Fake,
@@ -105,7 +104,7 @@ async def run_temporal(workers: int, n: int, cluster: Cluster) -> dict[str, Any]
 
     queue = f"bench-{uuid.uuid4().hex[:12]}"
     flags = ["--executor", "temporal", "--temporal-address", cluster.address, "--task-queue", queue,
-             "--store", "memory", "--root", str(REPO)]  # fmt: skip
+             "--store", "memory"]  # fmt: skip
     env = server_env(os.environ["ANTHROPIC_BASE_URL"], "memory")
     limits = ["--max-tasks", str(n), "--max-unfinished", str(n)]
     params = StdioServerParameters(command=str(SCRIPT), args=[*flags, *limits], env=env)
