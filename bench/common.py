@@ -110,23 +110,49 @@ async def ready(client: Any) -> None:
     await client.call_tool("list_tasks", {"limit": 1})
 
 
-def _children() -> Iterator[tuple[int, list[str]]]:
-    """This process's child processes that are still running (Linux): pid and /proc stat fields after
-    the command's name (fields[1] is the parent pid; utime and stime are fields 11 and 12)."""
-    me = str(os.getpid())
+def _processes() -> Iterator[tuple[int, list[str]]]:
+    """Every running process (Linux): pid and /proc stat fields after the command's name (fields[1] is
+    the parent pid; utime and stime are fields 11 and 12)."""
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue  # ended while we looked
-        if fields[1] == me:
-            yield int(stat.parent.name), fields
+        yield int(stat.parent.name), fields
+
+
+def _children() -> Iterator[tuple[int, list[str]]]:
+    """This process's child processes that are still running (Linux), as ``_processes``."""
+    me = str(os.getpid())
+    return ((pid, fields) for pid, fields in _processes() if fields[1] == me)
+
+
+def _cpu_s(fields: list[str]) -> float:
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def children_cpu() -> float:
     """CPU seconds used so far by this process's child processes that are still running (Linux)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    return sum((int(fields[11]) + int(fields[12])) / tick for _, fields in _children())
+    return sum(_cpu_s(fields) for _, fields in _children())
+
+
+def machine_cpu() -> float:
+    """CPU seconds the whole machine has spent busy so far, every process's (Linux: /proc/stat's user,
+    nice, system, irq, softirq and steal)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system, all threads) used so far by process ``pid`` and its descendants that
+    are still running, from the kernel's own accounting of each (Linux); 0 if it has ended."""
+    stats = dict(_processes())
+    tree, grew = {pid}, True
+    while grew:  # parents before children is not /proc's order: widen until nothing joins
+        joined = {other for other, fields in stats.items() if int(fields[1]) in tree} - tree
+        tree, grew = tree | joined, bool(joined)
+    return sum(_cpu_s(stats[member]) for member in tree if member in stats)
 
 
 def child_peak_rss_mib() -> float:

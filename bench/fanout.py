@@ -155,25 +155,43 @@ async def over_stdio(args: Sequence[str], n: int, store: str = "durable") -> dic
     )
     async with Client(params) as client:
         await ready(client)
-        tasks = [{"task": task_text(i), "max_tokens": 1024} for i in range(n)]
         started, cpu, server = time.perf_counter(), time.process_time(), children_cpu()
-        spawned: Any = (await client.call_tool("spawn_parallel", {"tasks": tasks})).structured_content
-        if "group_id" not in spawned:
-            raise RuntimeError(f"spawn_parallel refused: {spawned}")
-        spawn_s = time.perf_counter() - started
-        while True:
-            status: Any = await client.call_tool(
-                "task_output", {"group_id": spawned["group_id"], "wait_s": 30, "include": "status"}
-            )
-            if status.structured_content["done"]:
-                break
-        outputs = await fetch_outputs(client, spawned["task_ids"])
+        outputs, spawn_s = await spawn_and_collect(client, n)
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu
         server_cpu = children_cpu() - server
         peak = child_peak_rss_mib()
     ok = sum(text == EXPECTED for text in outputs.values())
     return {"wall": wall, "cpu": cpu + server_cpu, "server_cpu": server_cpu, "ok": ok, "n": n,
             "spawn_s": spawn_s, "peak_mib": peak}  # fmt: skip
+
+
+async def spawn_and_collect(
+    client: Any, n: int, unavailable: list[str] | None = None
+) -> tuple[dict[str, str], float]:
+    """n tasks in one spawn_parallel, status polls until the group is done, then every output fetched;
+    the outputs by task id and the seconds spawn_parallel took to answer. A status poll answered
+    backend_unavailable is polled again if ``unavailable`` is given (its message appended there), else
+    an error."""
+    tasks = [{"task": task_text(i), "max_tokens": 1024} for i in range(n)]
+    started = time.perf_counter()
+    spawned: Any = (await client.call_tool("spawn_parallel", {"tasks": tasks})).structured_content
+    if "group_id" not in spawned:
+        raise RuntimeError(f"spawn_parallel refused: {spawned}")
+    spawn_s = time.perf_counter() - started
+    while True:
+        status: Any = (
+            await client.call_tool(
+                "task_output", {"group_id": spawned["group_id"], "wait_s": 30, "include": "status"}
+            )
+        ).structured_content
+        error: dict[str, Any] = status.get("error") or {}
+        if unavailable is not None and error.get("kind") == "backend_unavailable":
+            unavailable.append(error["message"])
+        elif "done" not in status:
+            raise RuntimeError(f"task_output answered {status}")
+        elif status["done"]:
+            break
+    return await fetch_outputs(client, spawned["task_ids"]), spawn_s
 
 
 async def fetch_outputs(client: Any, ids: list[str]) -> dict[str, str]:

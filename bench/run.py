@@ -9,8 +9,9 @@ raw runs as JSON (bench/results/latest.md and latest.json unless --out says othe
 Scenarios: 1 fan-out (N = 1, 10, 100, 1000; sequential, plain gather, the engine, the server over stdio,
 mcp-agent), 2 overhead (spawn latency, task_output round trip, memory and CPU per task), 3 rate limit,
 4 prompt cache, 5 the tool list's size, 6 scale (10,000 tasks in one spawn, 100 tasks on the default
-settings, task_output's round trip against a trivial tool's), the dependency diamond, and start-up (--version, --help, the
-handshake's answer).
+settings, task_output's round trip against a trivial tool's), 7 scale out (one spawn through the embedded
+engine and through 1 and 2 Temporal workers, on a dev server of its own; skipped without the temporal
+extra), the dependency diamond, and start-up (--version, --help, the handshake's answer).
 """
 
 from __future__ import annotations
@@ -32,11 +33,13 @@ import fanout
 import overhead
 import ratelimit
 import scale
+import scale_out
 import startup
 import toollist
 from common import PYTHON, REPO, Fake, log
 
 PEER_SETUP = Path(__file__).resolve().parent / "peer" / "setup.py"
+QUICK_SCALE_OUT = 20  #: tasks in --quick's scale-out spawn
 
 
 def machine() -> str:
@@ -95,6 +98,13 @@ def main() -> None:
         report["scenarios"]["scale"] = scale.scenario(
             fake, 1 if quick else args.rounds, 1_000 if quick else 10_000
         )
+        # Two rounds at most: each Temporal run takes about half a minute here.
+        report["scenarios"]["scale_out"] = scale_out.scenario(
+            fake,
+            1 if quick else min(args.rounds, 2),
+            QUICK_SCALE_OUT if quick else scale_out.FULL_TASKS,
+            None if quick else scale_out.ISSUE_TASKS,
+        )
     report["scenarios"]["toollist"] = toollist.scenario()  # a size, the same in --quick
     report["scenarios"]["startup"] = startup.scenario(3 if quick else 7)
     report["seconds"] = round(time.perf_counter() - started, 1)
@@ -140,6 +150,10 @@ mcp-agent: {report["peer"]}.
 ## 6. Scale, the default settings, and one look (L = 1 s; every output fetched and checked)
 
 {s["scale"]["markdown"]}
+
+## 7. Scale out (one spawn: the embedded engine, and Temporal with 1 and 2 worker processes)
+
+{s["scale_out"]["markdown"]}
 
 ## Dependencies (a diamond of four tasks)
 

