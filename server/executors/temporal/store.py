@@ -311,6 +311,7 @@ class TemporalStore(MemoryStore):
             record = self.task(task_id)
             if record is not None and not record.state.terminal:
                 self.interrupt(task_id, reason, time.monotonic())
+            self._cancel_asked.discard(task_id)
         self._unwatch(group_id)
 
     def _total(self, group_id: str) -> None:
