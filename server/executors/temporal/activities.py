@@ -100,7 +100,7 @@ async def _beating(
     """``answer``'s end, heartbeating while it runs (and telling the workflow when a lead's answer
     begins)."""
     async with anyio.create_task_group() as tg:
-        tg.start_soon(_beat, progress, spend, earlier_attempts)
+        tg.start_soon(_beat, progress, spend, earlier_attempts, call.beat_chars)
         if opens is not None:
             tg.start_soon(_tell_opened, opens, call.group_id, call.task_id)
         try:
@@ -110,9 +110,9 @@ async def _beating(
     raise AssertionError("unreachable: the task group raises or the call returned")
 
 
-async def _beat(progress: Progress, spend: Spend, earlier_attempts: int) -> None:
+async def _beat(progress: Progress, spend: Spend, earlier_attempts: int, chars: int) -> None:
     while True:
-        activity.heartbeat(codec.beat(progress, spend, earlier_attempts))
+        activity.heartbeat(codec.beat(progress, spend, earlier_attempts, chars))
         await anyio.sleep(BEAT_EVERY_S)
 
 

@@ -65,11 +65,11 @@ def spend_of(spend: wire.Spend) -> Spend:
     )
 
 
-def beat(progress: Progress, spend: Spend, earlier_attempts: int) -> wire.Beat:
+def beat(progress: Progress, spend: Spend, earlier_attempts: int, chars: int = wire.BEAT_CHARS) -> wire.Beat:
     """A running task's heartbeat: the newest part of its answer so far, its note, tries and usage."""
     text = progress.text
-    if text is not None and len(text) > wire.BEAT_CHARS:
-        text = text[-wire.BEAT_CHARS :]
+    if text is not None and len(text) > chars:
+        text = text[-chars:]
     attempts = earlier_attempts + progress.attempts
     if (in_flight := progress.unsettled()) is not None:
         # A call cut off with its worker is billed for what it had used: the next attempt starts from

@@ -17,17 +17,14 @@ import logging
 import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final
 
 import anyio
 import anyio.abc
-from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.client import (
     Client,
-    WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowQueryFailedError,
@@ -41,13 +38,16 @@ from ...core.records import GroupRecord, Spend, TaskRecord
 from ...core.state import ErrorKind, TaskState
 from ...core.store import MemoryStore, Outcome
 from . import codec, wire
+from .pending import Activities, Clock
 
 logger = logging.getLogger(__name__)
 
 TICK_S: Final = 0.5  #: how often the groups with unfinished tasks are read
+FRESH_S: Final = 0.25  #: how long a read of a small group answers every reader
 _LISTED_GROUPS: Final = 200  #: the newest groups a listing reads from visibility
 _GROUP_ID: Final = re.compile(r"g-[A-Za-z0-9_-]{1,64}")  #: what a group id this engine made looks like
 _RPC: Final = timedelta(seconds=10)
+_WORKFLOW_TASK: Final = timedelta(seconds=60)
 OWNER: Final = SearchAttributeKey.for_keyword(wire.OWNER_ATTRIBUTE)
 SYNTHESIS: Final = SearchAttributeKey.for_keyword(wire.SYNTHESIS_ATTRIBUTE)
 
@@ -63,6 +63,8 @@ class TemporalStore(MemoryStore):
         self._staged: dict[str, wire.GroupSpawn] = {}
         self._watched: set[str] = set()  #: groups with unfinished tasks, read every tick
         self._ended_seen: dict[str, int] = {}  #: how many of a watched group's task ends are applied here
+        self._reading: dict[str, anyio.Lock] = {}  #: one read of a group at a time
+        self._fresh_until: dict[str, float] = {}  #: until when a group's last read stands (monotonic)
         self._cancel_asked: set[str] = set()  #: unfinished tasks a cancel was asked of (here or elsewhere)
         self._spawned: set[str] = set()  #: the groups spawned here that have unfinished tasks
         self._syntheses: dict[str, str] = {}  #: the group of each model synthesis staged, by its key
@@ -99,7 +101,14 @@ class TemporalStore(MemoryStore):
             pairs.append(SearchAttributePair(SYNTHESIS, key))
         attributes = TypedSearchAttributes(pairs)
         await self.client.start_workflow(
-            wire.WORKFLOW, spawn, id=spawn.group_id, task_queue=self._queue, search_attributes=attributes
+            wire.WORKFLOW,
+            spawn,
+            id=spawn.group_id,
+            task_queue=self._queue,
+            search_attributes=attributes,
+            # A worker that does not hold the workflow in its cache replays its history first: thousands
+            # of events for a large group, which a busy worker may not do in the default 10 s.
+            task_timeout=_WORKFLOW_TASK,
         )
 
     def _fail(self, spawn: wire.GroupSpawn, message: str) -> None:
@@ -195,6 +204,22 @@ class TemporalStore(MemoryStore):
                     logger.warning("%s", exc)
 
     async def _read(self, group_id: str) -> None:
+        """Bring a group up to what its workflow says, unless another read did a moment ago: every
+        client's reads and the tick share one read of a group at a time and then its answer for
+        ``_fresh_for`` seconds (a group's description holds every running task's heartbeat).
+
+        Raises:
+            BackendUnavailable: Temporal could not be read (the message says what to check).
+        """
+        lock = self._reading.setdefault(group_id, anyio.Lock())
+        async with lock:
+            if time.monotonic() < self._fresh_until.get(group_id, 0.0):
+                return
+            await self._read_now(group_id)
+            group = self.group(group_id)
+            self._fresh_until[group_id] = time.monotonic() + _fresh_for(len(group.task_ids) if group else 0)
+
+    async def _read_now(self, group_id: str) -> None:
         """Bring a group up to what its workflow says (a group it does not know: nothing).
 
         Raises:
@@ -211,7 +236,7 @@ class TemporalStore(MemoryStore):
                 unknown = self.group(group_id) is None
                 ask = wire.ViewAsk(unknown, 0 if unknown else self._ended_seen.get(group_id, 0))
                 view = await handle.query("view", ask, result_type=wire.GroupView, rpc_timeout=_RPC)
-            activities = _Activities.of(described)
+            activities = Activities.of(described)
             beats = await self._beats(activities.beating)
         except RPCError as exc:
             if exc.status is RPCStatusCode.NOT_FOUND:
@@ -267,12 +292,12 @@ class TemporalStore(MemoryStore):
         self._watched.add(view.group_id)
 
     def _apply(
-        self, view: wire.GroupView, beats: Mapping[str, wire.Beat], activities: _Activities | None = None
+        self, view: wire.GroupView, beats: Mapping[str, wire.Beat], activities: Activities | None = None
     ) -> None:
         """Bring the records up to ``view``: moves, ends (raised on the chain), partial output, usage.
         ``activities`` (none for a finished workflow) say which tasks a worker has started: the workflow
         counts a task running once it asked for its activity, which may wait for a free worker."""
-        clock = _Clock()
+        clock = Clock()
         for task in view.tasks:
             record = self.task(task.task_id)
             if record is None or record.state.terminal:  # evicted, or already ended here
@@ -332,42 +357,16 @@ class TemporalStore(MemoryStore):
 
     def _unwatch(self, group_id: str) -> None:
         self._watched.discard(group_id)
+        self._reading.pop(group_id, None)
+        self._fresh_until.pop(group_id, None)
         self._spawned.discard(group_id)
         self._ended_seen.pop(group_id, None)
 
 
-@dataclass(frozen=True)
-class _Activities:
-    """What a workflow's pending activities (one per running task, its id the task's) say."""
-
-    started: dict[str, float]  #: when a worker started each, wall clock (those waiting for one: absent)
-    cancelling: frozenset[str]  #: those a cancel was asked of
-    beating: list[PendingActivityInfo]  #: those with a heartbeat
-
-    @staticmethod
-    def of(described: WorkflowExecutionDescription) -> _Activities:
-        pending = described.raw_description.pending_activities
-        waiting = PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED
-        cancelling = PendingActivityState.PENDING_ACTIVITY_STATE_CANCEL_REQUESTED
-        return _Activities(
-            {
-                a.activity_id: a.last_started_time.ToNanoseconds() / 1e9
-                for a in pending
-                if a.state != waiting and a.HasField("last_started_time")
-            },
-            frozenset(a.activity_id for a in pending if a.state == cancelling),
-            [a for a in pending if a.heartbeat_details.payloads],
-        )
-
-
-class _Clock:
-    """The wall clock of another machine (a workflow's times) on this one's monotonic clock."""
-
-    def __init__(self) -> None:
-        self._offset = time.monotonic() - time.time()
-
-    def monotonic(self, wall: float) -> float:
-        return wall + self._offset
+def _fresh_for(tasks: int) -> float:
+    """How long a read of a group of ``tasks`` stands: a quarter second, and a millisecond more for
+    every two tasks (a 2,000-task group is read about once a second, however many clients poll it)."""
+    return FRESH_S + tasks / 2000
 
 
 def _unreadable(group_id: str, why: str) -> BackendUnavailable:

@@ -17,6 +17,15 @@ OWNER_ATTRIBUTE = "FanoutOwner"  #: Keyword: the principal that spawned the grou
 SYNTHESIS_ATTRIBUTE = "FanoutSynthesis"  #: Keyword: a model synthesis's key (a digest), on its group
 
 BEAT_CHARS = 16_000  #: the newest characters of a running task's partial output that a heartbeat holds
+#: what all of a group's heartbeats hold together at most: a front end reads them all at once (its
+#: workflow's description), within gRPC's 4 MB a message; a large group's tasks each beat a shorter tail
+GROUP_BEAT_CHARS = 1_500_000
+MIN_BEAT_CHARS = 500
+
+
+def beat_chars(tasks: int) -> int:
+    """The newest characters of its partial output each running task of a group of ``tasks`` beats."""
+    return max(MIN_BEAT_CHARS, min(BEAT_CHARS, GROUP_BEAT_CHARS // max(1, tasks)))
 
 
 def task_ids(group_id: str, count: int) -> list[str]:
@@ -96,13 +105,14 @@ class SubagentCall:
     answers: list[list[str]]  #: (task id, label, answer) of each task it depends on, all completed
     dependency_chars: int
     warms: bool = False  #: signal the workflow ``OPENED`` with the task id once the answer begins
+    beat_chars: int = BEAT_CHARS  #: the newest characters of the partial output a heartbeat holds
 
 
 @dataclass
 class Beat:
     """What a running activity heartbeats: how far its task has come."""
 
-    text: str | None = None  #: the newest ``BEAT_CHARS`` characters of the answer so far
+    text: str | None = None  #: the newest ``beat_chars`` characters of the answer so far
     note: str | None = None
     attempts: int = 1
     model: str | None = None

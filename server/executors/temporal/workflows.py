@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         TaskEnd,
         TaskView,
         ViewAsk,
+        beat_chars,
     )
 
 #: how long a worker may go without a heartbeat (it beats every ``activities.BEAT_EVERY_S``) before its
@@ -181,6 +182,7 @@ class FanoutGroup:
                 answers,
                 spawn.dependency_chars,
                 call.warms,
+                beat_chars(len(spawn.tasks)),
             ),
             result_type=TaskEnd,
             activity_id=call.task_id,
