@@ -55,11 +55,16 @@ class LoopStdout:
 
 @contextmanager
 def claimed_stdout() -> Generator[int, None, None]:
-    """The wire (fd 1) on a private non-blocking descriptor, and fd 1 on stderr while serving (where the
-    SDK points it for the stdout it opens itself); both as they were afterwards."""
+    """The wire (fd 1) on a private non-blocking descriptor, and fd 1 on stderr (or the null device) while
+    serving, where the SDK points it for the stdout it opens itself; both as they were afterwards."""
     private = fcntl.fcntl(1, fcntl.F_DUPFD_CLOEXEC, 3)
     was_blocking = os.get_blocking(private)
-    os.dup2(2, 1)
+    try:
+        os.dup2(2, 1)
+    except OSError:  # no stderr: stray output goes nowhere, as the SDK sends it
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.close(null)
     os.set_blocking(private, False)  # the pipe's, so the wire's: fd 1 no longer shares it
     try:
         yield private

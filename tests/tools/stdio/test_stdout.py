@@ -87,3 +87,19 @@ os.write(1, b"after " + str(os.get_blocking(1)).encode() + b"\\n")
     )
     assert done.stdout == b"wire False\nafter True\n"
     assert done.stderr == b"stray\n"
+
+
+def test_without_stderr_stray_output_goes_nowhere_and_the_wire_still_works() -> None:
+    script = """
+import os
+from fanout_mcp.tools.stdio.stdout import claimed_stdout
+
+os.close(2)  # started with no stderr
+with claimed_stdout() as wire:
+    os.write(1, b"stray\\n")
+    os.write(wire, b"wire\\n")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, timeout=60, check=True, stdin=subprocess.DEVNULL
+    )
+    assert done.stdout == b"wire\n"
