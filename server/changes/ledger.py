@@ -11,14 +11,20 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 import anyio
 from pydantic import BaseModel, ConfigDict
 
 from .models import CheckResult
+
+# A directory's listing is kept for as long as its modification time stays the same, once that time is
+# this old: a directory changed twice within one tick of the file system's clock keeps its time.
+_SETTLED_NS: Final = 2_000_000_000
 
 EditStatus = Literal["preparing", "running", "verifying", "ended", "applied", "discarded"]
 
@@ -71,6 +77,7 @@ class Ledger:
 
     def __init__(self, state_dir: Path) -> None:
         self.root = state_dir / "changes"
+        self._edits_listed: _Listing | None = None  #: the edit records' directory, as last listed
 
     @property
     def worktrees(self) -> Path:
@@ -85,9 +92,15 @@ class Ledger:
         return None if data is None else EditRecord.model_validate_json(data)
 
     async def edits_of(self, task_ids: Sequence[str]) -> dict[str, EditRecord]:
-        """The records of those of ``task_ids`` that are edit tasks, in their order: one trip to a worker
-        thread for all of them (task_output asks this of every task it shows, edit task or not)."""
-        found = await anyio.to_thread.run_sync(_read_some, self.root / "edits", list(task_ids))
+        """The records of those of ``task_ids`` that are edit tasks, in their order.
+
+        task_output asks this of every task it shows, edit task or not, so the common answer (none) costs
+        one ``stat`` here: no directory, or its listing unchanged since the last look and naming none of
+        them. Otherwise one trip to a worker thread reads all of them (written by any process)."""
+        directory = self.root / "edits"
+        if not _may_hold(directory, self._edits_listed, task_ids):
+            return {}
+        found, self._edits_listed = await anyio.to_thread.run_sync(_read_some, directory, list(task_ids))
         return {task_id: EditRecord.model_validate_json(data) for task_id, data in found.items()}
 
     async def edits(self) -> list[EditRecord]:
@@ -121,15 +134,39 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def _read_some(directory: Path, task_ids: list[str]) -> dict[str, str]:
+@dataclass(frozen=True, slots=True)
+class _Listing:
+    """The names in a directory while its modification time is ``mtime_ns``."""
+
+    mtime_ns: int
+    names: frozenset[str]
+
+
+def _may_hold(directory: Path, listing: _Listing | None, task_ids: Sequence[str]) -> bool:
+    """Whether ``directory`` may hold a record of one of ``task_ids``: False only when it is sure (a
+    ``stat``, on the event loop: microseconds)."""
     try:
-        present = set(os.listdir(directory))  # one look instead of a failed open per task
+        mtime_ns = os.stat(directory).st_mtime_ns
     except FileNotFoundError:
-        return {}
+        return False
+    if listing is None or listing.mtime_ns != mtime_ns:
+        return True
+    return any(f"{task_id}.json" in listing.names for task_id in task_ids)
+
+
+def _read_some(directory: Path, task_ids: list[str]) -> tuple[dict[str, str], _Listing | None]:
+    """The records of ``task_ids`` found, and the directory's listing if it may be kept."""
+    try:
+        mtime_ns = os.stat(directory).st_mtime_ns  # before the listing: a change after it shows
+        present = frozenset(os.listdir(directory))  # one look instead of a failed open per task
+    except FileNotFoundError:
+        return {}, None
+    settled = time.time_ns() - mtime_ns > _SETTLED_NS
     found = {
         task_id: _read(directory / f"{task_id}.json") for task_id in task_ids if f"{task_id}.json" in present
     }
-    return {task_id: data for task_id, data in found.items() if data is not None}
+    records = {task_id: data for task_id, data in found.items() if data is not None}
+    return records, _Listing(mtime_ns, present) if settled else None
 
 
 def _read_all(directory: Path) -> list[str]:

@@ -29,6 +29,7 @@ from mcp.shared.message import SessionMessage
 
 from .frames import Accepted, Refused, check_line, refuse_long_line
 from .greeter import Greeting, Handover
+from .stdout import LoopStdout, claimed_stdout
 
 logger = logging.getLogger(__name__)
 
@@ -47,10 +48,13 @@ async def serve_stdio(server: MCPServer[Any], greeted: Handover | None = None) -
     early handshake read and answered before."""
     # MCPServer has no public handle on its low-level server in mcp 2.3; the SDK's Client reads it so too.
     lowlevel = server._lowlevel_server  # pyright: ignore[reportPrivateUsage]
-    with _claimed_stdin() as wire:
-        lines = _CheckedLines(wire, greeted.read if greeted else b"")
-        # stdio_server only iterates the stdin it is given, line by line.
-        async with stdio_server(stdin=cast("anyio.AsyncFile[str]", lines)) as (read_stream, sdk_writer):
+    with _claimed_stdin() as wire_in, claimed_stdout() as wire_out:
+        lines = _CheckedLines(wire_in, greeted.read if greeted else b"")
+        # stdio_server only iterates the stdin it is given, line by line, and only writes and flushes
+        # the stdout it is given.
+        stdin = cast("anyio.AsyncFile[str]", lines)
+        stdout = cast("anyio.AsyncFile[str]", LoopStdout(wire_out))
+        async with stdio_server(stdin=stdin, stdout=stdout) as (read_stream, sdk_writer):
             write_stream: WriteStream[SessionMessage] = sdk_writer
             if greeted is not None and greeted.greeting is not None:
                 write_stream = _AfterGreeting(sdk_writer, greeted.greeting)
@@ -175,13 +179,16 @@ class _CheckedLines:
             self._buffer += chunk
 
     async def _read(self) -> bytes:
-        if self._pollable:
+        while self._pollable:
             try:
                 await anyio.wait_readable(self._fd)
             except OSError:
                 self._pollable = False
-            else:
+                break
+            try:
                 return os.read(self._fd, _CHUNK)
+            except BlockingIOError:  # stdin and stdout one tty or socket, non-blocking for stdout's sake
+                continue
         return await anyio.to_thread.run_sync(os.read, self._fd, _CHUNK, abandon_on_cancel=True)
 
     async def _check(self, line: bytes | Refused) -> Accepted | Refused | None:

@@ -328,6 +328,13 @@ ERROR_BODY = {"type": "error", "error": {"type": "overloaded_error", "message": 
 MULTI_LINE = (
     '{"type": "content_block_delta",\n"index": 0,\n"delta": {"type": "text_delta", "text": "two lines"}}'
 )
+# Escapes json.loads reads and pydantic-core's parser does not (a lone surrogate) or does (a pair).
+ESCAPED_SURROGATES = (
+    '{"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "half \\ud83d"}}'
+)
+ESCAPED_PAIR = (
+    '{"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "\\ud83d\\ude00"}}'
+)
 CACHE_USAGE = {
     "output_tokens": 4,
     "input_tokens": 7,
@@ -352,6 +359,10 @@ STREAMS = {
         + text("y")
         + finish()
     ),
+    "escaped surrogates": start()
+    + sse("content_block_delta", ESCAPED_SURROGATES)
+    + sse("content_block_delta", ESCAPED_PAIR)
+    + finish(),
     "thinking then text": start() + THINKING + text("answer") + finish(),
     "tool use": start() + text("let me look") + TOOL_USE + finish("tool_use"),
     "tool use, stopped for length": start() + TOOL_USE + finish("max_tokens"),

@@ -4,6 +4,8 @@ error, and the server keeps serving, in both protocol eras."""
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
 import sys
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
@@ -225,3 +227,31 @@ async def test_in_the_2026_era_garbage_is_answered_and_enveloped_requests_are_st
             3, "tools/call", {"name": "list_tasks", "arguments": {}, "_meta": MODERN_META}
         )
         assert called["isError"] is False
+
+
+def test_a_client_on_one_socket_for_stdin_and_stdout_is_served(fake_api: FakeApi, tmp_path: Path) -> None:
+    # One file for both (a socket, a terminal): the server's stdout is non-blocking, so its stdin is too.
+    ours, theirs = socket.socketpair()
+    command = [str(SCRIPT), "--root", str(tmp_path)]
+    with (
+        ours,
+        subprocess.Popen(
+            command, stdin=theirs.fileno(), stdout=theirs.fileno(), env=script_env(fake_api)
+        ) as process,
+    ):
+        theirs.close()
+        ours.settimeout(60)
+        lines = ours.makefile("rwb")
+        requests: list[dict[str, Any]] = [
+            {"id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                                                          "clientInfo": {"name": "raw", "version": "1"}}},
+            {"method": "notifications/initialized"},
+            {"id": 2, "method": "tools/call", "params": {"name": "list_tasks", "arguments": {}}},
+        ]  # fmt: skip
+        for message in requests:
+            lines.write(json.dumps({"jsonrpc": "2.0", **message}).encode() + b"\n")
+            lines.flush()
+            if "id" in message:
+                assert json.loads(lines.readline())["id"] == message["id"]
+        ours.shutdown(socket.SHUT_WR)  # end of input: the server ends
+        assert process.wait(60) == 0
