@@ -196,7 +196,8 @@ async def task_output(
     with as_tool_errors("task_output"):
         ids = await registry.select(task_ids, group_id, caller=caller_of(ctx, runtime.settings.operators))
     waited = await wait_for(runtime, ids, wait_budget("task_output", runtime.settings, wait_s), ctx)
-    await registry.refresh(ids)  # what other processes' tasks said meanwhile
+    with as_tool_errors("task_output"):  # e.g. Temporal too busy to answer: the caller asks again
+        await registry.refresh(ids)  # what other processes' tasks said meanwhile
     selector = _selector(task_ids, group_id)
     full = reads_text_only(ctx)
     if include == "status":

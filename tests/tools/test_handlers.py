@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, cast
@@ -16,6 +16,7 @@ from mcp import Client
 from mcp_types import CallToolResult, TextContent
 
 from server import (
+    BackendUnavailable,
     ErrorKind,
     Settings,
     SubagentRequest,
@@ -757,3 +758,28 @@ async def test_after_a_restart_interrupted_tasks_are_shown_and_one_call_runs_the
     streamed = [r.body for r in fake_api.requests if "[[hold:after=2]]" in json.dumps(r.body)]
     assert "ground" in json.dumps(streamed[-1]["messages"])  # the answer of the task that completed before
     assert sum("[[reply:ground]]" in json.dumps(r.body) for r in fake_api.requests) == 1  # not run again
+
+
+async def test_a_store_that_cannot_be_read_after_the_wait_makes_task_output_say_backend_unavailable(
+    fake_api: FakeApi, make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class ReadOnceThenAway(MemoryStore):
+        """A store of tasks run elsewhere (Temporal's) whose cluster stops answering after one read."""
+
+        reads = 0
+
+        async def refresh(self, task_ids: Sequence[str]) -> None:
+            ReadOnceThenAway.reads += 1
+            if ReadOnceThenAway.reads > 1:
+                raise BackendUnavailable("could not read group g-x from Temporal (Timeout expired)")
+
+    monkeypatch.setattr(durable_module, "MemoryStore", ReadOnceThenAway)  # what --store memory opens
+    async with connect(make_settings(store="memory")) as client:
+        spawned = await call(client, "spawn_parallel", tasks=[{"task": "[[reply:fine]]"}])
+        ReadOnceThenAway.reads = 0
+        refused = await client.call_tool("task_output", {"task_ids": spawned["task_ids"], "wait_s": 0})
+    answer: Any = refused.structured_content
+    assert refused.is_error and answer["error"]["kind"] == "backend_unavailable", (
+        answer
+    )  # not a bug of the server's
+    assert "Timeout expired" in answer["error"]["message"]

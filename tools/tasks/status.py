@@ -3,12 +3,16 @@ the cost so far (``statusMessage``); how often to ask again (``pollIntervalMs``)
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mcp.server.mcpserver import Context
 
+from ...server.core.errors import BackendUnavailable
 from ..engine import runtime_of
+
+logger = logging.getLogger(__name__)
 
 # Poll intervals by the number of tasks: a few tasks end in seconds, thousands take minutes.
 _POLL_MS = ((10, 1_000), (100, 2_000), (1_000, 5_000))
@@ -26,7 +30,10 @@ class Progress:
 async def progress(context: Context, task_ids: Sequence[str]) -> Progress:
     """Where the tasks ``task_ids`` stand now (read from the store for tasks other processes ran)."""
     registry = (await runtime_of(context)).registry
-    await registry.refresh(task_ids)
+    try:
+        await registry.refresh(task_ids)
+    except BackendUnavailable as exc:  # a status poll says what it holds; the next one reads again
+        logger.warning("%s", exc)
     counts = registry.counts(task_ids)
     cost = registry.usage(task_ids).cost_usd
     total = len(task_ids)

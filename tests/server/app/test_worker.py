@@ -197,3 +197,21 @@ async def test_a_front_end_ended_while_it_waits_loses_nothing(
     [view] = read.structured_content["tasks"]
     assert (view["state"], view["output"]) == ("completed", "kept")
     assert len([r for r in fake_api.requests if r.path == "/v1/messages"]) == 1
+
+
+async def test_a_front_end_that_cannot_read_its_group_says_backend_unavailable_until_a_worker_answers(
+    fake_api: FakeApi, temporal_server: DevServer, tmp_path: Path
+) -> None:
+    flags, env = on_queue(temporal_server, tmp_path), script_env(fake_api)
+    async with Client(StdioServerParameters(command=str(SCRIPT), args=flags, env=env)) as front:
+        with anyio.fail_after(120):
+            spawned: Any = await front.call_tool("spawn_parallel", {"tasks": [{"task": "[[reply:late]]"}]})
+            ids = spawned.structured_content["task_ids"]
+            # No worker polls the queue: the workflow cannot answer the front end's read of it.
+            alone: Any = await front.call_tool("task_output", {"task_ids": ids, "wait_s": 0})
+            with worker(flags, env):
+                read: Any = await front.call_tool("task_output", {"task_ids": ids, "wait_s": 30})
+    assert alone.structured_content["error"]["kind"] == "backend_unavailable", alone.structured_content
+    assert "could not read group" in alone.structured_content["error"]["message"]
+    [view] = read.structured_content["tasks"]
+    assert (view["state"], view["output"]) == ("completed", "late")
