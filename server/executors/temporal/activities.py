@@ -32,6 +32,7 @@ from . import codec, wire
 logger = logging.getLogger(__name__)
 
 BEAT_EVERY_S = 0.5
+KEEPALIVE_S = 2.0  #: the longest between two heartbeats of a task whose progress did not change
 
 
 class SubagentActivities:
@@ -111,8 +112,15 @@ async def _beating(
 
 
 async def _beat(progress: Progress, spend: Spend, earlier_attempts: int, chars: int) -> None:
+    """Heartbeat what changed every ``BEAT_EVERY_S``, and the same again every ``KEEPALIVE_S``: a
+    heartbeat is a write to the cluster, and a thousand tasks waiting for their first byte need not
+    each write one a second (the keep-alive also bounds how late a cancel arrives, at a heartbeat)."""
+    last, sent_at = None, 0.0
     while True:
-        activity.heartbeat(codec.beat(progress, spend, earlier_attempts, chars))
+        beat = codec.beat(progress, spend, earlier_attempts, chars)
+        if beat != last or anyio.current_time() - sent_at >= KEEPALIVE_S:
+            activity.heartbeat(beat)
+            last, sent_at = beat, anyio.current_time()
         await anyio.sleep(BEAT_EVERY_S)
 
 
