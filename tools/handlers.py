@@ -105,6 +105,14 @@ def tool_facts(settings: Settings, backends: Sequence[str]) -> ServerFacts:
     )
 
 
+async def _read_again(registry: TaskRegistry, ids: Sequence[str]) -> None:
+    """What other processes' tasks said while ``task_output`` waited. A store that cannot answer now
+    (Temporal too busy to answer a group's query) is a ``backend_unavailable`` refusal: the caller asks
+    again, as when the read before the wait fails."""
+    with as_tool_errors("task_output"):
+        await registry.refresh(ids)
+
+
 def _groups(registry: TaskRegistry, task_ids: Sequence[str]) -> list[GroupView]:
     views: list[GroupView] = []
     for group_id in registry.groups_of(task_ids):
@@ -196,8 +204,7 @@ async def task_output(
     with as_tool_errors("task_output"):
         ids = await registry.select(task_ids, group_id, caller=caller_of(ctx, runtime.settings.operators))
     waited = await wait_for(runtime, ids, wait_budget("task_output", runtime.settings, wait_s), ctx)
-    with as_tool_errors("task_output"):  # e.g. Temporal too busy to answer: the caller asks again
-        await registry.refresh(ids)  # what other processes' tasks said meanwhile
+    await _read_again(registry, ids)
     selector = _selector(task_ids, group_id)
     full = reads_text_only(ctx)
     if include == "status":
