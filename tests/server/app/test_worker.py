@@ -5,10 +5,8 @@ worker killed mid-task loses nothing."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import Generator
 from contextlib import contextmanager
@@ -24,19 +22,9 @@ from server.app.runtime import Runtime, open_runtime
 from server.config.settings import load_settings
 from tests.fake_api import FakeApi
 from tests.temporal_dev import DevServer
+from tests.tools.cli.test_main import SCRIPT, script_env
 
-SCRIPT = Path(sys.executable).with_name("fanout-mcp")
 ME = Caller.local()
-
-
-def script_env(fake: FakeApi) -> dict[str, str]:
-    return {
-        "ANTHROPIC_BASE_URL": fake.base_url,
-        "ANTHROPIC_API_KEY": "test-key",
-        "HOME": os.environ["HOME"],  # the fixture's empty home: no credentials on disk
-        "XDG_STATE_HOME": os.environ["XDG_STATE_HOME"],  # the test's own task store
-        "PATH": os.environ.get("PATH", ""),
-    }
 
 
 def on_queue(server: DevServer, root: Path) -> list[str]:

@@ -210,22 +210,28 @@ async def test_a_rerun_that_depended_on_another_rerun_waits_for_the_new_copy(
     assert script.calls("A") == 2 and script.calls("B") == 1
 
 
-async def test_a_rerun_whose_dependency_outside_it_still_runs_waits_for_its_answer(
-    make_settings: MakeSettings, open_engine: OpenEngine
-) -> None:
-    script = Script()
+async def cancelled_while_its_dependency_runs(registry: TaskRegistry, script: Script) -> list[str]:
+    """Spawn A (held once it runs) and B depending on it, and cancel B while A runs: a task to run again
+    whose dependency outside the retry has not ended. Its ids."""
     script.hold["A"] = anyio.Event()
     tasks = [
         TaskRequest(task="A: ground", label="a"),
         TaskRequest(task="B: build", label="b", depends_on=["a"]),
     ]
-    async with open_engine(make_settings(), script.backend) as registry:
-        ids = [t.task_id for t in (await registry.spawn(SpawnRequest(tasks=tasks), caller=ME)).tasks]
-        with anyio.fail_after(10):
-            await script.started.setdefault("A", anyio.Event()).wait()
-            registry.cancel(ids[1:], caller=ME)
-            await until(registry, ids[1], lambda snap: snap.state is TaskState.CANCELLED, ME)
+    ids = [t.task_id for t in (await registry.spawn(SpawnRequest(tasks=tasks), caller=ME)).tasks]
+    with anyio.fail_after(10):
+        await script.started.setdefault("A", anyio.Event()).wait()
+        registry.cancel(ids[1:], caller=ME)
+        await until(registry, ids[1], lambda snap: snap.state is TaskState.CANCELLED, ME)
+    return ids
 
+
+async def test_a_rerun_whose_dependency_outside_it_still_runs_waits_for_its_answer(
+    make_settings: MakeSettings, open_engine: OpenEngine
+) -> None:
+    script = Script()
+    async with open_engine(make_settings(), script.backend) as registry:
+        ids = await cancelled_while_its_dependency_runs(registry, script)
         new_b = (await registry.retry(ids[1:], caller=ME)).tasks[0].task_id
         await anyio.wait_all_tasks_blocked()
         assert registry.snapshot(new_b, caller=ME).state is TaskState.QUEUED  # waits for A, still running
@@ -240,17 +246,9 @@ async def test_a_rerun_cancelled_while_it_waits_for_a_dependency_outside_it_ends
     make_settings: MakeSettings, open_engine: OpenEngine
 ) -> None:
     script = Script()
-    script.hold["A"] = anyio.Event()
-    tasks = [
-        TaskRequest(task="A: ground", label="a"),
-        TaskRequest(task="B: build", label="b", depends_on=["a"]),
-    ]
     async with open_engine(make_settings(), script.backend) as registry:
-        ids = [t.task_id for t in (await registry.spawn(SpawnRequest(tasks=tasks), caller=ME)).tasks]
+        ids = await cancelled_while_its_dependency_runs(registry, script)
         with anyio.fail_after(10):
-            await script.started.setdefault("A", anyio.Event()).wait()
-            registry.cancel(ids[1:], caller=ME)
-            await until(registry, ids[1], lambda snap: snap.state is TaskState.CANCELLED, ME)
             new_b = (await registry.retry(ids[1:], caller=ME)).tasks[0].task_id
             registry.cancel([new_b], caller=ME)
             await until(registry, new_b, lambda snap: snap.state is TaskState.CANCELLED, ME)
