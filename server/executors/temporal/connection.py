@@ -8,6 +8,7 @@ from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from functools import partial
+from pathlib import Path
 
 import anyio
 from temporalio.api.enums.v1 import IndexedValueType, RateLimitSource, TaskQueueType
@@ -15,6 +16,7 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSe
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, DescribeTaskQueueResponse
 from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 from temporalio.service import RPCError
 
@@ -45,9 +47,7 @@ async def connect(settings: Settings) -> Client:
     try:
         client = await Client.connect(
             settings.temporal_address,
-            data_converter=replace(
-                DataConverter.default, external_storage=external_storage(payload_dir(settings))
-            ),
+            data_converter=data_converter(payload_dir(settings)),
             namespace=settings.temporal_namespace,
             tls=given.tls,
             api_key=given.api_key,
@@ -59,6 +59,16 @@ async def connect(settings: Settings) -> Client:
         ) from None
     await _register_search_attributes(client, settings.temporal_namespace)
     return client
+
+
+def data_converter(payloads: Path) -> DataConverter:
+    """How the wire's values travel: as JSON through pydantic, large ones by reference in ``payloads``.
+
+    pydantic's converter builds a type's adapter once, where the SDK's default re-reads a dataclass's
+    type hints for every value it decodes: a 2,000-task spawn's input took 1.4 s of the 2 s a workflow
+    step may take in the sandbox, and under load its steps failed as deadlocked, again at every replay.
+    """
+    return replace(pydantic_data_converter, external_storage=external_storage(payloads))
 
 
 async def _register_search_attributes(client: Client, namespace: str) -> None:

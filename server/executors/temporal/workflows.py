@@ -58,6 +58,8 @@ class FanoutGroup:
         self._views = {call.task_id: TaskView(call.task_id, TaskState.QUEUED.value) for call in spawn.tasks}
         self._end_order: list[str] = []  #: the tasks that have ended, in the order they did
         self._cancel_notes: dict[str, str] = {}
+        #: what the ended tasks cost: kept as they end (summed at each start, a spawn's starts were O(N²))
+        self._spent = 0.0
         self._opened: set[str] = set()  #: cache-warming leads whose answer has begun
         self._running: dict[str, workflow.ActivityHandle[TaskEnd]] = {}
         self._waiting: dict[str, workflow.ActivityHandle[TaskEnd]] = {}  #: awaiting a task outside
@@ -223,10 +225,9 @@ class FanoutGroup:
     def _budget_stop(self, task_id: str) -> bool:
         """End the task unstarted if the spawn's budget is spent (True)."""
         budget = self._spawn.budget_usd
-        spent = sum(view.end.spend.cost_usd or 0.0 for view in self._views.values() if view.end is not None)
-        if budget is None or spent < budget:
+        if budget is None or self._spent < budget:
             return False
-        kind, message = ErrorKind.BUDGET_EXCEEDED.value, over_budget_message(budget, spent)
+        kind, message = ErrorKind.BUDGET_EXCEEDED.value, over_budget_message(budget, self._spent)
         end = TaskEnd(TaskState.CANCELLED.value, note=_BUDGET_NOTE, error_kind=kind, error_message=message)
         self._end(task_id, end)
         return True
@@ -241,6 +242,7 @@ class FanoutGroup:
         view = self._views[task_id]
         view.state, view.end, view.ended_at = end.state, end, workflow.now().timestamp()
         self._end_order.append(task_id)
+        self._spent += end.spend.cost_usd or 0.0
 
     def _with_spec(self, view: TaskView) -> TaskView:
         call = self._calls[view.task_id]
