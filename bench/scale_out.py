@@ -65,6 +65,8 @@ NAMES = ("embedded", "temporal-1", "temporal-2")
 FULL_TASKS = 2_000  #: the size measured in the full run: the issue's
 PARTS = ("client", "front end", "workers", "Temporal server")
 RUN_WITHIN_S = 300.0  #: the most one contender's run may take before it is called failed
+#: a directory for the worker processes' logs (at INFO), kept for a failed run; by default they are dropped
+LOG_DIR = "FANOUT_BENCH_LOG_DIR"
 WORKERS_READY_S = 60.0  #: the most worker processes may take to start polling their task queue
 CURVE_WORKERS = (1, 2, 4, 8, 16, 32)
 CURVE_SERVER_CORES = (1, 4, 16)
@@ -158,8 +160,11 @@ def _cpu_now(workers: Sequence[int], temporal: int) -> dict[str, float]:
 def worker_processes(flags: list[str], env: dict[str, str], count: int) -> Generator[list[int]]:
     """``count`` `fanout-mcp worker` processes, each its own; their pids. Killed at the end (they have
     nothing left to do: a graceful stop would take seconds); one that ended before that is an error."""
-    started = [subprocess.Popen([str(SCRIPT), "worker", *flags], env=env, stderr=subprocess.DEVNULL)
-               for _ in range(count)]  # fmt: skip
+    logs = os.environ.get(LOG_DIR)
+    stderr = [open(Path(logs) / f"worker-{os.getpid()}-{i}.log", "w") if logs else subprocess.DEVNULL  # noqa: SIM115
+              for i in range(count)]  # fmt: skip
+    env = {**env, "FANOUT_LOG_LEVEL": "INFO"} if logs else env
+    started = [subprocess.Popen([str(SCRIPT), "worker", *flags], env=env, stderr=err) for err in stderr]
     try:
         yield [process.pid for process in started]
         if any(process.poll() is not None for process in started):
@@ -169,6 +174,9 @@ def worker_processes(flags: list[str], env: dict[str, str], count: int) -> Gener
             process.kill()
         for process in started:
             process.wait(timeout=60)
+        for err in stderr:
+            if not isinstance(err, int):
+                err.close()
 
 
 async def polled_by(address: str, queue: str, count: int) -> None:
