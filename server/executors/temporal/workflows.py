@@ -42,6 +42,14 @@ HEARTBEAT_TIMEOUT_S = 10.0
 WORKER_ATTEMPTS = 5
 #: what the activity may take beyond the task's own timeout, which it keeps itself
 _GRACE = timedelta(seconds=60)
+#: the most activities one workflow step asks for. A step's commands reach the cluster in one call,
+#: and while a worker takes its next step the cluster buffers what happens meanwhile (100 events by
+#: default, then it fails the step and the worker replays the whole history). A 2,000-task spawn asked
+#: for every activity in its first step, and its steps were failed again and again; in waves of 200,
+#: the bench's 2,000 tasks on the dev server took 41 s instead of 75, its CPU 11 ms a task, not 35.
+STARTS_PER_STEP = 200
+_PACED = "paced-starts"  #: the patch: a history written before it replays unpaced
+_NEXT_STEP = timedelta(milliseconds=1)
 _BUDGET_NOTE = "not started: the spawn's budget was spent"
 #: the longest a retried task waits for a task outside its retry (that task's own timeout ends it sooner)
 _AWAIT_LIMIT = timedelta(days=1)
@@ -64,6 +72,8 @@ class FanoutGroup:
         self._running: dict[str, workflow.ActivityHandle[TaskEnd]] = {}
         self._waiting: dict[str, workflow.ActivityHandle[TaskEnd]] = {}  #: awaiting a task outside
         self._awaited: dict[str, list[list[str]]] = {}  #: answers of tasks outside, once they ended
+        self._step = self._step_starts = 0  #: the workflow step (its history's length) and its starts
+        self._pacing = False  #: a timer is on its way to bring the next step
         limit = spawn.max_concurrency
         self._slots = asyncio.Semaphore(limit) if limit else None
 
@@ -119,11 +129,29 @@ class FanoutGroup:
         if call.warm_lead is not None:
             await self._warmed(task_id, call.warm_lead)
         async with self._slots or contextlib.nullcontext():
+            await self._admitted()
             if self._ended(task_id) or self._budget_stop(task_id):
                 return
             view = self._views[task_id]
             view.state, view.started_at = TaskState.RUNNING.value, workflow.now().timestamp()
             self._end(task_id, await self._call(call))
+
+    async def _admitted(self) -> None:
+        """Wait for this task's turn to ask for its activity: at most ``STARTS_PER_STEP`` a workflow
+        step. The rest wait for a next step, which one short timer brings for all of them."""
+        while True:
+            step = workflow.info().get_current_history_length()
+            if step != self._step:
+                self._step, self._step_starts = step, 0
+            if self._step_starts < STARTS_PER_STEP or not workflow.patched(_PACED):
+                self._step_starts += 1
+                return
+            if self._pacing:
+                await _step_after(step)
+                continue
+            self._pacing = True
+            await workflow.sleep(_NEXT_STEP)
+            self._pacing = False
 
     async def _outside_answered(self, call: TaskCall) -> bool:
         """Wait for the unfinished tasks outside the spawn that ``call`` depends on (a retry's), each
@@ -255,3 +283,8 @@ class FanoutGroup:
             call.spec_json,
             list(call.depends_on),
         )
+
+
+async def _step_after(step: int) -> None:
+    """Return in the first workflow step after ``step`` (a history length)."""
+    await workflow.wait_condition(lambda: workflow.info().get_current_history_length() != step)

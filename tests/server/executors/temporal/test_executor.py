@@ -10,7 +10,9 @@ from typing import Any
 
 import anyio
 import pytest
-from temporalio.client import Client
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHistory
+from temporalio.worker import Replayer
 
 from server import (
     Caller,
@@ -23,6 +25,9 @@ from server import (
 )
 from server.app.runtime import open_runtime
 from server.executors.temporal import wire
+from server.executors.temporal.connection import data_converter
+from server.executors.temporal.payloads import payload_dir
+from server.executors.temporal.workflows import STARTS_PER_STEP, FanoutGroup
 from server.fanin.synthesis import SynthesisDone
 from tests.answers import reply, synthesis
 from tests.fake_api import FakeApi
@@ -191,3 +196,32 @@ async def test_a_read_of_a_running_group_carries_only_the_tasks_the_reader_has_n
             await runtime.registry.wait(ids)
     assert ([task.task_id for task in whole.tasks], whole.ended) == (ids, 1)
     assert ([task.task_id for task in fresh.tasks], fresh.ended) == (ids[:1], 1)  # the answer not again
+
+
+async def test_a_spawn_asks_for_its_activities_a_bounded_wave_a_workflow_step_and_replays_the_same(
+    fake_api: FakeApi, on_temporal: Callable[..., Settings], temporal_server: DevServer
+) -> None:
+    count = STARTS_PER_STEP * 2 + 50
+    tasks = [TaskRequest(task=f"part {n} [[reply:answer {n}]]") for n in range(count)]
+    settings = on_temporal(worker=True, max_tasks_per_spawn=count)
+    async with open_runtime(settings) as runtime:
+        receipt = await runtime.registry.spawn(SpawnRequest(tasks=tasks), caller=ME)
+        ids = [task.task_id for task in receipt.tasks]
+        with anyio.fail_after(180):
+            await runtime.registry.wait(ids)
+        assert runtime.registry.counts(ids).completed == count
+    converter = data_converter(payload_dir(settings))
+    client = await Client.connect(temporal_server.address, data_converter=converter)
+    history = await client.get_workflow_handle(receipt.group_id).fetch_history()
+    assert sorted(asked_for_a_step(history), reverse=True)[:3] == [STARTS_PER_STEP, STARTS_PER_STEP, 50]
+    await Replayer(workflows=[FanoutGroup], data_converter=client.data_converter).replay_workflow(history)
+
+
+def asked_for_a_step(history: WorkflowHistory) -> list[int]:
+    """How many activities each of the history's workflow steps asked for."""
+    asked = [0]
+    for event in history.events:
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+            asked.append(0)
+        asked[-1] += event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    return asked
