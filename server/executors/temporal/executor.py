@@ -73,6 +73,7 @@ class TemporalExecutor:
             intake.max_concurrency,
             intake.budget_usd,
             self._settings.synthesis_input_chars,
+            wire.MAX_PENDING,
         )
         self._store.stage(spawn)
         return []

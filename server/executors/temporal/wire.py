@@ -23,6 +23,13 @@ GROUP_BEAT_CHARS = 1_500_000
 MIN_BEAT_CHARS = 500
 
 
+#: the most activities a group's workflow keeps pending (asked for, not yet ended): Temporal refuses a
+#: workflow step that would pass its cluster's ``limit.numPendingActivities.error`` (2,000 by default),
+#: and the step then fails again at every retry. The rest of the 2,000 is left to a retry's waits for
+#: tasks outside it (``outside.py``).
+MAX_PENDING = 1_900
+
+
 def beat_chars(tasks: int) -> int:
     """The newest characters of its partial output each running task of a group of ``tasks`` beats."""
     return max(MIN_BEAT_CHARS, min(BEAT_CHARS, GROUP_BEAT_CHARS // max(1, tasks)))
@@ -91,6 +98,7 @@ class GroupSpawn:
     max_concurrency: int | None = None
     budget_usd: float | None = None
     dependency_chars: int = 400_000  #: characters of dependencies' answers one prompt gets
+    max_pending: int = MAX_PENDING  #: the most of its tasks' activities pending at once
 
 
 @dataclass

@@ -74,8 +74,7 @@ class FanoutGroup:
         self._awaited: dict[str, list[list[str]]] = {}  #: answers of tasks outside, once they ended
         self._step = self._step_starts = 0  #: the workflow step (its history's length) and its starts
         self._pacing = False  #: a timer is on its way to bring the next step
-        limit = spawn.max_concurrency
-        self._slots = asyncio.Semaphore(limit) if limit else None
+        self._slots = asyncio.Semaphore(min(spawn.max_concurrency or spawn.max_pending, spawn.max_pending))
 
     @workflow.run
     async def run(self, spawn: GroupSpawn) -> GroupView:
@@ -128,7 +127,7 @@ class FanoutGroup:
             return
         if call.warm_lead is not None:
             await self._warmed(task_id, call.warm_lead)
-        async with self._slots or contextlib.nullcontext():
+        async with self._slots:
             await self._admitted()
             if self._ended(task_id) or self._budget_stop(task_id):
                 return

@@ -225,3 +225,24 @@ def asked_for_a_step(history: WorkflowHistory) -> list[int]:
             asked.append(0)
         asked[-1] += event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
     return asked
+
+
+async def test_a_group_keeps_no_more_activities_pending_than_its_cap_and_runs_the_rest_as_they_end(
+    fake_api: FakeApi,
+    on_temporal: Callable[..., Settings],
+    temporal_server: DevServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(wire, "MAX_PENDING", 3)  # Temporal's own limit is 2,000 a workflow
+    tasks = [TaskRequest(task=f"[[hold]] part {n}") for n in range(6)]
+    async with open_runtime(on_temporal(worker=True)) as runtime:
+        receipt = await runtime.registry.spawn(SpawnRequest(tasks=tasks), caller=ME)
+        ids = [task.task_id for task in receipt.tasks]
+        assert await anyio.to_thread.run_sync(fake_api.wait_held, 3, 30)
+        handle = (await Client.connect(temporal_server.address)).get_workflow_handle(receipt.group_id)
+        pending = (await handle.describe()).raw_description.pending_activities
+        fake_api.release()
+        with anyio.fail_after(60):
+            await runtime.registry.wait(ids)
+        assert runtime.registry.counts(ids).completed == 6
+    assert len(pending) == 3
