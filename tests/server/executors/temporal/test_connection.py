@@ -6,9 +6,12 @@ and every replay of it did, with the SDK's default converter: 229 Python calls a
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
+
+from temporalio.converter import DataConverter
 
 from server.executors.temporal import wire
 from server.executors.temporal.connection import data_converter
@@ -28,11 +31,15 @@ def view_of(n: int) -> wire.GroupView:
 
 
 def python_calls_to_read(value: Any, tmp_path: Path) -> tuple[int, Any]:
-    """How many Python functions reading ``value`` back through the executor's converter calls, and
-    what it read."""
-    converter = data_converter(tmp_path).payload_converter
-    payloads = converter.to_payloads([value])
-    converter.from_payloads(payloads, [type(value)])  # the first read of a type builds its reader
+    """How many Python functions reading ``value`` back through the executor's converter calls (its
+    type read once before), and what it read."""
+    converter = data_converter(tmp_path)
+    calls_to_read(value, converter)  # the first read of a type builds its reader
+    return calls_to_read(value, converter)
+
+
+def calls_to_read(value: Any, converter: DataConverter) -> tuple[int, Any]:
+    payloads = converter.payload_converter.to_payloads([value])
     calls = 0
 
     def count(frame: FrameType, event: str, arg: object) -> None:
@@ -41,7 +48,7 @@ def python_calls_to_read(value: Any, tmp_path: Path) -> tuple[int, Any]:
 
     sys.setprofile(count)
     try:
-        [read] = converter.from_payloads(payloads, [type(value)])
+        [read] = converter.payload_converter.from_payloads(payloads, [type(value)])
     finally:
         sys.setprofile(None)
     return calls, read
@@ -59,3 +66,17 @@ def test_a_groups_view_is_read_whole_with_no_python_work_a_task(tmp_path: Path) 
     large, read = python_calls_to_read(view_of(2_000), tmp_path)
     assert read == view_of(2_000)
     assert large <= small + 20
+
+
+def test_the_copy_the_sdk_makes_of_the_converter_for_each_call_reads_with_the_readers_already_built(
+    tmp_path: Path,
+) -> None:
+    call = wire.SubagentCall("t-x.0", "g-x", "part 0", '{"task": 1}', '{"prompt": 1}', [], 400_000)
+    converter = data_converter(tmp_path)
+    calls_to_read(call, converter)
+    warm, _ = calls_to_read(call, converter)
+    # the SDK copies the converter with each activity's storage context: the copy builds a new
+    # payload converter, and it must not build its readers again (thousands of calls each)
+    calls, read = calls_to_read(call, replace(converter))
+    assert read == call
+    assert calls <= warm + 20
