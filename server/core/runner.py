@@ -29,7 +29,7 @@ from ..intake.subagent_prompt import with_dependencies
 from .attempt import attempt
 from .failures import dependency_failed, over_budget
 from .live import Live
-from .models import RetryNotice, SubagentRequest, TaskSpec
+from .models import RetryNotice, SubagentRequest
 from .progress import Progress
 from .records import GroupRecord, TaskRecord, new_id
 from .state import TaskState
@@ -89,12 +89,12 @@ class Runner:
     ) -> list[Live]:
         """The live part of each task of a spawn: its request, dependencies and warm-up gate.
         ``outside``: the tasks of other spawns some of them depend on (a retry's)."""
-        leads: dict[tuple[str, str], anyio.Event] = {}
+        leads = intake.warm_leads([record.depends_on for record in records])
+        opened: dict[int, anyio.Event] = {}
         lives: list[Live] = []
-        for record, planned, deps in zip(records, intake.tasks, _dependencies(records, outside), strict=True):
-            # A dependant starts late anyway: it neither warms the cache nor waits for a warm-up.
-            warm = intake.warm_first and not deps and planned.backend.traits.caches_prompts
-            gate, opens = _warm_up(record.spec, leads) if warm else (None, None)
+        tasks = zip(records, intake.tasks, _dependencies(records, outside), strict=True)
+        for index, (record, planned, deps) in enumerate(tasks):
+            gate, opens = _warm_up(index, leads[index], opened)
             held = planned.held_bytes
             live = Live(record.id, record.group_id, planned, held, deps=deps, warm_gate=gate, opens=opens)
             lives.append(live)
@@ -312,17 +312,16 @@ def _dependencies(
 
 
 def _warm_up(
-    spec: TaskSpec, leads: dict[tuple[str, str], anyio.Event]
+    index: int, lead: int | None, opened: dict[int, anyio.Event]
 ) -> tuple[anyio.Event | None, anyio.Event | None]:
-    """(the gate to wait for, the gate to open): the first task of each backend and model goes first;
-    its siblings start once its answer begins, when the shared prefix is in the provider's cache, so they
-    read it instead of each paying to write it."""
-    key = (spec.backend, spec.model)
-    gate = leads.get(key)
-    if gate is None:
-        leads[key] = gate = anyio.Event()
+    """(the gate to wait for, the gate to open) of the task at ``index``, whose warm-up lead is ``lead``
+    (``Intake.warm_leads``; a lead comes before its siblings, so its gate is in ``opened`` by then)."""
+    if lead is None:
+        return None, None
+    if lead == index:
+        opened[index] = gate = anyio.Event()
         return None, gate
-    return gate, None
+    return opened[lead], None
 
 
 async def _open_later(gate: anyio.Event) -> None:

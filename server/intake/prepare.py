@@ -58,6 +58,19 @@ class Intake:
     budget_usd: float | None = None
     shared_bytes: int = 0  #: what the spawn's tasks share while any is unfinished: shared context, files
 
+    def warm_leads(self, depends_on: Sequence[Sequence[str]]) -> list[int | None]:
+        """Warm-first, the rule every executor follows: for each task (``depends_on``: the ids each
+        depends on), the index of the task whose answer must begin before it starts (its own: it is
+        that lead), or None (it takes no part). The first task of each backend and model leads; its
+        siblings then read the shared prompt prefix from the provider's cache instead of each paying to
+        write it. A dependant starts late anyway: it neither leads nor waits."""
+        leads: dict[tuple[str, str], int] = {}
+        chosen: list[int | None] = []
+        for index, (task, deps) in enumerate(zip(self.tasks, depends_on, strict=True)):
+            warms = self.warm_first and not deps and task.backend.traits.caches_prompts
+            chosen.append(leads.setdefault((task.spec.backend, task.spec.model), index) if warms else None)
+        return chosen
+
 
 async def prepare(
     request: SpawnRequest,

@@ -63,8 +63,11 @@ class TemporalExecutor:
             _call(record, planned, answers, waits)
             for record, planned in zip(records, intake.tasks, strict=True)
         ]
-        if intake.warm_first:
-            _warm_up(calls, intake.tasks)
+        for index, lead in enumerate(intake.warm_leads([record.depends_on for record in records])):
+            if lead == index:
+                calls[index].warms = True  # its activity signals the workflow once its answer begins
+            elif lead is not None:
+                calls[index].warm_lead = calls[lead].task_id
         owner = records[0].owner if records else ""
         spawn = wire.GroupSpawn(
             records[0].group_id if records else "",
@@ -86,21 +89,6 @@ class TemporalExecutor:
 
     def end_hooks(self) -> tuple[EndHook, ...]:
         return ()  # no task ends here: the workflow keeps the budget and the dependencies
-
-
-def _warm_up(calls: Sequence[wire.TaskCall], planned: Sequence[PlannedTask]) -> None:
-    """As the embedded runner does: the first task of each backend and model without dependencies goes
-    first, and its siblings start once its answer begins (the shared prompt prefix is in the provider's
-    cache, so they read it instead of each paying to write it)."""
-    leads: dict[tuple[str, str], wire.TaskCall] = {}
-    for call, task in zip(calls, planned, strict=True):
-        if call.depends_on or call.outside_answers or not task.backend.traits.caches_prompts:
-            continue  # a dependant starts late anyway: it neither warms the cache nor waits for it
-        lead = leads.setdefault((task.spec.backend, task.spec.model), call)
-        if lead is call:
-            call.warms = True
-        else:
-            call.warm_lead = lead.task_id
 
 
 def _call(

@@ -195,6 +195,25 @@ async def test_warm_first_needs_a_long_shared_context_several_tasks_and_a_cachin
     assert not (await intake_of(short, settings)).warm_first
 
 
+async def test_warm_first_leads_with_the_first_task_of_each_model_and_leaves_dependants_out(
+    make_settings: MakeSettings,
+) -> None:
+    models = [
+        "claude-haiku-5-5",
+        "claude-opus-5-5",
+        "claude-haiku-5-5",
+        "claude-opus-5-5",
+        "claude-haiku-5-5",
+    ]
+    tasks = [TaskRequest(task=f"t{i}", model=model) for i, model in enumerate(models)]
+    request = SpawnRequest(tasks=tasks, shared_context="word " * 2_000)
+    intake = await intake_of(request, make_settings())
+    # the fourth depends on another task (a retry's, say): it starts late anyway
+    depends_on = [[], [], [], ["t-elsewhere"], []]
+    assert intake.warm_leads(depends_on) == [0, 1, 0, None, 0]
+    assert (await intake_of(request, make_settings(), caches=False)).warm_leads(depends_on) == [None] * 5
+
+
 async def test_defaults_come_from_settings_and_tasks_can_override_them(make_settings: MakeSettings) -> None:
     settings = make_settings(model="claude-haiku-5-5", max_tokens=100, task_timeout_s=30)
     request = SpawnRequest(
