@@ -27,24 +27,29 @@ async def await_task(task_id: str) -> wire.TaskEnd:
     handle: WorkflowHandle[object, wire.GroupView] = activity.client().get_workflow_handle(
         group_id, result_type=wire.GroupView
     )
+    seen = 0  #: the group's ends read so far, none of them the task's: a read carries only later ones
     while True:
         activity.heartbeat()
-        end = await _end_of(handle, task_id)
+        end, seen = await _end_of(handle, task_id, seen)
         if end is not None:
             return end
         await anyio.sleep(POLL_S)
 
 
-async def _end_of(handle: WorkflowHandle[object, wire.GroupView], task_id: str) -> wire.TaskEnd | None:
+async def _end_of(
+    handle: WorkflowHandle[object, wire.GroupView], task_id: str, seen: int
+) -> tuple[wire.TaskEnd | None, int]:
+    """How the task ended (None: not yet), and how many of its group's tasks have ended."""
     described = await handle.describe()
     if described.status is WorkflowExecutionStatus.COMPLETED:
         view = await handle.result()
     elif described.status is WorkflowExecutionStatus.RUNNING:
-        view = await handle.query("view", wire.ViewAsk(), result_type=wire.GroupView)
+        view = await handle.query("view", wire.ViewAsk(ended_seen=seen), result_type=wire.GroupView)
     else:
         status = described.status.name.lower() if described.status else "unknown"
-        return wire.TaskEnd(TaskState.INTERRUPTED.value, note=f"its workflow ended {status} in Temporal")
+        note = f"its workflow ended {status} in Temporal"
+        return wire.TaskEnd(TaskState.INTERRUPTED.value, note=note), seen
     task = next((task for task in view.tasks if task.task_id == task_id), None)
     if task is None:
-        return wire.TaskEnd(TaskState.INTERRUPTED.value, note="its workflow does not hold it")
-    return task.end
+        return wire.TaskEnd(TaskState.INTERRUPTED.value, note="its workflow does not hold it"), seen
+    return task.end, view.ended
