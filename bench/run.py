@@ -2,7 +2,7 @@
 scenario's contenders alternating round by round, medians and ratios. Writes a markdown report and the
 raw runs as JSON (bench/results/latest.md and latest.json unless --out says otherwise).
 
-    .venv/bin/python bench/run.py            # everything (about 12 minutes; installs the mcp-agent peer
+    .venv/bin/python bench/run.py            # everything (about 19 minutes; installs the mcp-agent peer
                                              # into bench/peer/.venv the first time, from PyPI)
     .venv/bin/python bench/run.py --quick    # every scenario, smaller (under a minute); no peer
 
