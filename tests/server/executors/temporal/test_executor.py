@@ -213,7 +213,9 @@ async def test_a_spawn_asks_for_its_activities_a_bounded_wave_a_workflow_step_an
     converter = data_converter(payload_dir(settings))
     client = await Client.connect(temporal_server.address, data_converter=converter)
     history = await client.get_workflow_handle(receipt.group_id).fetch_history()
-    assert sorted(asked_for_a_step(history), reverse=True)[:3] == [STARTS_PER_STEP, STARTS_PER_STEP, 50]
+    asked = asked_for_a_step(history)
+    # a step the cluster failed is asked again, so the waves' edges may move; their size may not
+    assert (max(asked), sum(asked)) == (STARTS_PER_STEP, count)
     await Replayer(workflows=[FanoutGroup], data_converter=client.data_converter).replay_workflow(history)
 
 
