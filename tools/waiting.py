@@ -61,8 +61,8 @@ async def wait_for(runtime: Runtime, task_ids: Sequence[str], seconds: float, ct
     progress = _Progress(runtime, task_ids, seconds, ctx)
     changed = anyio.Event()
 
-    async def on_change() -> None:
-        changed.set()
+    async def on_change(ended: Sequence[str]) -> None:
+        changed.set()  # told at the next report, which counts them all
 
     async def report_changes() -> None:
         nonlocal changed

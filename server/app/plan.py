@@ -15,7 +15,7 @@ that a merge can give. The tasks are the local user's (``LOCAL``).
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
@@ -119,17 +119,21 @@ async def finish_plan(
     """Wait for every task of the spawn (``on_finish`` hears of each as it ends), then synthesise."""
     registry = runtime.registry
     ids = [t.task_id for t in receipt.tasks]
+    place = {task_id: n for n, task_id in enumerate(ids)}
     reported: set[str] = set()
 
-    async def report() -> None:
-        for snap in registry.snapshots(ids):
+    async def report(ended: Sequence[str]) -> None:
+        """Tell of each of ``ended`` once, in spawn order (a look at those only: a plan of thousands
+        of tasks is not read whole at every end)."""
+        for snap in registry.snapshots(sorted(ended, key=place.__getitem__)):
             if snap.state.terminal and snap.task_id not in reported:
                 reported.add(snap.task_id)
                 if on_finish is not None:
                     await on_finish(snap)
 
+    await report(ids)  # those that ended already
     await registry.wait(ids, on_change=report)
-    await report()
+    await report(ids)  # those that ended before the wait began to look
     synthesis = await _synthesize(runtime, ids, plan.synthesis)
     tasks = registry.snapshots(ids)
     changes, applied = await _changes(runtime, plan, tasks)

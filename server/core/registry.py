@@ -302,11 +302,11 @@ class TaskRegistry:
     # --- waiting and cancelling ----------------------------------------------------------------------
 
     async def wait(
-        self, task_ids: Sequence[str], on_change: Callable[[], Awaitable[None]] | None = None
+        self, task_ids: Sequence[str], on_change: Callable[[list[str]], Awaitable[None]] | None = None
     ) -> None:
         """Return once every task in ``task_ids`` has ended. Bound it with ``move_on_after``.
 
-        ``on_change`` is awaited each time some of them end.
+        ``on_change`` is awaited each time some of them end, with the ids of those.
         """
         await self._table.wait(task_ids, on_change)
 

@@ -186,21 +186,24 @@ class TaskTable:
     # --- waiting ----------------------------------------------------------------------------------------
 
     async def wait(
-        self, task_ids: Sequence[str], on_change: Callable[[], Awaitable[None]] | None = None
+        self, task_ids: Sequence[str], on_change: Callable[[list[str]], Awaitable[None]] | None = None
     ) -> None:
-        """Return once every task in ``task_ids`` has ended; ``on_change`` is awaited each time some end."""
+        """Return once every task in ``task_ids`` has ended; ``on_change`` is awaited each time some end,
+        with those (in the order they ended; the ones that had ended before the wait are not among them)."""
         # Take the chain's open end before looking at any state: every task that ends after this line
         # is on the chain from here, even if it ends while on_change is awaiting.
         node = self._store.ending
         pending = {task_id for task_id in task_ids if not self._ended_anywhere(task_id)}
         while pending:
             await node.event.wait()
-            before = len(pending)
+            ended: list[str] = []
             while node.next is not None:  # every end since the last look, each seen once
-                pending.discard(node.task_id)
+                if node.task_id in pending:
+                    pending.discard(node.task_id)
+                    ended.append(node.task_id)
                 node = node.next
-            if len(pending) != before and on_change is not None:
-                await on_change()
+            if ended and on_change is not None:
+                await on_change(ended)
 
 
 def _fold(

@@ -339,7 +339,7 @@ async def test_wait_reports_each_change_and_returns_when_all_ended(
     backend = ScriptedBackend(gated(release))
     changes = 0
 
-    async def on_change() -> None:
+    async def on_change(ended: list[str]) -> None:
         nonlocal changes
         changes += 1
 
@@ -579,7 +579,7 @@ async def test_a_change_during_on_change_is_not_lost(
         await (first_gate if "part 0" in request.prompt else second_gate).wait()
         return SubagentResult(text="ok", model=request.model, stop_reason="end_turn")
 
-    async def on_change() -> None:
+    async def on_change(ended: list[str]) -> None:
         second_gate.set()  # the other task ends while this callback is still running
         await anyio.wait_all_tasks_blocked()
 
