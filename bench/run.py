@@ -98,7 +98,7 @@ def main() -> None:
         report["scenarios"]["scale"] = scale.scenario(
             fake, 1 if quick else args.rounds, 1_000 if quick else 10_000
         )
-        # Two rounds at most: each Temporal run of 2,000 tasks takes about a minute and a half here.
+        # Two rounds at most: each Temporal run of 2,000 tasks takes about half a minute here.
         try:
             report["scenarios"]["scale_out"] = scale_out.scenario(
                 fake, 1 if quick else min(args.rounds, 2), QUICK_SCALE_OUT if quick else scale_out.FULL_TASKS

@@ -65,8 +65,8 @@ def spend_of(spend: wire.Spend) -> Spend:
     )
 
 
-def beat(progress: Progress, spend: Spend, earlier_attempts: int, chars: int = wire.BEAT_CHARS) -> wire.Beat:
-    """A running task's heartbeat: the newest part of its answer so far, its note, tries and usage."""
+def beat(progress: Progress, spend: Spend, earlier_attempts: int, chars: int) -> wire.Beat:
+    """A running task's heartbeat: the newest ``chars`` of its answer so far, its note, tries and usage."""
     text = progress.text
     if text is not None and len(text) > chars:
         text = text[-chars:]
