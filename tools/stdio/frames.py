@@ -1,5 +1,5 @@
-"""One line of stdin, checked before the SDK reads it, and the JSON-RPC error that answers it when it is
-not a message the server can take.
+"""One line of stdin, parsed and checked once: the message the SDK is given, or the JSON-RPC error that
+answers it when it is not a message the server can take.
 
 The SDK's stdio transport (mcp 2.3) drops a line it cannot parse, and it reads an ``id`` it cannot use
 (null, a fraction, a boolean, an object) as no id at all, which turns a request into a notification
@@ -48,9 +48,9 @@ _ID_VALUE = re.compile(r'\s*(-?(?:0|[1-9][0-9]{0,30})(?![0-9.eE])|"[^"\\]*(?:\\.
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
-    """A line the SDK can take, as text."""
+    """A line the SDK can take, as the message it holds (parsed and validated once, here)."""
 
-    text: str
+    message: types.JSONRPCMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +75,10 @@ def check_line(line: bytes) -> Accepted | Refused | None:
         return _unparsed(text, str(exc))
     if (problem := _problem(message)) is not None:
         return _refuse(message, problem)
-    return Accepted(text)
+    try:  # what is left to the SDK's own model of a message: a response's result and error objects
+        return Accepted(types.jsonrpc_message_adapter.validate_python(message, by_name=False))
+    except ValidationError as exc:
+        return _refuse(message, f"not a JSON-RPC 2.0 message ({exc.error_count()} problem(s))")
 
 
 def refuse_long_line(head: bytes, limit: int) -> Refused:
@@ -103,10 +106,6 @@ def _problem(message: object) -> str | None:
         return "params must be an object"
     if "method" not in fields and not ("result" in fields or "error" in fields):
         return "no method (nor a result or an error)"
-    try:  # what is left to the SDK's own model of a message: a response's result and error objects
-        types.jsonrpc_message_adapter.validate_python(fields, by_name=False)
-    except ValidationError as exc:
-        return f"not a JSON-RPC 2.0 message ({exc.error_count()} problem(s))"
     return None
 
 

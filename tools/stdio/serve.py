@@ -1,9 +1,12 @@
-"""Serve the MCP server over stdio, as ``MCPServer.run_stdio_async`` does, with every line of stdin
-checked before the SDK reads it (``frames``): a malformed one is answered with its JSON-RPC error
-through the SDK's own stdout writer, so answers never interleave, and the server keeps serving.
+"""Serve the MCP server over stdio, as ``MCPServer.run_stdio_async`` does, with a transport of its own:
+every line of stdin parsed and checked once (``frames``), a malformed one answered with its JSON-RPC
+error and the server serving on; every message written at once where it is made (``stdout``).
 
-What the early handshake (``greeter``) read of stdin comes first, and the SDK's answer to the request
-it answered is dropped (after a check that it says the same).
+The SDK's ``stdio_server`` runs a reader task and a writer task, and hands each message between them and
+the server through memory streams: two task switches a request (with a thread hop each way besides), and
+every line parsed twice. Here the server's own reads pull lines from stdin, and its writes go to the
+wire. What the early handshake (``greeter``) read of stdin comes first, and the SDK's answer to the
+request it answered is dropped (after a check that it says the same).
 
 A line may be at most :data:`LINE_LIMIT` bytes, the SDK's own bound for an HTTP request body: a longer
 one is answered ``-32600`` as soon as the limit is passed, and the rest of it is read and dropped in
@@ -19,17 +22,17 @@ import os
 from collections.abc import Generator
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Any, Final, Protocol, cast
+from typing import Any, Final, Protocol
 
 import anyio
+import mcp_types as types
 from mcp.server.mcpserver import MCPServer
-from mcp.server.stdio import stdio_server
 from mcp.shared._stream_protocols import WriteStream  # the type lowlevel.run takes
 from mcp.shared.message import SessionMessage
 
 from .frames import Accepted, Refused, check_line, refuse_long_line
 from .greeter import Greeting, Handover
-from .stdout import LoopStdout, claimed_stdout
+from .stdout import WireOut, claimed_stdout
 
 logger = logging.getLogger(__name__)
 
@@ -49,17 +52,14 @@ async def serve_stdio(server: MCPServer[Any], greeted: Handover | None = None) -
     # MCPServer has no public handle on its low-level server in mcp 2.3; the SDK's Client reads it so too.
     lowlevel = server._lowlevel_server  # pyright: ignore[reportPrivateUsage]
     with _claimed_stdin() as wire_in, claimed_stdout() as wire_out:
-        lines = _CheckedLines(wire_in, greeted.read if greeted else b"")
-        # stdio_server only iterates the stdin it is given, line by line, and only writes and flushes
-        # the stdout it is given.
-        stdin = cast("anyio.AsyncFile[str]", lines)
-        stdout = cast("anyio.AsyncFile[str]", LoopStdout(wire_out))
-        async with stdio_server(stdin=stdin, stdout=stdout) as (read_stream, sdk_writer):
-            write_stream: WriteStream[SessionMessage] = sdk_writer
-            if greeted is not None and greeted.greeting is not None:
-                write_stream = _AfterGreeting(sdk_writer, greeted.greeting)
-            lines.answer_through(write_stream)
-            await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
+        wire = WireOut(wire_out)
+        write_stream: WriteStream[SessionMessage] = wire
+        if greeted is not None and greeted.greeting is not None:
+            write_stream = _AfterGreeting(wire, greeted.greeting)
+        messages = _CheckedLines(wire_in, write_stream, greeted.read if greeted else b"")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wire.run)  # returns once the server closes the wire and all is written
+            await lowlevel.run(messages, write_stream, lowlevel.create_initialization_options())
 
 
 class _AfterGreeting:
@@ -117,37 +117,56 @@ def _claimed_stdin() -> Generator[int, None, None]:
 
 
 class _CheckedLines:
-    """The lines of stdin the SDK can take, as text; every other line is answered (or dropped) here.
+    """The read stream the SDK's server reads (``mcp.shared._stream_protocols.ReadStream``): each line of
+    stdin it can take, as a message; every other line is answered (or dropped) here.
 
     stdin is read on the event loop once it is readable, never by a thread blocked on it, so cancelling
     the server never waits for a client that sends nothing more.
     """
 
-    def __init__(self, fd: int, read: bytes = b"") -> None:
+    def __init__(self, fd: int, writer: _Writer, read: bytes = b"") -> None:
         self._fd = fd
+        self._writer = writer  # where a refused line's error goes, in line with every other answer
         self._pollable = True  # a regular file (or /dev/null) cannot be polled; reading it never blocks
         self._buffer = bytearray(read)  # what was read of stdin before
         self._searched = 0  # bytes of the buffer known to hold no newline
         self._skipping = False  # inside a line past the limit, dropping the rest of it
         self._end = False
-        self._writer: _Writer | None = None
-        self._writer_set = anyio.Event()
+        self._closed = False
 
-    def answer_through(self, writer: _Writer) -> None:
-        self._writer = writer
-        self._writer_set.set()
+    async def receive(self) -> SessionMessage | Exception:
+        if self._closed:
+            raise anyio.ClosedResourceError
+        while (line := await self._next_line()) is not None:
+            verdict = await self._check(line)
+            if isinstance(verdict, Accepted):
+                return SessionMessage(verdict.message)
+            if verdict is not None:
+                await self._answer(verdict)
+        raise anyio.EndOfStream
 
     def __aiter__(self) -> _CheckedLines:
         return self
 
-    async def __anext__(self) -> str:
-        while (line := await self._next_line()) is not None:
-            verdict = await self._check(line)
-            if isinstance(verdict, Accepted):
-                return verdict.text
-            if verdict is not None:
-                await self._answer(verdict)
-        raise StopAsyncIteration
+    async def __anext__(self) -> SessionMessage | Exception:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def aclose(self) -> None:
+        self._closed = True  # stdin itself is _claimed_stdin's to give back
+
+    async def __aenter__(self) -> _CheckedLines:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
 
     async def _next_line(self) -> bytes | Refused | None:
         """The next whole line, the refusal of a line past the limit, or None at the end of stdin."""
@@ -199,9 +218,9 @@ class _CheckedLines:
                 return check_line(line)
             # checking a long line is CPU work proportional to its length: off the event loop
             return await anyio.to_thread.run_sync(check_line, line, abandon_on_cancel=True)
-        except Exception:  # a bug in the check must not end the connection: the SDK decides, as before
-            logger.exception("checking a line of stdin failed; passing it to the SDK unchecked")
-            return Accepted(line.decode("utf-8", errors="replace"))
+        except Exception:  # a bug in the check must not end the connection: the SDK's parser decides
+            logger.exception("checking a line of stdin failed; reading it as the SDK does")
+            return _parsed_as_the_sdk_does(line)
 
     async def _answer(self, refused: Refused) -> None:
         if refused.answer is None:
@@ -209,9 +228,16 @@ class _CheckedLines:
             return
         code = refused.answer.error.code
         logger.warning("answered a line of stdin with error %d: %s", code, refused.reason)
-        await self._writer_set.wait()
-        assert self._writer is not None
         try:
             await self._writer.send(SessionMessage(refused.answer))
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             logger.debug("the connection closed before a refused line was answered")
+
+
+def _parsed_as_the_sdk_does(line: bytes) -> Accepted | None:
+    """``line`` as the SDK's own stdio transport reads it; None (dropped, as it drops it) if it cannot."""
+    try:
+        return Accepted(types.jsonrpc_message_adapter.validate_json(line, by_name=False))
+    except ValueError:
+        logger.warning("dropped a line of stdin the SDK cannot read either")
+        return None
