@@ -44,6 +44,7 @@ def spawn_result(receipt: SpawnReceipt, snaps: Sequence[TaskSnapshot], waited: b
 
 
 SKIPPED_SHOWN = 100  #: ids of one state that retry_tasks left, shown (a whole group may be named)
+_STATE_NAMES = tuple(state.value for state in TaskState)  # in order; read at every task_output
 
 
 def retry_result(receipt: RetryReceipt) -> RetryResult:
@@ -127,7 +128,7 @@ def ids_by_state(by_state: Mapping[TaskState, Sequence[str]]) -> IdsByState:
 
 
 def describe_counts(counts: Counts) -> str:
-    parts = [f"{n} {state.value}" for state in TaskState if (n := getattr(counts, state.value))]
+    parts = [f"{n} {name}" for name in _STATE_NAMES if (n := getattr(counts, name))]
     return ", ".join(parts) or "no tasks"
 
 
@@ -206,7 +207,7 @@ def render_status(result: TaskOutputResult, full: bool) -> str:
 
 def _render_progress(result: TaskOutputResult, while_waiting: str) -> list[str]:
     counts = result.counts
-    finished, total = counts.ended, sum(getattr(counts, state.value) for state in TaskState)
+    finished, total = counts.ended, counts.total
     head = f"{finished}/{total} task(s) finished ({describe_counts(counts)})."
     if result.done:
         head += " All done."

@@ -18,13 +18,13 @@ shrinks the outputs' fair shares until it fits.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Generator
 from contextlib import contextmanager
 from typing import Final
 
 import mcp_types as types
+import pydantic_core
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel
@@ -109,7 +109,8 @@ def serialized_chars(answer: types.CallToolResult) -> int:
     """The characters a client holds of ``answer``: its text, and its structured content as JSON (as
     Claude Code measures it: compact, non-ASCII kept)."""
     text = sum(len(block.text) for block in answer.content if isinstance(block, types.TextContent))
-    structured = json.dumps(answer.structured_content, ensure_ascii=False, separators=(",", ":"))
+    # pydantic-core's serializer: the same compact JSON as json.dumps(ensure_ascii=False), a few times faster
+    structured = pydantic_core.to_json(answer.structured_content).decode()
     return text + len(structured)
 
 

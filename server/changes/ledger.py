@@ -77,6 +77,7 @@ class Ledger:
 
     def __init__(self, state_dir: Path) -> None:
         self.root = state_dir / "changes"
+        self._edits = self.root / "edits"  #: one Path, made once: edits_of runs at every task_output
         self._edits_listed: _Listing | None = None  #: the edit records' directory, as last listed
 
     @property
@@ -85,10 +86,10 @@ class Ledger:
         return self.root / "worktrees"
 
     async def put_edit(self, record: EditRecord) -> None:
-        await anyio.to_thread.run_sync(_write, self.root / "edits" / f"{record.task_id}.json", record)
+        await anyio.to_thread.run_sync(_write, self._edits / f"{record.task_id}.json", record)
 
     async def edit(self, task_id: str) -> EditRecord | None:
-        data = await anyio.to_thread.run_sync(_read, self.root / "edits" / f"{task_id}.json")
+        data = await anyio.to_thread.run_sync(_read, self._edits / f"{task_id}.json")
         return None if data is None else EditRecord.model_validate_json(data)
 
     async def edits_of(self, task_ids: Sequence[str]) -> dict[str, EditRecord]:
@@ -97,18 +98,17 @@ class Ledger:
         task_output asks this of every task it shows, edit task or not, so the common answer (none) costs
         one ``stat`` here: no directory, or its listing unchanged since the last look and naming none of
         them. Otherwise one trip to a worker thread reads all of them (written by any process)."""
-        directory = self.root / "edits"
-        if not _may_hold(directory, self._edits_listed, task_ids):
+        if not _may_hold(self._edits, self._edits_listed, task_ids):
             return {}
-        found, self._edits_listed = await anyio.to_thread.run_sync(_read_some, directory, list(task_ids))
+        found, self._edits_listed = await anyio.to_thread.run_sync(_read_some, self._edits, list(task_ids))
         return {task_id: EditRecord.model_validate_json(data) for task_id, data in found.items()}
 
     async def edits(self) -> list[EditRecord]:
-        found = await anyio.to_thread.run_sync(_read_all, self.root / "edits")
+        found = await anyio.to_thread.run_sync(_read_all, self._edits)
         return [EditRecord.model_validate_json(data) for data in found]
 
     async def forget_edit(self, task_id: str) -> None:
-        await anyio.to_thread.run_sync(_unlink, self.root / "edits" / f"{task_id}.json")
+        await anyio.to_thread.run_sync(_unlink, self._edits / f"{task_id}.json")
 
     async def put_apply(self, record: ApplyRecord) -> None:
         await anyio.to_thread.run_sync(_write, self.root / "applies" / f"{record.apply_id}.json", record)

@@ -14,6 +14,7 @@ too, frozen like the snapshots they carry.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,16 +203,25 @@ class Counts(BaseModel):
         """Tasks that ended without an answer: what ``retry_tasks`` runs again."""
         return self.failed + self.cancelled + self.interrupted
 
+    @property
+    def total(self) -> int:
+        return self.queued + self.running + self.ended
+
     @staticmethod
     def of(states: list[TaskState]) -> Counts:
-        tally = dict.fromkeys(TaskState, 0)
-        for state in states:
-            tally[state] += 1
-        return Counts.of_tally(tally)
+        return Counts.of_tally(Counter(states))
 
     @staticmethod
     def of_tally(tally: Mapping[TaskState, int]) -> Counts:
-        return Counts(**{state.value: n for state, n in tally.items()})
+        # each state by name: task_output counts at every call, and iterating the enum is the slow part
+        return Counts(
+            queued=tally.get(TaskState.QUEUED, 0),
+            running=tally.get(TaskState.RUNNING, 0),
+            completed=tally.get(TaskState.COMPLETED, 0),
+            failed=tally.get(TaskState.FAILED, 0),
+            cancelled=tally.get(TaskState.CANCELLED, 0),
+            interrupted=tally.get(TaskState.INTERRUPTED, 0),
+        )
 
 
 # --- what the registry's readers get -------------------------------------------------------------
