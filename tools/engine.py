@@ -40,7 +40,8 @@ class RuntimeSlot:
         self._ready.set()
 
     async def get(self) -> Runtime:
-        await self._ready.wait()
+        if self._runtime is None:  # once open, no trip through the event loop (every tool call asks)
+            await self._ready.wait()
         assert self._runtime is not None
         return self._runtime
 
