@@ -5,6 +5,7 @@ and every replay of it did, with the SDK's default converter: 229 Python calls a
 
 from __future__ import annotations
 
+import gc
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -46,11 +47,15 @@ def calls_to_read(value: Any, converter: DataConverter) -> tuple[int, Any]:
         nonlocal calls
         calls += event == "call"
 
+    # The collector off while counting: a collection would run other objects' finalizers in this thread.
+    gc.collect()
+    gc.disable()
     sys.setprofile(count)
     try:
         [read] = converter.payload_converter.from_payloads(payloads, [type(value)])
     finally:
         sys.setprofile(None)
+        gc.enable()
     return calls, read
 
 
