@@ -58,8 +58,11 @@ async def serve_stdio(server: MCPServer[Any], greeted: Handover | None = None) -
             write_stream = _AfterGreeting(wire, greeted.greeting)
         messages = _CheckedLines(wire_in, write_stream, greeted.read if greeted else b"")
         async with anyio.create_task_group() as tg:
-            tg.start_soon(wire.run)  # returns once the server closes the wire and all is written
-            await lowlevel.run(messages, write_stream, lowlevel.create_initialization_options())
+            tg.start_soon(wire.run)  # returns once the wire is closed and all is written
+            try:
+                await lowlevel.run(messages, write_stream, lowlevel.create_initialization_options())
+            finally:
+                await wire.aclose()  # the server closes it as it ends; this makes sure of it
 
 
 class _AfterGreeting:
