@@ -84,7 +84,9 @@ def test_the_expected_curve_grows_with_workers_until_the_temporal_server_bounds_
 def test_the_cpu_reader_counts_a_process_and_its_children_as_the_kernel_charged_them() -> None:
     """Each process burns some CPU, prints what it used by its own account (os.times) and waits; what
     tree_cpu reads of the parent is the sum."""
-    burn = "import os, sys; sum(i * i for i in range(2_000_000)); t = os.times(); print(t.user + t.system, flush=True)"
+    # one write each (under PIPE_BUF, so whole): print may write the number and its newline apart, and the
+    # two processes share the pipe
+    burn = "import os, sys; sum(i * i for i in range(2_000_000)); t = os.times(); os.write(1, f'{t.user + t.system}\\n'.encode())"
     parent = f"import subprocess, sys; child = subprocess.Popen([sys.executable, '-c', {burn + '; sys.stdin.read()'!r}]); {burn}; sys.stdin.read(); child.wait()"
     with subprocess.Popen(
         [sys.executable, "-c", parent], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
