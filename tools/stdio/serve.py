@@ -137,7 +137,7 @@ class _CheckedLines:
         self._end = False
         self._closed = False
 
-    async def receive(self) -> SessionMessage | Exception:
+    async def receive(self) -> SessionMessage:
         if self._closed:
             raise anyio.ClosedResourceError
         while (line := await self._next_line()) is not None:
@@ -151,7 +151,7 @@ class _CheckedLines:
     def __aiter__(self) -> _CheckedLines:
         return self
 
-    async def __anext__(self) -> SessionMessage | Exception:
+    async def __anext__(self) -> SessionMessage:
         try:
             return await self.receive()
         except anyio.EndOfStream:

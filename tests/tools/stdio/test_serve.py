@@ -4,6 +4,7 @@ error, and the server keeps serving, in both protocol eras."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -13,11 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import mcp_types as types
+import pytest
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
+from mcp.shared.message import SessionMessage
 
 from tests.fake_api import FakeApi
 from tests.tools.cli.test_main import SCRIPT, script_env
+from tools.stdio import serve
 from tools.stdio.serve import LINE_LIMIT
 
 MODERN_META: dict[str, Any] = {
@@ -255,3 +260,44 @@ def test_a_client_on_one_socket_for_stdin_and_stdout_is_served(fake_api: FakeApi
                 assert json.loads(lines.readline())["id"] == message["id"]
         ours.shutdown(socket.SHUT_WR)  # end of input: the server ends
         assert process.wait(60) == 0
+
+
+class Answers:
+    """A write stream that keeps what it is sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[SessionMessage] = []
+
+    async def send(self, item: SessionMessage, /) -> None:
+        self.sent.append(item)
+
+
+async def test_lines_are_read_as_messages_and_a_bug_in_the_check_leaves_the_line_to_the_sdks_parser(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    read_end, write_end = os.pipe()
+    os.write(write_end, b'{"jsonrpc":"2.0","id":1,"method":"tools/list"}\nnot json\n')
+    os.write(
+        write_end, b'{"jsonrpc":"2.0","id":2,"method":"ping"}\n{"jsonrpc":"2.0","id":3,"method":"ping"}\n'
+    )
+    os.close(write_end)
+    answers = Answers()
+    lines = serve._CheckedLines(read_end, answers)  # pyright: ignore[reportPrivateUsage]
+    try:
+        with anyio.fail_after(30):
+            first = await lines.receive()
+            second = await lines.receive()  # the garbage between them is answered, not returned
+
+            def broken(line: bytes) -> None:
+                raise RuntimeError("a bug")
+
+            monkeypatch.setattr(serve, "check_line", broken)
+            third = await lines.receive()
+            with pytest.raises(anyio.EndOfStream):
+                await lines.receive()
+    finally:
+        os.close(read_end)
+    requests = [m.message for m in (first, second, third)]
+    assert [r.id for r in requests if isinstance(r, types.JSONRPCRequest)] == [1, 2, 3]
+    [answer] = [a.message for a in answers.sent]
+    assert isinstance(answer, types.JSONRPCError) and answer.error.code == PARSE_ERROR
