@@ -21,11 +21,11 @@ import logging
 import os
 from collections.abc import Generator
 from contextlib import contextmanager
-from types import TracebackType
 from typing import Any, Final, Protocol
 
 import anyio
 import mcp_types as types
+from anyio.abc import AsyncResource
 from mcp.server.mcpserver import MCPServer
 from mcp.shared._stream_protocols import WriteStream  # the type lowlevel.run takes
 from mcp.shared.message import SessionMessage
@@ -65,7 +65,7 @@ async def serve_stdio(server: MCPServer[Any], greeted: Handover | None = None) -
                 await wire.aclose()  # the server closes it as it ends; this makes sure of it
 
 
-class _AfterGreeting:
+class _AfterGreeting(AsyncResource):
     """The SDK's writer, less its answer to the request the greeter answered already."""
 
     def __init__(self, writer: WriteStream[SessionMessage], greeting: Greeting) -> None:
@@ -89,17 +89,6 @@ class _AfterGreeting:
     async def aclose(self) -> None:
         await self._writer.aclose()
 
-    async def __aenter__(self) -> _AfterGreeting:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
 
 @contextmanager
 def _claimed_stdin() -> Generator[int, None, None]:
@@ -119,7 +108,7 @@ def _claimed_stdin() -> Generator[int, None, None]:
         os.dup2(private, 0)
 
 
-class _CheckedLines:
+class _CheckedLines(AsyncResource):
     """The read stream the SDK's server reads (``mcp.shared._stream_protocols.ReadStream``): each line of
     stdin it can take, as a message; every other line is answered (or dropped) here.
 
@@ -159,17 +148,6 @@ class _CheckedLines:
 
     async def aclose(self) -> None:
         self._closed = True  # stdin itself is _claimed_stdin's to give back
-
-    async def __aenter__(self) -> _CheckedLines:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def _next_line(self) -> bytes | Refused | None:
         """The next whole line, the refusal of a line past the limit, or None at the end of stdin."""

@@ -26,17 +26,17 @@ import os
 import stat
 from collections.abc import Generator
 from contextlib import contextmanager
-from types import TracebackType
 from typing import Final
 
 import anyio
+from anyio.abc import AsyncResource
 from mcp.shared.message import SessionMessage
 
 # Backlog bytes above which senders wait for the reader; also the most written at a time.
 HIGH_WATER: Final = 64 * 1024
 
 
-class WireOut:
+class WireOut(AsyncResource):
     """The write stream the SDK's server writes every message to (``mcp.shared._stream_protocols.
     WriteStream``), on the wire ``fd``."""
 
@@ -81,17 +81,6 @@ class WireOut:
         """No more lines; what is queued is still written (``run`` returns when it is)."""
         self._closed = True
         self._work.set()
-
-    async def __aenter__(self) -> WireOut:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def _check_open(self) -> None:
         if self._broken is not None:
