@@ -79,36 +79,38 @@ def pipe() -> tuple[int, int]:
     return read_end, write_end
 
 
-async def test_a_line_larger_than_the_pipe_waits_for_the_reader_while_the_loop_runs_on() -> None:
+async def read_back(body: Callable[[WireOut, Reader], Awaitable[None]]) -> bytearray:
+    """Run ``body`` with the wire on a pipe (the client reading once ``body`` starts its ``Reader``) and
+    the writer task running; everything the client read."""
     read_end, write_end = pipe()
     reader = Reader(read_end)
+    try:
+        await serving(write_end, lambda wire: body(wire, reader))
+    finally:
+        os.close(write_end)
+        reader.join()
+    return reader.received
+
+
+async def test_a_line_larger_than_the_pipe_waits_for_the_reader_while_the_loop_runs_on() -> None:
     before = _workers()
-    loop_ran = anyio.Event()
 
-    async def mark() -> None:
-        loop_ran.set()
-        reader.start()  # the client reads only once another task has run while the send waits
+    async def body(wire: WireOut, reader: Reader) -> None:
+        async def mark() -> None:
+            reader.start()  # the client reads only once another task has run while the send waits
 
-    async def body(wire: WireOut) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(wire.send, message(1, TEXT))
             tg.start_soon(mark)
 
-    try:
-        await serving(write_end, body)
-        new_workers = _workers() - before
-    finally:
-        os.close(write_end)
-        reader.join()
-    assert json.loads(reader.received.decode("utf-8"))["params"] == {"n": 1, "t": TEXT}
+    received = await read_back(body)
+    new_workers = _workers() - before
+    assert json.loads(received.decode("utf-8"))["params"] == {"n": 1, "t": TEXT}
     assert not new_workers, "a write to a pipe went through a worker thread"
 
 
 async def test_a_cancelled_sender_s_line_is_still_finished_whole_before_the_next() -> None:
-    read_end, write_end = pipe()
-    reader = Reader(read_end)
-
-    async def body(wire: WireOut) -> None:
+    async def body(wire: WireOut, reader: Reader) -> None:
         with anyio.CancelScope() as scope:
             scope.cancel()  # cancelled from the start: the send waits for room, cancelled there
             await wire.send(message(1, TEXT))  # the pipe takes a part; the rest is over HIGH_WATER
@@ -116,41 +118,29 @@ async def test_a_cancelled_sender_s_line_is_still_finished_whole_before_the_next
         reader.start()
         await wire.send(message(2))
 
-    try:
-        await serving(write_end, body)
-    finally:
-        os.close(write_end)
-        reader.join()
-    assert numbers(reader.received) == [1, 2]
+    assert numbers(await read_back(body)) == [1, 2]
 
 
 async def test_lines_from_many_senders_arrive_whole() -> None:
-    read_end, write_end = pipe()
-    reader = Reader(read_end)
-
-    async def body(wire: WireOut) -> None:
+    async def body(wire: WireOut, reader: Reader) -> None:
         async with anyio.create_task_group() as tg:
             for n in range(200):  # a megabyte: many pipes full
                 tg.start_soon(wire.send, message(n, "x" * 5_000))
             reader.start()
 
-    try:
-        await serving(write_end, body)
-    finally:
-        os.close(write_end)
-        reader.join()
-    assert sorted(numbers(reader.received)) == list(range(200))
+    assert sorted(numbers(await read_back(body))) == list(range(200))
 
 
 async def test_a_sender_ahead_of_the_reader_waits_once_the_backlog_passes_high_water() -> None:
     read_end, write_end = pipe()
-    pipe_size = fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ)
-    reader = Reader(read_end)
+    pipe_size = fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ)  # what read_back's pipe holds too
+    os.close(read_end)
+    os.close(write_end)
     line = len(message(0, "x" * 5_000).message.model_dump_json(by_alias=True, exclude_unset=True)) + 1
     sent = 0
     held: list[int] = []
 
-    async def body(wire: WireOut) -> None:
+    async def body(wire: WireOut, reader: Reader) -> None:
         async def sender() -> None:
             nonlocal sent
             for n in range(200):
@@ -164,16 +154,12 @@ async def test_a_sender_ahead_of_the_reader_waits_once_the_backlog_passes_high_w
             held.append(sent)
             reader.start()
 
-    try:
-        await serving(write_end, body)
-    finally:
-        os.close(write_end)
-        reader.join()
+    received = await read_back(body)
     backlog, sent_while_held = held
     assert HIGH_WATER < backlog <= HIGH_WATER + line  # the line that passed it, then no more
     # what the pipe holds, then HIGH_WATER, then the line that passed it: not all 200
     assert sent_while_held <= (pipe_size + HIGH_WATER) // line + 1
-    assert numbers(reader.received) == list(range(200))
+    assert numbers(received) == list(range(200))
 
 
 async def test_once_the_reader_is_gone_a_send_says_so_and_the_writer_ends() -> None:
